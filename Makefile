@@ -1,0 +1,53 @@
+# Signalman: `make demo` shows a release train; `make test` proves it.
+# Every build cache lives outside the clone so CI and later sessions reuse it.
+
+SHELL := /bin/bash
+CACHE ?= $(HOME)/.cache/signalman
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+export GOMODCACHE ?= $(CACHE)/gomod
+export GOCACHE ?= $(CACHE)/gocache
+export PATH := /usr/local/go/bin:$(HOME)/.cargo/bin:$(PATH)
+
+KUBECONFIG_E2E := $(CURDIR)/.e2e/kubeconfig
+PROM_PORT ?= 9090
+export PROMETHEUS_URL ?= http://127.0.0.1:$(PROM_PORT)
+
+.PHONY: test unit e2e crds check-crds build cluster-up cluster-down
+
+## test: unit tests, the CRD check and the e2e suite on the local control plane.
+# e2e/test.sh brings the local cluster up if none is running, runs `make unit`
+# and the e2e suite, and stops the cluster again if it started it (also on
+# failure) unless KEEP_CLUSTER=1.
+test: check-crds
+	e2e/test.sh
+
+## unit: fast tests of the pure core (simulated clock, property tests).
+unit:
+	cargo test -p signalman
+
+build:
+	cargo build -p signalman --bins
+
+## crds: regenerate crds/ from the code.
+crds:
+	cargo run -q -p signalman --bin signalman -- crd > crds/signalman.dev_releases.yaml
+
+## check-crds: fail if crds/ differs from what the code generates.
+check-crds:
+	@cargo run -q -p signalman --bin signalman -- crd | diff -u crds/signalman.dev_releases.yaml - \
+	  || { echo "crds/ is stale: run 'make crds' and commit the result"; exit 1; }
+
+## e2e: the end-to-end suite against .e2e/kubeconfig (see docs/testing.md).
+## (Brings the local cluster up if needed and leaves it running. Against any
+## other cluster: KUBECONFIG=... PROMETHEUS_URL=... cargo test -p signalman-e2e)
+e2e:
+	e2e/test.sh --e2e
+
+## cluster-up: build (cached) and start the local control plane, Prometheus and
+## the traffic simulator; idempotent. Prints KUBECONFIG and PROMETHEUS_URL.
+cluster-up:
+	e2e/cluster/up.sh
+
+## cluster-down: stop exactly the processes cluster-up started; idempotent.
+cluster-down:
+	e2e/cluster/down.sh

@@ -1,0 +1,1 @@
+//! Measurement semantics (pure) and the Prometheus client (shell side).

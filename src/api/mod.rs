@@ -1,0 +1,639 @@
+//! The `Release` custom resource (`signalman.dev/v1alpha1`).
+//!
+//! The spec is the release manifest a person writes; the status is everything the
+//! controller needs to resume after a crash and everything a person needs to
+//! understand the release at a glance. Validation that needs nothing but the
+//! object itself lives in the schema (CEL rules below) and is mirrored by
+//! [`validate`] so the plugin can check a file offline with the same words.
+
+mod conditions;
+mod validate;
+
+pub use conditions::{ConditionType, set_condition};
+pub use validate::{Problem, validate};
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use kube::core::Duration;
+
+/// Label on every pod of a canary Deployment; the traffic simulator and users'
+/// queries tell canary from stable by it.
+pub const TRACK_LABEL: &str = "signalman.dev/track";
+/// Label on objects Signalman creates, naming the Release that owns them.
+pub const RELEASE_LABEL: &str = "signalman.dev/release";
+/// Label on objects Signalman creates, naming the service (entry of `spec.services`).
+pub const SERVICE_LABEL: &str = "signalman.dev/service";
+/// Label on a canary Service naming the stable Service it shadows.
+pub const CANARY_OF_LABEL: &str = "signalman.dev/canary-of";
+/// Field manager for every server-side apply Signalman makes.
+pub const FIELD_MANAGER: &str = "signalman";
+
+/// A release train: Deployments that change together, in dependency order,
+/// each shifted to its new version in measured steps and reversed together on a breach.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "signalman.dev",
+    version = "v1alpha1",
+    kind = "Release",
+    namespaced,
+    status = "ReleaseStatus",
+    shortname = "rel",
+    category = "signalman",
+    derive = "PartialEq",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Wave","type":"string","jsonPath":".status.currentWave"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress"}"#,
+    printcolumn = r#"{"name":"Owner","type":"string","jsonPath":".spec.owner","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseSpec {
+    /// The single person or team accountable for this release.
+    #[x_kube(validation = Rule::new("self != ''").message("spec.owner must name the accountable release owner"))]
+    pub owner: String,
+
+    /// One line on what this release ships and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+
+    /// Where analysis queries go. Defaults to the operator's `--prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSpec>,
+
+    /// Steps and analysis inherited by every service that does not set its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Defaults>,
+
+    /// The services that change together. Order does not matter: `dependsOn` does.
+    #[schemars(length(min = 1, max = 100))]
+    #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("spec.services: service names must be unique"))]
+    pub services: Vec<ServiceSpec>,
+
+    /// Pause the release: nothing advances and no step bakes while true; canary weights stay where they are.
+    /// The bake of the current step starts over on resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+
+    /// Abort the release: every canary goes to 0 % and promoted services are restored in reverse order.
+    /// Cannot be undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<bool>,
+
+    /// Lift the hold whose id (`status.hold.id`) equals this value. A hold is placed when analysis
+    /// cannot decide (errors or no data beyond the limits) or the cluster drifted; a new hold gets a new id,
+    /// so a stale value never lifts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_hold: Option<String>,
+
+    /// Roll back automatically when a hold lasts longer than this (Go duration, e.g. `30m`).
+    /// Unset: a hold waits for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("spec.holdTimeout must be a duration of at least 1s, e.g. 30m"))]
+    pub hold_timeout: Option<Duration>,
+}
+
+/// The Prometheus server that analysis queries go to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSpec {
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`.
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("spec.prometheus.address must be an http:// or https:// URL"))]
+    pub address: String,
+}
+
+/// Defaults inherited by every service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Defaults {
+    /// The traffic steps each service walks through unless it sets its own `steps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 20))]
+    #[x_kube(validation = Rule::new(STEPS_INCREASING).message("spec.defaults.steps: weights must strictly increase"))]
+    #[x_kube(validation = Rule::new(STEPS_END_AT_100).message("spec.defaults.steps: the last step must have weight 100"))]
+    pub steps: Option<Vec<Step>>,
+
+    /// How each step is measured unless a service sets its own `analysis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+}
+
+const STEPS_INCREASING: &str =
+    "self.map(s, s.weight).isSorted() && self.all(a, self.exists_one(b, b.weight == a.weight))";
+const STEPS_END_AT_100: &str = "self[size(self) - 1].weight == 100";
+
+/// One traffic step: the canary gets `weight` percent of the traffic, held for `bake`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// Percent of traffic sent to the new version, 1 to 100.
+    #[schemars(range(min = 1, max = 100))]
+    pub weight: i32,
+    /// How long the step is held and measured before it may pass (Go duration, at least `1s`).
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("bake must be a duration of at least 1s, e.g. 2m"))]
+    pub bake: Duration,
+}
+
+/// How a step is measured and judged.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Analysis {
+    /// Time between two measurements of each metric during a bake (Go duration, at least `1s`; default `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("analysis.interval must be a duration of at least 1s, e.g. 30s"))]
+    pub interval: Option<Duration>,
+    /// Failed measurements tolerated per step; one more is a breach (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub failure_limit: Option<i32>,
+    /// Inconclusive measurements tolerated per step; one more holds the release (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub inconclusive_limit: Option<i32>,
+    /// Measurement errors (Prometheus unreachable, bad query) tolerated per step; one more holds the release (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub error_limit: Option<i32>,
+    /// Passing measurements each metric needs before a step may pass.
+    /// Default: one per full `interval` in the step's `bake`, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_passes: Option<i32>,
+    /// What an empty query result counts as (default `inconclusive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data: Option<NoDataPolicy>,
+    /// The criteria. Each query must return one number; it passes when inside `[min, max]`.
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    #[x_kube(validation = Rule::new("self.all(m, self.exists_one(n, n.name == m.name))").message("analysis.metrics: metric names must be unique"))]
+    pub metrics: Vec<Metric>,
+}
+
+/// What an empty query result counts as.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NoDataPolicy {
+    /// Counts toward `inconclusiveLimit`; beyond it the release holds.
+    #[default]
+    #[serde(rename = "inconclusive")]
+    Inconclusive,
+    /// Counts as a failed measurement.
+    #[serde(rename = "fail")]
+    Fail,
+    /// Counts as a passing measurement.
+    #[serde(rename = "pass")]
+    Pass,
+}
+
+/// One criterion: a PromQL query and the range its value must stay in.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.min) || has(self.max)").message("analysis.metrics: each metric needs min, max or both"))]
+#[x_kube(validation = Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("analysis.metrics: min must not exceed max"))]
+pub struct Metric {
+    /// Short name shown in status, events and the plugin, e.g. `error-rate`.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// PromQL returning one number. `{{namespace}}`, `{{service}}`, `{{release}}`, `{{canary_hash}}`
+    /// and `{{stable_hash}}` are replaced (escaped for PromQL strings) before it runs.
+    #[schemars(length(min = 1))]
+    pub query: String,
+    /// Lowest passing value (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Highest passing value (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// One service of the train: a Deployment and the change it gets.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.dependsOn) || !(self.name in self.dependsOn)").message("spec.services[].dependsOn: a service cannot depend on itself"))]
+pub struct ServiceSpec {
+    /// Name of the service in this Release; also its Kubernetes Service name in `{{service}}`.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Team or person who owns this service's change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The Deployment, in the Release's namespace, that runs this service.
+    #[schemars(length(min = 1, max = 253))]
+    pub deployment: String,
+    /// What changes in the Deployment's pod template.
+    pub change: Change,
+    /// Services that must be promoted before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub depends_on: Vec<String>,
+    /// How traffic reaches the new version. Absent: replica ratio (a canary Deployment beside the stable one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+    /// This service's own steps, replacing `spec.defaults.steps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 20))]
+    #[x_kube(validation = Rule::new(STEPS_INCREASING).message("spec.services[].steps: weights must strictly increase"))]
+    #[x_kube(validation = Rule::new(STEPS_END_AT_100).message("spec.services[].steps: the last step must have weight 100"))]
+    pub steps: Option<Vec<Step>>,
+    /// This service's own analysis, replacing `spec.defaults.analysis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+}
+
+/// The change to a Deployment's pod template.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.images) && size(self.images) > 0) || (has(self.env) && size(self.env) > 0)").message("spec.services[].change must set images or env"))]
+pub struct Change {
+    /// How risky the change is; drives the release's risk class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<ChangeClass>,
+    /// Container name to new image.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
+    /// Container name to environment variables to set (name to literal value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The kind of change, from least to most risky.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChangeClass {
+    #[serde(rename = "copy")]
+    Copy,
+    #[serde(rename = "config")]
+    Config,
+    #[serde(rename = "feature")]
+    Feature,
+    #[serde(rename = "migration")]
+    Migration,
+    #[serde(rename = "auth")]
+    Auth,
+    #[serde(rename = "payment")]
+    Payment,
+}
+
+/// How traffic is shifted to the new version.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Traffic {
+    /// Shift traffic with weighted backendRefs on a Gateway API HTTPRoute.
+    #[serde(rename = "gatewayAPI", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_api: Option<GatewayApiTraffic>,
+}
+
+/// Gateway API traffic: the route already sends traffic to the stable Service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayApiTraffic {
+    /// The HTTPRoute, in the Release's namespace, whose backendRef to the stable Service gets a weighted canary beside it.
+    #[schemars(length(min = 1, max = 253))]
+    pub http_route: String,
+    /// The stable Service the route points at. Default: the service's `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+// ---------------------------------------------------------------- status
+
+/// Where a release stands.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The release's phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Why the release is in its phase, in one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The wave now moving, as `N/M` (for `kubectl get`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_wave: Option<String>,
+    /// Promoted services out of all, as `N/M promoted` (for `kubectl get`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// The computed plan: waves and rollback order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    /// Fingerprint of the spec the release started with; a different spec mid-flight holds the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
+    /// When the first change was made to the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the release reached a final phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// The hold in force, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+    /// Holds placed so far; the next hold's id is `hold-<holds + 1>`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub holds: i32,
+    /// Why a rollback began (the breach or the abort), once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackCause>,
+    /// One entry per service, in spec order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceStatus>,
+    /// kstatus conditions: `Ready`, `Reconciling`, `Stalled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// What happened, oldest first (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelineEntry>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// The phase of a release.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Accepted, nothing changed yet (or refused: see the `Stalled` condition).
+    #[default]
+    Pending,
+    /// Waiting for go/no-go gates.
+    AwaitingGates,
+    /// Canaries are moving through their steps.
+    Progressing,
+    /// Held: by a person (`spec.paused`) or by the controller (see `status.hold`).
+    Paused,
+    /// A breach or an abort: canaries are withdrawn and promoted services restored in reverse order.
+    RollingBack,
+    /// Every service promoted.
+    Succeeded,
+    /// Every change reversed.
+    RolledBack,
+    /// Could not finish and could not be reversed automatically; needs a person.
+    Failed,
+}
+
+impl Phase {
+    /// A final phase: nothing more will happen.
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::RolledBack | Phase::Failed)
+    }
+    /// The release has changed, or may change, the cluster and has not finished.
+    pub fn is_in_flight(self) -> bool {
+        matches!(
+            self,
+            Phase::AwaitingGates | Phase::Progressing | Phase::Paused | Phase::RollingBack
+        )
+    }
+}
+
+/// The computed plan.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Topological levels of the dependency graph; the services of one wave move in parallel.
+    pub waves: Vec<Wave>,
+    /// The order services are restored in on a rollback: dependents before their dependencies.
+    pub rollback_order: Vec<String>,
+}
+
+/// One wave of the plan.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Wave {
+    /// Services in this wave, in spec order.
+    pub services: Vec<String>,
+}
+
+/// A hold: the release stopped because it could not decide, and waits for a person.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    /// Set `spec.resumeHold` to this to lift the hold.
+    pub id: String,
+    /// Why, in one sentence.
+    pub reason: String,
+    /// The service whose state caused it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// When the hold was placed.
+    pub since: Time,
+}
+
+/// Why a rollback began.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackCause {
+    /// `Breach`, `Abort` or `HoldTimeout`.
+    pub reason: String,
+    /// What happened, in one sentence.
+    pub message: String,
+    /// The service that breached, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// When the metric first deviated (the first failing measurement of the breaching step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_deviation_at: Option<Time>,
+    /// When the rollback began.
+    pub at: Time,
+}
+
+/// Where one service stands.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// The service's name in `spec.services`.
+    pub name: String,
+    /// The service's phase.
+    pub phase: ServicePhase,
+    /// Index of the current step in the service's steps, while progressing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
+    /// Percent of traffic the canary should get now.
+    #[serde(default)]
+    pub weight: i32,
+    /// When the current step's bake began (the moment its weight was in effect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_started_at: Option<Time>,
+    /// The ControllerRevision holding the Deployment's pod template from before the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// This step's count of measurements per metric and outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tally: Vec<MetricTally>,
+    /// Most recent measurements, newest last (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurements: Vec<Measurement>,
+    /// When this service's state last changed phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// What the service is waiting for, or what went wrong, in one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The phase of one service.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ServicePhase {
+    /// Waiting for its dependencies (or for the release to start).
+    #[default]
+    Pending,
+    /// Canary moving through the steps.
+    Progressing,
+    /// Stable Deployment being updated to the new version; canary still serving.
+    Promoting,
+    /// The new version is the stable one; canary objects are gone.
+    Promoted,
+    /// Canary going to 0 % and being removed (breach, abort or hold timeout).
+    Withdrawing,
+    /// Canary removed before promotion; the stable Deployment was never touched.
+    Withdrawn,
+    /// Stable Deployment being put back to its baseline.
+    Restoring,
+    /// Stable Deployment back on its baseline.
+    Restored,
+    /// Never started: the release ended first.
+    Skipped,
+}
+
+/// Counts of this step's measurements for one metric.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricTally {
+    pub metric: String,
+    #[serde(default)]
+    pub passed: i32,
+    #[serde(default)]
+    pub failed: i32,
+    #[serde(default)]
+    pub inconclusive: i32,
+    #[serde(default)]
+    pub errors: i32,
+}
+
+/// One measurement of one metric.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Measurement {
+    pub metric: String,
+    /// Index of the step it was taken in.
+    pub step: i32,
+    /// The value, when the query returned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    pub outcome: Outcome,
+    /// The error or the reason for the outcome, when there is one to tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub at: Time,
+}
+
+/// What a measurement counts as.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Inconclusive,
+    Error,
+}
+
+/// One entry of the release's history.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEntry {
+    pub at: Time,
+    /// A CamelCase word: `Started`, `StepStarted`, `StepPassed`, `Promoted`, `Breach`, `WeightZero`, `Restored`, ...
+    pub reason: String,
+    /// The service it concerns, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub message: String,
+}
+
+// ---------------------------------------------------------------- resolved views
+
+/// Defaults applied when neither the service nor `spec.defaults` sets a value.
+pub mod default {
+    use std::time::Duration;
+    pub const INTERVAL: Duration = Duration::from_secs(30);
+    pub const FAILURE_LIMIT: i32 = 0;
+    pub const INCONCLUSIVE_LIMIT: i32 = 2;
+    pub const ERROR_LIMIT: i32 = 2;
+    /// Most recent measurements kept per service in status.
+    pub const MEASUREMENTS_KEPT: usize = 12;
+    /// Timeline entries kept in status.
+    pub const TIMELINE_KEPT: usize = 200;
+    /// Steps used when neither the service nor `spec.defaults` has any.
+    pub fn steps() -> Vec<(i32, Duration)> {
+        vec![
+            (5, Duration::from_secs(120)),
+            (25, Duration::from_secs(300)),
+            (50, Duration::from_secs(300)),
+            (100, Duration::from_secs(120)),
+        ]
+    }
+}
+
+impl ReleaseSpec {
+    /// The service entry named `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The steps service `svc` walks through: its own, else the defaults, else the built-in ones.
+    pub fn steps_of(&self, svc: &ServiceSpec) -> Vec<Step> {
+        svc.steps
+            .clone()
+            .or_else(|| self.defaults.as_ref().and_then(|d| d.steps.clone()))
+            .unwrap_or_else(|| {
+                default::steps()
+                    .into_iter()
+                    .map(|(weight, bake)| Step { weight, bake: bake.into() })
+                    .collect()
+            })
+    }
+
+    /// The analysis service `svc` is judged by: its own, else the defaults, else none (no metrics).
+    pub fn analysis_of(&self, svc: &ServiceSpec) -> Analysis {
+        svc.analysis
+            .clone()
+            .or_else(|| self.defaults.as_ref().and_then(|d| d.analysis.clone()))
+            .unwrap_or_default()
+    }
+}
+
+impl Analysis {
+    pub fn interval(&self) -> std::time::Duration {
+        self.interval.map(Into::into).unwrap_or(default::INTERVAL)
+    }
+    pub fn failure_limit(&self) -> i32 {
+        self.failure_limit.unwrap_or(default::FAILURE_LIMIT)
+    }
+    pub fn inconclusive_limit(&self) -> i32 {
+        self.inconclusive_limit.unwrap_or(default::INCONCLUSIVE_LIMIT)
+    }
+    pub fn error_limit(&self) -> i32 {
+        self.error_limit.unwrap_or(default::ERROR_LIMIT)
+    }
+    /// Passing measurements each metric needs in a step that bakes for `bake`.
+    pub fn min_passes(&self, bake: std::time::Duration) -> i32 {
+        self.min_passes.unwrap_or_else(|| {
+            let per_bake = bake.as_millis() / self.interval().as_millis().max(1);
+            i32::try_from(per_bake).unwrap_or(i32::MAX).max(1)
+        })
+    }
+}
+
+impl Release {
+    /// `namespace/name`, for logs and messages.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.metadata.namespace.as_deref().unwrap_or_default(),
+            self.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+}

@@ -1,0 +1,148 @@
+//! The pure decision core.
+//!
+//! `decide(release, observations, now)` returns the actions to take, the new
+//! status and when to look again. It never touches the network and never reads
+//! a clock: every schedule (bake, interval, hold timeout) is a function of
+//! `now`, so tests drive it with a simulated clock. The controller is the
+//! imperative shell: it observes the cluster, runs the measurements that
+//! `due_measurements` asks for, calls `decide`, applies the actions in order
+//! and writes the status when it changed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::api::ReleaseStatus;
+
+/// What the shell saw in the cluster and in Prometheus for one decision.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observations {
+    /// Keyed by the service's name in `spec.services`.
+    pub services: BTreeMap<String, ServiceObservation>,
+    /// Measurements the shell took, as asked by [`due_measurements`], since the last decision.
+    pub measurements: Vec<Taken>,
+}
+
+/// One service's objects as the shell found them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceObservation {
+    /// The stable Deployment; `None` when it does not exist.
+    pub stable: Option<StableObservation>,
+    /// The canary as it is in effect now; `None` when no canary objects exist.
+    pub canary: Option<CanaryObservation>,
+    /// The ControllerRevision with this service's baseline exists.
+    pub baseline_recorded: bool,
+    /// Another unfinished Release that claims this Deployment first (its name).
+    pub claimed_by: Option<String>,
+    /// The HTTPRoute, for Gateway API traffic; `None` for replica ratio.
+    pub route: Option<RouteObservation>,
+}
+
+/// The stable Deployment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StableObservation {
+    /// Container names of its pod template.
+    pub containers: Vec<String>,
+    /// What its pod template is now, compared with the baseline and the new version.
+    pub template: TemplateState,
+    /// Its rollout is complete: the controller observed the latest generation and every
+    /// replica is updated and available.
+    pub rolled_out: bool,
+    /// `spec.replicas`.
+    pub replicas: i32,
+}
+
+/// The stable Deployment's pod template compared with what the release expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplateState {
+    /// As it was before the release (or, before the baseline is recorded, not yet the new version).
+    Baseline,
+    /// The new version: the baseline with the change applied.
+    New,
+    /// Neither: someone else changed it during the release.
+    Drifted,
+}
+
+/// The canary objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CanaryObservation {
+    /// The weight the canary objects implement now (replica count or route weights).
+    pub weight: i32,
+    /// Every canary pod asked for is available, so `weight` is really in effect.
+    pub ready: bool,
+}
+
+/// The HTTPRoute of a Gateway API service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteObservation {
+    /// The route exists and has a backendRef to the stable Service.
+    pub found: bool,
+    /// Someone else changed the backendRefs Signalman set.
+    pub drifted: bool,
+}
+
+/// A measurement the engine wants taken now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeasurementRequest {
+    pub service: String,
+    pub metric: String,
+    /// Index of the step it belongs to.
+    pub step: i32,
+}
+
+/// A measurement the shell took.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Taken {
+    pub service: String,
+    pub metric: String,
+    pub step: i32,
+    pub result: QueryResult,
+    pub at: Timestamp,
+}
+
+/// What a query returned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueryResult {
+    Value(f64),
+    /// An empty result.
+    NoData,
+    /// Prometheus unreachable, a bad query, or a result that is not one number.
+    Error(String),
+}
+
+/// One change to make in the cluster. Every action is idempotent: applying it
+/// twice has the effect of applying it once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Store the stable Deployment's current pod template as this service's baseline.
+    RecordBaseline { service: String },
+    /// Run the new version as a canary taking `weight` percent of traffic
+    /// (create, scale or re-weight the canary objects; 0 keeps them but sends nothing).
+    SetCanaryWeight { service: String, weight: i32 },
+    /// Write the new version into the stable Deployment.
+    PromoteStable { service: String },
+    /// Send all traffic to the stable backend and delete the canary objects.
+    RemoveCanary { service: String },
+    /// Write the baseline back into the stable Deployment.
+    RestoreBaseline { service: String },
+}
+
+/// An Event worth telling people about (transitions only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub reason: String,
+    pub message: String,
+    pub warning: bool,
+}
+
+/// The engine's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// In the order they must be applied.
+    pub actions: Vec<Action>,
+    pub status: ReleaseStatus,
+    /// When to decide again if nothing wakes the controller first.
+    pub requeue_after: Option<Duration>,
+    pub notices: Vec<Notice>,
+}

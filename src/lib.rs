@@ -1,0 +1,10 @@
+//! Signalman: a Kubernetes operator that runs release trains.
+//!
+//! `api` holds the `Release` resource; `plan`, `engine` and the judging half of
+//! `analysis` are pure and decide; `traffic` and `controller` observe the
+//! cluster and act on the engine's decisions.
+
+pub mod analysis;
+pub mod api;
+pub mod engine;
+pub mod plan;

@@ -1,0 +1,1 @@
+//! Pure planning: waves from `dependsOn`, cycles, rollback order.
