@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Bring up the local e2e environment (idempotent):
+#   etcd, kube-apiserver (TLS, client CA, RBAC), kube-controller-manager,
+#   kube-scheduler, kwok with fake Nodes, the Gateway API CRDs,
+#   the traffic simulator and Prometheus scraping it -- all on 127.0.0.1.
+# If everything is already up and healthy it returns within seconds.
+#
+# State lives in $E2E_DIR (default <repo>/.e2e): pki/, kubeconfig, logs/,
+# pids/, etcd/, prometheus/. Stop with down.sh (`make cluster-down`).
+#
+# Ports (override via env): ETCD_PORT=12379 ETCD_PEER_PORT=12380
+#   APISERVER_PORT=16443 KCM_PORT=20257 SCHEDULER_PORT=20259
+#   PROM_PORT=9090 SIM_PORT=9464.  KWOK_NODES=3 sets the number of fake Nodes.
+set -euo pipefail
+shopt -s inherit_errexit
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+
+T0=$SECONDS
+elapsed() { echo "$((SECONDS - T0))s"; }
+
+mkdir -p "$E2E_DIR" "$LOGS" "$PIDS"
+
+if cluster_healthy; then
+  say "cluster already up and healthy ($(elapsed))"
+  print_summary
+  exit 0
+fi
+if any_running; then
+  say "cluster partly up or unhealthy: restarting it"
+  "$HERE/down.sh"
+  mkdir -p "$E2E_DIR" "$LOGS" "$PIDS"
+fi
+
+# --- binaries -----------------------------------------------------------------
+say "building / locating binaries (cached in $SIGNALMAN_CACHE/bin)"
+"$HERE/build.sh"
+
+# Build the traffic simulator in the background while the cluster starts.
+say "building traffic-sim (cargo, target dir $CARGO_TARGET_DIR; log: $LOGS/cargo-traffic-sim.log)"
+(cd "$REPO" && cargo build -p signalman-e2e --bin traffic-sim) >"$LOGS/cargo-traffic-sim.log" 2>&1 &
+CARGO_PID=$!
+
+# --- PKI ------------------------------------------------------------------------
+gen_pki
+
+# --- etcd -----------------------------------------------------------------------
+rm -rf "$E2E_DIR/etcd"
+start etcd "$ETCD_BIN/etcd" \
+  --name=signalman-e2e \
+  --data-dir="$E2E_DIR/etcd" \
+  --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
+  --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster="signalman-e2e=http://127.0.0.1:$ETCD_PEER_PORT" \
+  --listen-metrics-urls="" \
+  --auto-compaction-retention=1 \
+  --quota-backend-bytes=4294967296 \
+  --unsafe-no-fsync=true \
+  --log-level=warn
+wait_until "etcd healthy" 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
+
+# --- Prometheus (independent of the cluster, so start it early) -----------------
+rm -rf "$E2E_DIR/prometheus"
+sed -e "s/@SIM_PORT@/$SIM_PORT/g" "$HERE/prometheus.yml" >"$E2E_DIR/prometheus.yml"
+start prometheus "$PROMETHEUS_BIN" \
+  --config.file="$E2E_DIR/prometheus.yml" \
+  --storage.tsdb.path="$E2E_DIR/prometheus" \
+  --storage.tsdb.retention.time=1d \
+  --web.listen-address="127.0.0.1:$PROM_PORT" \
+  --web.enable-lifecycle \
+  --query.lookback-delta=30s \
+  --log.level=warn
+
+# --- kube-apiserver ---------------------------------------------------------------
+start kube-apiserver "$KUBE_BIN/kube-apiserver" \
+  --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+  --bind-address=127.0.0.1 \
+  --advertise-address=127.0.0.1 \
+  --secure-port="$APISERVER_PORT" \
+  --tls-cert-file="$PKI/apiserver.crt" \
+  --tls-private-key-file="$PKI/apiserver.key" \
+  --client-ca-file="$PKI/ca.crt" \
+  --requestheader-client-ca-file="$PKI/ca.crt" \
+  --requestheader-allowed-names=front-proxy-client \
+  --requestheader-username-headers=X-Remote-User \
+  --requestheader-group-headers=X-Remote-Group \
+  --requestheader-extra-headers-prefix=X-Remote-Extra- \
+  --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+  --proxy-client-key-file="$PKI/front-proxy-client.key" \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$PKI/sa.pub" \
+  --service-account-signing-key-file="$PKI/sa.key" \
+  --service-cluster-ip-range=10.96.0.0/16 \
+  --authorization-mode=Node,RBAC \
+  --allow-privileged=true \
+  --enable-priority-and-fairness=false \
+  --max-requests-inflight=0 \
+  --max-mutating-requests-inflight=0 \
+  --event-ttl=30m \
+  --endpoint-reconciler-type=none \
+  --profiling=false \
+  --v=1
+wait_until "kube-apiserver /readyz" 90 kubectl_admin get --raw=/readyz
+
+# --- controllers, scheduler, kwok ------------------------------------------------
+start kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
+  --kubeconfig="$E2E_DIR/kubeconfigs/controller-manager" \
+  --authentication-kubeconfig="$E2E_DIR/kubeconfigs/controller-manager" \
+  --authorization-kubeconfig="$E2E_DIR/kubeconfigs/controller-manager" \
+  --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+  --bind-address=127.0.0.1 \
+  --secure-port="$KCM_PORT" \
+  --leader-elect=false \
+  --use-service-account-credentials=true \
+  --service-account-private-key-file="$PKI/sa.key" \
+  --root-ca-file="$PKI/ca.crt" \
+  --cluster-signing-cert-file="$PKI/ca.crt" \
+  --cluster-signing-key-file="$PKI/ca.key" \
+  --controllers='*,-nodeipam' \
+  --node-monitor-grace-period=60s \
+  --kube-api-qps=200 --kube-api-burst=400 \
+  --v=1
+start kube-scheduler "$KUBE_BIN/kube-scheduler" \
+  --kubeconfig="$E2E_DIR/kubeconfigs/scheduler" \
+  --authentication-kubeconfig="$E2E_DIR/kubeconfigs/scheduler" \
+  --authorization-kubeconfig="$E2E_DIR/kubeconfigs/scheduler" \
+  --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+  --bind-address=127.0.0.1 \
+  --secure-port="$SCHEDULER_PORT" \
+  --leader-elect=false \
+  --kube-api-qps=200 --kube-api-burst=400 \
+  --v=1
+start kwok "$KWOK_BIN/kwok" \
+  --config="$HERE/kwok-stages.yaml" \
+  --kubeconfig="$E2E_DIR/kubeconfigs/kwok" \
+  --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+  --node-lease-duration-seconds=40 \
+  --cidr=10.244.0.1/16 \
+  --node-ip=10.240.0.1
+
+# Fake Nodes, managed by kwok (pods need no toleration: there are no real nodes).
+for i in $(seq 1 "$KWOK_NODES"); do
+  cat <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
+  labels:
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    kubernetes.io/role: agent
+    type: kwok
+    topology.kubernetes.io/zone: zone-$i
+---
+EOF
+done | kubectl_admin apply --server-side --field-manager=signalman-e2e -f - >/dev/null
+wait_until "$KWOK_NODES Nodes Ready" 60 nodes_ready
+wait_until "ServiceAccount default/default (token controller up)" 60 \
+  kubectl_admin get serviceaccount default -n default
+
+# --- Gateway API CRDs --------------------------------------------------------------
+GW_DIR=$(gateway_api_dir)
+say "installing Gateway API $GATEWAY_API_VERSION standard CRDs"
+kubectl_admin apply --server-side --force-conflicts --field-manager=signalman-e2e \
+  -f "$GW_DIR/config/crd/standard/" >/dev/null
+kubectl_admin wait --for=condition=Established --timeout=60s \
+  crd/httproutes.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io >/dev/null
+
+# --- traffic simulator --------------------------------------------------------------
+say "waiting for the traffic-sim build"
+if ! wait "$CARGO_PID"; then
+  tail -n 30 "$LOGS/cargo-traffic-sim.log" >&2
+  die "cargo build of traffic-sim failed (log: $LOGS/cargo-traffic-sim.log)"
+fi
+cp "$CARGO_TARGET_DIR/debug/traffic-sim" "$E2E_DIR/traffic-sim"
+start traffic-sim env KUBECONFIG="$KUBECONFIG_ADMIN" SIM_PORT="$SIM_PORT" "$E2E_DIR/traffic-sim"
+wait_until "traffic-sim /healthz" 30 curl -fsS "http://127.0.0.1:$SIM_PORT/healthz"
+wait_until "Prometheus ready" 60 curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready"
+wait_until "Prometheus scraping traffic-sim" 30 prom_target_up
+
+write_env
+cluster_healthy || die "cluster came up but the health check fails; see $LOGS"
+say "cluster up in $(elapsed)"
+print_summary
