@@ -46,6 +46,8 @@ else
 fi
 
 cd "$REPO"
+# Tests may call kubectl and helm: use the pinned builds.
+export PATH="$KUBECTL_BIN:$HELM_BIN:$PATH"
 if [ "$unit" = 1 ]; then
   say "unit tests: make unit"
   "${MAKE:-make}" --no-print-directory unit

@@ -8,27 +8,33 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
 
-stopped=0
+# SIGTERM everything we started (clients first), then wait up to 15 s in
+# total and SIGKILL whatever is left.
+declare -A pids=()
 for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
   c="${COMPONENTS[$i]}"
   if pid=$(alive_pid "$c"); then
     say "stopping $c (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      say "$c did not exit after 10s; killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    stopped=$((stopped + 1))
+    pids[$c]=$pid
   fi
-  rm -f "$PIDS/$c.pid"
 done
+for _ in $(seq 1 75); do
+  left=0
+  for c in "${!pids[@]}"; do kill -0 "${pids[$c]}" 2>/dev/null && left=1; done
+  [ "$left" = 0 ] && break
+  sleep 0.2
+done
+for c in "${!pids[@]}"; do
+  if kill -0 "${pids[$c]}" 2>/dev/null; then
+    say "$c (pid ${pids[$c]}) did not exit after 15s; killing it"
+    kill -KILL "${pids[$c]}" 2>/dev/null || true
+  fi
+done
+for c in "${COMPONENTS[@]}"; do rm -f "$PIDS/$c.pid"; done
 rm -rf "$E2E_DIR/etcd" "$E2E_DIR/prometheus" "$E2E_DIR/versions.stamp"
-if [ "$stopped" -eq 0 ]; then
+if [ ${#pids[@]} -eq 0 ]; then
   say "nothing was running"
 else
-  say "stopped $stopped processes (logs kept in $LOGS)"
+  say "stopped ${#pids[@]} processes (logs kept in $LOGS)"
 fi

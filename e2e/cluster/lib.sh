@@ -109,6 +109,14 @@ nodes_ready() {
   [ "$n" -ge "$KWOK_NODES" ]
 }
 
+crds_established() {
+  local crd
+  for crd in "$@"; do
+    [ "$(kubectl_admin get crd "$crd" \
+      -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')" = True ] || return 1
+  done
+}
+
 prom_target_up() {
   curl -fsS "http://127.0.0.1:$PROM_PORT/api/v1/query?query=up%7Bjob%3D%22traffic-sim%22%7D" |
     grep -q '"value":\[[0-9.]*,"1"\]'
@@ -121,6 +129,12 @@ gateway_api_dir() {
     sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   [ -d "$dir/config/crd/standard" ] || die "no config/crd/standard in sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
   echo "$dir"
+}
+
+# Fingerprint of everything traffic-sim is built from.
+traffic_sim_hash() {
+  (cd "$REPO" && cat Cargo.lock e2e/Cargo.toml $(find e2e/src -type f -name '*.rs' | sort)) |
+    sha256sum | cut -c1-16
 }
 
 # The versions the running cluster was started with (restart when they change).

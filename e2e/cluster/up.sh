@@ -34,14 +34,27 @@ if any_running; then
   mkdir -p "$E2E_DIR" "$LOGS" "$PIDS"
 fi
 
+for p in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT KCM_PORT SCHEDULER_PORT PROM_PORT SIM_PORT; do
+  port_busy "${!p}" && die "127.0.0.1:${!p} is already in use by another process; free it or set $p"
+done
+
 # --- binaries -----------------------------------------------------------------
 say "building / locating binaries (cached in $SIGNALMAN_CACHE/bin)"
 "$HERE/build.sh"
+[ -x "$PROMETHEUS_BIN" ] || die "prometheus not found (apt-get install prometheus, or set PROMETHEUS_BIN)"
 
-# Build the traffic simulator in the background while the cluster starts.
-say "building traffic-sim (cargo, target dir $CARGO_TARGET_DIR; log: $LOGS/cargo-traffic-sim.log)"
-(cd "$REPO" && cargo build -p signalman-e2e --bin traffic-sim) >"$LOGS/cargo-traffic-sim.log" 2>&1 &
-CARGO_PID=$!
+# The traffic simulator is cached by a hash of its sources, so a warm start
+# never waits for cargo (whose target dir other builds may hold locked).
+SIM_CACHED="$BIN_ROOT/traffic-sim-$(traffic_sim_hash)/traffic-sim"
+CARGO_PID=""
+if [ -x "$SIM_CACHED" ]; then
+  say "traffic-sim: cached in $(dirname "$SIM_CACHED")"
+else
+  # Build it in the background while the cluster starts.
+  say "building traffic-sim (cargo, target dir $CARGO_TARGET_DIR; log: $LOGS/cargo-traffic-sim.log)"
+  (cd "$REPO" && cargo build -p signalman-e2e --bin traffic-sim) >"$LOGS/cargo-traffic-sim.log" 2>&1 &
+  CARGO_PID=$!
+fi
 
 # --- PKI ------------------------------------------------------------------------
 gen_pki
@@ -169,16 +182,20 @@ GW_DIR=$(gateway_api_dir)
 say "installing Gateway API $GATEWAY_API_VERSION standard CRDs"
 kubectl_admin apply --server-side --force-conflicts --field-manager=signalman-e2e \
   -f "$GW_DIR/config/crd/standard/" >/dev/null
-kubectl_admin wait --for=condition=Established --timeout=60s \
-  crd/httproutes.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io >/dev/null
+wait_until "Gateway API CRDs established" 60 crds_established \
+  httproutes.gateway.networking.k8s.io gateways.gateway.networking.k8s.io
 
 # --- traffic simulator --------------------------------------------------------------
-say "waiting for the traffic-sim build"
-if ! wait "$CARGO_PID"; then
-  tail -n 30 "$LOGS/cargo-traffic-sim.log" >&2
-  die "cargo build of traffic-sim failed (log: $LOGS/cargo-traffic-sim.log)"
+if [ -n "$CARGO_PID" ]; then
+  say "waiting for the traffic-sim build"
+  if ! wait "$CARGO_PID"; then
+    tail -n 30 "$LOGS/cargo-traffic-sim.log" >&2
+    die "cargo build of traffic-sim failed (log: $LOGS/cargo-traffic-sim.log)"
+  fi
+  mkdir -p "$(dirname "$SIM_CACHED")"
+  cp "$CARGO_TARGET_DIR/debug/traffic-sim" "$SIM_CACHED.tmp" && mv "$SIM_CACHED.tmp" "$SIM_CACHED"
 fi
-cp "$CARGO_TARGET_DIR/debug/traffic-sim" "$E2E_DIR/traffic-sim"
+cp "$SIM_CACHED" "$E2E_DIR/traffic-sim"
 start traffic-sim env KUBECONFIG="$KUBECONFIG_ADMIN" SIM_PORT="$SIM_PORT" "$E2E_DIR/traffic-sim"
 wait_until "traffic-sim /healthz" 30 curl -fsS "http://127.0.0.1:$SIM_PORT/healthz"
 wait_until "Prometheus ready" 60 curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready"
