@@ -31,11 +31,14 @@ build:
 ## crds: regenerate crds/ from the code.
 crds:
 	cargo run -q -p signalman --bin signalman -- crd > crds/signalman.dev_releases.yaml
+	cp crds/signalman.dev_releases.yaml charts/signalman/crds/signalman.dev_releases.yaml
 
-## check-crds: fail if crds/ differs from what the code generates.
+## check-crds: fail if crds/ (or the chart's copy) differs from what the code generates.
 check-crds:
 	@cargo run -q -p signalman --bin signalman -- crd | diff -u crds/signalman.dev_releases.yaml - \
 	  || { echo "crds/ is stale: run 'make crds' and commit the result"; exit 1; }
+	@diff -u crds/signalman.dev_releases.yaml charts/signalman/crds/signalman.dev_releases.yaml \
+	  || { echo "charts/signalman/crds/ is stale: run 'make crds' and commit the result"; exit 1; }
 
 ## e2e: the end-to-end suite against .e2e/kubeconfig (see docs/testing.md).
 ## (Brings the local cluster up if needed and leaves it running. Against any

@@ -7,4 +7,7 @@
 pub mod analysis;
 pub mod api;
 pub mod engine;
+pub mod health;
+pub mod leader;
+pub mod metrics;
 pub mod plan;
