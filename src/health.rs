@@ -156,7 +156,7 @@ mod tests {
     #[tokio::test]
     async fn serves_metrics_and_probes() {
         let metrics = Metrics::new();
-        metrics.reconcile_failed("kube");
+        metrics.failed("kube");
         let probe = Probe::default();
         let (addr, serve) = bind("127.0.0.1:0".parse().unwrap(), metrics, probe.clone())
             .await

@@ -10,10 +10,10 @@
 //! the status a release had with the one the engine decided.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
@@ -63,6 +63,20 @@ struct RollbackLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    kind: String,
+    verb: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricLabels {
+    namespace: String,
+    release: String,
+    service: String,
+    metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     kind: String,
 }
@@ -89,6 +103,10 @@ pub struct Metrics {
     breach_to_weight_zero: Histogram,
     reconcile_duration: Histogram,
     reconcile_errors: Family<ErrorLabels, Counter>,
+    reconciles: Counter,
+    writes: Family<WriteLabels, Counter>,
+    writes_total: Arc<AtomicU64>,
+    last_value: Family<MetricLabels, Gauge<f64, AtomicU64>>,
     releases: Arc<OnceLock<Store<Release>>>,
 }
 
@@ -149,6 +167,26 @@ impl Metrics {
             "Reconciles that ended in an error, by kind of error",
             reconcile_errors.clone(),
         );
+        let reconciles = Counter::default();
+        registry.register(
+            "reconciles",
+            "Reconciles of a Release begun",
+            reconciles.clone(),
+        );
+        // Every write to the API server, so "a follower makes no writes" is a
+        // number one can watch, not a promise.
+        let writes = Family::<WriteLabels, Counter>::default();
+        registry.register(
+            "api_writes",
+            "Writes to the Kubernetes API by kind and verb (apply, create, patch, delete)",
+            writes.clone(),
+        );
+        let last_value = Family::<MetricLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "measurement_value",
+            "The value of the latest measurement of each metric",
+            last_value.clone(),
+        );
         let releases = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(ReleaseCollector {
             store: releases.clone(),
@@ -161,6 +199,10 @@ impl Metrics {
             breach_to_weight_zero,
             reconcile_duration,
             reconcile_errors,
+            reconciles,
+            writes,
+            writes_total: Arc::default(),
+            last_value,
             releases,
         }
     }
@@ -172,12 +214,9 @@ impl Metrics {
     }
 
     /// Count what changed between the status `release` has and `new`, the one
-    /// about to be written: new measurements, the start of a rollback, and for a
-    /// breach the time from its first failing measurement to `now`. Call it
-    /// after the decision's actions were applied (so `now` is when the canary
-    /// weight 0 was written) and only for the status actually written, so that
-    /// nothing is counted twice.
-    pub fn record_transition(&self, release: &Release, new: &ReleaseStatus, now: Timestamp) {
+    /// just written: new measurements by outcome and the start of a rollback.
+    /// Call it only for a status actually written, so nothing counts twice.
+    pub fn record_transition(&self, release: &Release, new: &ReleaseStatus) {
         let namespace = release.namespace().unwrap_or_default();
         let old = release.status.as_ref();
         for service in &new.services {
@@ -215,10 +254,6 @@ impl Metrics {
                         service: cause.service.clone().unwrap_or_default(),
                     })
                     .inc();
-                if let Some(first) = &cause.first_deviation_at {
-                    let seconds = now.duration_since(first.0).as_secs_f64();
-                    self.breach_to_weight_zero.observe(seconds.max(0.0));
-                }
             }
         }
     }
@@ -231,8 +266,54 @@ impl Metrics {
         }
     }
 
+    /// A breach's canary traffic was set to 0 `seconds` after the first failing
+    /// measurement of the breaching step.
+    pub fn breach_to_zero(&self, seconds: f64) {
+        self.breach_to_weight_zero.observe(seconds.max(0.0));
+    }
+
+    /// Count a reconcile begun.
+    pub fn reconciled(&self) {
+        self.reconciles.inc();
+    }
+
+    /// Count one write to the API server.
+    pub fn wrote(&self, kind: &str, verb: &str) {
+        self.writes
+            .get_or_create(&WriteLabels {
+                kind: kind.to_owned(),
+                verb: verb.to_owned(),
+            })
+            .inc();
+        self.writes_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes to the API server so far.
+    pub fn writes_total(&self) -> u64 {
+        self.writes_total.load(Ordering::Relaxed)
+    }
+
+    /// The latest value a metric's query returned.
+    pub fn measured(
+        &self,
+        namespace: &str,
+        release: &str,
+        service: &str,
+        metric: &str,
+        value: f64,
+    ) {
+        self.last_value
+            .get_or_create(&MetricLabels {
+                namespace: namespace.to_owned(),
+                release: release.to_owned(),
+                service: service.to_owned(),
+                metric: metric.to_owned(),
+            })
+            .set(value);
+    }
+
     /// Count a failed reconcile; `kind` is the error's short metric label.
-    pub fn reconcile_failed(&self, kind: &str) {
+    pub fn failed(&self, kind: &str) {
         self.reconcile_errors
             .get_or_create(&ErrorLabels {
                 kind: kind.to_owned(),
@@ -350,7 +431,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn t(secs: i64) -> Time {
-        Time(Timestamp::from_second(secs).unwrap())
+        Time(jiff::Timestamp::from_second(secs).unwrap())
     }
 
     fn release(status: Option<ReleaseStatus>) -> Release {
@@ -412,17 +493,9 @@ mod tests {
             )],
             ..Default::default()
         };
-        m.record_transition(
-            &release(Some(before)),
-            &after,
-            Timestamp::from_second(31).unwrap(),
-        );
+        m.record_transition(&release(Some(before)), &after);
         // Deciding again on the written status must not count anything twice.
-        m.record_transition(
-            &release(Some(after.clone())),
-            &after,
-            Timestamp::from_second(32).unwrap(),
-        );
+        m.record_transition(&release(Some(after.clone())), &after);
         let text = m.encode();
         let pass = r#"signalman_measurements_total{namespace="shop",service="api",metric="error-rate",outcome="Pass"}"#;
         let fail = r#"signalman_measurements_total{namespace="shop",service="api",metric="error-rate",outcome="Fail"}"#;
@@ -432,7 +505,7 @@ mod tests {
     }
 
     #[test]
-    fn breach_counts_once_and_times_first_deviation_to_weight_zero() {
+    fn breach_counts_once_and_weight_zero_time_is_a_histogram() {
         let m = Metrics::new();
         let progressing = ReleaseStatus {
             phase: Some(Phase::Progressing),
@@ -449,9 +522,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        let now = Timestamp::from_second(104).unwrap() + jiff::SignedDuration::from_millis(250);
-        m.record_transition(&release(Some(progressing)), &rolling_back, now);
-        m.record_transition(&release(Some(rolling_back.clone())), &rolling_back, now);
+        m.record_transition(&release(Some(progressing)), &rolling_back);
+        m.record_transition(&release(Some(rolling_back.clone())), &rolling_back);
+        // The controller times weight 0 itself, when its write succeeded.
+        m.breach_to_zero(4.25);
         let text = m.encode();
         assert_eq!(
             sample(
@@ -505,7 +579,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        m.record_transition(&release(None), &aborted, Timestamp::from_second(5).unwrap());
+        m.record_transition(&release(None), &aborted);
         let text = m.encode();
         assert_eq!(
             sample(
@@ -526,8 +600,29 @@ mod tests {
         let m = Metrics::new();
         drop(m.reconcile_started());
         drop(m.reconcile_started());
-        m.reconcile_failed("kube");
+        m.failed("kube");
+        m.reconciled();
+        m.wrote("Deployment", "apply");
+        m.wrote("Deployment", "apply");
+        m.wrote("Event", "create");
+        m.measured("shop", "train", "api", "error-rate", 0.25);
         let text = m.encode();
+        assert_eq!(m.writes_total(), 3);
+        assert_eq!(sample(&text, "signalman_reconciles_total"), Some(1.0));
+        assert_eq!(
+            sample(
+                &text,
+                r#"signalman_api_writes_total{kind="Deployment",verb="apply"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"signalman_measurement_value{namespace="shop",release="train",service="api",metric="error-rate"}"#
+            ),
+            Some(0.25)
+        );
         assert_eq!(
             sample(&text, "signalman_reconcile_duration_seconds_count"),
             Some(2.0)
