@@ -11,3 +11,4 @@ pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod plugin;

@@ -1,0 +1,335 @@
+//! The plugin's only contact with the cluster: connect the way kubectl does,
+//! read Releases and the objects a plan names, and patch the three control
+//! fields. Every failure becomes one sentence that says how to fix it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Config, ResourceExt};
+
+use crate::api::{Release, ReleaseSpec};
+
+use super::schedule::ClusterFacts;
+
+/// Field manager of the plugin's patches, so `managedFields` shows who paused a release.
+pub const PLUGIN_FIELD_MANAGER: &str = "kubectl-signalman";
+
+/// How long to wait for the API server before calling it unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything that can go wrong talking to the cluster, each with its fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no kubeconfig to use ({0}); pass --kubeconfig or set KUBECONFIG (for the local cluster: make cluster-up, then source .e2e/env)"
+    )]
+    Kubeconfig(String),
+    #[error(
+        "cannot reach the cluster at {server}{context}: {reason}; check --kubeconfig and --context, or start the local cluster with make cluster-up"
+    )]
+    Unreachable {
+        server: String,
+        context: String,
+        reason: String,
+    },
+    #[error(
+        "the Release CRD (releases.signalman.dev) is not installed in the cluster at {server}; install it with kubectl apply -f crds/ or the Helm chart"
+    )]
+    CrdMissing { server: String },
+    #[error(
+        "no Release \"{name}\" in namespace \"{namespace}\"; list them with kubectl signalman get -n {namespace}, or in every namespace with -A"
+    )]
+    NotFound { name: String, namespace: String },
+    #[error(
+        "{what} was refused: {reason}; ask for RBAC access to releases.signalman.dev in that namespace"
+    )]
+    Forbidden { what: String, reason: String },
+    #[error("{what} failed: {reason}")]
+    Api { what: String, reason: String },
+}
+
+/// Where to connect, with kubectl's flags.
+#[derive(Clone, Debug, Default)]
+pub struct Target {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+}
+
+/// A client and the namespace commands act in.
+#[derive(Clone)]
+pub struct Connection {
+    pub client: Client,
+    /// `-n`, else the context's namespace, else `default`.
+    pub namespace: String,
+    pub server: String,
+    pub context: Option<String>,
+}
+
+/// Build a client the way kubectl would: `--kubeconfig`, else `KUBECONFIG`, else
+/// `~/.kube/config`; `--context` over the current context; `-n` over the context's namespace.
+/// Does not contact the server.
+pub async fn connect(target: &Target) -> Result<Connection, Error> {
+    install_crypto_provider();
+    let kubeconfig = match &target.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path),
+        None => Kubeconfig::read(),
+    }
+    .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    let context = target
+        .context
+        .clone()
+        .or_else(|| kubeconfig.current_context.clone());
+    let options = KubeConfigOptions {
+        context: target.context.clone(),
+        ..Default::default()
+    };
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    let server = config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_owned();
+    let namespace = target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = Client::try_from(config).map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    Ok(Connection {
+        client,
+        namespace,
+        server,
+        context,
+    })
+}
+
+/// kube brings rustls with `ring`, the Prometheus client with `aws-lc-rs`; with both
+/// compiled in rustls cannot choose, so the process picks one before the first TLS handshake.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl Connection {
+    fn releases(&self, namespace: &str) -> Api<Release> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Turn a client error into the sentence a person needs.
+    async fn explain(&self, e: kube::Error, what: &str) -> Error {
+        match e {
+            kube::Error::Api(s) if s.code == 403 => Error::Forbidden {
+                what: what.to_owned(),
+                reason: s.message,
+            },
+            kube::Error::Api(s) if s.code == 404 && !self.crd_installed().await => {
+                Error::CrdMissing {
+                    server: self.server.clone(),
+                }
+            }
+            kube::Error::Api(s) => Error::Api {
+                what: what.to_owned(),
+                reason: s.message,
+            },
+            other => Error::Unreachable {
+                server: self.server.clone(),
+                context: self
+                    .context
+                    .as_ref()
+                    .map(|c| format!(" (context {c})"))
+                    .unwrap_or_default(),
+                reason: root_cause(&other),
+            },
+        }
+    }
+
+    async fn crd_installed(&self) -> bool {
+        self.client
+            .list_api_group_resources("signalman.dev/v1alpha1")
+            .await
+            .is_ok_and(|list| list.resources.iter().any(|r| r.name == "releases"))
+    }
+
+    /// Check the server answers and the CRD is there, so later errors mean what they say.
+    pub async fn check(&self) -> Result<(), Error> {
+        if let Err(e) = self.client.apiserver_version().await {
+            return Err(self
+                .explain(e, "asking the API server for its version")
+                .await);
+        }
+        if !self.crd_installed().await {
+            return Err(Error::CrdMissing {
+                server: self.server.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Release, Error> {
+        match self.releases(namespace).get_opt(name).await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => {
+                if self.crd_installed().await {
+                    Err(Error::NotFound {
+                        name: name.to_owned(),
+                        namespace: namespace.to_owned(),
+                    })
+                } else {
+                    Err(Error::CrdMissing {
+                        server: self.server.clone(),
+                    })
+                }
+            }
+            Err(e) => Err(self
+                .explain(e, &format!("reading Release {namespace}/{name}"))
+                .await),
+        }
+    }
+
+    /// Releases in `namespace`, or in every namespace when `None`, sorted by namespace and name.
+    pub async fn list(&self, namespace: Option<&str>) -> Result<Vec<Release>, Error> {
+        let api: Api<Release> = match namespace {
+            Some(ns) => self.releases(ns),
+            None => Api::all(self.client.clone()),
+        };
+        match api.list(&ListParams::default()).await {
+            Ok(list) => {
+                let mut items = list.items;
+                items.sort_by_key(|r| (r.namespace(), r.name_any()));
+                Ok(items)
+            }
+            Err(e) => Err(self.explain(e, "listing Releases").await),
+        }
+    }
+
+    /// A JSON merge patch of the Release: what `kubectl patch --type merge` does.
+    pub async fn patch(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<Release, Error> {
+        let params = PatchParams {
+            field_manager: Some(PLUGIN_FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        match self
+            .releases(namespace)
+            .patch(name, &params, &Patch::Merge(patch))
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(kube::Error::Api(s)) if s.code == 404 && self.crd_installed().await => {
+                Err(Error::NotFound {
+                    name: name.to_owned(),
+                    namespace: namespace.to_owned(),
+                })
+            }
+            Err(e) => Err(self
+                .explain(e, &format!("patching Release {namespace}/{name}"))
+                .await),
+        }
+    }
+
+    /// What `plan` checks in the cluster: the Deployments and their containers,
+    /// the HTTPRoutes, and which Deployments another unfinished Release already claims.
+    pub async fn facts(
+        &self,
+        namespace: &str,
+        name: Option<&str>,
+        spec: &ReleaseSpec,
+    ) -> Result<ClusterFacts, Error> {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let mut facts = ClusterFacts {
+            namespace: namespace.to_owned(),
+            ..Default::default()
+        };
+        for svc in &spec.services {
+            if facts.deployments.contains_key(&svc.deployment) {
+                continue;
+            }
+            let found = match deployments.get_opt(&svc.deployment).await {
+                Ok(d) => d,
+                Err(e) => {
+                    return Err(self
+                        .explain(
+                            e,
+                            &format!("reading Deployment {namespace}/{}", svc.deployment),
+                        )
+                        .await);
+                }
+            };
+            let containers = found.map(|d| {
+                d.spec
+                    .and_then(|s| s.template.spec)
+                    .map(|p| p.containers.into_iter().map(|c| c.name).collect())
+                    .unwrap_or_default()
+            });
+            facts.deployments.insert(svc.deployment.clone(), containers);
+        }
+        let routes_named: Vec<&str> = spec
+            .services
+            .iter()
+            .filter_map(|s| {
+                s.traffic
+                    .as_ref()?
+                    .gateway_api
+                    .as_ref()
+                    .map(|g| g.http_route.as_str())
+            })
+            .collect();
+        if !routes_named.is_empty() {
+            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+                "gateway.networking.k8s.io",
+                "v1",
+                "HTTPRoute",
+            ));
+            let routes: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), namespace, &ar);
+            for route in routes_named {
+                // A missing Gateway API CRD also means the route cannot be found.
+                let exists = matches!(routes.get_opt(route).await, Ok(Some(_)));
+                facts.routes.insert(route.to_owned(), exists);
+            }
+        }
+        let others = self.list(Some(namespace)).await.unwrap_or_default();
+        facts.claims = claims(&others, name);
+        Ok(facts)
+    }
+}
+
+/// Deployment name to the unfinished Release (other than `except`) that claims it.
+fn claims(releases: &[Release], except: Option<&str>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for r in releases {
+        let name = r.name_any();
+        let phase = r.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
+        if Some(name.as_str()) == except || !phase.is_in_flight() {
+            continue;
+        }
+        for svc in &r.spec.services {
+            out.entry(svc.deployment.clone())
+                .or_insert_with(|| name.clone());
+        }
+    }
+    out
+}
+
+/// The innermost cause, which is the part that says what happened ("connection refused").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

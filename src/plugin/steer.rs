@@ -1,0 +1,228 @@
+//! `pause`, `resume` and `abort`: declarative changes to three spec fields the
+//! controller honours, so the same thing can be done with `kubectl patch` or
+//! from git. Each says what will happen before it is done.
+
+use kube::ResourceExt;
+use serde_json::json;
+
+use crate::api::{Phase, Release, ServicePhase};
+
+/// A change to make and what it will do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Steer {
+    /// A JSON merge patch of the Release.
+    pub patch: serde_json::Value,
+    /// What the controller will do, in plain words.
+    pub says: String,
+}
+
+/// Why nothing is patched. `done` is true when the release is already where
+/// the command would put it (not an error: the command is declarative).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    pub done: bool,
+}
+
+fn refuse(message: String) -> Refusal {
+    Refusal {
+        message,
+        done: false,
+    }
+}
+
+fn phase(r: &Release) -> Phase {
+    r.status.as_ref().and_then(|s| s.phase).unwrap_or_default()
+}
+
+fn with_weight(r: &Release, phases: &[ServicePhase]) -> Vec<String> {
+    r.status
+        .iter()
+        .flat_map(|s| &s.services)
+        .filter(|s| phases.contains(&s.phase))
+        .map(|s| format!("{} at {}%", s.name, s.weight))
+        .collect()
+}
+
+/// `spec.paused: true`.
+pub fn pause(r: &Release) -> Result<Steer, Refusal> {
+    let name = r.name_any();
+    let p = phase(r);
+    if p.is_final() {
+        return Err(refuse(format!(
+            "Release {name} already ended {p:?}; there is nothing to pause"
+        )));
+    }
+    if p == Phase::RollingBack || r.spec.abort == Some(true) {
+        return Err(refuse(format!(
+            "Release {name} is rolling back, and a rollback is never paused; wait for it to end RolledBack"
+        )));
+    }
+    if r.spec.paused == Some(true) {
+        return Err(Refusal {
+            message: format!("Release {name} is already paused (spec.paused is true)"),
+            done: true,
+        });
+    }
+    let canaries = with_weight(r, &[ServicePhase::Progressing]);
+    let says = if p == Phase::Pending {
+        format!("Release {name} will not start until it is resumed.")
+    } else if canaries.is_empty() {
+        format!("Release {name} pauses: nothing advances and no step bakes until it is resumed.")
+    } else {
+        format!(
+            "Release {name} pauses: nothing advances and no step bakes; canary weights stay where they are ({}). On resume the current step bakes again from the start.",
+            canaries.join(", ")
+        )
+    };
+    Ok(Steer {
+        patch: json!({"spec": {"paused": true}}),
+        says,
+    })
+}
+
+/// Lift the hold in force (`spec.resumeHold` = its id) and/or unpause (`spec.paused: false`).
+pub fn resume(r: &Release) -> Result<Steer, Refusal> {
+    let name = r.name_any();
+    let p = phase(r);
+    if p.is_final() {
+        return Err(refuse(format!(
+            "Release {name} already ended {p:?}; there is nothing to resume"
+        )));
+    }
+    let hold = r.status.as_ref().and_then(|s| s.hold.clone());
+    let paused = r.spec.paused == Some(true);
+    let mut spec = serde_json::Map::new();
+    let mut says = Vec::new();
+    if let Some(h) = &hold {
+        if r.spec.resume_hold.as_deref() == Some(h.id.as_str()) && !paused {
+            return Err(Refusal {
+                message: format!(
+                    "hold {} of Release {name} is already being lifted (spec.resumeHold is {}); if it stays, its cause is still there: {}",
+                    h.id, h.id, h.reason
+                ),
+                done: true,
+            });
+        }
+        spec.insert("resumeHold".into(), json!(h.id));
+        says.push(format!("lifts hold {} ({})", h.id, h.reason));
+        if h.reason.contains("spec changed") || h.reason.contains("SpecChanged") {
+            says.push(
+                "(this hold lifts only once the spec is back to what the release started with)"
+                    .into(),
+            );
+        }
+    }
+    if paused {
+        spec.insert("paused".into(), json!(false));
+        says.push("unpauses it (spec.paused false)".into());
+    }
+    if spec.is_empty() {
+        return Err(Refusal {
+            message: format!(
+                "Release {name} is {p:?}, neither paused nor held; there is nothing to resume"
+            ),
+            done: true,
+        });
+    }
+    let canaries = with_weight(r, &[ServicePhase::Progressing]);
+    let then = if canaries.is_empty() {
+        "the release continues".to_owned()
+    } else {
+        format!(
+            "the release continues: {} go{} back to {} step weight{} and the step bakes again from the start",
+            canaries
+                .iter()
+                .map(|c| c.split(" at ").next().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if canaries.len() == 1 { "es" } else { "" },
+            if canaries.len() == 1 { "its" } else { "their" },
+            if canaries.len() == 1 { "" } else { "s" },
+        )
+    };
+    Ok(Steer {
+        patch: json!({"spec": spec}),
+        says: format!("Release {name}: {}; {then}.", says.join(" and ")),
+    })
+}
+
+/// `spec.abort: true`: the reverse rollback.
+pub fn abort(r: &Release) -> Result<Steer, Refusal> {
+    let name = r.name_any();
+    let p = phase(r);
+    if p.is_final() {
+        return Err(refuse(format!(
+            "Release {name} already ended {p:?}; to undo a finished release, apply a new Release that changes the services back"
+        )));
+    }
+    if r.spec.abort == Some(true) || p == Phase::RollingBack {
+        return Err(Refusal {
+            message: format!("Release {name} is already rolling back"),
+            done: true,
+        });
+    }
+    let status = r.status.clone().unwrap_or_default();
+    if status.started_at.is_none() {
+        return Ok(Steer {
+            patch: json!({"spec": {"abort": true}}),
+            says: format!(
+                "Release {name} has changed nothing yet; it ends RolledBack at once. This cannot be undone."
+            ),
+        });
+    }
+    let canaries = with_weight(
+        r,
+        &[
+            ServicePhase::Progressing,
+            ServicePhase::Promoting,
+            ServicePhase::Withdrawing,
+        ],
+    );
+    let changed: Vec<&str> = status
+        .plan
+        .as_ref()
+        .map(|p| p.rollback_order.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| {
+            status.services.iter().any(|s| {
+                &&s.name == n && matches!(s.phase, ServicePhase::Promoted | ServicePhase::Promoting)
+            })
+        })
+        .map(String::as_str)
+        .collect();
+    let mut says = format!("Release {name} rolls back: ");
+    if canaries.is_empty() {
+        says.push_str("no canary is in flight");
+    } else {
+        says.push_str(&format!(
+            "every canary in flight goes to 0% at once ({})",
+            canaries.join(", ")
+        ));
+    }
+    if changed.is_empty() {
+        says.push_str("; no stable Deployment was changed, so nothing needs restoring");
+    } else {
+        says.push_str(&format!(
+            ", then these are restored to their baseline in this order: {}",
+            changed.join(" → ")
+        ));
+    }
+    says.push_str(". This cannot be undone.");
+    Ok(Steer {
+        patch: json!({"spec": {"abort": true}}),
+        says,
+    })
+}
+
+/// The same change with plain kubectl, for scripts and for GitOps users who
+/// put the field in git instead.
+pub fn kubectl_equivalent(r: &Release, steer: &Steer) -> String {
+    format!(
+        "kubectl patch releases.signalman.dev {} -n {} --type merge -p '{}'",
+        r.name_any(),
+        r.namespace().unwrap_or_default(),
+        steer.patch
+    )
+}

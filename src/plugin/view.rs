@@ -1,0 +1,515 @@
+//! `kubectl signalman get`: where a release stands, at a glance.
+//!
+//! Pure rendering from the Release object and the current time, so the same
+//! code draws the live terminal view, the plain lines of a pipe and the tests.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::api::{
+    Measurement, Outcome, Phase, Release, ReleaseStatus, ServicePhase, ServiceSpec, ServiceStatus,
+};
+use crate::plan;
+
+use super::schedule::threshold;
+use super::style::{Style, clock, human, number};
+
+/// Width of the weight bar in cells.
+const BAR: usize = 20;
+
+/// The detailed view of one Release.
+pub fn render_release(r: &Release, now: Timestamp, style: Style) -> String {
+    let mut out = String::new();
+    let name = r.name_any();
+    let ns = r.namespace().unwrap_or_default();
+    let status = r.status.clone().unwrap_or_default();
+    let phase = status.phase.unwrap_or_default();
+
+    let _ = writeln!(
+        out,
+        "{} {} ({ns})   {}",
+        style.bold("Release"),
+        style.bold(&name),
+        phase_badge(phase, style)
+    );
+    let mut owner = r.spec.owner.clone();
+    if let Some(s) = &r.spec.summary {
+        owner.push_str(" — ");
+        owner.push_str(s);
+    }
+    let _ = writeln!(out, "  owner    {owner}");
+    let mut facts = Vec::new();
+    if let Some(w) = &status.current_wave {
+        facts.push(format!("wave {w}"));
+    }
+    if let Some(p) = &status.progress {
+        facts.push(p.clone());
+    }
+    match (&status.started_at, &status.finished_at) {
+        (Some(s), Some(f)) => facts.push(format!("took {}", human(since(s.0, f.0)))),
+        (Some(s), None) => facts.push(format!("started {} ago", human(since(s.0, now)))),
+        _ => {}
+    }
+    if !facts.is_empty() {
+        let _ = writeln!(out, "  status   {}", facts.join(" · "));
+    }
+    if r.status.is_none() {
+        let _ = writeln!(
+            out,
+            "  {}",
+            style.yellow("no status yet: the controller has not picked this Release up (is the signalman operator running?)")
+        );
+    } else if status.observed_generation.unwrap_or_default()
+        < r.metadata.generation.unwrap_or_default()
+    {
+        let _ = writeln!(
+            out,
+            "  {}",
+            style.dim("the controller has not acted on the latest change to the spec yet")
+        );
+    }
+    if let Some(m) = &status.message {
+        let _ = writeln!(out, "  message  {m}");
+    }
+
+    render_attention(&mut out, r, &status, now, style);
+
+    for (i, wave) in waves(r, &status).iter().enumerate() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "  {}", style.bold(&format!("WAVE {}", i + 1)));
+        for svc_name in wave {
+            let Some(spec) = r.spec.service(svc_name) else {
+                continue;
+            };
+            let st = status
+                .services
+                .iter()
+                .find(|s| &s.name == svc_name)
+                .cloned()
+                .unwrap_or_else(|| ServiceStatus {
+                    name: svc_name.clone(),
+                    ..Default::default()
+                });
+            render_service(&mut out, r, spec, &st, &status, now, style);
+        }
+    }
+    out
+}
+
+/// Holds, rollbacks, pauses and problems, in plain words with what to do about them.
+fn render_attention(
+    out: &mut String,
+    r: &Release,
+    status: &ReleaseStatus,
+    now: Timestamp,
+    style: Style,
+) {
+    let name = r.name_any();
+    let ns = r.namespace().unwrap_or_default();
+    let phase = status.phase.unwrap_or_default();
+    if let Some(h) = &status.hold {
+        let on = h
+            .service
+            .as_ref()
+            .map(|s| format!(", on {s}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} {} (for {}{on}): {}",
+            style.yellow(&style.bold("HOLD")),
+            h.id,
+            human(since(h.since.0, now)),
+            h.reason
+        );
+        let _ = writeln!(
+            out,
+            "           canaries are at 0% until someone decides: kubectl signalman resume {name} -n {ns}   or   kubectl signalman abort {name} -n {ns}"
+        );
+    } else if phase == Phase::Paused || (r.spec.paused == Some(true) && !phase.is_final()) {
+        let _ = writeln!(
+            out,
+            "  {} by spec.paused: nothing advances, weights stay; continue with kubectl signalman resume {name} -n {ns}",
+            style.yellow(&style.bold("PAUSED"))
+        );
+    }
+    if let Some(rb) = &status.rollback {
+        let on = rb
+            .service
+            .as_ref()
+            .map(|s| format!(" on {s}"))
+            .unwrap_or_default();
+        let first = rb
+            .first_deviation_at
+            .as_ref()
+            .map(|t| format!(", first deviation {}", local_time(t.0)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} {}{on} at {}{first}: {}",
+            style.red(&style.bold("ROLLBACK")),
+            rb.reason,
+            local_time(rb.at.0),
+            rb.message
+        );
+    } else if r.spec.abort == Some(true) && !phase.is_final() {
+        let _ = writeln!(
+            out,
+            "  {} requested: the controller is starting the rollback",
+            style.red(&style.bold("ABORT"))
+        );
+    }
+    for c in &status.conditions {
+        if c.type_ == "Stalled"
+            && c.status == "True"
+            && phase != Phase::RolledBack
+            && status.hold.is_none()
+        {
+            let _ = writeln!(
+                out,
+                "  {} {}: {}",
+                style.red(&style.bold("PROBLEM")),
+                c.reason,
+                c.message
+            );
+        }
+    }
+}
+
+fn render_service(
+    out: &mut String,
+    r: &Release,
+    spec: &ServiceSpec,
+    st: &ServiceStatus,
+    status: &ReleaseStatus,
+    now: Timestamp,
+    style: Style,
+) {
+    let steps = r.spec.steps_of(spec);
+    let (glyph, painted) = service_badge(st.phase, style);
+    let name_w = r
+        .spec
+        .services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut line = format!(
+        "  {glyph} {}  {}",
+        style.bold(&format!("{:name_w$}", st.name)),
+        painted
+    );
+    match st.phase {
+        ServicePhase::Progressing | ServicePhase::Withdrawing | ServicePhase::Promoting => {
+            let step = st
+                .step
+                .map(|s| format!("step {}/{}", s + 1, steps.len()))
+                .unwrap_or_default();
+            let _ = write!(
+                line,
+                "  {step:9} {} {:>3}%",
+                style.bar(st.weight, BAR),
+                st.weight
+            );
+            if st.phase == ServicePhase::Progressing && status.hold.is_none() {
+                let _ = write!(line, "  {}", bake_left(r, spec, st, now));
+            }
+        }
+        ServicePhase::Promoted => {
+            let _ = write!(
+                line,
+                "  {}",
+                style.dim("new version is stable, canary removed")
+            );
+        }
+        ServicePhase::Withdrawn => {
+            let _ = write!(
+                line,
+                "  {}",
+                style.dim("canary removed, stable never touched")
+            );
+        }
+        ServicePhase::Restoring => {
+            let _ = write!(
+                line,
+                "  {}",
+                style.dim("putting the stable Deployment back on its baseline")
+            );
+        }
+        ServicePhase::Restored => {
+            let _ = write!(
+                line,
+                "  {}",
+                style.dim("stable Deployment back on its baseline")
+            );
+        }
+        ServicePhase::Skipped => {
+            let _ = write!(line, "  {}", style.dim("never started"));
+        }
+        ServicePhase::Pending => {
+            let waiting: Vec<&str> = spec
+                .depends_on
+                .iter()
+                .filter(|d| {
+                    status
+                        .services
+                        .iter()
+                        .find(|s| &s.name == *d)
+                        .is_none_or(|s| s.phase != ServicePhase::Promoted)
+                })
+                .map(String::as_str)
+                .collect();
+            if !waiting.is_empty() {
+                let _ = write!(
+                    line,
+                    "  {}",
+                    style.dim(&format!("waiting for {}", waiting.join(", ")))
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "{line}");
+    if let Some(m) = &st.message {
+        let _ = writeln!(out, "      {}", style.dim(m));
+    }
+    if matches!(
+        st.phase,
+        ServicePhase::Progressing | ServicePhase::Promoting | ServicePhase::Withdrawing
+    ) || !st.measurements.is_empty()
+    {
+        render_metrics(out, r, spec, st, style);
+    }
+}
+
+/// How long the current step still bakes, or what it waits for.
+fn bake_left(r: &Release, spec: &ServiceSpec, st: &ServiceStatus, now: Timestamp) -> String {
+    let steps = r.spec.steps_of(spec);
+    let Some(step) = st.step.and_then(|s| steps.get(usize::try_from(s).ok()?)) else {
+        return String::new();
+    };
+    let Some(started) = &st.bake_started_at else {
+        return format!("waiting for {}% to take effect", step.weight);
+    };
+    let bake: Duration = step.bake.into();
+    let baked = since(started.0, now);
+    if baked < bake {
+        return format!("bake {} left", clock(bake - baked));
+    }
+    let analysis = r.spec.analysis_of(spec);
+    let needed = analysis.min_passes(bake);
+    let short: Vec<String> = analysis
+        .metrics
+        .iter()
+        .filter_map(|m| {
+            let passed = st
+                .tally
+                .iter()
+                .find(|t| t.metric == m.name)
+                .map(|t| t.passed)
+                .unwrap_or(0);
+            (passed < needed).then(|| format!("{} {passed}/{needed}", m.name))
+        })
+        .collect();
+    if short.is_empty() {
+        "baked, passing".to_owned()
+    } else {
+        format!("baked, waiting for passes: {}", short.join(", "))
+    }
+}
+
+/// The latest measurement of each metric against its threshold.
+fn render_metrics(
+    out: &mut String,
+    r: &Release,
+    spec: &ServiceSpec,
+    st: &ServiceStatus,
+    style: Style,
+) {
+    let analysis = r.spec.analysis_of(spec);
+    let steps = r.spec.steps_of(spec);
+    let needed = st
+        .step
+        .and_then(|s| steps.get(usize::try_from(s).ok()?))
+        .map(|s| analysis.min_passes(s.bake.into()));
+    let width = analysis
+        .metrics
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(0);
+    for m in &analysis.metrics {
+        let latest: Option<&Measurement> =
+            st.measurements.iter().rev().find(|x| x.metric == m.name);
+        let tally = st.tally.iter().find(|t| t.metric == m.name);
+        let mut line = format!("      {:width$}  ", m.name);
+        match latest {
+            None => {
+                let _ = write!(
+                    line,
+                    "{}",
+                    style.dim(&format!("not measured yet ({})", threshold(m.min, m.max)))
+                );
+            }
+            Some(x) => {
+                let value = x.value.map(number).unwrap_or_else(|| "—".to_owned());
+                let verdict = match x.outcome {
+                    Outcome::Pass => style.green("✔ pass"),
+                    Outcome::Fail => style.red("✖ FAIL"),
+                    Outcome::Inconclusive => style.yellow("? no data"),
+                    Outcome::Error => style.yellow("! error"),
+                };
+                let _ = write!(line, "{value:>10} {:10} {verdict}", threshold(m.min, m.max));
+                if st.step.is_some_and(|s| s != x.step) {
+                    let _ = write!(line, " {}", style.dim(&format!("(step {})", x.step + 1)));
+                }
+                if x.outcome == Outcome::Error || x.outcome == Outcome::Inconclusive {
+                    if let Some(msg) = &x.message {
+                        let _ = write!(line, " {}", style.dim(msg));
+                    }
+                }
+            }
+        }
+        if let (Some(t), Some(n)) = (tally, needed)
+            && st.phase == ServicePhase::Progressing
+        {
+            let mut counts = format!("  {}/{n} passes", t.passed);
+            if t.failed > 0 {
+                let _ = write!(counts, ", {} failed", t.failed);
+            }
+            if t.inconclusive > 0 {
+                let _ = write!(counts, ", {} no data", t.inconclusive);
+            }
+            if t.errors > 0 {
+                let _ = write!(counts, ", {} errors", t.errors);
+            }
+            line.push_str(&style.dim(&counts));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// The waves from the status, else planned from the spec, else all services in one list.
+fn waves(r: &Release, status: &ReleaseStatus) -> Vec<Vec<String>> {
+    let plan = status.plan.clone().or_else(|| plan::plan(&r.spec).ok());
+    match plan {
+        Some(p) => p.waves.into_iter().map(|w| w.services).collect(),
+        None => vec![r.spec.services.iter().map(|s| s.name.clone()).collect()],
+    }
+}
+
+/// One line per Release, like `kubectl get`.
+pub fn render_table(
+    releases: &[Release],
+    now: Timestamp,
+    all_namespaces: bool,
+    style: Style,
+) -> String {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header = vec!["NAME", "PHASE", "WAVE", "PROGRESS", "OWNER", "AGE"];
+    if all_namespaces {
+        header.insert(0, "NAMESPACE");
+    }
+    rows.push(header.into_iter().map(str::to_owned).collect());
+    for r in releases {
+        let status = r.status.clone().unwrap_or_default();
+        let mut row = vec![
+            r.name_any(),
+            format!("{:?}", status.phase.unwrap_or_default()),
+            status.current_wave.clone().unwrap_or_else(|| "-".into()),
+            status.progress.clone().unwrap_or_else(|| "-".into()),
+            r.spec.owner.clone(),
+            r.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| human(since(t.0, now)))
+                .unwrap_or_else(|| "-".into()),
+        ];
+        if status.hold.is_some() {
+            row[1].push_str(" (hold)");
+        }
+        if all_namespaces {
+            row.insert(0, r.namespace().unwrap_or_default());
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let padded = if c + 1 == row.len() {
+                cell.clone()
+            } else {
+                format!("{cell:w$}   ", w = widths[c])
+            };
+            let phase_col = if all_namespaces { 2 } else { 1 };
+            if i > 0 && c == phase_col {
+                line.push_str(&paint_phase_text(cell, &padded, style));
+            } else if i == 0 {
+                line.push_str(&style.dim(&padded));
+            } else {
+                line.push_str(&padded);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    if releases.is_empty() {
+        out = "No Releases found.\n".to_owned();
+    }
+    out
+}
+
+fn paint_phase_text(cell: &str, padded: &str, style: Style) -> String {
+    match cell.split(' ').next().unwrap_or_default() {
+        "Succeeded" => style.green(padded),
+        "RolledBack" | "RollingBack" | "Failed" => style.red(padded),
+        "Paused" => style.yellow(padded),
+        "Progressing" => style.blue(padded),
+        _ => padded.to_owned(),
+    }
+}
+
+fn phase_badge(phase: Phase, style: Style) -> String {
+    let text = format!("{phase:?}");
+    match phase {
+        Phase::Succeeded => style.green(&style.bold(&format!("✔ {text}"))),
+        Phase::RolledBack | Phase::Failed => style.red(&style.bold(&format!("✖ {text}"))),
+        Phase::RollingBack => style.red(&style.bold(&format!("↺ {text}"))),
+        Phase::Paused => style.yellow(&style.bold(&format!("॥ {text}"))),
+        Phase::Progressing | Phase::AwaitingGates => style.blue(&style.bold(&format!("● {text}"))),
+        Phase::Pending => style.dim(&format!("○ {text}")),
+    }
+}
+
+fn service_badge(phase: ServicePhase, style: Style) -> (String, String) {
+    let text = format!("{:11}", format!("{phase:?}"));
+    let (glyph, paint): (&str, fn(Style, &str) -> String) = match phase {
+        ServicePhase::Pending => ("○", Style::dim),
+        ServicePhase::Progressing => ("●", Style::blue),
+        ServicePhase::Promoting => ("▲", Style::cyan),
+        ServicePhase::Promoted => ("✔", Style::green),
+        ServicePhase::Withdrawing => ("↓", Style::yellow),
+        ServicePhase::Withdrawn => ("✖", Style::yellow),
+        ServicePhase::Restoring => ("↺", Style::red),
+        ServicePhase::Restored => ("↺", Style::green),
+        ServicePhase::Skipped => ("–", Style::dim),
+    };
+    (paint(style, glyph), paint(style, &text))
+}
+
+/// Elapsed time from `from` to `to`, zero when `to` is earlier (clock skew).
+pub fn since(from: Timestamp, to: Timestamp) -> Duration {
+    let d = to.as_millisecond() - from.as_millisecond();
+    Duration::from_millis(u64::try_from(d).unwrap_or(0))
+}
+
+/// `15:04:05` in the local time zone.
+pub fn local_time(t: Timestamp) -> String {
+    t.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%H:%M:%S")
+        .to_string()
+}

@@ -1,0 +1,232 @@
+//! Golden tests of `kubectl signalman plan`: the whole output (stdout, stderr,
+//! exit code) for valid and invalid files, compared byte for byte with
+//! `tests/fixtures/plan/*.golden`. After an intended change of the output,
+//! regenerate them with `UPDATE_GOLDEN=1 cargo test --test plugin_plan` and
+//! review the diff.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use signalman::plugin::read_releases;
+use signalman::plugin::schedule::{ClusterFacts, cluster_problems, schedule};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan")
+}
+
+/// Run the plugin with a clean environment: no colour, no cluster, UTC.
+fn plugin(args: &[&str], kubeconfig: Option<&Path>) -> (String, String, i32) {
+    let home = std::env::temp_dir().join("signalman-plugin-plan-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-signalman"));
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .env("TZ", "UTC")
+        .env("HOME", &home)
+        .env_remove("KUBECONFIG");
+    if let Some(k) = kubeconfig {
+        cmd.env("KUBECONFIG", k);
+    }
+    let out = cmd.output().expect("running kubectl-signalman");
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+fn golden(fixture: &str, expect_code: i32) {
+    let file = format!("tests/fixtures/plan/{fixture}.yaml");
+    let args = ["plan", "-f", &file, "--offline"];
+    let (stdout, stderr, code) = plugin(&args, None);
+    let actual = format!(
+        "$ kubectl signalman {}\nexit: {code}\n--- stdout\n{stdout}--- stderr\n{stderr}",
+        args.join(" ")
+    );
+    let path = fixtures().join(format!("{fixture}.golden"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; create it with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(
+        code, expect_code,
+        "exit code of plan on {fixture}\n{actual}"
+    );
+    assert_eq!(
+        actual,
+        expected,
+        "plan output for {fixture} differs from {}",
+        path.display()
+    );
+}
+
+#[test]
+fn a_valid_train_prints_waves_steps_rollback_order_and_least_duration() {
+    golden("shop", 0);
+}
+
+#[test]
+fn built_in_steps_apply_when_none_are_given() {
+    golden("no-metrics", 0);
+}
+
+#[test]
+fn every_static_problem_is_reported_with_its_field() {
+    golden("invalid-fields", 1);
+}
+
+#[test]
+fn unknown_dependencies_are_reported_before_cycles() {
+    golden("invalid-graph", 1);
+}
+
+#[test]
+fn a_cycle_is_printed_as_a_path() {
+    golden("invalid-cycle", 1);
+}
+
+#[test]
+fn a_malformed_file_names_the_line() {
+    golden("malformed", 1);
+}
+
+#[test]
+fn a_file_without_a_release_says_what_a_release_looks_like() {
+    golden("no-release", 1);
+}
+
+#[test]
+fn a_wrong_api_version_is_refused() {
+    golden("wrong-version", 1);
+}
+
+#[test]
+fn the_least_duration_is_the_longest_chain_of_bakes() {
+    let text = std::fs::read_to_string(fixtures().join("shop.yaml")).unwrap();
+    let release = read_releases(&text).unwrap().remove(0);
+    let s = schedule(&release.spec).unwrap();
+    let total = |name: &str| s.services.iter().find(|x| x.name == name).unwrap().total;
+    assert_eq!(total("payments-api"), Duration::from_secs(14 * 60));
+    assert_eq!(total("inventory"), Duration::from_secs(2 * 60));
+    // minPasses 5 at a 1m interval stretches both steps to 5m.
+    assert_eq!(total("emails"), Duration::from_secs(10 * 60));
+    assert_eq!(s.minimum, Duration::from_secs(28 * 60));
+    assert_eq!(s.critical_path, ["payments-api", "checkout-web"]);
+    assert_eq!(
+        s.plan.rollback_order.first().map(String::as_str),
+        Some("checkout-web")
+    );
+}
+
+#[test]
+fn cluster_facts_name_missing_deployments_containers_routes_and_claims() {
+    let text = std::fs::read_to_string(fixtures().join("shop.yaml")).unwrap();
+    let spec = read_releases(&text).unwrap().remove(0).spec;
+    let mut facts = ClusterFacts {
+        namespace: "shop".into(),
+        ..Default::default()
+    };
+    facts
+        .deployments
+        .insert("payments-api".into(), Some(vec!["api".into()]));
+    facts.deployments.insert(
+        "inventory".into(),
+        Some(vec!["app".into(), "sidecar".into()]),
+    );
+    facts.deployments.insert("checkout-web".into(), None);
+    facts
+        .deployments
+        .insert("emails".into(), Some(vec!["worker".into()]));
+    facts.routes.insert("payments".into(), false);
+    facts
+        .claims
+        .insert("emails".into(), "growth-week-48".into());
+    let problems: Vec<String> = cluster_problems(&spec, &facts)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "spec.services[0].traffic.gatewayAPI.httpRoute: HTTPRoute \"payments\" not found in namespace \"shop\"; create it (pointing at Service \"payments-api\") or fix the name",
+            "spec.services[1].change.env.api: container \"api\" is not in Deployment \"inventory\" (it has \"app\", \"sidecar\"); use one of those names",
+            "spec.services[2].deployment: Deployment \"checkout-web\" not found in namespace \"shop\"; create it or fix the name",
+            "spec.services[3].deployment: Deployment \"emails\" is claimed by Release \"growth-week-48\", which is still in flight; wait for it or abort it",
+        ]
+    );
+}
+
+#[test]
+fn without_a_kubeconfig_the_file_is_still_checked() {
+    let (stdout, stderr, code) =
+        plugin(&["plan", "-f", "tests/fixtures/plan/no-metrics.yaml"], None);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Cluster: not checked (no kubeconfig"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_unreachable_cluster_is_said_so_and_the_file_is_still_checked() {
+    let dir =
+        std::env::temp_dir().join(format!("signalman-plan-unreachable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    // Port 9 on localhost: nothing listens, the connection is refused at once.
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"http://127.0.0.1:9\"}}]\n\
+         users: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let (stdout, stderr, code) = plugin(
+        &["plan", "-f", "tests/fixtures/plan/no-metrics.yaml"],
+        Some(&kubeconfig),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Cluster: not checked (the cluster at http://127.0.0.1:9 is unreachable"),
+        "{stdout}"
+    );
+    // Commands that need the cluster fail with one sentence naming it and the fix.
+    let (stdout, stderr, code) = plugin(&["get", "anything", "-n", "shop"], Some(&kubeconfig));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot reach the cluster at http://127.0.0.1:9 (context x): "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("make cluster-up"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn plan_reads_stdin() {
+    let text = std::fs::read_to_string(fixtures().join("invalid-cycle.yaml")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-signalman"))
+        .args(["plan", "-f", "-", "--offline"])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("dependency cycle: a -> c -> b -> a")
+            || stdout.contains("dependency cycle:"),
+        "{stdout}"
+    );
+}
