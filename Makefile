@@ -54,3 +54,20 @@ cluster-up:
 ## cluster-down: stop exactly the processes cluster-up started; idempotent.
 cluster-down:
 	e2e/cluster/down.sh
+
+.PHONY: demo demo-down demo-check
+
+## demo: bring up the local cluster, start the operator, and watch the shop's
+## two release trains: checkout-v5 succeeds, checkout-v5-1 breaches and rolls
+## back. Leaves everything running; exits non-zero unless both ended as they should.
+demo:
+	e2e/demo/run.sh
+
+## demo-down: stop the demo operator and remove the shop; stops the cluster too
+## if `make demo` started it.
+demo-down:
+	e2e/demo/down.sh
+
+## demo-check: `make demo` without a terminal, cleaning up after itself (for CI).
+demo-check:
+	DEMO_CHECK=1 e2e/demo/run.sh

@@ -359,6 +359,9 @@ async fn watch_releases(
     let mut changed = true;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // `timeout` and process supervisors stop a watch with SIGTERM; leave the terminal tidy then too.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure(format!("listening for SIGTERM: {e}")))?;
     loop {
         tokio::select! {
             ev = events.next() => match ev {
@@ -390,6 +393,7 @@ async fn watch_releases(
                 if !tty { continue; }
             }
             _ = &mut ctrl_c => break,
+            _ = term.recv() => break,
         }
         let now = Timestamp::now();
         if let Some(o) = output {
@@ -444,6 +448,8 @@ fn is_done(r: &Release) -> bool {
 struct Screen {
     tty: bool,
     last: String,
+    /// Terminal rows the previous frame took, to move back over it.
+    rows: usize,
     drawn: bool,
 }
 
@@ -452,6 +458,7 @@ impl Screen {
         Screen {
             tty,
             last: String::new(),
+            rows: 0,
             drawn: false,
         }
     }
@@ -463,18 +470,30 @@ impl Screen {
                 "updated {} · Ctrl-C to stop watching",
                 view::local_time(now)
             ));
-            // Home, each line cleared to its end, then everything below cleared: no flicker.
-            let mut buf = String::from(if self.drawn {
-                "\x1b[H"
-            } else {
-                "\x1b[?25l\x1b[2J\x1b[H"
-            });
-            for line in frame.lines().chain(["", footer.as_str()]) {
+            let lines: Vec<&str> = frame.lines().chain(["", footer.as_str()]).collect();
+            let (width, height) = terminal_size().unwrap_or((80, 24));
+            let rows: usize = lines
+                .iter()
+                .map(|l| visible_width(l).max(1).div_ceil(width))
+                .sum();
+            let mut buf = String::new();
+            if !self.drawn {
+                buf.push_str("\x1b[?25l");
+            }
+            if rows + 1 >= height {
+                // Taller than the screen: moving up cannot reach the top, so start from a clean screen.
+                buf.push_str("\x1b[H\x1b[2J");
+            } else if self.rows > 0 {
+                // Back over the previous frame only, so what the terminal showed before stays.
+                buf.push_str(&format!("\x1b[{}A\r", self.rows));
+            }
+            for line in &lines {
                 buf.push_str(line);
                 buf.push_str("\x1b[K\n");
             }
             buf.push_str("\x1b[J");
             let _ = out.write_all(buf.as_bytes());
+            self.rows = rows;
             self.drawn = true;
         } else if changed && frame != self.last {
             let _ = writeln!(out, "--- {}", view::local_time(now));
@@ -489,6 +508,34 @@ impl Screen {
             let _ = std::io::stdout().flush();
         }
     }
+}
+
+/// Columns a line takes on screen: escape sequences take none.
+fn visible_width(line: &str) -> usize {
+    let mut n = 0;
+    let mut in_escape = false;
+    for c in line.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, c) if c.is_ascii_alphabetic() => in_escape = false,
+            (true, _) => {}
+            (false, _) => n += 1,
+        }
+    }
+    n
+}
+
+/// `(columns, rows)` of the terminal on stdout.
+fn terminal_size() -> Option<(usize, usize)> {
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass and reads nothing else.
+    let ws = unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) != 0 {
+            return None;
+        }
+        ws
+    };
+    (ws.ws_col > 0 && ws.ws_row > 0).then(|| (usize::from(ws.ws_col), usize::from(ws.ws_row)))
 }
 
 async fn steer_release(
