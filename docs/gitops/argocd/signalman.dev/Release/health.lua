@@ -1,0 +1,78 @@
+-- Argo CD health check for signalman.dev/Release.
+-- Maps the release phase (and its kstatus conditions) to an Argo CD health:
+--   Succeeded                          -> Healthy
+--   Pending, AwaitingGates, Progressing -> Progressing
+--   Paused (spec.paused or a hold)      -> Suspended
+--   RollingBack, RolledBack, Failed     -> Degraded
+--   Pending refused (Stalled=True)      -> Degraded
+-- A status that describes an older generation is Progressing: the controller
+-- has not looked at the latest spec yet.
+local hs = {}
+
+local function condition(status, type_)
+  if status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == type_ then
+      return c
+    end
+  end
+  return nil
+end
+
+local function say(default)
+  if obj.status ~= nil and obj.status.message ~= nil and obj.status.message ~= "" then
+    return obj.status.message
+  end
+  return default
+end
+
+if obj.status == nil or obj.status.phase == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for Signalman to pick up the release"
+  return hs
+end
+
+local status = obj.status
+local generation = obj.metadata ~= nil and obj.metadata.generation or nil
+if generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation then
+  hs.status = "Progressing"
+  hs.message = "Waiting for Signalman to observe generation " .. tostring(generation)
+  return hs
+end
+
+local phase = status.phase
+local stalled = condition(status, "Stalled")
+
+if phase == "Succeeded" then
+  hs.status = "Healthy"
+  hs.message = say("Every service promoted")
+elseif phase == "Paused" then
+  hs.status = "Suspended"
+  if status.hold ~= nil then
+    local why = status.hold.message or status.hold.reason or "held"
+    hs.message = "Held (" .. tostring(status.hold.id) .. "): " .. tostring(why) ..
+      " Set spec.resumeHold to " .. tostring(status.hold.id) .. " to resume, or spec.abort to roll back."
+  else
+    hs.message = say("Paused by spec.paused")
+  end
+elseif phase == "RollingBack" or phase == "RolledBack" or phase == "Failed" then
+  hs.status = "Degraded"
+  if status.rollback ~= nil and status.rollback.message ~= nil then
+    hs.message = phase .. ": " .. status.rollback.message
+  else
+    hs.message = say(phase)
+  end
+elseif phase == "Pending" and stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = stalled.message or say("The release was refused")
+elseif phase == "Pending" and obj.spec ~= nil and obj.spec.paused == true then
+  hs.status = "Suspended"
+  hs.message = say("Paused by spec.paused before it started")
+else
+  -- Pending (valid), AwaitingGates, Progressing, and any phase added later.
+  hs.status = "Progressing"
+  hs.message = say(phase)
+end
+return hs

@@ -1,0 +1,331 @@
+//! Shared by the chart and leader-election e2e tests: helm, `kubectl auth
+//! can-i`, a kubeconfig that holds only a ServiceAccount token, and the
+//! operator run as a process with the flags a chart install would give it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::config::Kubeconfig;
+use signalman_e2e::{kubeconfig_path, prometheus_url};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+/// The operator binary: `$SIGNALMAN_BIN`, else `$CARGO_TARGET_DIR/debug/signalman`,
+/// else `target/debug/signalman` in the workspace.
+pub fn operator_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SIGNALMAN_BIN").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("debug/signalman")
+}
+
+/// Sum of every sample of `name` in a text exposition.
+pub fn sum_metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn chart_dir() -> PathBuf {
+    repo_root().join("charts/signalman")
+}
+
+/// `helm` from `$HELM`, else from `PATH` (`make e2e` puts the pinned build there).
+pub async fn helm(args: &[&str]) -> Output {
+    let bin = std::env::var("HELM").unwrap_or_else(|_| "helm".into());
+    Command::new(&bin)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig_path())
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("running {bin}: {e}; put helm on PATH (source .e2e/env) or set HELM")
+        })
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `helm install <release> charts/signalman -n <ns>` with `--set` values.
+pub async fn install(ns: &str, release: &str, sets: &[&str]) -> Output {
+    let chart = chart_dir();
+    let mut args = vec!["install", release];
+    args.push(chart.to_str().unwrap());
+    args.extend(["--namespace", ns]);
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    helm(&args).await
+}
+
+pub async fn uninstall(ns: &str, release: &str) {
+    let out = helm(&["uninstall", release, "--namespace", ns, "--wait"]).await;
+    if !out.status.success() {
+        eprintln!("warning: helm uninstall {release}: {}", text(&out));
+    }
+}
+
+/// `kubectl auth can-i VERB RESOURCE [-n NS] --as SUBJECT`: true for "yes".
+/// `RESOURCE` is `kind.group[/name]`, or `kind.group:subresource`.
+pub async fn can_i(subject: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
+    let (resource, sub) = match resource.split_once(':') {
+        Some((r, s)) => (r, Some(format!("--subresource={s}"))),
+        None => (resource, None),
+    };
+    let mut args = vec!["auth", "can-i", verb, resource, "--as", subject];
+    if let Some(s) = &sub {
+        args.push(s);
+    }
+    match ns {
+        Some(n) => args.extend(["-n", n]),
+        None => args.push("--all-namespaces"),
+    }
+    let out = signalman_e2e::kubectl(&args).await;
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match answer.as_str() {
+        "yes" => true,
+        "no" => false,
+        _ => panic!("kubectl auth can-i {verb} {resource}: {}", text(&out)),
+    }
+}
+
+/// A kubeconfig for the same cluster that authenticates only with a token of
+/// ServiceAccount `ns/sa` from `kubectl create token` (no client certificate,
+/// so the ServiceAccount's RBAC is all the operator has).
+pub async fn token_kubeconfig(ns: &str, sa: &str, dir: &Path) -> PathBuf {
+    let out = signalman_e2e::kubectl(&["create", "token", sa, "-n", ns, "--duration=1h"]).await;
+    assert!(out.status.success(), "kubectl create token: {}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!token.is_empty(), "kubectl create token printed nothing");
+    let admin = Kubeconfig::read_from(kubeconfig_path()).expect("reading the admin kubeconfig");
+    let cluster = admin
+        .clusters
+        .first()
+        .cloned()
+        .expect("a cluster in the kubeconfig");
+    let c = cluster.cluster.expect("cluster details");
+    let mut cluster_yaml = format!("    server: {}\n", c.server.expect("a server URL"));
+    if let Some(ca) = &c.certificate_authority_data {
+        cluster_yaml.push_str(&format!("    certificate-authority-data: {ca}\n"));
+    } else if let Some(ca) = &c.certificate_authority {
+        cluster_yaml.push_str(&format!("    certificate-authority: {ca}\n"));
+    }
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n{cluster_yaml}\
+         users:\n- name: {sa}\n  user:\n    token: {token}\n\
+         contexts:\n- name: {sa}\n  context: {{cluster: e2e, user: {sa}}}\ncurrent-context: {sa}\n"
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(format!("{ns}-{sa}.kubeconfig"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+pub fn scratch_dir() -> PathBuf {
+    let d = std::env::temp_dir().join("signalman-e2e");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    l.local_addr().unwrap()
+}
+
+/// `signalman run` as a process, killed on drop.
+pub struct Proc {
+    pub name: String,
+    pub metrics_addr: SocketAddr,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// How to start an operator process.
+pub struct Launch<'a> {
+    pub name: &'a str,
+    pub kubeconfig: &'a Path,
+    /// `--namespace`: watch only this one (keeps tests apart on one cluster).
+    pub watch_namespace: &'a str,
+    /// `(lease name, lease namespace, duration)`; `None`: no leader election.
+    pub lease: Option<(&'a str, &'a str, Duration)>,
+}
+
+impl Proc {
+    pub async fn start(l: Launch<'_>) -> Proc {
+        let bin = operator_bin();
+        assert!(
+            bin.exists(),
+            "operator binary {} not found: cargo build -p signalman --bin signalman",
+            bin.display()
+        );
+        let log = scratch_dir().join(format!("{}.log", l.name));
+        let file = std::fs::File::create(&log).unwrap();
+        let metrics_addr = free_port();
+        let mut cmd = Command::new(&bin);
+        cmd.args(["run", "--namespace", l.watch_namespace])
+            .args(["--prometheus-url", &prometheus_url()])
+            .args(["--metrics-addr", &metrics_addr.to_string()])
+            .arg("--kubeconfig")
+            .arg(l.kubeconfig);
+        match l.lease {
+            Some((name, ns, d)) => {
+                cmd.args([
+                    "--leader-elect",
+                    "--lease-name",
+                    name,
+                    "--lease-namespace",
+                    ns,
+                ])
+                .arg(format!("--lease-duration={}s", d.as_secs()));
+            }
+            None => {}
+        }
+        let child = cmd
+            .env("POD_NAME", l.name)
+            .env("RUST_LOG", "info,kube_runtime=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let mut p = Proc {
+            name: l.name.to_string(),
+            metrics_addr,
+            log,
+            child: Some(child),
+        };
+        p.wait_serving().await;
+        p
+    }
+
+    async fn wait_serving(&mut self) {
+        let start = Instant::now();
+        loop {
+            if self.get("/healthz").await.is_ok_and(|(c, _)| c == 200) {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("{} exited with {st}: {}", self.name, self.log_tail());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{} did not serve /healthz in 30s: {}",
+                self.name,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// SIGKILL: no lease hand-over, no cleanup.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+            let _ = c.wait().await;
+        }
+    }
+
+    /// The exit status if the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// `(status code, body)` of a GET on the operator's HTTP port.
+    pub async fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        let mut s = tokio::net::TcpStream::connect(self.metrics_addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        let code = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((code, body))
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (code, body) = self
+            .get("/metrics")
+            .await
+            .unwrap_or_else(|e| panic!("scraping {}: {e}", self.name));
+        assert_eq!(code, 200, "{}: /metrics answered {code}: {body}", self.name);
+        body
+    }
+
+    pub async fn api_writes(&self) -> f64 {
+        sum_metric(&self.metrics().await, "signalman_api_writes_total")
+    }
+
+    /// Wait until `/readyz` answers 200 and return its body.
+    pub async fn wait_ready(&self, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Ok((200, body)) = self.get("/readyz").await {
+                return body;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{} not ready in {timeout:?}: {}",
+                self.name,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+/// The value of the first sample whose line starts with `series` (name and
+/// the beginning of its labels), e.g. `signalman_releases{phase="Succeeded"}`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
