@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -150,7 +151,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Timeline { name } => {
             let conn = cluster::connect(&target).await?;
             let r = conn.get(&conn.namespace, &name).await?;
-            print!("{}", timeline::render_timeline(&r, style));
+            print!(
+                "{}",
+                timeline::render_timeline(&r, &TimeZone::system(), style)
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -256,7 +260,10 @@ async fn get(
             let r = find(conn, ns.as_deref(), &name).await?;
             match output {
                 Some(o) => print!("{}", encode(&r, o)?),
-                None => print!("{}", view::render_release(&r, now, style)),
+                None => print!(
+                    "{}",
+                    view::render_release(&r, now, &TimeZone::system(), style)
+                ),
             }
         }
         None => {
@@ -353,6 +360,7 @@ async fn watch_releases(
     }
     let mut events = watcher(api, config).default_backoff().boxed();
     let tty = std::io::stdout().is_terminal() && output.is_none();
+    let zone = TimeZone::system();
     let mut screen = Screen::new(tty);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut trouble: Option<String> = None;
@@ -413,7 +421,7 @@ async fn watch_releases(
                 Some(_) => releases
                     .values()
                     .next()
-                    .map(|r| view::render_release(r, now, style))
+                    .map(|r| view::render_release(r, now, &zone, style))
                     .unwrap_or_default(),
                 None => {
                     let list: Vec<Release> = releases.values().cloned().collect();
@@ -468,7 +476,7 @@ impl Screen {
         if self.tty {
             let footer = style.dim(&format!(
                 "updated {} · Ctrl-C to stop watching",
-                view::local_time(now)
+                view::local_time(now, &TimeZone::system())
             ));
             let lines: Vec<&str> = frame.lines().chain(["", footer.as_str()]).collect();
             let (width, height) = terminal_size().unwrap_or((80, 24));
@@ -496,7 +504,7 @@ impl Screen {
             self.rows = rows;
             self.drawn = true;
         } else if changed && frame != self.last {
-            let _ = writeln!(out, "--- {}", view::local_time(now));
+            let _ = writeln!(out, "--- {}", view::local_time(now, &TimeZone::system()));
             let _ = out.write_all(frame.as_bytes());
             self.last = frame.to_owned();
         }

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use kube::ResourceExt;
 
 use crate::api::{Outcome, Release};
@@ -28,7 +29,7 @@ struct Row {
 
 /// The history of `r`: timeline entries and the measurements still kept in
 /// status, oldest first, with times in the local zone and offsets from the start.
-pub fn render_timeline(r: &Release, style: Style) -> String {
+pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
     let status = r.status.clone().unwrap_or_default();
     let mut rows: Vec<Row> = status
         .timeline
@@ -113,7 +114,6 @@ pub fn render_timeline(r: &Release, style: Style) -> String {
         .as_ref()
         .map(|t| t.0)
         .or_else(|| rows.first().map(|row| row.at));
-    let zone = jiff::tz::TimeZone::system();
     if let Some(s) = start {
         let _ = writeln!(
             out,
@@ -182,7 +182,7 @@ pub fn render_timeline(r: &Release, style: Style) -> String {
         let _ = writeln!(
             out,
             "{}  {}  {} ({}the measurement itself is no longer kept)",
-            at.to_zoned(zone).strftime("%H:%M:%S"),
+            at.to_zoned(zone.clone()).strftime("%H:%M:%S"),
             start
                 .map(|s| format!("+{}", human(since(s, *at))))
                 .unwrap_or_default(),

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use kube::ResourceExt;
 
 use crate::api::{
@@ -21,7 +22,8 @@ use super::style::{Style, clock, human, number};
 const BAR: usize = 20;
 
 /// The detailed view of one Release.
-pub fn render_release(r: &Release, now: Timestamp, style: Style) -> String {
+/// Times are shown in `zone` (the system zone in the plugin).
+pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style) -> String {
     let mut out = String::new();
     let name = r.name_any();
     let ns = r.namespace().unwrap_or_default();
@@ -75,7 +77,7 @@ pub fn render_release(r: &Release, now: Timestamp, style: Style) -> String {
         let _ = writeln!(out, "  message  {m}");
     }
 
-    render_attention(&mut out, r, &status, now, style);
+    render_attention(&mut out, r, &status, now, zone, style);
 
     for (i, wave) in waves(r, &status).iter().enumerate() {
         let _ = writeln!(out);
@@ -105,6 +107,7 @@ fn render_attention(
     r: &Release,
     status: &ReleaseStatus,
     now: Timestamp,
+    zone: &TimeZone,
     style: Style,
 ) {
     let name = r.name_any();
@@ -144,14 +147,14 @@ fn render_attention(
         let first = rb
             .first_deviation_at
             .as_ref()
-            .map(|t| format!(", first deviation {}", local_time(t.0)))
+            .map(|t| format!(", first deviation {}", local_time(t.0, zone)))
             .unwrap_or_default();
         let _ = writeln!(
             out,
             "  {} {}{on} at {}{first}: {}",
             style.red(&style.bold("ROLLBACK")),
             rb.reason,
-            local_time(rb.at.0),
+            local_time(rb.at.0, zone),
             rb.message
         );
     } else if r.spec.abort == Some(true) && !phase.is_final() {
@@ -354,27 +357,32 @@ fn render_metrics(
             }
             Some(x) => {
                 let value = x.value.map(number).unwrap_or_else(|| "—".to_owned());
-                let verdict = match x.outcome {
-                    Outcome::Pass => style.green("✔ pass"),
-                    Outcome::Fail => style.red("✖ FAIL"),
-                    Outcome::Inconclusive => style.yellow("? no data"),
-                    Outcome::Error => style.yellow("! error"),
+                let (text, paint): (&str, fn(Style, &str) -> String) = match x.outcome {
+                    Outcome::Pass => ("✔ pass", Style::green),
+                    Outcome::Fail => ("✖ FAIL", Style::red),
+                    Outcome::Inconclusive => ("? no data", Style::yellow),
+                    Outcome::Error => ("! error", Style::yellow),
                 };
-                let _ = write!(line, "{value:>10} {:10} {verdict}", threshold(m.min, m.max));
+                let verdict = paint(style, &format!("{text:9}"));
+                let _ = write!(
+                    line,
+                    "{value:>8}  {verdict}  needs {}",
+                    threshold(m.min, m.max)
+                );
                 if st.step.is_some_and(|s| s != x.step) {
-                    let _ = write!(line, " {}", style.dim(&format!("(step {})", x.step + 1)));
+                    let _ = write!(line, " {}", style.dim(&format!("(in step {})", x.step + 1)));
                 }
-                if x.outcome == Outcome::Error || x.outcome == Outcome::Inconclusive {
-                    if let Some(msg) = &x.message {
-                        let _ = write!(line, " {}", style.dim(msg));
-                    }
+                if matches!(x.outcome, Outcome::Error | Outcome::Inconclusive)
+                    && let Some(msg) = &x.message
+                {
+                    let _ = write!(line, " {}", style.dim(&format!("({msg})")));
                 }
             }
         }
         if let (Some(t), Some(n)) = (tally, needed)
             && st.phase == ServicePhase::Progressing
         {
-            let mut counts = format!("  {}/{n} passes", t.passed);
+            let mut counts = format!(" · {}/{n} passes", t.passed);
             if t.failed > 0 {
                 let _ = write!(counts, ", {} failed", t.failed);
             }
@@ -479,7 +487,7 @@ fn phase_badge(phase: Phase, style: Style) -> String {
         Phase::Succeeded => style.green(&style.bold(&format!("✔ {text}"))),
         Phase::RolledBack | Phase::Failed => style.red(&style.bold(&format!("✖ {text}"))),
         Phase::RollingBack => style.red(&style.bold(&format!("↺ {text}"))),
-        Phase::Paused => style.yellow(&style.bold(&format!("॥ {text}"))),
+        Phase::Paused => style.yellow(&style.bold(&format!("‖ {text}"))),
         Phase::Progressing | Phase::AwaitingGates => style.blue(&style.bold(&format!("● {text}"))),
         Phase::Pending => style.dim(&format!("○ {text}")),
     }
@@ -508,8 +516,6 @@ pub fn since(from: Timestamp, to: Timestamp) -> Duration {
 }
 
 /// `15:04:05` in the local time zone.
-pub fn local_time(t: Timestamp) -> String {
-    t.to_zoned(jiff::tz::TimeZone::system())
-        .strftime("%H:%M:%S")
-        .to_string()
+pub fn local_time(t: Timestamp, zone: &TimeZone) -> String {
+    t.to_zoned(zone.clone()).strftime("%H:%M:%S").to_string()
 }

@@ -1,0 +1,191 @@
+//! Golden tests of what `kubectl signalman get`, `timeline`, `pause`, `resume`
+//! and `abort` say about a Release, from fixtures with a status as the
+//! controller writes it (`tests/fixtures/view/`), at a fixed time in UTC.
+//! Regenerate after an intended change: `UPDATE_GOLDEN=1 cargo test --test plugin_view`.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde_json::json;
+use signalman::api::Release;
+use signalman::plugin::style::Style;
+use signalman::plugin::{steer, timeline, view};
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/view")
+}
+
+fn release(name: &str) -> Release {
+    let text = std::fs::read_to_string(dir().join(format!("{name}.yaml"))).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+fn now() -> Timestamp {
+    "2026-11-26T16:00:00Z".parse().unwrap()
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = dir().join(format!("{name}.golden"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; create it with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(actual, expected, "output differs from {}", path.display());
+}
+
+#[test]
+fn a_release_in_flight_shows_waves_bars_bake_left_and_latest_measurements() {
+    let text = view::render_release(
+        &release("progressing"),
+        now(),
+        &TimeZone::UTC,
+        Style::plain(),
+    );
+    golden("progressing", &text);
+    // The parts people look for, independent of layout.
+    assert!(text.contains("[##########..........]  50%"), "{text}");
+    assert!(text.contains("bake 0:08 left"), "{text}");
+    assert!(
+        text.contains("0.0034  ✔ pass     needs ≤ 0.01 · 2/4 passes"),
+        "{text}"
+    );
+    assert!(text.contains("waiting for inventory"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "plain output has escape codes: {text:?}"
+    );
+}
+
+#[test]
+fn colour_is_only_used_on_request() {
+    let text = view::render_release(
+        &release("progressing"),
+        now(),
+        &TimeZone::UTC,
+        Style::color(),
+    );
+    assert!(text.contains("\x1b[32m"), "{text:?}");
+    assert!(text.contains("█"), "{text:?}");
+}
+
+#[test]
+fn a_hold_says_why_and_how_to_lift_it() {
+    let text = view::render_release(&release("held"), now(), &TimeZone::UTC, Style::plain());
+    golden("held", &text);
+    assert!(
+        text.contains("HOLD hold-1 (for 1m, on inventory)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl signalman resume checkout-v5 -n shop"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_rolled_back_release_names_the_breach_and_the_first_deviation() {
+    let text = view::render_release(
+        &release("rolledback"),
+        now(),
+        &TimeZone::UTC,
+        Style::plain(),
+    );
+    golden("rolledback", &text);
+    assert!(
+        text.contains("ROLLBACK Breach on checkout-web at 15:51:05, first deviation 15:51:05"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_timeline_marks_the_first_deviation_once() {
+    let text = timeline::render_timeline(&release("rolledback"), &TimeZone::UTC, Style::plain());
+    golden("rolledback-timeline", &text);
+    assert_eq!(text.matches(timeline::FIRST_DEVIATION).count(), 1, "{text}");
+    let marked = text
+        .lines()
+        .find(|l| l.contains(timeline::FIRST_DEVIATION))
+        .unwrap();
+    assert!(
+        marked.starts_with("15:51:05") && marked.contains("+1m5s  MeasurementFailed"),
+        "{marked}"
+    );
+    // The failing measurement is not listed twice (it has its own timeline entry).
+    assert_eq!(text.matches("0.3").count(), 2, "{text}"); // header message and the entry
+}
+
+#[test]
+fn the_table_lists_every_release() {
+    let list = [
+        release("progressing"),
+        release("held"),
+        release("rolledback"),
+    ];
+    let text = view::render_table(&list, now(), true, Style::plain());
+    golden("table", &text);
+}
+
+#[test]
+fn pause_keeps_weights_and_says_so() {
+    let r = release("progressing");
+    let s = steer::pause(&r).unwrap();
+    assert_eq!(s.patch, json!({"spec": {"paused": true}}));
+    assert!(
+        s.says
+            .contains("canary weights stay where they are (inventory at 50%)"),
+        "{}",
+        s.says
+    );
+    assert_eq!(
+        steer::kubectl_equivalent(&r, &s),
+        r#"kubectl patch releases.signalman.dev checkout-v5 -n shop --type merge -p '{"spec":{"paused":true}}'"#
+    );
+    // Paused already: nothing to do, and not an error.
+    let mut paused = r.clone();
+    paused.spec.paused = Some(true);
+    assert!(steer::pause(&paused).unwrap_err().done);
+}
+
+#[test]
+fn resume_lifts_the_hold_in_force_by_its_id() {
+    let r = release("held");
+    let s = steer::resume(&r).unwrap();
+    assert_eq!(s.patch, json!({"spec": {"resumeHold": "hold-1"}}));
+    assert!(s.says.contains("lifts hold hold-1"), "{}", s.says);
+
+    // A user pause and a hold together: both are lifted.
+    let mut both = r.clone();
+    both.spec.paused = Some(true);
+    assert_eq!(
+        steer::resume(&both).unwrap().patch,
+        json!({"spec": {"resumeHold": "hold-1", "paused": false}})
+    );
+
+    // Neither paused nor held: nothing to resume.
+    let refusal = steer::resume(&release("progressing")).unwrap_err();
+    assert!(
+        refusal.message.contains("neither paused nor held"),
+        "{}",
+        refusal.message
+    );
+}
+
+#[test]
+fn abort_says_which_canaries_go_to_zero_and_what_is_restored_in_which_order() {
+    let s = steer::abort(&release("progressing")).unwrap();
+    assert_eq!(s.patch, json!({"spec": {"abort": true}}));
+    assert_eq!(
+        s.says,
+        "Release checkout-v5 rolls back: every canary in flight goes to 0% at once (inventory at 50%), \
+         then these are restored to their baseline in this order: payments-api. This cannot be undone."
+    );
+    let refusal = steer::abort(&release("rolledback")).unwrap_err();
+    assert!(!refusal.done);
+    assert!(
+        refusal.message.contains("already ended RolledBack"),
+        "{}",
+        refusal.message
+    );
+}
