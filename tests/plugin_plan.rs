@@ -230,3 +230,31 @@ fn plan_reads_stdin() {
         "{stdout}"
     );
 }
+
+#[test]
+fn every_example_release_plans_cleanly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in [root.clone(), root.join("demo")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    let mut releases = 0;
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        for r in read_releases(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
+            releases += 1;
+            if let Err(problems) = schedule(&r.spec) {
+                panic!("{}: {problems:?}", path.display());
+            }
+        }
+    }
+    assert!(
+        releases >= 4,
+        "found only {releases} example Releases in {files:?}"
+    );
+}
