@@ -1,1 +1,203 @@
 //! Measurement semantics (pure) and the Prometheus client (shell side).
+//!
+//! [`judge`] turns what a query returned into an [`Outcome`]; [`render_query`]
+//! fills a metric's query template. Both are pure so the engine and the
+//! plugin's dry run agree on every number.
+
+use crate::api::{Metric, NoDataPolicy, Outcome};
+use crate::engine::QueryResult;
+
+/// What a value inside `[min, max]` (inclusive) counts as, and why a value fails.
+///
+/// - a value within the bounds passes, outside fails; a missing bound is open;
+/// - NaN (Prometheus' answer to `0/0`, e.g. an error ratio with no requests) is
+///   no evidence at all, so it counts like an empty result, by the `noData` policy;
+/// - `+Inf`/`-Inf` are ordinary numbers beyond every bound (`histogram_quantile`
+///   answers `+Inf` when latency is above the top bucket, which must fail a `max`);
+/// - an error (unreachable Prometheus, bad query) is [`Outcome::Error`].
+pub fn judge(metric: &Metric, result: &QueryResult, no_data: NoDataPolicy) -> Outcome {
+    match result {
+        QueryResult::Error(_) => Outcome::Error,
+        QueryResult::NoData => no_data_outcome(no_data),
+        QueryResult::Value(v) if v.is_nan() => no_data_outcome(no_data),
+        QueryResult::Value(v) => {
+            let above_min = metric.min.is_none_or(|min| *v >= min);
+            let below_max = metric.max.is_none_or(|max| *v <= max);
+            if above_min && below_max { Outcome::Pass } else { Outcome::Fail }
+        }
+    }
+}
+
+fn no_data_outcome(policy: NoDataPolicy) -> Outcome {
+    match policy {
+        NoDataPolicy::Inconclusive => Outcome::Inconclusive,
+        NoDataPolicy::Fail => Outcome::Fail,
+        NoDataPolicy::Pass => Outcome::Pass,
+    }
+}
+
+/// The bounds of `metric` in words, e.g. `<= 0.01` or `in [1, 5]`, for timeline
+/// entries and messages.
+pub fn threshold(metric: &Metric) -> String {
+    match (metric.min, metric.max) {
+        (Some(lo), Some(hi)) => format!("in [{lo}, {hi}]"),
+        (Some(lo), None) => format!(">= {lo}"),
+        (None, Some(hi)) => format!("<= {hi}"),
+        (None, None) => "any value".to_owned(),
+    }
+}
+
+/// The values a query template may refer to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryVars {
+    /// `{{namespace}}`: the Release's namespace.
+    pub namespace: String,
+    /// `{{service}}`: the service's name in `spec.services`.
+    pub service: String,
+    /// `{{release}}`: the Release's name.
+    pub release: String,
+    /// `{{canary_hash}}`: the `pod-template-hash` of the canary pods.
+    pub canary_hash: String,
+    /// `{{stable_hash}}`: the `pod-template-hash` of the stable pods.
+    pub stable_hash: String,
+}
+
+/// Replace `{{namespace}}`, `{{service}}`, `{{release}}`, `{{canary_hash}}` and
+/// `{{stable_hash}}` in `template`.
+///
+/// Values are escaped for a PromQL double-quoted string (backslash, double
+/// quote, newline), because templates put them inside label matchers and a
+/// value must never end the string early and change the query. Unknown
+/// placeholders are left as they are, so a typo shows up in the query
+/// Prometheus rejects rather than silently matching everything.
+pub fn render_query(template: &str, vars: &QueryVars) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let name = after[..close].trim();
+        let value = match name {
+            "namespace" => Some(&vars.namespace),
+            "service" => Some(&vars.service),
+            "release" => Some(&vars.release),
+            "canary_hash" => Some(&vars.canary_hash),
+            "stable_hash" => Some(&vars.stable_hash),
+            _ => None,
+        };
+        match value {
+            Some(v) => escape_into(&mut out, v),
+            None => out.push_str(&rest[open..open + 2 + close + 2]),
+        }
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metric(min: Option<f64>, max: Option<f64>) -> Metric {
+        Metric { name: "m".into(), query: "q".into(), min, max }
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        let m = metric(Some(1.0), Some(2.0));
+        let p = NoDataPolicy::Inconclusive;
+        assert_eq!(judge(&m, &QueryResult::Value(1.0), p), Outcome::Pass);
+        assert_eq!(judge(&m, &QueryResult::Value(2.0), p), Outcome::Pass);
+        assert_eq!(judge(&m, &QueryResult::Value(0.999), p), Outcome::Fail);
+        assert_eq!(judge(&m, &QueryResult::Value(2.001), p), Outcome::Fail);
+    }
+
+    #[test]
+    fn a_missing_bound_is_open() {
+        let p = NoDataPolicy::Inconclusive;
+        assert_eq!(judge(&metric(None, Some(0.01)), &QueryResult::Value(-5.0), p), Outcome::Pass);
+        assert_eq!(judge(&metric(Some(0.9), None), &QueryResult::Value(1e9), p), Outcome::Pass);
+    }
+
+    #[test]
+    fn infinity_is_beyond_every_bound() {
+        let p = NoDataPolicy::Pass;
+        let max = metric(None, Some(0.5));
+        assert_eq!(judge(&max, &QueryResult::Value(f64::INFINITY), p), Outcome::Fail);
+        let min = metric(Some(0.5), None);
+        assert_eq!(judge(&min, &QueryResult::Value(f64::NEG_INFINITY), p), Outcome::Fail);
+    }
+
+    #[test]
+    fn nan_and_empty_follow_the_no_data_policy() {
+        let m = metric(None, Some(1.0));
+        for r in [QueryResult::NoData, QueryResult::Value(f64::NAN)] {
+            assert_eq!(judge(&m, &r, NoDataPolicy::Inconclusive), Outcome::Inconclusive);
+            assert_eq!(judge(&m, &r, NoDataPolicy::Fail), Outcome::Fail);
+            assert_eq!(judge(&m, &r, NoDataPolicy::Pass), Outcome::Pass);
+        }
+    }
+
+    #[test]
+    fn errors_are_errors_whatever_the_policy() {
+        let m = metric(None, Some(1.0));
+        let r = QueryResult::Error("connection refused".into());
+        assert_eq!(judge(&m, &r, NoDataPolicy::Pass), Outcome::Error);
+    }
+
+    #[test]
+    fn threshold_reads_like_the_bounds() {
+        assert_eq!(threshold(&metric(None, Some(0.01))), "<= 0.01");
+        assert_eq!(threshold(&metric(Some(1.0), Some(5.0))), "in [1, 5]");
+    }
+
+    fn vars() -> QueryVars {
+        QueryVars {
+            namespace: "shop".into(),
+            service: "checkout".into(),
+            release: "rel-1".into(),
+            canary_hash: "abc".into(),
+            stable_hash: "def".into(),
+        }
+    }
+
+    #[test]
+    fn every_placeholder_is_replaced() {
+        let q = render_query(
+            r#"x{namespace="{{namespace}}",service="{{ service }}",r="{{release}}",c="{{canary_hash}}",s="{{stable_hash}}"}"#,
+            &vars(),
+        );
+        assert_eq!(q, r#"x{namespace="shop",service="checkout",r="rel-1",c="abc",s="def"}"#);
+    }
+
+    #[test]
+    fn values_cannot_break_out_of_the_string() {
+        let v = QueryVars { service: "a\"} or vector(1) #\\\nb".into(), ..vars() };
+        let q = render_query(r#"x{service="{{service}}"}"#, &v);
+        assert_eq!(q, r#"x{service="a\"} or vector(1) #\\\nb"}"#);
+    }
+
+    #[test]
+    fn unknown_or_unclosed_placeholders_stay() {
+        assert_eq!(render_query("a{{nope}}b{{service}}", &vars()), "a{{nope}}bcheckout");
+        assert_eq!(render_query("a{{service", &vars()), "a{{service");
+    }
+}

@@ -414,8 +414,11 @@ pub struct Wave {
 pub struct Hold {
     /// Set `spec.resumeHold` to this to lift the hold.
     pub id: String,
-    /// Why, in one sentence.
+    /// Why, as a CamelCase word: `ErrorLimit`, `InconclusiveLimit`, `Drift` or `SpecChanged`.
     pub reason: String,
+    /// What happened and what lifts the hold, in a sentence or two.
+    #[serde(default)]
+    pub message: String,
     /// The service whose state caused it, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
@@ -461,6 +464,9 @@ pub struct ServiceStatus {
     /// The ControllerRevision holding the Deployment's pod template from before the release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<String>,
+    /// Signalman has written the new version into the stable Deployment, so a rollback must restore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stable_changed: bool,
     /// This step's count of measurements per metric and outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tally: Vec<MetricTally>,
@@ -512,6 +518,12 @@ pub struct MetricTally {
     pub inconclusive: i32,
     #[serde(default)]
     pub errors: i32,
+    /// When this metric was last measured in this step; the next measurement is due one `interval` later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<Time>,
+    /// When this metric first failed in this step (the first deviation a breach reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failed_at: Option<Time>,
 }
 
 /// One measurement of one metric.

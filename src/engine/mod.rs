@@ -8,12 +8,71 @@
 //! `due_measurements` asks for, calls `decide`, applies the actions in order
 //! and writes the status when it changed.
 
+mod context;
+mod hold;
+mod progress;
+mod rollback;
+pub mod sim;
+mod start;
+mod summary;
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::ReleaseStatus;
+use crate::api::{Phase, Release, ReleaseSpec, ReleaseStatus};
+
+pub use progress::due_measurements;
+
+/// Longest wait while the cluster converges on what the engine asked for
+/// (a canary becoming ready, a rollout finishing); watches usually wake the
+/// controller sooner.
+pub const CONVERGE: Duration = Duration::from_secs(5);
+
+/// Decide what to do next for `release`, given what the shell observed and the time.
+///
+/// Pure and deterministic: the same inputs give the same output, and deciding
+/// again on the returned status with the same observations repeats no
+/// transition. Final releases cost nothing: no actions, the status unchanged,
+/// no requeue. The rules are in `docs/semantics.md`.
+pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision {
+    let before = release.status.clone().unwrap_or_default();
+    let phase = before.phase.unwrap_or_default();
+    if phase.is_final() {
+        return Decision { actions: Vec::new(), status: before, requeue_after: None, notices: Vec::new() };
+    }
+    let mut cx = context::Ctx::new(release, obs, now, before);
+    match phase {
+        Phase::Pending | Phase::AwaitingGates => start::pending(&mut cx),
+        Phase::Progressing | Phase::Paused => progress::run(&mut cx),
+        Phase::RollingBack => rollback::run(&mut cx),
+        Phase::Succeeded | Phase::RolledBack | Phase::Failed => {}
+    }
+    summary::finish(&mut cx);
+    cx.into_decision()
+}
+
+/// A stable fingerprint of `spec` without its control fields (`paused`, `abort`,
+/// `resumeHold`): a different value mid-flight means someone changed what is
+/// being released. FNV-1a (64 bit) over the canonical JSON, as 16 hex digits.
+pub fn spec_hash(spec: &ReleaseSpec) -> String {
+    let mut what = spec.clone();
+    what.paused = None;
+    what.abort = None;
+    what.resume_hold = None;
+    // Serializing plain structs and BTreeMaps cannot fail and is canonical:
+    // field order is fixed by the types, map keys are sorted.
+    let bytes = serde_json::to_vec(&what).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
 
 /// What the shell saw in the cluster and in Prometheus for one decision.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,0 +1,151 @@
+//! What one decision works on: the inputs, the status being built, and the
+//! actions, notices and wake-up time collected on the way.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{Action, Decision, Notice, Observations, ServiceObservation};
+use crate::api::{Phase, Plan, Release, ReleaseSpec, ReleaseStatus, ServicePhase, TimelineEntry};
+
+/// Shortest requeue: a wake-up that is already due still waits this long, so a
+/// shell that missed a measurement cannot spin.
+const MIN_REQUEUE: Duration = Duration::from_secs(1);
+
+pub(super) struct Ctx<'a> {
+    pub release: &'a Release,
+    pub spec: &'a ReleaseSpec,
+    pub obs: &'a Observations,
+    pub now: Timestamp,
+    pub st: ReleaseStatus,
+    pub actions: Vec<Action>,
+    pub notices: Vec<Notice>,
+    pub requeue: Option<Duration>,
+    /// Set when a Pending release is refused: the Stalled reason.
+    pub stalled: Option<String>,
+    /// Why a requested resume could not happen, for the status message.
+    pub note: Option<String>,
+    empty: ServiceObservation,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(release: &'a Release, obs: &'a Observations, now: Timestamp, st: ReleaseStatus) -> Self {
+        let mut st = st;
+        st.observed_generation = release.metadata.generation;
+        Ctx {
+            release,
+            spec: &release.spec,
+            obs,
+            now,
+            st,
+            actions: Vec::new(),
+            notices: Vec::new(),
+            requeue: None,
+            stalled: None,
+            note: None,
+            empty: ServiceObservation::default(),
+        }
+    }
+
+    pub fn into_decision(self) -> Decision {
+        Decision { actions: self.actions, status: self.st, requeue_after: self.requeue, notices: self.notices }
+    }
+
+    pub fn time(&self) -> Time {
+        Time(self.now)
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.st.phase.unwrap_or_default()
+    }
+
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.st.phase = Some(phase);
+    }
+
+    pub fn release_name(&self) -> &str {
+        self.release.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.release.metadata.namespace.as_deref().unwrap_or_default()
+    }
+
+    /// The observation of service `name`; a service the shell did not report has no objects.
+    pub fn seen(&self, name: &str) -> &ServiceObservation {
+        self.obs.services.get(name).unwrap_or(&self.empty)
+    }
+
+    /// Position of `name` in `status.services`.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.st.services.iter().position(|s| s.name == name)
+    }
+
+    pub fn service_phase(&self, name: &str) -> Option<ServicePhase> {
+        self.index(name).map(|i| self.st.services[i].phase)
+    }
+
+    /// The plan in status (fixed when the release started), else the spec's.
+    pub fn plan(&self) -> Plan {
+        self.st
+            .plan
+            .clone()
+            .or_else(|| crate::plan::plan(self.spec).ok())
+            .unwrap_or_default()
+    }
+
+    /// Queue `action` once: rules that converge on the same state may ask twice.
+    pub fn act(&mut self, action: Action) {
+        if !self.actions.contains(&action) {
+            self.actions.push(action);
+        }
+    }
+
+    pub fn wake_in(&mut self, after: Duration) {
+        let after = after.max(MIN_REQUEUE);
+        self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
+    }
+
+    pub fn wake_at(&mut self, at: Timestamp) {
+        self.wake_in(until(self.now, at));
+    }
+
+    pub fn notice(&mut self, reason: &str, message: String, warning: bool) {
+        self.notices.push(Notice { reason: reason.to_owned(), message, warning });
+    }
+
+    pub fn record(&mut self, reason: &str, service: Option<&str>, message: String) {
+        let at = self.time();
+        self.st.timeline.push(TimelineEntry {
+            at,
+            reason: reason.to_owned(),
+            service: service.map(str::to_owned),
+            message,
+        });
+    }
+
+    pub fn spec_changed(&self) -> bool {
+        self.st.spec_hash.as_deref().is_some_and(|h| h != super::spec_hash(self.spec))
+    }
+}
+
+pub(super) fn plus(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(d).unwrap_or(Timestamp::MAX)
+}
+
+pub(super) fn until(now: Timestamp, t: Timestamp) -> Duration {
+    Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+/// `90s` -> `1m30s`, for messages.
+pub(super) fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}

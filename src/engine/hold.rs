@@ -1,0 +1,188 @@
+//! Holds (the controller stops because it cannot decide) and user pauses.
+//!
+//! A hold sends every canary that is measuring to 0 % and waits for a person:
+//! `spec.resumeHold` set to the hold's id lifts it once its cause is gone,
+//! `spec.abort` rolls back, and `spec.holdTimeout` rolls back on its own.
+
+use super::context::{Ctx, human, plus};
+use super::{Action, CONVERGE, TemplateState};
+use crate::api::{Hold, Phase, ServicePhase};
+
+pub(super) const SPEC_CHANGED: &str =
+    "the spec changed while the release is in flight; restore it, or abort and create a new Release";
+
+/// Place a hold now: weight 0 for every service in a step, whose bake restarts on resume.
+pub(super) fn place(cx: &mut Ctx, reason: &'static str, service: Option<String>, message: String) {
+    cx.st.holds += 1;
+    let id = format!("hold-{}", cx.st.holds);
+    let message = format!("{message}; then set spec.resumeHold: {id} to resume, or spec.abort: true to roll back");
+    cx.st.hold = Some(Hold {
+        id: id.clone(),
+        reason: reason.to_owned(),
+        message: message.clone(),
+        service: service.clone(),
+        since: cx.time(),
+    });
+    cx.set_phase(Phase::Paused);
+    for i in 0..cx.st.services.len() {
+        let s = &mut cx.st.services[i];
+        if s.phase != ServicePhase::Progressing {
+            continue;
+        }
+        s.weight = 0;
+        s.bake_started_at = None;
+        s.tally.clear();
+        s.message = Some(format!("held by {id}: no traffic on the canary"));
+        let name = s.name.clone();
+        cx.act(Action::SetCanaryWeight { service: name, weight: 0 });
+    }
+    cx.record("Held", service.as_deref(), format!("{id} ({reason}): {message}"));
+    cx.notice("Held", format!("{id} ({reason}): {message}"), true);
+    cx.wake_in(CONVERGE);
+}
+
+/// The hold in force has lasted longer than `spec.holdTimeout`: the service and the reason to roll back.
+pub(super) fn expired(cx: &Ctx) -> Option<(Option<String>, String)> {
+    let hold = cx.st.hold.as_ref()?;
+    let timeout: std::time::Duration = cx.spec.hold_timeout?.into();
+    (cx.now >= plus(hold.since.0, timeout)).then(|| {
+        (
+            hold.service.clone(),
+            format!(
+                "{} ({}) lasted longer than spec.holdTimeout {}",
+                hold.id,
+                hold.reason,
+                human(timeout)
+            ),
+        )
+    })
+}
+
+/// Place a hold for a changed spec or drift, lift one whose id is in
+/// `spec.resumeHold` and whose cause is gone, and keep canaries at 0 % while
+/// held. True while the release stays held.
+pub(super) fn check(cx: &mut Ctx, spec_changed: bool) -> bool {
+    match cx.st.hold.clone() {
+        None => {
+            if spec_changed {
+                place(cx, "SpecChanged", None, SPEC_CHANGED.to_owned());
+            } else if let Some((service, message)) = drift(cx) {
+                place(cx, "Drift", Some(service), message);
+            }
+        }
+        Some(hold) if cx.spec.resume_hold.as_deref() == Some(hold.id.as_str()) => {
+            if spec_changed {
+                cx.note = Some(format!("spec.resumeHold cannot lift {}: {SPEC_CHANGED}", hold.id));
+            } else if let Some((_, message)) = drift(cx) {
+                cx.note = Some(format!("spec.resumeHold cannot lift {}: {message}", hold.id));
+            } else {
+                resume(cx, &hold.id);
+            }
+        }
+        Some(_) => {}
+    }
+    let Some(hold) = cx.st.hold.clone() else { return false };
+    cx.set_phase(Phase::Paused);
+    for i in 0..cx.st.services.len() {
+        if cx.st.services[i].phase != ServicePhase::Progressing {
+            continue;
+        }
+        let name = cx.st.services[i].name.clone();
+        if cx.seen(&name).canary.as_ref().is_some_and(|c| c.weight != 0) {
+            cx.act(Action::SetCanaryWeight { service: name, weight: 0 });
+            cx.wake_in(CONVERGE);
+        }
+    }
+    if let Some(timeout) = cx.spec.hold_timeout {
+        cx.wake_at(plus(hold.since.0, timeout.into()));
+    }
+    true
+}
+
+fn resume(cx: &mut Ctx, id: &str) {
+    cx.st.hold = None;
+    restart_bakes(cx);
+    let message = format!("{id} lifted by spec.resumeHold; the current steps bake again from the start");
+    cx.record("Resumed", None, message.clone());
+    cx.notice("Resumed", message, false);
+}
+
+/// `spec.paused` went back to false: the steps bake again from the start.
+pub(super) fn unpause(cx: &mut Ctx) {
+    restart_bakes(cx);
+    let message = "resumed (spec.paused is false); the current steps bake again from the start".to_owned();
+    cx.record("Resumed", None, message.clone());
+    cx.notice("Resumed", message, false);
+}
+
+fn restart_bakes(cx: &mut Ctx) {
+    for s in &mut cx.st.services {
+        if s.phase == ServicePhase::Progressing {
+            s.bake_started_at = None;
+            s.tally.clear();
+        }
+    }
+}
+
+/// The first object of an unfinished service that someone else changed or removed.
+pub(super) fn drift(cx: &Ctx) -> Option<(String, String)> {
+    for (i, s) in cx.st.services.iter().enumerate() {
+        let moving = matches!(s.phase, ServicePhase::Progressing | ServicePhase::Promoting);
+        if !moving && !matches!(s.phase, ServicePhase::Pending | ServicePhase::Promoted) {
+            continue;
+        }
+        let Some(svc) = cx.spec.service(&s.name) else { continue };
+        let at = cx.spec.services.iter().position(|x| x.name == s.name).unwrap_or(i);
+        let seen = cx.seen(&s.name);
+        match &seen.stable {
+            None => {
+                return Some((
+                    s.name.clone(),
+                    format!(
+                        "Deployment {:?} (spec.services[{at}].deployment) was deleted while the release is in flight; \
+                         recreate it",
+                        svc.deployment
+                    ),
+                ));
+            }
+            Some(stable) if stable.template == TemplateState::Drifted => {
+                return Some((
+                    s.name.clone(),
+                    format!(
+                        "Deployment {:?} (spec.services[{at}].deployment) was changed by someone else while the \
+                         release is in flight: its pod template is neither the baseline nor the new version; \
+                         put it back",
+                        svc.deployment
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        if let Some(gw) = svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+            match &seen.route {
+                Some(r) if r.found && !(moving && r.drifted) => {}
+                Some(r) if r.found => {
+                    return Some((
+                        s.name.clone(),
+                        format!(
+                            "HTTPRoute {:?} (spec.services[{at}].traffic.gatewayAPI.httpRoute): its backendRefs \
+                             were changed by someone else while the release is in flight; put them back",
+                            gw.http_route
+                        ),
+                    ));
+                }
+                _ => {
+                    return Some((
+                        s.name.clone(),
+                        format!(
+                            "HTTPRoute {:?} (spec.services[{at}].traffic.gatewayAPI.httpRoute) is gone or no \
+                             longer points at the stable Service; recreate it",
+                            gw.http_route
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    None
+}

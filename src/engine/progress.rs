@@ -1,0 +1,398 @@
+//! A release on its way: waves, steps, bakes, measurements and promotion.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::context::{Ctx, human, plus};
+use super::{Action, CanaryObservation, CONVERGE, MeasurementRequest, QueryResult, TemplateState, hold, rollback};
+use crate::analysis::{judge, threshold};
+use crate::api::{
+    Measurement, MetricTally, Outcome, Phase, Release, ServicePhase, default::MEASUREMENTS_KEPT,
+};
+
+/// The measurements due now: for every service baking a step, each metric one
+/// `interval` after its last measurement in this step (or after the bake began).
+/// Nothing is due while the release is paused, held or aborted, or its spec changed.
+pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementRequest> {
+    let Some(st) = &release.status else { return Vec::new() };
+    let stopping = release.spec.paused == Some(true) || release.spec.abort == Some(true);
+    if st.phase != Some(Phase::Progressing) || st.hold.is_some() || stopping {
+        return Vec::new();
+    }
+    if st.spec_hash.as_deref().is_some_and(|h| h != super::spec_hash(&release.spec)) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for s in &st.services {
+        let (ServicePhase::Progressing, Some(step), Some(baked)) = (s.phase, s.step, &s.bake_started_at)
+        else {
+            continue;
+        };
+        let Some(svc) = release.spec.service(&s.name) else { continue };
+        let analysis = release.spec.analysis_of(svc);
+        for m in &analysis.metrics {
+            let last = s.tally.iter().find(|t| t.metric == m.name).and_then(|t| t.last_at.as_ref());
+            let due = plus(last.unwrap_or(baked).0, analysis.interval());
+            if now >= due {
+                out.push(MeasurementRequest { service: s.name.clone(), metric: m.name.clone(), step });
+            }
+        }
+    }
+    out
+}
+
+pub(super) fn run(cx: &mut Ctx) {
+    let spec_changed = cx.spec_changed();
+    let was_paused = cx.phase() == Phase::Paused;
+    let user_paused = was_paused && cx.st.hold.is_none();
+
+    let stopping = cx.spec.paused == Some(true) || cx.spec.abort == Some(true);
+    if cx.phase() == Phase::Progressing && cx.st.hold.is_none() && !spec_changed && !stopping {
+        let verdict = ingest(cx);
+        if let Some(breach) = verdict.breach {
+            return rollback::begin(cx, "Breach", Some(breach.service), breach.message, breach.first_deviation);
+        }
+        if let Some((reason, service, message)) = verdict.hold {
+            hold::place(cx, reason, Some(service), message);
+        }
+    }
+    if cx.spec.abort == Some(true) {
+        return rollback::begin(cx, "Abort", None, "aborted by spec.abort".to_owned(), None);
+    }
+    if let Some(expired) = hold::expired(cx) {
+        return rollback::begin(cx, "HoldTimeout", expired.0, expired.1, None);
+    }
+    if hold::check(cx, spec_changed) {
+        return;
+    }
+    if cx.spec.paused == Some(true) {
+        if !was_paused {
+            cx.record("Paused", None, "paused by spec.paused".to_owned());
+        }
+        cx.set_phase(Phase::Paused);
+        return;
+    }
+    if user_paused {
+        hold::unpause(cx);
+    }
+    cx.set_phase(Phase::Progressing);
+    advance(cx);
+}
+
+struct Breach {
+    service: String,
+    message: String,
+    first_deviation: Option<Time>,
+}
+
+#[derive(Default)]
+struct Verdict {
+    breach: Option<Breach>,
+    hold: Option<(&'static str, String, String)>,
+}
+
+/// Count this decision's measurements into the tallies and say whether a limit broke.
+fn ingest(cx: &mut Ctx) -> Verdict {
+    let mut taken: Vec<&super::Taken> = cx.obs.measurements.iter().collect();
+    taken.sort_by_key(|t| t.at);
+    for t in taken {
+        let Some(i) = cx.index(&t.service) else { continue };
+        let Some(svc) = cx.spec.service(&t.service) else { continue };
+        let analysis = cx.spec.analysis_of(svc);
+        let Some(metric) = analysis.metrics.iter().find(|m| m.name == t.metric) else { continue };
+        let s = &cx.st.services[i];
+        let (ServicePhase::Progressing, Some(step), Some(baked)) = (s.phase, s.step, &s.bake_started_at)
+        else {
+            continue;
+        };
+        if step != t.step {
+            continue;
+        }
+        let last = s.tally.iter().find(|m| m.metric == t.metric).and_then(|m| m.last_at.as_ref());
+        // A measurement before it was due (a stale or repeated one) is not evidence.
+        if t.at < plus(last.unwrap_or(baked).0, analysis.interval()) {
+            continue;
+        }
+        let outcome = judge(metric, &t.result, analysis.no_data.unwrap_or_default());
+        let (value, note) = match &t.result {
+            QueryResult::Value(v) if v.is_nan() => (None, Some("the query returned NaN (no traffic?)".to_owned())),
+            QueryResult::Value(v) => (Some(*v), None),
+            QueryResult::NoData => (None, Some("the query returned no data".to_owned())),
+            QueryResult::Error(e) => (None, Some(e.clone())),
+        };
+        let at = Time(t.at);
+        let s = &mut cx.st.services[i];
+        let tally = match s.tally.iter().position(|m| m.metric == t.metric) {
+            Some(p) => &mut s.tally[p],
+            None => {
+                s.tally.push(MetricTally { metric: t.metric.clone(), ..Default::default() });
+                s.tally.last_mut().expect("just pushed")
+            }
+        };
+        tally.last_at = Some(at.clone());
+        match outcome {
+            Outcome::Pass => tally.passed += 1,
+            Outcome::Fail => {
+                tally.failed += 1;
+                tally.first_failed_at.get_or_insert(at.clone());
+            }
+            Outcome::Inconclusive => tally.inconclusive += 1,
+            Outcome::Error => tally.errors += 1,
+        }
+        s.measurements.push(Measurement {
+            metric: t.metric.clone(),
+            step,
+            value,
+            outcome,
+            message: note.clone(),
+            at,
+        });
+        let excess = s.measurements.len().saturating_sub(MEASUREMENTS_KEPT);
+        s.measurements.drain(..excess);
+        if outcome == Outcome::Fail {
+            let seen = value.map_or_else(|| note.clone().unwrap_or_default(), |v| format!("{v}"));
+            let message = format!(
+                "{} = {seen} at step {} (weight {}%), threshold {}",
+                t.metric,
+                step + 1,
+                s.weight,
+                threshold(metric)
+            );
+            let service = t.service.clone();
+            cx.record("MeasurementFailed", Some(&service), message);
+        }
+    }
+
+    let mut verdict = Verdict::default();
+    for s in &cx.st.services {
+        if s.phase != ServicePhase::Progressing {
+            continue;
+        }
+        let Some(svc) = cx.spec.service(&s.name) else { continue };
+        let a = cx.spec.analysis_of(svc);
+        for t in &s.tally {
+            if t.failed > a.failure_limit() && verdict.breach.is_none() {
+                verdict.breach = Some(Breach {
+                    service: s.name.clone(),
+                    message: format!(
+                        "{}: {} failed {} measurement(s) of step {}, more than failureLimit {}",
+                        s.name,
+                        t.metric,
+                        t.failed,
+                        s.step.unwrap_or_default() + 1,
+                        a.failure_limit()
+                    ),
+                    first_deviation: t.first_failed_at.clone(),
+                });
+            }
+            if verdict.hold.is_some() {
+                continue;
+            }
+            if t.errors > a.error_limit() {
+                verdict.hold = Some((
+                    "ErrorLimit",
+                    s.name.clone(),
+                    format!(
+                        "{}: {} could not be measured {} times in this step, more than errorLimit {}; \
+                         fix the query or Prometheus",
+                        s.name,
+                        t.metric,
+                        t.errors,
+                        a.error_limit()
+                    ),
+                ));
+            } else if t.inconclusive > a.inconclusive_limit() {
+                verdict.hold = Some((
+                    "InconclusiveLimit",
+                    s.name.clone(),
+                    format!(
+                        "{}: {} was inconclusive {} times in this step, more than inconclusiveLimit {}; \
+                         check that the canary gets traffic",
+                        s.name,
+                        t.metric,
+                        t.inconclusive,
+                        a.inconclusive_limit()
+                    ),
+                ));
+            }
+        }
+    }
+    verdict
+}
+
+/// Move every service as far as the cluster and the clock allow, wave by wave.
+fn advance(cx: &mut Ctx) {
+    let plan = cx.plan();
+    for name in plan.waves.iter().flat_map(|w| &w.services) {
+        let Some(i) = cx.index(name) else { continue };
+        match cx.st.services[i].phase {
+            ServicePhase::Pending => start_service(cx, i),
+            ServicePhase::Progressing => bake(cx, i),
+            ServicePhase::Promoting => promote(cx, i),
+            _ => {}
+        }
+    }
+    if !cx.st.services.is_empty() && cx.st.services.iter().all(|s| s.phase == ServicePhase::Promoted) {
+        cx.set_phase(Phase::Succeeded);
+        cx.st.finished_at = Some(cx.time());
+        cx.requeue = None;
+        let message = format!("all {} services promoted", cx.st.services.len());
+        cx.record("Succeeded", None, message.clone());
+        cx.notice("Succeeded", message, false);
+    }
+}
+
+fn start_service(cx: &mut Ctx, i: usize) {
+    let name = cx.st.services[i].name.clone();
+    let Some(svc) = cx.spec.service(&name) else { return };
+    let waiting: Vec<&str> = svc
+        .depends_on
+        .iter()
+        .filter(|d| cx.service_phase(d) != Some(ServicePhase::Promoted))
+        .map(String::as_str)
+        .collect();
+    if !waiting.is_empty() {
+        cx.st.services[i].message = Some(format!("waits for {} to be promoted", waiting.join(", ")));
+        return;
+    }
+    if !cx.seen(&name).baseline_recorded {
+        cx.st.services[i].message = Some("recording the baseline".to_owned());
+        cx.act(Action::RecordBaseline { service: name });
+        cx.wake_in(CONVERGE);
+        return;
+    }
+    let steps = cx.spec.steps_of(svc);
+    let baseline = format!("{}-{}-baseline", cx.release_name(), name);
+    let now = cx.time();
+    let s = &mut cx.st.services[i];
+    s.phase = ServicePhase::Progressing;
+    s.step = Some(0);
+    s.weight = steps.first().map_or(0, |st| st.weight);
+    s.baseline = Some(baseline);
+    s.since = Some(now);
+    s.bake_started_at = None;
+    s.tally.clear();
+    cx.record("ServiceStarted", Some(&name), format!("baseline recorded; canary starts at step 1/{}", steps.len()));
+    bake(cx, i);
+}
+
+/// A service in a step: get the weight in effect, bake, measure, pass.
+fn bake(cx: &mut Ctx, i: usize) {
+    let name = cx.st.services[i].name.clone();
+    let Some(svc) = cx.spec.service(&name) else { return };
+    let steps = cx.spec.steps_of(svc);
+    let k = cx.st.services[i].step.unwrap_or_default().clamp(0, steps.len() as i32 - 1);
+    let step = &steps[k as usize];
+    let of = steps.len();
+
+    let Some(started) = cx.st.services[i].bake_started_at.clone() else {
+        cx.st.services[i].weight = step.weight;
+        if cx.seen(&name).canary == Some(CanaryObservation { weight: step.weight, ready: true }) {
+            let now = cx.time();
+            cx.st.services[i].bake_started_at = Some(now.clone());
+            cx.record(
+                "StepStarted",
+                Some(&name),
+                format!(
+                    "step {}/{of}: {}% of traffic on the new version, baking for {}",
+                    k + 1,
+                    step.weight,
+                    human(step.bake.into())
+                ),
+            );
+            return bake(cx, i);
+        }
+        cx.st.services[i].message = Some(format!("waits for the canary to take {}% of traffic", step.weight));
+        cx.act(Action::SetCanaryWeight { service: name, weight: step.weight });
+        cx.wake_in(CONVERGE);
+        return;
+    };
+
+    let bake_time: std::time::Duration = step.bake.into();
+    let bake_end = plus(started.0, bake_time);
+    let analysis = cx.spec.analysis_of(svc);
+    let need = analysis.min_passes(bake_time);
+    let tally = cx.st.services[i].tally.clone();
+    let short: Vec<String> = analysis
+        .metrics
+        .iter()
+        .filter_map(|m| {
+            let passed = tally.iter().find(|t| t.metric == m.name).map_or(0, |t| t.passed);
+            (passed < need).then(|| format!("{} {passed}/{need}", m.name))
+        })
+        .collect();
+
+    if cx.now >= bake_end && short.is_empty() {
+        return pass_step(cx, i, k as usize, steps.len());
+    }
+    if cx.now < bake_end {
+        cx.wake_at(bake_end);
+    }
+    for m in &analysis.metrics {
+        let last = tally.iter().find(|t| t.metric == m.name).and_then(|t| t.last_at.as_ref());
+        let due = plus(last.unwrap_or(&started).0, analysis.interval());
+        cx.wake_at(due);
+    }
+    let evidence = if short.is_empty() {
+        String::new()
+    } else {
+        format!("; passing measurements {}", short.join(", "))
+    };
+    cx.st.services[i].message = Some(format!(
+        "step {}/{of} at {}%: baking until {}{evidence}",
+        k + 1,
+        step.weight,
+        bake_end
+    ));
+}
+
+fn pass_step(cx: &mut Ctx, i: usize, k: usize, of: usize) {
+    let name = cx.st.services[i].name.clone();
+    let weight = cx.st.services[i].weight;
+    let message = format!("{name}: step {}/{of} at {weight}% passed", k + 1);
+    cx.record("StepPassed", Some(&name), message.clone());
+    cx.notice("StepPassed", message, false);
+    let steps = cx.spec.service(&name).map(|svc| cx.spec.steps_of(svc)).unwrap_or_default();
+    let now = cx.time();
+    let s = &mut cx.st.services[i];
+    s.bake_started_at = None;
+    s.tally.clear();
+    if k + 1 < steps.len() {
+        s.step = Some(k as i32 + 1);
+        bake(cx, i);
+    } else {
+        s.phase = ServicePhase::Promoting;
+        s.stable_changed = true;
+        s.since = Some(now);
+        cx.record("Promoting", Some(&name), "every step passed; writing the new version into the stable Deployment".to_owned());
+        promote(cx, i);
+    }
+}
+
+/// The new version goes into the stable Deployment; the canary leaves once it has rolled out.
+fn promote(cx: &mut Ctx, i: usize) {
+    let name = cx.st.services[i].name.clone();
+    let seen = cx.seen(&name);
+    let rolled_out = seen.stable.as_ref().is_some_and(|s| s.template == TemplateState::New && s.rolled_out);
+    if !rolled_out {
+        cx.st.services[i].message = Some("waits for the stable Deployment to roll out the new version".to_owned());
+        cx.act(Action::PromoteStable { service: name });
+        cx.wake_in(CONVERGE);
+        return;
+    }
+    if seen.canary.is_some() {
+        cx.st.services[i].message = Some("removing the canary".to_owned());
+        cx.act(Action::RemoveCanary { service: name });
+        cx.wake_in(CONVERGE);
+        return;
+    }
+    let now = cx.time();
+    let s = &mut cx.st.services[i];
+    s.phase = ServicePhase::Promoted;
+    s.weight = 0;
+    s.since = Some(now);
+    s.message = Some("the new version is the stable one".to_owned());
+    let message = format!("{name} promoted: the new version is stable and the canary is gone");
+    cx.record("Promoted", Some(&name), message.clone());
+    cx.notice("Promoted", message, false);
+}

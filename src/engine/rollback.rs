@@ -1,0 +1,173 @@
+//! Breach, abort and hold timeout: withdraw every canary at once, then restore
+//! the services whose stable Deployment changed, in rollback order.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::context::Ctx;
+use super::{Action, CONVERGE, TemplateState};
+use crate::api::{Phase, RollbackCause, ServicePhase};
+
+/// Start rolling back. Every canary in flight is sent to 0 % in this very
+/// decision, before anything else happens.
+pub(super) fn begin(
+    cx: &mut Ctx,
+    reason: &str,
+    service: Option<String>,
+    message: String,
+    first_deviation: Option<Time>,
+) {
+    cx.set_phase(Phase::RollingBack);
+    cx.st.hold = None;
+    cx.st.rollback = Some(RollbackCause {
+        reason: reason.to_owned(),
+        message: message.clone(),
+        service: service.clone(),
+        first_deviation_at: first_deviation,
+        at: cx.time(),
+    });
+    cx.record(reason, service.as_deref(), message.clone());
+    cx.notice(reason, message, true);
+
+    let now = cx.time();
+    let mut zeroed = Vec::new();
+    for s in &mut cx.st.services {
+        match s.phase {
+            ServicePhase::Progressing | ServicePhase::Promoting => {
+                s.phase = ServicePhase::Withdrawing;
+                s.weight = 0;
+                s.bake_started_at = None;
+                s.since = Some(now.clone());
+                zeroed.push(s.name.clone());
+            }
+            ServicePhase::Pending => {
+                s.phase = ServicePhase::Skipped;
+                s.since = Some(now.clone());
+                s.message = Some("never started: the release is rolling back".to_owned());
+            }
+            ServicePhase::Promoted => {
+                s.phase = ServicePhase::Restoring;
+                s.since = Some(now.clone());
+            }
+            _ => {}
+        }
+    }
+    for name in &zeroed {
+        cx.act(Action::SetCanaryWeight { service: name.clone(), weight: 0 });
+    }
+    if !zeroed.is_empty() {
+        cx.record("WeightZero", None, format!("canary traffic of {} set to 0%", zeroed.join(", ")));
+    }
+    run(cx);
+}
+
+pub(super) fn run(cx: &mut Ctx) {
+    for i in 0..cx.st.services.len() {
+        if cx.st.services[i].phase == ServicePhase::Withdrawing {
+            withdraw(cx, i);
+        }
+    }
+    let order = cx.plan().rollback_order;
+    for (pos, name) in order.iter().enumerate() {
+        let Some(i) = cx.index(name) else { continue };
+        if cx.st.services[i].phase != ServicePhase::Restoring {
+            continue;
+        }
+        // Strictly in rollback order: everything before this service (all its
+        // dependents among them) has finished rolling back.
+        let blocking: Vec<&str> = order[..pos]
+            .iter()
+            .filter(|n| cx.service_phase(n).is_some_and(|p| !settled(p)))
+            .map(String::as_str)
+            .collect();
+        if !blocking.is_empty() {
+            cx.st.services[i].message =
+                Some(format!("waits for {} to finish rolling back", blocking.join(", ")));
+            continue;
+        }
+        restore(cx, i);
+        if cx.phase() == Phase::Failed {
+            return;
+        }
+    }
+    if cx.st.services.iter().all(|s| settled(s.phase)) {
+        cx.set_phase(Phase::RolledBack);
+        cx.st.finished_at = Some(cx.time());
+        cx.requeue = None;
+        let cause = cx.st.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+        let message = format!("rolled back after {cause}: every change is reversed");
+        cx.record("RolledBack", None, message.clone());
+        cx.notice("RolledBack", message, true);
+    }
+}
+
+fn settled(p: ServicePhase) -> bool {
+    matches!(p, ServicePhase::Withdrawn | ServicePhase::Restored | ServicePhase::Skipped)
+}
+
+/// The canary goes to 0 % and then away.
+fn withdraw(cx: &mut Ctx, i: usize) {
+    let name = cx.st.services[i].name.clone();
+    match &cx.seen(&name).canary {
+        Some(c) if c.weight != 0 => {
+            cx.st.services[i].message = Some("waits for the canary to take no traffic".to_owned());
+            cx.act(Action::SetCanaryWeight { service: name, weight: 0 });
+            cx.wake_in(CONVERGE);
+        }
+        Some(_) => {
+            cx.st.services[i].message = Some("removing the canary".to_owned());
+            cx.act(Action::RemoveCanary { service: name });
+            cx.wake_in(CONVERGE);
+        }
+        None => {
+            let now = cx.time();
+            let s = &mut cx.st.services[i];
+            s.since = Some(now);
+            if s.stable_changed {
+                s.phase = ServicePhase::Restoring;
+            } else {
+                s.phase = ServicePhase::Withdrawn;
+                s.message = Some("canary removed; the stable Deployment was never changed".to_owned());
+                cx.record("Withdrawn", Some(&name), "canary removed".to_owned());
+            }
+        }
+    }
+}
+
+/// The baseline goes back into the stable Deployment.
+fn restore(cx: &mut Ctx, i: usize) {
+    let name = cx.st.services[i].name.clone();
+    let seen = cx.seen(&name);
+    let Some(stable) = &seen.stable else {
+        let message = format!(
+            "{name}: its stable Deployment is gone, so its baseline cannot be restored; recreate it from \
+             ControllerRevision {:?} by hand",
+            cx.st.services[i].baseline.clone().unwrap_or_default()
+        );
+        cx.set_phase(Phase::Failed);
+        cx.st.finished_at = Some(cx.time());
+        cx.requeue = None;
+        cx.st.message = Some(message.clone());
+        cx.record("Failed", Some(&name), message.clone());
+        cx.notice("Failed", message, true);
+        return;
+    };
+    if seen.canary.is_some() {
+        cx.act(Action::RemoveCanary { service: name });
+        cx.wake_in(CONVERGE);
+        return;
+    }
+    if stable.template == TemplateState::Baseline && stable.rolled_out {
+        let now = cx.time();
+        let s = &mut cx.st.services[i];
+        s.phase = ServicePhase::Restored;
+        s.since = Some(now);
+        s.message = Some("back on its baseline".to_owned());
+        let message = format!("{name} restored to its baseline");
+        cx.record("Restored", Some(&name), message.clone());
+        cx.notice("Restored", message, false);
+        return;
+    }
+    cx.st.services[i].message = Some("waits for the stable Deployment to roll back to its baseline".to_owned());
+    cx.act(Action::RestoreBaseline { service: name });
+    cx.wake_in(CONVERGE);
+}

@@ -1,0 +1,279 @@
+//! A simulated cluster and controller loop around the pure engine, for tests,
+//! property tests and benchmarks: full release trains in microseconds.
+//!
+//! The cluster "applies" actions the way the real shell does, with one
+//! controller pass of delay before a canary is ready or a rollout finishes, and
+//! the clock jumps to the engine's requested wake-up. Measurements come from
+//! a function of (request, time), so a scenario says which version is bad when.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::ObjectMeta;
+
+use super::{
+    Action, CanaryObservation, Decision, MeasurementRequest, Observations, QueryResult, RouteObservation,
+    ServiceObservation, StableObservation, Taken, TemplateState, decide, due_measurements,
+};
+use crate::api::{Phase, Release, ReleaseSpec, ServicePhase};
+
+/// One service's objects in the simulated cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimService {
+    /// The stable Deployment exists.
+    pub exists: bool,
+    pub containers: Vec<String>,
+    pub template: TemplateState,
+    pub rolled_out: bool,
+    pub canary: Option<CanaryObservation>,
+    pub baseline_recorded: bool,
+    pub claimed_by: Option<String>,
+    pub route: Option<RouteObservation>,
+}
+
+/// How a controller pass goes wrong, to prove crash safety.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crash {
+    /// Nothing goes wrong.
+    None,
+    /// The first `n` actions are applied, then the process dies before writing status.
+    AfterActions(usize),
+    /// The status is written, then the process dies before applying any action.
+    BeforeActions,
+}
+
+/// What one controller pass saw and decided.
+#[derive(Clone, Debug)]
+pub struct Pass {
+    pub now: Timestamp,
+    pub before: Release,
+    pub observations: Observations,
+    pub decision: Decision,
+}
+
+type Measure = Box<dyn FnMut(&MeasurementRequest, Timestamp) -> QueryResult>;
+
+/// A Release, a cluster and a clock.
+pub struct Sim {
+    pub release: Release,
+    pub cluster: BTreeMap<String, SimService>,
+    pub now: Timestamp,
+    pub measure: Measure,
+    /// Every pass, oldest first.
+    pub passes: Vec<Pass>,
+    /// Longest the clock jumps when the engine asks for no wake-up (paused, held).
+    pub idle_step: Duration,
+}
+
+/// `2026-11-26T10:00:00Z`, the simulated start of every test.
+pub fn epoch() -> Timestamp {
+    Timestamp::from_second(1_795_687_200).expect("valid")
+}
+
+impl Sim {
+    /// Release `spec` as `shop/train` (generation 1) into a cluster where every
+    /// Deployment exists with the containers its change names, every route is
+    /// in place, and every measurement returns `0.0`.
+    pub fn new(spec: ReleaseSpec) -> Sim {
+        let cluster = spec
+            .services
+            .iter()
+            .map(|s| {
+                let mut containers: Vec<String> =
+                    s.change.images.keys().chain(s.change.env.keys()).cloned().collect();
+                containers.sort();
+                containers.dedup();
+                let gateway = s.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()).is_some();
+                let svc = SimService {
+                    exists: true,
+                    containers,
+                    template: TemplateState::Baseline,
+                    rolled_out: true,
+                    canary: None,
+                    baseline_recorded: false,
+                    claimed_by: None,
+                    route: gateway.then_some(RouteObservation { found: true, drifted: false }),
+                };
+                (s.name.clone(), svc)
+            })
+            .collect();
+        let release = Release {
+            metadata: ObjectMeta {
+                name: Some("train".into()),
+                namespace: Some("shop".into()),
+                generation: Some(1),
+                ..Default::default()
+            },
+            spec,
+            status: None,
+        };
+        Sim {
+            release,
+            cluster,
+            now: epoch(),
+            measure: Box::new(|_, _| QueryResult::Value(0.0)),
+            passes: Vec::new(),
+            idle_step: Duration::from_secs(30),
+        }
+    }
+
+    pub fn with_measure(mut self, f: impl FnMut(&MeasurementRequest, Timestamp) -> QueryResult + 'static) -> Sim {
+        self.measure = Box::new(f);
+        self
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.release.status.as_ref().and_then(|s| s.phase).unwrap_or_default()
+    }
+
+    pub fn service_phase(&self, name: &str) -> Option<ServicePhase> {
+        let st = self.release.status.as_ref()?;
+        st.services.iter().find(|s| s.name == name).map(|s| s.phase)
+    }
+
+    /// Change the spec as a user would (the generation moves).
+    pub fn edit(&mut self, f: impl FnOnce(&mut ReleaseSpec)) {
+        f(&mut self.release.spec);
+        let g = self.release.metadata.generation.unwrap_or(1);
+        self.release.metadata.generation = Some(g + 1);
+    }
+
+    /// What the shell would observe now, with `measurements` taken.
+    pub fn observe(&self, measurements: Vec<Taken>) -> Observations {
+        let services = self
+            .cluster
+            .iter()
+            .map(|(name, s)| {
+                let o = ServiceObservation {
+                    stable: s.exists.then(|| StableObservation {
+                        containers: s.containers.clone(),
+                        template: s.template,
+                        rolled_out: s.rolled_out,
+                        replicas: 3,
+                    }),
+                    canary: s.canary.clone(),
+                    baseline_recorded: s.baseline_recorded,
+                    claimed_by: s.claimed_by.clone(),
+                    route: s.route.clone(),
+                };
+                (name.clone(), o)
+            })
+            .collect();
+        Observations { services, measurements }
+    }
+
+    /// Apply actions the way the shell does: each takes effect at once, but a
+    /// canary becomes ready and a rollout finishes only at the next [`Sim::settle`].
+    pub fn apply(&mut self, actions: &[Action]) {
+        for a in actions {
+            match a {
+                Action::RecordBaseline { service } => self.svc(service).baseline_recorded = true,
+                Action::SetCanaryWeight { service, weight } => {
+                    let s = self.svc(service);
+                    let ready = *weight == 0 || s.canary.as_ref().is_some_and(|c| c.weight == *weight && c.ready);
+                    s.canary = Some(CanaryObservation { weight: *weight, ready });
+                }
+                Action::PromoteStable { service } => {
+                    let s = self.svc(service);
+                    if s.template != TemplateState::New {
+                        s.template = TemplateState::New;
+                        s.rolled_out = false;
+                    }
+                }
+                Action::RemoveCanary { service } => self.svc(service).canary = None,
+                Action::RestoreBaseline { service } => {
+                    let s = self.svc(service);
+                    if s.template != TemplateState::Baseline {
+                        s.template = TemplateState::Baseline;
+                        s.rolled_out = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pods come up: canaries become ready, rollouts finish.
+    pub fn settle(&mut self) {
+        for s in self.cluster.values_mut() {
+            if let Some(c) = &mut s.canary {
+                c.ready = true;
+            }
+            s.rolled_out = true;
+        }
+    }
+
+    fn svc(&mut self, name: &str) -> &mut SimService {
+        self.cluster.entry(name.to_owned()).or_insert_with(|| SimService {
+            exists: false,
+            containers: Vec::new(),
+            template: TemplateState::Baseline,
+            rolled_out: true,
+            canary: None,
+            baseline_recorded: false,
+            claimed_by: None,
+            route: None,
+        })
+    }
+
+    /// One controller pass: take the due measurements, decide, apply, store the
+    /// status, then let the clock run to the requested wake-up and the cluster settle.
+    pub fn pass(&mut self) -> &Decision {
+        self.pass_with(Crash::None)
+    }
+
+    pub fn pass_with(&mut self, crash: Crash) -> &Decision {
+        let due = due_measurements(&self.release, self.now);
+        let taken = due
+            .iter()
+            .map(|r| Taken {
+                service: r.service.clone(),
+                metric: r.metric.clone(),
+                step: r.step,
+                result: (self.measure)(r, self.now),
+                at: self.now,
+            })
+            .collect();
+        let observations = self.observe(taken);
+        let before = self.release.clone();
+        let decision = decide(&self.release, &observations, self.now);
+        match crash {
+            Crash::None => {
+                self.apply(&decision.actions);
+                self.release.status = Some(decision.status.clone());
+            }
+            Crash::AfterActions(n) => {
+                let n = n.min(decision.actions.len());
+                self.apply(&decision.actions[..n]);
+            }
+            Crash::BeforeActions => self.release.status = Some(decision.status.clone()),
+        }
+        let wait = decision.requeue_after.unwrap_or(self.idle_step);
+        self.passes.push(Pass { now: self.now, before, observations, decision });
+        self.now = super::context::plus(self.now, wait);
+        self.settle();
+        &self.passes.last().expect("just pushed").decision
+    }
+
+    /// Passes until the release is final (or `max` passes), returning the final phase.
+    pub fn run(&mut self, max: usize) -> Phase {
+        for _ in 0..max {
+            if self.phase().is_final() {
+                break;
+            }
+            self.pass();
+        }
+        self.phase()
+    }
+
+    /// Passes while `until` is false (at most `max`); true if it became true.
+    pub fn run_until(&mut self, max: usize, mut until: impl FnMut(&Sim) -> bool) -> bool {
+        for _ in 0..max {
+            if until(self) {
+                return true;
+            }
+            self.pass();
+        }
+        until(self)
+    }
+}

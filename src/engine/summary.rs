@@ -1,0 +1,122 @@
+//! The parts of status a person reads at a glance: message, wave, progress,
+//! kstatus conditions, and the bounded timeline.
+
+use super::context::Ctx;
+use crate::api::{ConditionType, Phase, ServicePhase, default::TIMELINE_KEPT, set_condition};
+
+pub(super) fn finish(cx: &mut Ctx) {
+    let total = cx.st.services.len();
+    if total > 0 {
+        let promoted = cx.st.services.iter().filter(|s| s.phase == ServicePhase::Promoted).count();
+        cx.st.progress = Some(format!("{promoted}/{total} promoted"));
+    }
+    if let Some(plan) = &cx.st.plan {
+        let of = plan.waves.len();
+        let moving = plan
+            .waves
+            .iter()
+            .position(|w| {
+                w.services.iter().any(|n| {
+                    cx.st.services.iter().any(|s| &s.name == n && s.phase != ServicePhase::Promoted)
+                })
+            })
+            .map_or(of, |w| w + 1);
+        cx.st.current_wave = Some(format!("{moving}/{of}"));
+    }
+    cx.st.message = Some(message(cx));
+    conditions(cx);
+    cap_timeline(cx);
+}
+
+fn message(cx: &Ctx) -> String {
+    let st = &cx.st;
+    let cause = || {
+        st.rollback
+            .as_ref()
+            .map(|r| format!("{}: {}", r.reason, r.message))
+            .unwrap_or_default()
+    };
+    match cx.phase() {
+        Phase::Pending | Phase::AwaitingGates | Phase::Failed => st.message.clone().unwrap_or_default(),
+        Phase::Progressing => {
+            let moving: Vec<String> = st
+                .services
+                .iter()
+                .filter(|s| matches!(s.phase, ServicePhase::Progressing | ServicePhase::Promoting))
+                .map(|s| format!("{} {}", s.name, s.message.as_deref().unwrap_or_default()))
+                .collect();
+            let wave = st.current_wave.as_deref().unwrap_or("?");
+            if moving.is_empty() {
+                format!("wave {wave}: starting")
+            } else {
+                format!("wave {wave}: {}", moving.join("; "))
+            }
+        }
+        Phase::Paused => match &st.hold {
+            Some(h) => {
+                let note = cx.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
+                format!("held ({}, {}): {}{note}", h.id, h.reason, h.message)
+            }
+            None => "paused by spec.paused; set it to false to continue (the current steps bake again from the start)"
+                .to_owned(),
+        },
+        Phase::RollingBack => format!("rolling back after {}", cause()),
+        Phase::Succeeded => format!("all {} services promoted", st.services.len()),
+        Phase::RolledBack => match &st.rollback {
+            Some(_) => format!("rolled back after {}", cause()),
+            None => st.message.clone().unwrap_or_default(),
+        },
+    }
+}
+
+fn conditions(cx: &mut Ctx) {
+    let phase = cx.phase();
+    let stalled: Option<String> = match phase {
+        Phase::Pending => cx.stalled.clone(),
+        Phase::Paused => cx.st.hold.as_ref().map(|h| h.reason.clone()),
+        Phase::RolledBack => Some("RolledBack".to_owned()),
+        Phase::Failed => Some("Failed".to_owned()),
+        _ => None,
+    };
+    let phase_name = format!("{phase:?}");
+    let succeeded = phase == Phase::Succeeded;
+    let reconciling = !succeeded && stalled.is_none();
+    let reason = stalled.clone().unwrap_or_else(|| phase_name.clone());
+    let message = cx.st.message.clone().unwrap_or_default();
+    let generation = cx.st.observed_generation;
+    let now = cx.time();
+    let cs = &mut cx.st.conditions;
+    set_condition(cs, ConditionType::Ready, succeeded, &reason, &message, generation, now.clone());
+    set_condition(cs, ConditionType::Reconciling, reconciling, &reason, &message, generation, now.clone());
+    set_condition(cs, ConditionType::Stalled, stalled.is_some(), &reason, &message, generation, now);
+}
+
+/// Drop the oldest entries beyond the cap, but never the start, the first
+/// deviation or the first rollback cause: the story a post-mortem needs.
+fn cap_timeline(cx: &mut Ctx) {
+    let tl = &mut cx.st.timeline;
+    if tl.len() <= TIMELINE_KEPT {
+        return;
+    }
+    let deviation = cx.st.rollback.as_ref().and_then(|r| r.first_deviation_at.clone());
+    let first = |reasons: &[&str]| tl.iter().position(|e| reasons.contains(&e.reason.as_str()));
+    let keep: Vec<usize> = [
+        first(&["Started"]),
+        first(&["Breach", "Abort", "HoldTimeout"]),
+        first(&["MeasurementFailed"]),
+        deviation.as_ref().and_then(|d| {
+            tl.iter().position(|e| e.reason == "MeasurementFailed" && &e.at == d)
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let excess = tl.len() - TIMELINE_KEPT;
+    let drop: Vec<usize> = (0..tl.len()).filter(|i| !keep.contains(i)).take(excess).collect();
+    let mut i = 0;
+    tl.retain(|_| {
+        let gone = drop.contains(&i);
+        i += 1;
+        !gone
+    });
+}
