@@ -297,3 +297,284 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
     .await;
     ns.delete().await;
 }
+
+/// `kubectl wait --for=condition=<cond> release/<name>`; returns whether it
+/// returned 0, and how long it took.
+async fn kubectl_wait(
+    ns: &str,
+    name: &str,
+    cond: &str,
+    timeout_s: u32,
+) -> (bool, Duration, String) {
+    let start = std::time::Instant::now();
+    let out = e2e::kubectl(&[
+        "wait",
+        &format!("--for=condition={cond}"),
+        &format!("release/{name}"),
+        "-n",
+        ns,
+        &format!("--timeout={timeout_s}s"),
+    ])
+    .await;
+    (out.status.success(), start.elapsed(), text(&out))
+}
+
+#[tokio::test]
+async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
+    use chart::{
+        Launch, Proc, capture, deploy_apps, phase, release_api, release_yaml, sample, wait_release,
+    };
+    let client = e2e::client().await;
+    let ns = TestNamespace::create(&client, "helm-op").await;
+    let release = ns.name().to_string();
+    // No image registry here: the chart's Deployment runs no pod; the same
+    // binary runs as a process with the chart ServiceAccount's token instead.
+    let out = install(ns.name(), &release, &["replicaCount=0"]).await;
+    assert!(out.status.success(), "helm install:\n{}", text(&out));
+    let kubeconfig = chart::token_kubeconfig(
+        ns.name(),
+        &format!("{release}-signalman"),
+        &chart::scratch_dir(),
+    )
+    .await;
+    let operator = Proc::start(Launch {
+        name: &format!("{release}-op"),
+        kubeconfig: &kubeconfig,
+        watch_namespace: ns.name(),
+        lease: Some(("signalman-leader", ns.name(), Duration::from_secs(15))),
+    })
+    .await;
+    operator.wait_ready(Duration::from_secs(30)).await;
+    let api = release_api(&client, ns.name());
+    deploy_apps(&client, ns.name(), &["a", "b", "d", "e", "f"]).await;
+
+    // A broken Release: Stalled at once, nothing changed.
+    let broken = release_yaml("broken", &[(50, 2), (100, 1)], &[("missing", &[], 0.0)]);
+    e2e::apply_yaml(&client, Some(ns.name()), &broken).await;
+    let (ok, took, out) = kubectl_wait(ns.name(), "broken", "Stalled", 60).await;
+    assert!(ok, "kubectl wait --for=condition=Stalled: {out}");
+    eprintln!("MEASURE kubectl wait --for=condition=Stalled returned after {took:?}");
+    let r = release_json_now(&api, "broken").await;
+    assert_eq!(phase(&r), "Pending");
+    capture(&r, "pending-stalled");
+
+    // Paused before it starts: Pending, Suspended for Argo CD.
+    let paused = release_yaml("paused", &[(50, 2), (100, 1)], &[("f", &[], 0.0)])
+        .replace("  owner: team-e2e\n", "  owner: team-e2e\n  paused: true\n");
+    e2e::apply_yaml(&client, Some(ns.name()), &paused).await;
+    let r = wait_release(&api, "paused", "a status", Duration::from_secs(30), |r| {
+        r["status"]["observedGeneration"].is_i64()
+    })
+    .await;
+    assert_eq!(phase(&r), "Pending", "{}", r["status"]);
+    capture(&r, "pending-paused");
+
+    // The chain: a, then b.
+    let chain = release_yaml(
+        "chain",
+        &[(50, 4), (100, 2)],
+        &[("a", &[], 0.0), ("b", &["a"], 0.0)],
+    );
+    e2e::apply_yaml(&client, Some(ns.name()), &chain).await;
+    let r = wait_release(
+        &api,
+        "chain",
+        "a measured step",
+        Duration::from_secs(60),
+        |r| {
+            r["status"]["services"][0]["measurements"]
+                .as_array()
+                .is_some_and(|m| m.len() >= 2)
+        },
+    )
+    .await;
+    assert_eq!(phase(&r), "Progressing");
+    capture(&r, "progressing");
+    // Metrics during the release.
+    let m = operator.metrics().await;
+    assert_eq!(
+        sample(&m, r#"signalman_releases{phase="Progressing"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    let w = sample(
+        &m,
+        &format!(
+            r#"signalman_service_weight{{namespace="{}",release="chain",service="a"}}"#,
+            ns.name()
+        ),
+    );
+    assert!(
+        w.is_some_and(|w| (1.0..=100.0).contains(&w)),
+        "weight of a: {w:?}\n{m}"
+    );
+    let all = chart::sum_metric(&m, "signalman_measurements_total");
+    assert!(all >= 2.0, "measurements: {all}\n{m}");
+    let passes = sample(
+        &m,
+        &format!(
+            r#"signalman_measurements_total{{namespace="{}",service="a",metric="error-rate",outcome="Pass"}}"#,
+            ns.name()
+        ),
+    );
+    assert!(
+        passes.is_some_and(|p| p >= 1.0),
+        "no passing measurement of a: {m}"
+    );
+    assert!(
+        sample(&m, "signalman_reconcile_duration_seconds_count").is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    eprintln!(
+        "MEASURE during the chain: weight(a)={w:?} measurements={all} reconciles={:?} p(reconcile)<=0.1s: {:?}/{:?}",
+        sample(&m, "signalman_reconciles_total"),
+        sample(
+            &m,
+            r#"signalman_reconcile_duration_seconds_bucket{le="0.1"}"#
+        ),
+        sample(&m, "signalman_reconcile_duration_seconds_count"),
+    );
+
+    let (ok, took, out) = kubectl_wait(ns.name(), "chain", "Ready", 180).await;
+    assert!(ok, "kubectl wait --for=condition=Ready: {out}");
+    eprintln!(
+        "MEASURE kubectl wait --for=condition=Ready returned after {took:?} (chain of 2, bakes 4s+2s each)"
+    );
+    let r = release_json_now(&api, "chain").await;
+    assert_eq!(phase(&r), "Succeeded");
+    capture(&r, "succeeded");
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
+    for n in ["a", "b"] {
+        let d = deps.get(n).await.unwrap();
+        let image = d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone();
+        assert_eq!(
+            image.as_deref(),
+            Some(format!("registry.example/{n}:v2").as_str())
+        );
+    }
+
+    // The breach: d is fine, e's new version answers 30 % 5xx.
+    let breach = release_yaml(
+        "breach",
+        &[(50, 4), (100, 2)],
+        &[("d", &[], 0.0), ("e", &["d"], 0.3)],
+    );
+    e2e::apply_yaml(&client, Some(ns.name()), &breach).await;
+    let r = wait_release(
+        &api,
+        "breach",
+        "the rollback",
+        Duration::from_secs(120),
+        |r| ["RollingBack", "RolledBack"].contains(&phase(r)),
+    )
+    .await;
+    if phase(&r) == "RollingBack" {
+        capture(&r, "rolling-back");
+    }
+    let (ok, _, out) = kubectl_wait(ns.name(), "breach", "Stalled", 120).await;
+    assert!(
+        ok,
+        "kubectl wait --for=condition=Stalled on the rolled-back release: {out}"
+    );
+    let r = wait_release(&api, "breach", "RolledBack", Duration::from_secs(60), |r| {
+        phase(r) == "RolledBack"
+    })
+    .await;
+    capture(&r, "rolled-back");
+    let m = operator.metrics().await;
+    let nsq = ns.name();
+    assert_eq!(
+        sample(
+            &m,
+            &format!(r#"signalman_breaches_total{{namespace="{nsq}",service="e"}}"#)
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!(r#"signalman_rollbacks_total{{namespace="{nsq}",reason="Breach"}}"#)
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "signalman_breach_to_weight_zero_seconds_count"),
+        Some(1.0),
+        "{m}"
+    );
+    let to_zero = sample(&m, "signalman_breach_to_weight_zero_seconds_sum").unwrap();
+    assert!(
+        (0.0..5.0).contains(&to_zero),
+        "breach to weight 0 took {to_zero}s"
+    );
+    let fails = sample(
+        &m,
+        &format!(
+            r#"signalman_measurements_total{{namespace="{nsq}",service="e",metric="error-rate",outcome="Fail"}}"#
+        ),
+    );
+    assert!(fails.is_some_and(|f| f >= 1.0), "{m}");
+    assert_eq!(
+        sample(&m, r#"signalman_releases{phase="RolledBack"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"signalman_releases{phase="Succeeded"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    eprintln!(
+        "MEASURE breach to weight 0 (operator histogram): {to_zero:.3}s; failing measurements of e: {fails:?}"
+    );
+
+    // A user pause while progressing: Paused (Suspended for Argo CD), then abort.
+    chart::patch_spec(&api, "paused", serde_json::json!({"paused": false})).await;
+    wait_release(
+        &api,
+        "paused",
+        "Progressing",
+        Duration::from_secs(60),
+        |r| phase(r) == "Progressing",
+    )
+    .await;
+    chart::patch_spec(&api, "paused", serde_json::json!({"paused": true})).await;
+    let r = wait_release(&api, "paused", "Paused", Duration::from_secs(60), |r| {
+        phase(r) == "Paused"
+    })
+    .await;
+    capture(&r, "paused");
+    chart::patch_spec(&api, "paused", serde_json::json!({"abort": true})).await;
+    wait_release(&api, "paused", "RolledBack", Duration::from_secs(60), |r| {
+        phase(r) == "RolledBack"
+    })
+    .await;
+
+    // The chart's RBAC sufficed: no request was refused.
+    let log = std::fs::read_to_string(&operator.log).unwrap();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator was refused something:\n{}",
+        operator.log_tail()
+    );
+    let errors = chart::sum_metric(
+        &operator.metrics().await,
+        "signalman_reconcile_errors_total",
+    );
+    eprintln!(
+        "MEASURE API writes by the operator: {}; reconcile errors: {errors}",
+        operator.api_writes().await
+    );
+
+    drop(operator);
+    uninstall(ns.name(), &release).await;
+    ns.delete().await;
+}
+
+async fn release_json_now(api: &Api<kube::api::DynamicObject>, name: &str) -> serde_json::Value {
+    chart::release_json(api, name).await
+}

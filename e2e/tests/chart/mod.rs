@@ -329,3 +329,169 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+// ------------------------------------------------------------ scenarios
+
+/// Canary 5xx share over the last 5 s, as the traffic simulator reports it.
+pub const ERROR_RATE_QUERY: &str = r#"sum(rate(sim_http_requests_total{namespace="{{namespace}}",service="{{service}}",track="canary",code="500"}[5s])) / sum(rate(sim_http_requests_total{namespace="{{namespace}}",service="{{service}}",track="canary"}[5s]))"#;
+
+/// A Deployment (container `app`, 2 replicas) and a Service of the same name.
+pub fn web_app(name: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: app
+        image: registry.example/{name}:v1
+        env: [{{name: SIM_ERROR_RATE, value: "0"}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"#
+    )
+}
+
+/// A Release moving `services` (name, dependsOn, error rate of the new
+/// version) to `:v2` through `steps` (weight, bake seconds), measured every
+/// second against a 5 % error-rate ceiling.
+pub fn release_yaml(name: &str, steps: &[(i32, u32)], services: &[(&str, &[&str], f64)]) -> String {
+    let steps: Vec<String> = steps
+        .iter()
+        .map(|(w, b)| format!("{{weight: {w}, bake: {b}s}}"))
+        .collect();
+    let mut y = format!(
+        r#"apiVersion: signalman.dev/v1alpha1
+kind: Release
+metadata: {{name: {name}}}
+spec:
+  owner: team-e2e
+  defaults:
+    steps: [{}]
+    analysis:
+      interval: 1s
+      failureLimit: 0
+      inconclusiveLimit: 20
+      errorLimit: 3
+      metrics:
+      - name: error-rate
+        query: '{ERROR_RATE_QUERY}'
+        max: 0.05
+  services:
+"#,
+        steps.join(", ")
+    );
+    for (svc, deps, error_rate) in services {
+        y.push_str(&format!(
+            "  - name: {svc}\n    deployment: {svc}\n    dependsOn: [{}]\n    change:\n      images: {{app: \"registry.example/{svc}:v2\"}}\n      env: {{app: {{SIM_ERROR_RATE: \"{error_rate}\"}}}}\n",
+            deps.join(", ")
+        ));
+    }
+    y
+}
+
+/// Deploy `names` with [`web_app`] and wait until they are available.
+pub async fn deploy_apps(client: &kube::Client, ns: &str, names: &[&str]) {
+    for n in names {
+        signalman_e2e::apply_yaml(client, Some(ns), &web_app(n)).await;
+    }
+    for n in names {
+        signalman_e2e::wait_deployment_ready(client, ns, n, 2, Duration::from_secs(60)).await;
+    }
+}
+
+pub fn release_api(client: &kube::Client, ns: &str) -> kube::Api<kube::api::DynamicObject> {
+    let ar = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("signalman.dev", "v1alpha1", "Release"),
+        "releases",
+    );
+    kube::Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+/// The whole Release object as JSON.
+pub async fn release_json(
+    api: &kube::Api<kube::api::DynamicObject>,
+    name: &str,
+) -> serde_json::Value {
+    serde_json::to_value(
+        api.get(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading Release {name}: {e}")),
+    )
+    .unwrap()
+}
+
+/// Poll the Release every 100 ms until `check` holds on it; panics with the
+/// object after `timeout`.
+pub async fn wait_release(
+    api: &kube::Api<kube::api::DynamicObject>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let r = release_json(api, name).await;
+        if check(&r) {
+            return r;
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "Release {name}: no {what} after {timeout:?}: {}",
+                serde_json::to_string_pretty(&r["status"]).unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn phase(r: &serde_json::Value) -> &str {
+    r["status"]["phase"].as_str().unwrap_or("")
+}
+
+/// When `SIGNALMAN_CAPTURE_DIR` is set, save the Release as a YAML fixture
+/// named `<file>.yaml` there (for the Argo CD health-check test), without the
+/// noise of managedFields.
+pub fn capture(r: &serde_json::Value, file: &str) {
+    let Some(dir) = std::env::var_os("SIGNALMAN_CAPTURE_DIR") else {
+        return;
+    };
+    let mut r = r.clone();
+    if let Some(m) = r["metadata"].as_object_mut() {
+        m.remove("managedFields");
+    }
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{file}.yaml")),
+        serde_yaml::to_string(&r).unwrap(),
+    )
+    .unwrap();
+    eprintln!("captured {file}.yaml (phase {})", phase(&r));
+}
+
+/// Merge-patch a Release's spec.
+pub async fn patch_spec(
+    api: &kube::Api<kube::api::DynamicObject>,
+    name: &str,
+    spec: serde_json::Value,
+) {
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&serde_json::json!({"spec": spec})),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("patching Release {name}: {e}"));
+}

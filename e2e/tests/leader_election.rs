@@ -1,0 +1,231 @@
+//! Two operator processes with leader election, as the chart runs them (its
+//! ServiceAccount, its Lease Role): only the leader acts, the follower makes no
+//! write at all; SIGKILL on the leader mid-release and the follower takes the
+//! Lease and finishes the release without repeating a promotion.
+
+mod chart;
+
+use std::time::{Duration, Instant};
+
+use chart::{
+    Launch, Proc, deploy_apps, install, phase, release_api, release_yaml, text, wait_release,
+};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use signalman_e2e::{self as e2e, TestNamespace};
+
+const LEASE: &str = "signalman-leader";
+/// Short, so the test is quick; the chart's default is 15 s.
+const DURATION: Duration = Duration::from_secs(6);
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt(LEASE)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.holder_identity)
+}
+
+async fn wait_holder(leases: &Api<Lease>, want: &str, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if holder(leases).await.as_deref() == Some(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{want} did not take the lease in {timeout:?} (holder: {:?})",
+            holder(leases).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn only_the_leader_acts_and_the_follower_takes_over_after_sigkill() {
+    let client = e2e::client().await;
+    let ns = TestNamespace::create(&client, "leader").await;
+    let release = ns.name().to_string();
+    let out = install(
+        ns.name(),
+        &release,
+        &[
+            "replicaCount=0",
+            &format!("leaderElection.leaseDurationSeconds={}", DURATION.as_secs()),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "helm install:\n{}", text(&out));
+    let kubeconfig = chart::token_kubeconfig(
+        ns.name(),
+        &format!("{release}-signalman"),
+        &chart::scratch_dir(),
+    )
+    .await;
+    let launch = |name: &'static str| Launch {
+        name,
+        kubeconfig: &kubeconfig,
+        watch_namespace: ns.name(),
+        lease: Some((LEASE, ns.name(), DURATION)),
+    };
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns.name());
+
+    let mut first = Proc::start(launch("replica-1")).await;
+    let elected_in = wait_holder(&leases, "replica-1", Duration::from_secs(20)).await;
+    first.wait_ready(Duration::from_secs(30)).await;
+    let second = Proc::start(launch("replica-2")).await;
+    let standby = second.wait_ready(Duration::from_secs(10)).await;
+    assert!(standby.contains("standby"), "follower /readyz: {standby}");
+    eprintln!("MEASURE first replica elected {elected_in:?} after start");
+
+    deploy_apps(&client, ns.name(), &["a", "b"]).await;
+    let api = release_api(&client, ns.name());
+    let train = release_yaml(
+        "train",
+        &[(50, 6), (100, 3)],
+        &[("a", &[], 0.0), ("b", &["a"], 0.0)],
+    );
+    e2e::apply_yaml(&client, Some(ns.name()), &train).await;
+    // The leader is mid-release: a's canary runs and is being measured.
+    wait_release(
+        &api,
+        "train",
+        "a measured canary",
+        Duration::from_secs(60),
+        |r| {
+            r["status"]["services"][0]["measurements"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty())
+        },
+    )
+    .await;
+    let leader_writes = first.api_writes().await;
+    let follower_writes = second.api_writes().await;
+    assert!(leader_writes > 0.0, "the leader wrote nothing");
+    assert_eq!(
+        follower_writes,
+        0.0,
+        "the follower wrote while not leading:\n{}",
+        second.metrics().await
+    );
+    assert_eq!(holder(&leases).await.as_deref(), Some("replica-1"));
+    // The follower has no Release cache, so no release series either.
+    assert!(!second.metrics().await.contains("signalman_releases{"));
+
+    // SIGKILL: no hand-over, the lease must expire.
+    let killed_at = Instant::now();
+    first.kill().await;
+    let takeover = wait_holder(&leases, "replica-2", DURATION * 3).await;
+    eprintln!(
+        "MEASURE takeover after SIGKILL: {:.2}s (lease duration {}s, renew every {}s)",
+        takeover.as_secs_f64(),
+        DURATION.as_secs(),
+        DURATION.as_secs_f64() / 6.0
+    );
+    // Within the lease duration of the last renewal the follower saw, plus
+    // one poll and the time to notice: well under two durations.
+    assert!(
+        takeover < DURATION + DURATION / 2 + Duration::from_secs(1),
+        "takeover took {takeover:?}"
+    );
+    assert!(killed_at.elapsed() >= takeover);
+
+    let r = wait_release(&api, "train", "Succeeded", Duration::from_secs(120), |r| {
+        phase(r) == "Succeeded" || phase(r) == "RolledBack"
+    })
+    .await;
+    assert_eq!(phase(&r), "Succeeded", "{}", r["status"]);
+    assert!(
+        second.api_writes().await > 0.0,
+        "the new leader did not act"
+    );
+    // Resumed, not restarted: one Promoted per service, one Started.
+    let reasons: Vec<(String, String)> = r["status"]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or("").to_string(),
+                e["service"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for svc in ["a", "b"] {
+        let n = reasons
+            .iter()
+            .filter(|(r, s)| r == "Promoted" && s == svc)
+            .count();
+        assert_eq!(n, 1, "{svc} promoted {n} times: {reasons:?}");
+    }
+    assert_eq!(
+        reasons.iter().filter(|(r, _)| r == "Started").count(),
+        1,
+        "{reasons:?}"
+    );
+    drop(second);
+    chart::uninstall(ns.name(), &release).await;
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn sigterm_hands_the_lease_over_at_once() {
+    let client = e2e::client().await;
+    let ns = TestNamespace::create(&client, "leader-term").await;
+    let release = ns.name().to_string();
+    let out = install(ns.name(), &release, &["replicaCount=0"]).await;
+    assert!(out.status.success(), "helm install:\n{}", text(&out));
+    let kubeconfig = chart::token_kubeconfig(
+        ns.name(),
+        &format!("{release}-signalman"),
+        &chart::scratch_dir(),
+    )
+    .await;
+    // A long lease: a hand-over that waited for expiry would take 30 s.
+    let long = Duration::from_secs(30);
+    let launch = |name: &'static str| Launch {
+        name,
+        kubeconfig: &kubeconfig,
+        watch_namespace: ns.name(),
+        lease: Some((LEASE, ns.name(), long)),
+    };
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns.name());
+    let mut first = Proc::start(launch("term-1")).await;
+    wait_holder(&leases, "term-1", Duration::from_secs(20)).await;
+    let second = Proc::start(launch("term-2")).await;
+    second.wait_ready(Duration::from_secs(10)).await;
+
+    let pid = first.pid().expect("pid");
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let handed = wait_holder(&leases, "term-2", Duration::from_secs(15)).await;
+    eprintln!(
+        "MEASURE hand-over after SIGTERM: {:.2}s (lease duration 30s)",
+        handed.as_secs_f64()
+    );
+    assert!(handed < Duration::from_secs(10), "{handed:?}");
+    // The old leader exited cleanly.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = first.exited() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "SIGTERM did not stop it"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status}; {}",
+        first.log_tail()
+    );
+    drop(second);
+    chart::uninstall(ns.name(), &release).await;
+    ns.delete().await;
+}
