@@ -229,3 +229,67 @@ async fn sigterm_hands_the_lease_over_at_once() {
     chart::uninstall(ns.name(), &release).await;
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let client = e2e::client().await;
+    let ns = TestNamespace::create(&client, "leader-cut").await;
+    let release = ns.name().to_string();
+    let out = install(ns.name(), &release, &["replicaCount=0"]).await;
+    assert!(out.status.success(), "helm install:\n{}", text(&out));
+    let kubeconfig = chart::token_kubeconfig(
+        ns.name(),
+        &format!("{release}-signalman"),
+        &chart::scratch_dir(),
+    )
+    .await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns.name());
+    let mut leader = Proc::start(Launch {
+        name: "cut-1",
+        kubeconfig: &kubeconfig,
+        watch_namespace: ns.name(),
+        lease: Some((LEASE, ns.name(), DURATION)),
+    })
+    .await;
+    wait_holder(&leases, "cut-1", Duration::from_secs(20)).await;
+    leader.wait_ready(Duration::from_secs(30)).await;
+
+    // Take the Lease permissions away: every renewal is now refused.
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns.name());
+    bindings
+        .delete(
+            &format!("{release}-signalman-leader-election"),
+            &Default::default(),
+        )
+        .await
+        .expect("deleting the leader-election RoleBinding");
+    let cut = Instant::now();
+    let status = loop {
+        if let Some(s) = leader.exited() {
+            break s;
+        }
+        assert!(
+            cut.elapsed() < DURATION * 2,
+            "the leader kept running {:?} after it could no longer renew: {}",
+            cut.elapsed(),
+            leader.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stopped = cut.elapsed();
+    eprintln!(
+        "MEASURE leader stopped {:.2}s after losing the right to renew (lease duration {}s, renew deadline {:.1}s)",
+        stopped.as_secs_f64(),
+        DURATION.as_secs(),
+        DURATION.as_secs_f64() * 2.0 / 3.0
+    );
+    assert!(
+        !status.success(),
+        "a leader that lost its lease must exit with an error"
+    );
+    // It stopped before anyone could have taken the lease over.
+    assert!(stopped < DURATION, "{stopped:?}");
+    chart::uninstall(ns.name(), &release).await;
+    ns.delete().await;
+}
