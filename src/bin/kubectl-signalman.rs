@@ -203,10 +203,11 @@ async fn plan(
                 }
                 Err(e) => Err(e.to_string()),
             },
-            Err(_) => Err(
+            Err(cluster::Error::Kubeconfig(_)) => Err(
                 "no kubeconfig; use --kubeconfig to check Deployments and containers too"
                     .to_owned(),
             ),
+            Err(e) => Err(e.to_string()),
         }
     };
 

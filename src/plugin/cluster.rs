@@ -30,6 +30,10 @@ pub enum Error {
     )]
     Kubeconfig(String),
     #[error(
+        "cannot use the kubeconfig: {0}; pick a context that exists (kubectl config get-contexts) with --context, or another file with --kubeconfig"
+    )]
+    BadKubeconfig(String),
+    #[error(
         "cannot reach the cluster at {server}{context}: {reason}; check --kubeconfig and --context, or start the local cluster with make cluster-up"
     )]
     Unreachable {
@@ -91,7 +95,7 @@ pub async fn connect(target: &Target) -> Result<Connection, Error> {
     };
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
-        .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+        .map_err(|e| Error::BadKubeconfig(e.to_string()))?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     let server = config
         .cluster_url
@@ -102,7 +106,7 @@ pub async fn connect(target: &Target) -> Result<Connection, Error> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
-    let client = Client::try_from(config).map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    let client = Client::try_from(config).map_err(|e| Error::BadKubeconfig(e.to_string()))?;
     Ok(Connection {
         client,
         namespace,
