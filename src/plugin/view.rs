@@ -273,7 +273,7 @@ fn render_service(
             }
         }
     }
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{}", line.trim_end());
     if let Some(m) = &st.message {
         let _ = writeln!(out, "      {}", style.dim(m));
     }
