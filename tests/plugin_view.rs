@@ -189,3 +189,17 @@ fn abort_says_which_canaries_go_to_zero_and_what_is_restored_in_which_order() {
         refusal.message
     );
 }
+
+#[test]
+fn resume_refuses_a_spec_changed_hold_while_the_spec_still_differs() {
+    let mut r = release("held");
+    let status = r.status.as_mut().unwrap();
+    status.hold.as_mut().unwrap().reason = "SpecChanged".into();
+    status.spec_hash = Some("the-spec-it-started-with".into());
+    let refusal = steer::resume(&r).unwrap_err();
+    assert!(!refusal.done);
+    assert!(refusal.message.contains("the spec still differs"), "{}", refusal.message);
+    // Put back: the hash matches again and the hold can be lifted.
+    r.status.as_mut().unwrap().spec_hash = Some(signalman::engine::spec_hash(&r.spec));
+    assert_eq!(steer::resume(&r).unwrap().patch, json!({"spec": {"resumeHold": "hold-1"}}));
+}

@@ -98,19 +98,23 @@ pub fn resume(r: &Release) -> Result<Steer, Refusal> {
         if r.spec.resume_hold.as_deref() == Some(h.id.as_str()) && !paused {
             return Err(Refusal {
                 message: format!(
-                    "hold {} of Release {name} is already being lifted (spec.resumeHold is {}); if it stays, its cause is still there: {}",
-                    h.id, h.id, h.reason
-                ),
+                    "hold {} of Release {name} is already being lifted (spec.resumeHold is {}); if it stays, its cause is still there: {} {}",
+                    h.id, h.id, h.reason, h.message
+                ).trim_end().to_owned(),
                 done: true,
             });
         }
         spec.insert("resumeHold".into(), json!(h.id));
         says.push(format!("lifts hold {} ({})", h.id, h.reason));
-        if h.reason.contains("spec changed") || h.reason.contains("SpecChanged") {
-            says.push(
-                "(this hold lifts only once the spec is back to what the release started with)"
-                    .into(),
-            );
+        let started_with = r.status.as_ref().and_then(|s| s.spec_hash.as_deref());
+        if h.reason == "SpecChanged"
+            && started_with.is_some_and(|hash| hash != crate::engine::spec_hash(&r.spec))
+        {
+            return Err(refuse(format!(
+                "hold {} of Release {name} is there because its spec changed in flight, and the spec still differs from the one it started with; \
+                 put the spec back (then resume), or abort it and create a new Release",
+                h.id
+            )));
         }
     }
     if paused {

@@ -121,11 +121,16 @@ fn render_attention(
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} {} (for {}{on}): {}",
+            "  {} {} (for {}{on}): {}{}",
             style.yellow(&style.bold("HOLD")),
             h.id,
             human(since(h.since.0, now)),
-            h.reason
+            h.reason,
+            if h.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", h.message)
+            }
         );
         let _ = writeln!(
             out,
