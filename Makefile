@@ -12,13 +12,13 @@ KUBECONFIG_E2E := $(CURDIR)/.e2e/kubeconfig
 PROM_PORT ?= 9090
 export PROMETHEUS_URL ?= http://127.0.0.1:$(PROM_PORT)
 
-.PHONY: test unit e2e crds check-crds build cluster-up cluster-down
+.PHONY: test unit e2e crds check-crds build run cluster-up cluster-down
 
 ## test: unit tests, the CRD check and the e2e suite on the local control plane.
 # e2e/test.sh brings the local cluster up if none is running, runs `make unit`
 # and the e2e suite, and stops the cluster again if it started it (also on
 # failure) unless KEEP_CLUSTER=1.
-test: check-crds
+test: check-crds build
 	e2e/test.sh
 
 ## unit: fast tests of the pure core (simulated clock, property tests).
@@ -27,6 +27,13 @@ unit:
 
 build:
 	cargo build -p signalman --bins
+
+## run: the operator against the local cluster (.e2e/kubeconfig) and its
+## Prometheus, every namespace, metrics on $(SIGNALMAN_METRICS_ADDR).
+SIGNALMAN_METRICS_ADDR ?= 127.0.0.1:8080
+run:
+	cargo run -p signalman --bin signalman -- run --kubeconfig $(KUBECONFIG_E2E) \
+	  --prometheus-url $(PROMETHEUS_URL) --metrics-addr $(SIGNALMAN_METRICS_ADDR)
 
 ## crds: regenerate crds/ from the code.
 crds:
@@ -43,7 +50,7 @@ check-crds:
 ## e2e: the end-to-end suite against .e2e/kubeconfig (see docs/testing.md).
 ## (Brings the local cluster up if needed and leaves it running. Against any
 ## other cluster: KUBECONFIG=... PROMETHEUS_URL=... cargo test -p signalman-e2e)
-e2e:
+e2e: build
 	e2e/test.sh --e2e
 
 ## cluster-up: build (cached) and start the local control plane, Prometheus and

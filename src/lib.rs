@@ -6,9 +6,11 @@
 
 pub mod analysis;
 pub mod api;
+pub mod controller;
 pub mod engine;
 pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod plugin;
+pub mod traffic;

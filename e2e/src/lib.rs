@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+pub mod operator;
 pub mod sim;
 
 use std::collections::HashMap;

@@ -4,6 +4,8 @@
 //! fills a metric's query template. Both are pure so the engine and the
 //! plugin's dry run agree on every number.
 
+pub mod prometheus;
+
 use crate::api::{Metric, NoDataPolicy, Outcome};
 use crate::engine::QueryResult;
 

@@ -1,11 +1,21 @@
 //! The Signalman operator.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use signalman::api::Release;
+use signalman::controller;
 
 #[derive(Parser)]
-#[command(name = "signalman", version, about = "Runs release trains on Kubernetes")]
+#[command(
+    name = "signalman",
+    version,
+    about = "Runs release trains on Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -15,11 +25,83 @@ struct Cli {
 enum Command {
     /// Print the Release CustomResourceDefinition as YAML.
     Crd,
+    /// Run the operator until SIGTERM.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Kubeconfig file. Default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account.
+    #[arg(long, env = "SIGNALMAN_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Prometheus for Releases that do not set spec.prometheus.address.
+    #[arg(
+        long,
+        env = "SIGNALMAN_PROMETHEUS_URL",
+        default_value = "http://prometheus.monitoring:9090"
+    )]
+    prometheus_url: String,
+    /// Address serving /metrics, /healthz and /readyz.
+    #[arg(long, env = "SIGNALMAN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "SIGNALMAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Watch Releases in this namespace only. Default: every namespace.
+    #[arg(long, env = "SIGNALMAN_NAMESPACE")]
+    namespace: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", serde_yaml::to_string(&Release::crd())?),
+        Command::Run(args) => {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(run(args))?;
+        }
     }
     Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // kube's rustls uses `ring`, the Prometheus client's `aws-lc-rs`; with both
+    // compiled in rustls cannot choose, so pick one before any connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube_runtime=warn".into());
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Json => subscriber.json().init(),
+        LogFormat::Text => subscriber.init(),
+    }
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not in a cluster; pass --kubeconfig")?,
+    };
+    let client = kube::Client::try_from(config)?;
+    controller::run(
+        client,
+        controller::Config {
+            prometheus_url: args.prometheus_url.trim_end_matches('/').to_string(),
+            namespace: args.namespace,
+            metrics_addr: args.metrics_addr,
+        },
+    )
+    .await
 }

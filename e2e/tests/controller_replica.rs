@@ -1,0 +1,203 @@
+//! Controller scenarios in replica-ratio mode (issue 4, scenarios 1 and 4):
+//! a chain promotes in dependency order, a diamond moves its middle wave in
+//! parallel; plus the API writes a step and an idle minute cost.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, ListParams};
+use signalman_e2e::operator::{self as op, Operator};
+use signalman_e2e::{self as e2e, TestNamespace};
+
+fn image_of(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+fn service_yaml(name: &str, deps: &[&str]) -> String {
+    format!(
+        "  - {{name: {name}, deployment: {name}, dependsOn: [{}], change: {{images: {{app: \"registry.example/{name}:v2\"}}}}}}\n",
+        deps.join(", ")
+    )
+}
+
+fn release_yaml(name: &str, steps: &[(i32, u32)], services: &[(&str, &[&str])]) -> String {
+    let mut y = format!(
+        "apiVersion: signalman.dev/v1alpha1\nkind: Release\nmetadata: {{name: {name}}}\nspec:\n  owner: team-e2e\n{}  services:\n",
+        op::defaults_yaml(steps)
+    );
+    for (s, deps) in services {
+        y.push_str(&service_yaml(s, deps));
+    }
+    y
+}
+
+async fn deploy_apps(client: &kube::Client, ns: &str, names: &[&str]) {
+    for n in names {
+        e2e::apply_yaml(
+            client,
+            Some(ns),
+            &op::web_app(n, 2, &format!("registry.example/{n}:v1"), 0),
+        )
+        .await;
+    }
+    for n in names {
+        e2e::wait_deployment_ready(client, ns, n, 2, Duration::from_secs(60)).await;
+    }
+}
+
+/// Every stable Deployment on v2, and no canary Deployment left.
+async fn assert_all_promoted(client: &kube::Client, ns: &str, names: &[&str]) {
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    for n in names {
+        let d = deps.get(n).await.unwrap();
+        assert_eq!(
+            image_of(&d),
+            format!("registry.example/{n}:v2"),
+            "Deployment {n}"
+        );
+    }
+    let canaries: Vec<_> = deps
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .filter(|n| n.ends_with("-canary"))
+        .collect();
+    assert!(canaries.is_empty(), "canary Deployments left: {canaries:?}");
+}
+
+#[tokio::test]
+async fn chain_promotes_in_dependency_order() {
+    let client = e2e::client().await;
+    let ns = TestNamespace::create(&client, "ctl-chain").await;
+    let mut operator = Operator::start(ns.name()).await;
+    deploy_apps(&client, ns.name(), &["a", "b", "c"]).await;
+    let writes_before = operator.api_writes().await;
+
+    e2e::apply_yaml(
+        &client,
+        Some(ns.name()),
+        &release_yaml(
+            "chain",
+            &[(50, 2), (100, 1)],
+            &[("a", &[]), ("b", &["a"]), ("c", &["b"])],
+        ),
+    )
+    .await;
+    let api = op::releases(&client, ns.name());
+    let status = op::wait_phase(&api, "chain", "Succeeded", Duration::from_secs(120)).await;
+    assert_all_promoted(&client, ns.name(), &["a", "b", "c"]).await;
+
+    // b started only after a was promoted, c only after b.
+    let tl = op::timeline(&status);
+    let promoted =
+        |s| op::first(&tl, "Promoted", s).unwrap_or_else(|| panic!("{s} not promoted: {tl:?}"));
+    let started =
+        |s| op::first(&tl, "StepStarted", s).unwrap_or_else(|| panic!("{s} never started: {tl:?}"));
+    assert!(
+        promoted("a") < started("b"),
+        "b started before a was promoted: {tl:?}"
+    );
+    assert!(
+        promoted("b") < started("c"),
+        "c started before b was promoted: {tl:?}"
+    );
+    assert!(
+        op::first(&tl, "Succeeded", "").is_some_and(|i| i > promoted("c")),
+        "{tl:?}"
+    );
+    let ready = op::condition(&status, "Ready").expect("Ready condition");
+    assert_eq!(ready["status"], "True");
+
+    // API writes: per step (3 services x 2 steps), and none while idle.
+    let writes = operator.api_writes().await - writes_before;
+    let steps = 6.0;
+    eprintln!(
+        "MEASURE chain: {writes} API writes for 3 services x 2 steps = {:.1} writes per step",
+        writes / steps
+    );
+    // Let the final status write's own watch events settle, then stay idle a minute.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_start = operator.api_writes().await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let idle = operator.api_writes().await - idle_start;
+    eprintln!("MEASURE idle: {idle} API writes in 60 s after Succeeded");
+    assert_eq!(idle, 0.0, "a finished Release must cost no writes");
+
+    assert!(
+        operator.terminate().await,
+        "the operator did not exit cleanly on SIGTERM"
+    );
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn diamond_moves_its_middle_wave_in_parallel() {
+    let client = e2e::client().await;
+    let ns = TestNamespace::create(&client, "ctl-diamond").await;
+    let _operator = Operator::start(ns.name()).await;
+    deploy_apps(&client, ns.name(), &["a", "b", "c", "d"]).await;
+    e2e::apply_yaml(
+        &client,
+        Some(ns.name()),
+        &release_yaml(
+            "diamond",
+            &[(50, 3), (100, 1)],
+            &[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b", "c"])],
+        ),
+    )
+    .await;
+    let api = op::releases(&client, ns.name());
+
+    // Seen directly: at one moment b and c both have a canary taking traffic.
+    op::wait_status(
+        &api,
+        "diamond",
+        "b and c progressing at once",
+        Duration::from_secs(90),
+        |s| {
+            ["b", "c"].iter().all(|n| {
+                op::service(s, n)
+                    .is_some_and(|x| x["phase"] == "Progressing" && x["weight"].as_i64() > Some(0))
+            })
+        },
+    )
+    .await;
+    let status = op::wait_phase(&api, "diamond", "Succeeded", Duration::from_secs(120)).await;
+    assert_all_promoted(&client, ns.name(), &["a", "b", "c", "d"]).await;
+
+    let tl = op::timeline(&status);
+    let at = |r, s| op::first(&tl, r, s).unwrap_or_else(|| panic!("no {r} for {s}: {tl:?}"));
+    // the waves: a, then b and c together, then d
+    assert!(at("Promoted", "a") < at("StepStarted", "b"));
+    assert!(at("Promoted", "a") < at("StepStarted", "c"));
+    assert!(
+        at("StepStarted", "b") < at("Promoted", "c"),
+        "b waited for c: {tl:?}"
+    );
+    assert!(
+        at("StepStarted", "c") < at("Promoted", "b"),
+        "c waited for b: {tl:?}"
+    );
+    assert!(at("Promoted", "b") < at("StepStarted", "d"));
+    assert!(at("Promoted", "c") < at("StepStarted", "d"));
+    assert_eq!(
+        status["plan"]["waves"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        status["plan"]
+    );
+    ns.delete().await;
+}

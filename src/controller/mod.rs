@@ -1,0 +1,314 @@
+//! The imperative shell around the engine: a kube-runtime `Controller` on
+//! Releases. Each reconcile reads the Release fresh, observes its Deployments,
+//! canaries, baselines and routes, takes the measurements the engine asks for,
+//! asks `engine::decide`, applies the actions in order, publishes the notices
+//! and writes the status when it changed. Nothing here decides: a re-run after
+//! a crash anywhere converges because every action is idempotent and the
+//! engine decides from what is observed, not from what was done.
+
+pub mod act;
+pub mod cluster;
+pub mod observe;
+pub mod template;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DynamicObject, Patch};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::api::{RELEASE_LABEL, Release};
+use crate::engine::{self, Action};
+use crate::health::{Probe, Readiness};
+use crate::metrics::Metrics;
+use crate::traffic::gateway::http_route_resource;
+use cluster::Cluster;
+
+/// The one error type of the shell. Each variant has a short label for the
+/// `signalman_reconcile_errors_total` metric.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("serializing an object: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// An object an action needs is gone; the next observation tells the engine.
+    #[error("{0}")]
+    Missing(String),
+    #[error("baseline ControllerRevision {name} is unreadable: {reason}")]
+    Baseline { name: String, reason: String },
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Serialize(_) => "serialize",
+            Error::Missing(_) => "missing",
+            Error::Baseline { .. } => "baseline",
+        }
+    }
+}
+
+/// Operator settings (from `signalman run`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Prometheus for Releases without `spec.prometheus`.
+    pub prometheus_url: String,
+    /// Watch only this namespace; `None`: every namespace.
+    pub namespace: Option<String>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_addr: SocketAddr,
+}
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    pub client: Client,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub config: Config,
+    pub prometheus: crate::analysis::prometheus::Prometheus,
+    /// What `/readyz` says: ready once the Release cache has synced.
+    pub probe: Probe,
+}
+
+impl Context {
+    pub fn new(client: Client, config: Config) -> Self {
+        let reporter = Reporter {
+            controller: "signalman".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics: Metrics::new(),
+            config,
+            prometheus: Default::default(),
+            probe: Probe::default(),
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match &self.config.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+}
+
+/// Serve health and metrics, then run the controller until SIGTERM/SIGINT.
+/// Leader election wraps [`controller`]; the server runs on every replica.
+pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+    let ctx = Arc::new(Context::new(client, config));
+    let (addr, serve) = crate::health::bind(
+        ctx.config.metrics_addr,
+        ctx.metrics.clone(),
+        ctx.probe.clone(),
+    )
+    .await?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    let server = tokio::spawn(serve);
+    controller(ctx).await;
+    server.abort();
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// The Release controller; returns after a shutdown signal once in-flight
+/// reconciles have finished.
+pub async fn controller(ctx: Arc<Context>) {
+    let releases: Api<Release> = ctx.api();
+    let releases_for_probe = releases.clone();
+    let ours = watcher::Config::default().labels(RELEASE_LABEL);
+    let controller = Controller::new(releases, watcher::Config::default());
+    let store = controller.store();
+    let by_deployment = store.clone();
+    let by_route = store.clone();
+    ctx.metrics.watch_releases(store.clone());
+    // Ready once Releases can be listed: the controller's own watch lists the
+    // same way right after. (`Store::wait_until_ready` on a clone of the
+    // controller's store did not resolve with kube-runtime 5.0.)
+    match releases_for_probe
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => ctx.probe.set(Readiness::Ready),
+        Err(e) => tracing::warn!(error = %e, "listing Releases; not ready"),
+    }
+    let route_ar = http_route_resource();
+    controller
+        .owns(ctx.api::<Deployment>(), ours.clone())
+        .owns(ctx.api::<Service>(), ours.clone())
+        .owns(ctx.api::<ControllerRevision>(), ours)
+        .watches(
+            ctx.api::<Deployment>(),
+            watcher::Config::default(),
+            move |d: Deployment| naming(&by_deployment, &d, |s| Some(s.deployment.clone())),
+        )
+        .watches_with(
+            match &ctx.config.namespace {
+                Some(ns) => {
+                    Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &route_ar)
+                }
+                None => Api::<DynamicObject>::all_with(ctx.client.clone(), &route_ar),
+            },
+            route_ar.clone(),
+            watcher::Config::default(),
+            move |r: DynamicObject| {
+                naming(&by_route, &r, |s| {
+                    s.traffic
+                        .as_ref()
+                        .and_then(|t| t.gateway_api.as_ref())
+                        .map(|g| g.http_route.clone())
+                })
+            },
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller stream");
+            }
+        })
+        .await;
+}
+
+/// Releases in the object's namespace with a service whose `field` names it.
+fn naming<K: Resource>(
+    store: &Store<Release>,
+    obj: &K,
+    field: impl Fn(&crate::api::ServiceSpec) -> Option<String>,
+) -> Vec<ObjectRef<Release>> {
+    let ns = obj.meta().namespace.as_deref();
+    let name = obj.meta().name.as_deref();
+    store
+        .state()
+        .iter()
+        .filter(|r| r.metadata.namespace.as_deref() == ns)
+        .filter(|r| r.spec.services.iter().any(|s| field(s).as_deref() == name))
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect()
+}
+
+fn error_policy(rel: Arc<Release>, err: &Error, ctx: Arc<Context>) -> Requeue {
+    ctx.metrics.failed(err.metric_label());
+    tracing::warn!(release = %rel.key(), error = %err, "reconcile failed; retrying");
+    Requeue::requeue(Duration::from_secs(2))
+}
+
+async fn reconcile(rel: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let ns = rel.namespace().unwrap_or_default();
+    let name = rel.name_any();
+    let span = tracing::info_span!("reconcile", namespace = %ns, name = %name);
+    reconcile_release(ns, name, ctx).instrument(span).await
+}
+
+async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    ctx.metrics.reconciled();
+    let _timer = ctx.metrics.reconcile_started();
+    let api: Api<Release> = Api::namespaced(ctx.client.clone(), &ns);
+    // Read fresh: the cache may not yet hold the status this process just
+    // wrote, and deciding from an older status would repeat a transition.
+    let Some(rel) = api.get_opt(&name).await.map_err(Error::Kube)? else {
+        return Ok(Requeue::await_change());
+    };
+    let cluster = Cluster {
+        client: ctx.client.clone(),
+        namespace: ns.clone(),
+        metrics: ctx.metrics.clone(),
+    };
+    let status = rel.status.clone().unwrap_or_default();
+    if status.phase.is_some_and(|p| p.is_final()) {
+        // The release is over: leave the user's Deployments as they wrote them
+        // (only reads when that is already so; nothing to decide).
+        act::release_user_objects(&cluster, &rel).await?;
+        return Ok(Requeue::await_change());
+    }
+
+    let started = jiff::Timestamp::now();
+    let world = observe::World::read(&cluster, &rel).await?;
+    let mut obs = world.observations(&rel);
+    let due = engine::due_measurements(&rel, started);
+    if !due.is_empty() {
+        obs.measurements =
+            observe::measure(&ctx, &rel, &world, &due, &ctx.config.prometheus_url).await;
+    }
+    let now = jiff::Timestamp::now();
+    let decision = engine::decide(&rel, &obs, now);
+
+    let mut zeroed = false;
+    for action in &decision.actions {
+        tracing::info!(?action, "acting");
+        act::apply(&cluster, &rel, &world, action).await?;
+        zeroed |= matches!(action, Action::SetCanaryWeight { weight: 0, .. });
+    }
+    if zeroed && status.rollback.is_none() {
+        if let Some(first) = decision
+            .status
+            .rollback
+            .as_ref()
+            .filter(|r| r.reason == "Breach")
+            .and_then(|r| r.first_deviation_at.as_ref())
+        {
+            let secs = (jiff::Timestamp::now() - first.0)
+                .total(jiff::Unit::Second)
+                .unwrap_or(f64::NAN);
+            tracing::info!(
+                seconds = secs,
+                "breach: canary traffic at 0 since the first failing measurement"
+            );
+            ctx.metrics.breach_to_zero(secs);
+        }
+    }
+
+    for notice in &decision.notices {
+        let event = Event {
+            type_: if notice.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: notice.reason.clone(),
+            note: Some(notice.message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        match ctx.recorder.publish(&event, &rel.object_ref(&())).await {
+            Ok(()) => ctx.metrics.wrote("Event", "create"),
+            Err(e) => tracing::warn!(error = %e, reason = %notice.reason, "publishing an event"),
+        }
+    }
+
+    // After acting, so a crash in between repeats idempotent actions rather
+    // than recording a state the cluster never reached.
+    if rel.status.as_ref() != Some(&decision.status) {
+        let body = json!({
+            "apiVersion": Release::api_version(&()),
+            "kind": Release::kind(&()),
+            "metadata": {"name": name, "resourceVersion": rel.resource_version()},
+            "status": decision.status,
+        });
+        api.patch_status(&name, &cluster::apply_params(), &Patch::Apply(&body))
+            .await
+            .map_err(Error::Kube)?;
+        ctx.metrics.wrote("Release/status", "apply");
+        ctx.metrics.record_transition(&rel, &decision.status);
+    }
+    Ok(match decision.requeue_after {
+        Some(d) => Requeue::requeue(d),
+        None => Requeue::await_change(),
+    })
+}
