@@ -53,6 +53,10 @@ if [ "$unit" = 1 ]; then
   "${MAKE:-make}" --no-print-directory unit
 fi
 
+# Controller scenarios run the operator binary ($CARGO_TARGET_DIR/debug/signalman).
+say "building the operator: cargo build -p signalman --bins"
+cargo build -p signalman --bins
+
 say "e2e suite: cargo test -p signalman-e2e"
 KUBECONFIG="$KUBECONFIG_ADMIN" PROMETHEUS_URL="http://127.0.0.1:$PROM_PORT" \
   cargo test -p signalman-e2e "${cargo_args[@]}"
