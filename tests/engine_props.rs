@@ -36,7 +36,9 @@ fn train() -> impl Strategy<Value = Train> {
             )
         })
         .prop_map(|(m, bakes, interval, failure_limit, script)| Train {
-            deps: (0..m.len()).map(|i| (0..i).filter(|&j| m[i][j] < 35).collect()).collect(),
+            deps: (0..m.len())
+                .map(|i| (0..i).filter(|&j| m[i][j] < 35).collect())
+                .collect(),
             bakes,
             interval,
             failure_limit,
@@ -78,7 +80,10 @@ fn spec(t: &Train) -> ReleaseSpec {
                 name: format!("s{i}"),
                 owner: None,
                 deployment: format!("s{i}"),
-                change: Change { images: [("main".into(), "x:v2".into())].into(), ..Default::default() },
+                change: Change {
+                    images: [("main".into(), "x:v2".into())].into(),
+                    ..Default::default()
+                },
                 depends_on: t.deps[i].iter().map(|d| format!("s{d}")).collect(),
                 traffic: None,
                 steps: None,

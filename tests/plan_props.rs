@@ -19,7 +19,10 @@ fn spec(deps: &[Vec<usize>], order: &[usize]) -> ReleaseSpec {
                 name: format!("s{i}"),
                 owner: None,
                 deployment: format!("s{i}"),
-                change: Change { images: [("main".into(), "x:v2".into())].into(), ..Default::default() },
+                change: Change {
+                    images: [("main".into(), "x:v2".into())].into(),
+                    ..Default::default()
+                },
                 depends_on: deps[i].iter().map(|d| format!("s{d}")).collect(),
                 traffic: None,
                 steps: None,
@@ -36,9 +39,13 @@ fn spec(deps: &[Vec<usize>], order: &[usize]) -> ReleaseSpec {
 /// `n` services, each depending on some of the ones before it (so acyclic), in a shuffled spec order.
 fn dag() -> impl Strategy<Value = (Vec<Vec<usize>>, Vec<usize>)> {
     (1usize..60).prop_flat_map(|n| {
-        let deps = proptest::collection::vec(proptest::collection::vec(0u8..100, n), n).prop_map(move |m| {
-            (0..n).map(|i| (0..i).filter(|&j| m[i][j] < 12).collect::<Vec<usize>>()).collect::<Vec<_>>()
-        });
+        let deps = proptest::collection::vec(proptest::collection::vec(0u8..100, n), n).prop_map(
+            move |m| {
+                (0..n)
+                    .map(|i| (0..i).filter(|&j| m[i][j] < 12).collect::<Vec<usize>>())
+                    .collect::<Vec<_>>()
+            },
+        );
         let order = Just((0..n).collect::<Vec<usize>>()).prop_shuffle();
         (deps, order)
     })
@@ -47,9 +54,17 @@ fn dag() -> impl Strategy<Value = (Vec<Vec<usize>>, Vec<usize>)> {
 /// `n` services with random edges in both directions: usually cyclic.
 fn any_graph() -> impl Strategy<Value = (Vec<Vec<usize>>, Vec<usize>)> {
     (1usize..25).prop_flat_map(|n| {
-        let deps = proptest::collection::vec(proptest::collection::vec(0u8..100, n), n).prop_map(move |m| {
-            (0..n).map(|i| (0..n).filter(|&j| j != i && m[i][j] < 8).collect::<Vec<usize>>()).collect::<Vec<_>>()
-        });
+        let deps = proptest::collection::vec(proptest::collection::vec(0u8..100, n), n).prop_map(
+            move |m| {
+                (0..n)
+                    .map(|i| {
+                        (0..n)
+                            .filter(|&j| j != i && m[i][j] < 8)
+                            .collect::<Vec<usize>>()
+                    })
+                    .collect::<Vec<_>>()
+            },
+        );
         (deps, Just((0..n).collect::<Vec<usize>>()).prop_shuffle())
     })
 }
@@ -57,7 +72,11 @@ fn any_graph() -> impl Strategy<Value = (Vec<Vec<usize>>, Vec<usize>)> {
 fn edges(spec: &ReleaseSpec) -> Vec<(&str, &str)> {
     spec.services
         .iter()
-        .flat_map(|s| s.depends_on.iter().map(move |d| (s.name.as_str(), d.as_str())))
+        .flat_map(|s| {
+            s.depends_on
+                .iter()
+                .map(move |d| (s.name.as_str(), d.as_str()))
+        })
         .collect()
 }
 

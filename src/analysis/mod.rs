@@ -25,7 +25,11 @@ pub fn judge(metric: &Metric, result: &QueryResult, no_data: NoDataPolicy) -> Ou
         QueryResult::Value(v) => {
             let above_min = metric.min.is_none_or(|min| *v >= min);
             let below_max = metric.max.is_none_or(|max| *v <= max);
-            if above_min && below_max { Outcome::Pass } else { Outcome::Fail }
+            if above_min && below_max {
+                Outcome::Pass
+            } else {
+                Outcome::Fail
+            }
         }
     }
 }
@@ -119,7 +123,12 @@ mod tests {
     use super::*;
 
     fn metric(min: Option<f64>, max: Option<f64>) -> Metric {
-        Metric { name: "m".into(), query: "q".into(), min, max }
+        Metric {
+            name: "m".into(),
+            query: "q".into(),
+            min,
+            max,
+        }
     }
 
     #[test]
@@ -135,24 +144,39 @@ mod tests {
     #[test]
     fn a_missing_bound_is_open() {
         let p = NoDataPolicy::Inconclusive;
-        assert_eq!(judge(&metric(None, Some(0.01)), &QueryResult::Value(-5.0), p), Outcome::Pass);
-        assert_eq!(judge(&metric(Some(0.9), None), &QueryResult::Value(1e9), p), Outcome::Pass);
+        assert_eq!(
+            judge(&metric(None, Some(0.01)), &QueryResult::Value(-5.0), p),
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge(&metric(Some(0.9), None), &QueryResult::Value(1e9), p),
+            Outcome::Pass
+        );
     }
 
     #[test]
     fn infinity_is_beyond_every_bound() {
         let p = NoDataPolicy::Pass;
         let max = metric(None, Some(0.5));
-        assert_eq!(judge(&max, &QueryResult::Value(f64::INFINITY), p), Outcome::Fail);
+        assert_eq!(
+            judge(&max, &QueryResult::Value(f64::INFINITY), p),
+            Outcome::Fail
+        );
         let min = metric(Some(0.5), None);
-        assert_eq!(judge(&min, &QueryResult::Value(f64::NEG_INFINITY), p), Outcome::Fail);
+        assert_eq!(
+            judge(&min, &QueryResult::Value(f64::NEG_INFINITY), p),
+            Outcome::Fail
+        );
     }
 
     #[test]
     fn nan_and_empty_follow_the_no_data_policy() {
         let m = metric(None, Some(1.0));
         for r in [QueryResult::NoData, QueryResult::Value(f64::NAN)] {
-            assert_eq!(judge(&m, &r, NoDataPolicy::Inconclusive), Outcome::Inconclusive);
+            assert_eq!(
+                judge(&m, &r, NoDataPolicy::Inconclusive),
+                Outcome::Inconclusive
+            );
             assert_eq!(judge(&m, &r, NoDataPolicy::Fail), Outcome::Fail);
             assert_eq!(judge(&m, &r, NoDataPolicy::Pass), Outcome::Pass);
         }
@@ -187,19 +211,28 @@ mod tests {
             r#"x{namespace="{{namespace}}",service="{{ service }}",r="{{release}}",c="{{canary_hash}}",s="{{stable_hash}}"}"#,
             &vars(),
         );
-        assert_eq!(q, r#"x{namespace="shop",service="checkout",r="rel-1",c="abc",s="def"}"#);
+        assert_eq!(
+            q,
+            r#"x{namespace="shop",service="checkout",r="rel-1",c="abc",s="def"}"#
+        );
     }
 
     #[test]
     fn values_cannot_break_out_of_the_string() {
-        let v = QueryVars { service: "a\"} or vector(1) #\\\nb".into(), ..vars() };
+        let v = QueryVars {
+            service: "a\"} or vector(1) #\\\nb".into(),
+            ..vars()
+        };
         let q = render_query(r#"x{service="{{service}}"}"#, &v);
         assert_eq!(q, r#"x{service="a\"} or vector(1) #\\\nb"}"#);
     }
 
     #[test]
     fn unknown_or_unclosed_placeholders_stay() {
-        assert_eq!(render_query("a{{nope}}b{{service}}", &vars()), "a{{nope}}bcheckout");
+        assert_eq!(
+            render_query("a{{nope}}b{{service}}", &vars()),
+            "a{{nope}}bcheckout"
+        );
         assert_eq!(render_query("a{{service", &vars()), "a{{service");
     }
 }

@@ -30,7 +30,12 @@ pub(super) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(release: &'a Release, obs: &'a Observations, now: Timestamp, st: ReleaseStatus) -> Self {
+    pub fn new(
+        release: &'a Release,
+        obs: &'a Observations,
+        now: Timestamp,
+        st: ReleaseStatus,
+    ) -> Self {
         let mut st = st;
         st.observed_generation = release.metadata.generation;
         Ctx {
@@ -49,7 +54,12 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn into_decision(self) -> Decision {
-        Decision { actions: self.actions, status: self.st, requeue_after: self.requeue, notices: self.notices }
+        Decision {
+            actions: self.actions,
+            status: self.st,
+            requeue_after: self.requeue,
+            notices: self.notices,
+        }
     }
 
     pub fn time(&self) -> Time {
@@ -69,7 +79,11 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn namespace(&self) -> &str {
-        self.release.metadata.namespace.as_deref().unwrap_or_default()
+        self.release
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or_default()
     }
 
     /// The observation of service `name`; a service the shell did not report has no objects.
@@ -112,7 +126,11 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn notice(&mut self, reason: &str, message: String, warning: bool) {
-        self.notices.push(Notice { reason: reason.to_owned(), message, warning });
+        self.notices.push(Notice {
+            reason: reason.to_owned(),
+            message,
+            warning,
+        });
     }
 
     pub fn record(&mut self, reason: &str, service: Option<&str>, message: String) {
@@ -126,7 +144,10 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn spec_changed(&self) -> bool {
-        self.st.spec_hash.as_deref().is_some_and(|h| h != super::spec_hash(self.spec))
+        self.st
+            .spec_hash
+            .as_deref()
+            .is_some_and(|h| h != super::spec_hash(self.spec))
     }
 }
 

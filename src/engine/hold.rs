@@ -8,14 +8,15 @@ use super::context::{Ctx, human, plus};
 use super::{Action, CONVERGE, TemplateState};
 use crate::api::{Hold, Phase, ServicePhase};
 
-pub(super) const SPEC_CHANGED: &str =
-    "the spec changed while the release is in flight; restore it, or abort and create a new Release";
+pub(super) const SPEC_CHANGED: &str = "the spec changed while the release is in flight; restore it, or abort and create a new Release";
 
 /// Place a hold now: weight 0 for every service in a step, whose bake restarts on resume.
 pub(super) fn place(cx: &mut Ctx, reason: &'static str, service: Option<String>, message: String) {
     cx.st.holds += 1;
     let id = format!("hold-{}", cx.st.holds);
-    let message = format!("{message}; then set spec.resumeHold: {id} to resume, or spec.abort: true to roll back");
+    let message = format!(
+        "{message}; then set spec.resumeHold: {id} to resume, or spec.abort: true to roll back"
+    );
     cx.st.hold = Some(Hold {
         id: id.clone(),
         reason: reason.to_owned(),
@@ -34,9 +35,16 @@ pub(super) fn place(cx: &mut Ctx, reason: &'static str, service: Option<String>,
         s.tally.clear();
         s.message = Some(format!("held by {id}: no traffic on the canary"));
         let name = s.name.clone();
-        cx.act(Action::SetCanaryWeight { service: name, weight: 0 });
+        cx.act(Action::SetCanaryWeight {
+            service: name,
+            weight: 0,
+        });
     }
-    cx.record("Held", service.as_deref(), format!("{id} ({reason}): {message}"));
+    cx.record(
+        "Held",
+        service.as_deref(),
+        format!("{id} ({reason}): {message}"),
+    );
     cx.notice("Held", format!("{id} ({reason}): {message}"), true);
     cx.wake_in(CONVERGE);
 }
@@ -72,24 +80,40 @@ pub(super) fn check(cx: &mut Ctx, spec_changed: bool) -> bool {
         }
         Some(hold) if cx.spec.resume_hold.as_deref() == Some(hold.id.as_str()) => {
             if spec_changed {
-                cx.note = Some(format!("spec.resumeHold cannot lift {}: {SPEC_CHANGED}", hold.id));
+                cx.note = Some(format!(
+                    "spec.resumeHold cannot lift {}: {SPEC_CHANGED}",
+                    hold.id
+                ));
             } else if let Some((_, message)) = drift(cx) {
-                cx.note = Some(format!("spec.resumeHold cannot lift {}: {message}", hold.id));
+                cx.note = Some(format!(
+                    "spec.resumeHold cannot lift {}: {message}",
+                    hold.id
+                ));
             } else {
                 resume(cx, &hold.id);
             }
         }
         Some(_) => {}
     }
-    let Some(hold) = cx.st.hold.clone() else { return false };
+    let Some(hold) = cx.st.hold.clone() else {
+        return false;
+    };
     cx.set_phase(Phase::Paused);
     for i in 0..cx.st.services.len() {
         if cx.st.services[i].phase != ServicePhase::Progressing {
             continue;
         }
         let name = cx.st.services[i].name.clone();
-        if cx.seen(&name).canary.as_ref().is_some_and(|c| c.weight != 0) {
-            cx.act(Action::SetCanaryWeight { service: name, weight: 0 });
+        if cx
+            .seen(&name)
+            .canary
+            .as_ref()
+            .is_some_and(|c| c.weight != 0)
+        {
+            cx.act(Action::SetCanaryWeight {
+                service: name,
+                weight: 0,
+            });
             cx.wake_in(CONVERGE);
         }
     }
@@ -102,7 +126,8 @@ pub(super) fn check(cx: &mut Ctx, spec_changed: bool) -> bool {
 fn resume(cx: &mut Ctx, id: &str) {
     cx.st.hold = None;
     restart_bakes(cx);
-    let message = format!("{id} lifted by spec.resumeHold; the current steps bake again from the start");
+    let message =
+        format!("{id} lifted by spec.resumeHold; the current steps bake again from the start");
     cx.record("Resumed", None, message.clone());
     cx.notice("Resumed", message, false);
 }
@@ -110,7 +135,8 @@ fn resume(cx: &mut Ctx, id: &str) {
 /// `spec.paused` went back to false: the steps bake again from the start.
 pub(super) fn unpause(cx: &mut Ctx) {
     restart_bakes(cx);
-    let message = "resumed (spec.paused is false); the current steps bake again from the start".to_owned();
+    let message =
+        "resumed (spec.paused is false); the current steps bake again from the start".to_owned();
     cx.record("Resumed", None, message.clone());
     cx.notice("Resumed", message, false);
 }
@@ -131,8 +157,15 @@ pub(super) fn drift(cx: &Ctx) -> Option<(String, String)> {
         if !moving && !matches!(s.phase, ServicePhase::Pending | ServicePhase::Promoted) {
             continue;
         }
-        let Some(svc) = cx.spec.service(&s.name) else { continue };
-        let at = cx.spec.services.iter().position(|x| x.name == s.name).unwrap_or(i);
+        let Some(svc) = cx.spec.service(&s.name) else {
+            continue;
+        };
+        let at = cx
+            .spec
+            .services
+            .iter()
+            .position(|x| x.name == s.name)
+            .unwrap_or(i);
         let seen = cx.seen(&s.name);
         match &seen.stable {
             None => {

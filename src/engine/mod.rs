@@ -42,7 +42,12 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
     let before = release.status.clone().unwrap_or_default();
     let phase = before.phase.unwrap_or_default();
     if phase.is_final() {
-        return Decision { actions: Vec::new(), status: before, requeue_after: None, notices: Vec::new() };
+        return Decision {
+            actions: Vec::new(),
+            status: before,
+            requeue_after: None,
+            notices: Vec::new(),
+        };
     }
     let mut cx = context::Ctx::new(release, obs, now, before);
     match phase {

@@ -4,7 +4,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::context::{Ctx, human, plus};
-use super::{Action, CanaryObservation, CONVERGE, MeasurementRequest, QueryResult, TemplateState, hold, rollback};
+use super::{
+    Action, CONVERGE, CanaryObservation, MeasurementRequest, QueryResult, TemplateState, hold,
+    rollback,
+};
 use crate::analysis::{judge, threshold};
 use crate::api::{
     Measurement, MetricTally, Outcome, Phase, Release, ServicePhase, default::MEASUREMENTS_KEPT,
@@ -14,27 +17,44 @@ use crate::api::{
 /// `interval` after its last measurement in this step (or after the bake began).
 /// Nothing is due while the release is paused, held or aborted, or its spec changed.
 pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementRequest> {
-    let Some(st) = &release.status else { return Vec::new() };
+    let Some(st) = &release.status else {
+        return Vec::new();
+    };
     let stopping = release.spec.paused == Some(true) || release.spec.abort == Some(true);
     if st.phase != Some(Phase::Progressing) || st.hold.is_some() || stopping {
         return Vec::new();
     }
-    if st.spec_hash.as_deref().is_some_and(|h| h != super::spec_hash(&release.spec)) {
+    if st
+        .spec_hash
+        .as_deref()
+        .is_some_and(|h| h != super::spec_hash(&release.spec))
+    {
         return Vec::new();
     }
     let mut out = Vec::new();
     for s in &st.services {
-        let (ServicePhase::Progressing, Some(step), Some(baked)) = (s.phase, s.step, &s.bake_started_at)
+        let (ServicePhase::Progressing, Some(step), Some(baked)) =
+            (s.phase, s.step, &s.bake_started_at)
         else {
             continue;
         };
-        let Some(svc) = release.spec.service(&s.name) else { continue };
+        let Some(svc) = release.spec.service(&s.name) else {
+            continue;
+        };
         let analysis = release.spec.analysis_of(svc);
         for m in &analysis.metrics {
-            let last = s.tally.iter().find(|t| t.metric == m.name).and_then(|t| t.last_at.as_ref());
+            let last = s
+                .tally
+                .iter()
+                .find(|t| t.metric == m.name)
+                .and_then(|t| t.last_at.as_ref());
             let due = plus(last.unwrap_or(baked).0, analysis.interval());
             if now >= due {
-                out.push(MeasurementRequest { service: s.name.clone(), metric: m.name.clone(), step });
+                out.push(MeasurementRequest {
+                    service: s.name.clone(),
+                    metric: m.name.clone(),
+                    step,
+                });
             }
         }
     }
@@ -50,7 +70,13 @@ pub(super) fn run(cx: &mut Ctx) {
     if cx.phase() == Phase::Progressing && cx.st.hold.is_none() && !spec_changed && !stopping {
         let verdict = ingest(cx);
         if let Some(breach) = verdict.breach {
-            return rollback::begin(cx, "Breach", Some(breach.service), breach.message, breach.first_deviation);
+            return rollback::begin(
+                cx,
+                "Breach",
+                Some(breach.service),
+                breach.message,
+                breach.first_deviation,
+            );
         }
         if let Some((reason, service, message)) = verdict.hold {
             hold::place(cx, reason, Some(service), message);
@@ -96,26 +122,40 @@ fn ingest(cx: &mut Ctx) -> Verdict {
     let mut taken: Vec<&super::Taken> = cx.obs.measurements.iter().collect();
     taken.sort_by_key(|t| t.at);
     for t in taken {
-        let Some(i) = cx.index(&t.service) else { continue };
-        let Some(svc) = cx.spec.service(&t.service) else { continue };
+        let Some(i) = cx.index(&t.service) else {
+            continue;
+        };
+        let Some(svc) = cx.spec.service(&t.service) else {
+            continue;
+        };
         let analysis = cx.spec.analysis_of(svc);
-        let Some(metric) = analysis.metrics.iter().find(|m| m.name == t.metric) else { continue };
+        let Some(metric) = analysis.metrics.iter().find(|m| m.name == t.metric) else {
+            continue;
+        };
         let s = &cx.st.services[i];
-        let (ServicePhase::Progressing, Some(step), Some(baked)) = (s.phase, s.step, &s.bake_started_at)
+        let (ServicePhase::Progressing, Some(step), Some(baked)) =
+            (s.phase, s.step, &s.bake_started_at)
         else {
             continue;
         };
         if step != t.step {
             continue;
         }
-        let last = s.tally.iter().find(|m| m.metric == t.metric).and_then(|m| m.last_at.as_ref());
+        let last = s
+            .tally
+            .iter()
+            .find(|m| m.metric == t.metric)
+            .and_then(|m| m.last_at.as_ref());
         // A measurement before it was due (a stale or repeated one) is not evidence.
         if t.at < plus(last.unwrap_or(baked).0, analysis.interval()) {
             continue;
         }
         let outcome = judge(metric, &t.result, analysis.no_data.unwrap_or_default());
         let (value, note) = match &t.result {
-            QueryResult::Value(v) if v.is_nan() => (None, Some("the query returned NaN (no traffic?)".to_owned())),
+            QueryResult::Value(v) if v.is_nan() => (
+                None,
+                Some("the query returned NaN (no traffic?)".to_owned()),
+            ),
             QueryResult::Value(v) => (Some(*v), None),
             QueryResult::NoData => (None, Some("the query returned no data".to_owned())),
             QueryResult::Error(e) => (None, Some(e.clone())),
@@ -125,7 +165,10 @@ fn ingest(cx: &mut Ctx) -> Verdict {
         let tally = match s.tally.iter().position(|m| m.metric == t.metric) {
             Some(p) => &mut s.tally[p],
             None => {
-                s.tally.push(MetricTally { metric: t.metric.clone(), ..Default::default() });
+                s.tally.push(MetricTally {
+                    metric: t.metric.clone(),
+                    ..Default::default()
+                });
                 s.tally.last_mut().expect("just pushed")
             }
         };
@@ -168,7 +211,9 @@ fn ingest(cx: &mut Ctx) -> Verdict {
         if s.phase != ServicePhase::Progressing {
             continue;
         }
-        let Some(svc) = cx.spec.service(&s.name) else { continue };
+        let Some(svc) = cx.spec.service(&s.name) else {
+            continue;
+        };
         let a = cx.spec.analysis_of(svc);
         for t in &s.tally {
             if t.failed > a.failure_limit() && verdict.breach.is_none() {
@@ -232,7 +277,13 @@ fn advance(cx: &mut Ctx) {
             _ => {}
         }
     }
-    if !cx.st.services.is_empty() && cx.st.services.iter().all(|s| s.phase == ServicePhase::Promoted) {
+    if !cx.st.services.is_empty()
+        && cx
+            .st
+            .services
+            .iter()
+            .all(|s| s.phase == ServicePhase::Promoted)
+    {
         cx.set_phase(Phase::Succeeded);
         cx.st.finished_at = Some(cx.time());
         cx.requeue = None;
@@ -244,7 +295,9 @@ fn advance(cx: &mut Ctx) {
 
 fn start_service(cx: &mut Ctx, i: usize) {
     let name = cx.st.services[i].name.clone();
-    let Some(svc) = cx.spec.service(&name) else { return };
+    let Some(svc) = cx.spec.service(&name) else {
+        return;
+    };
     let waiting: Vec<&str> = svc
         .depends_on
         .iter()
@@ -252,7 +305,8 @@ fn start_service(cx: &mut Ctx, i: usize) {
         .map(String::as_str)
         .collect();
     if !waiting.is_empty() {
-        cx.st.services[i].message = Some(format!("waits for {} to be promoted", waiting.join(", ")));
+        cx.st.services[i].message =
+            Some(format!("waits for {} to be promoted", waiting.join(", ")));
         return;
     }
     if !cx.seen(&name).baseline_recorded {
@@ -272,22 +326,36 @@ fn start_service(cx: &mut Ctx, i: usize) {
     s.since = Some(now);
     s.bake_started_at = None;
     s.tally.clear();
-    cx.record("ServiceStarted", Some(&name), format!("baseline recorded; canary starts at step 1/{}", steps.len()));
+    cx.record(
+        "ServiceStarted",
+        Some(&name),
+        format!("baseline recorded; canary starts at step 1/{}", steps.len()),
+    );
     bake(cx, i);
 }
 
 /// A service in a step: get the weight in effect, bake, measure, pass.
 fn bake(cx: &mut Ctx, i: usize) {
     let name = cx.st.services[i].name.clone();
-    let Some(svc) = cx.spec.service(&name) else { return };
+    let Some(svc) = cx.spec.service(&name) else {
+        return;
+    };
     let steps = cx.spec.steps_of(svc);
-    let k = cx.st.services[i].step.unwrap_or_default().clamp(0, steps.len() as i32 - 1);
+    let k = cx.st.services[i]
+        .step
+        .unwrap_or_default()
+        .clamp(0, steps.len() as i32 - 1);
     let step = &steps[k as usize];
     let of = steps.len();
 
     let Some(started) = cx.st.services[i].bake_started_at.clone() else {
         cx.st.services[i].weight = step.weight;
-        if cx.seen(&name).canary == Some(CanaryObservation { weight: step.weight, ready: true }) {
+        if cx.seen(&name).canary
+            == Some(CanaryObservation {
+                weight: step.weight,
+                ready: true,
+            })
+        {
             let now = cx.time();
             cx.st.services[i].bake_started_at = Some(now.clone());
             cx.record(
@@ -302,8 +370,14 @@ fn bake(cx: &mut Ctx, i: usize) {
             );
             return bake(cx, i);
         }
-        cx.st.services[i].message = Some(format!("waits for the canary to take {}% of traffic", step.weight));
-        cx.act(Action::SetCanaryWeight { service: name, weight: step.weight });
+        cx.st.services[i].message = Some(format!(
+            "waits for the canary to take {}% of traffic",
+            step.weight
+        ));
+        cx.act(Action::SetCanaryWeight {
+            service: name,
+            weight: step.weight,
+        });
         cx.wake_in(CONVERGE);
         return;
     };
@@ -317,7 +391,10 @@ fn bake(cx: &mut Ctx, i: usize) {
         .metrics
         .iter()
         .filter_map(|m| {
-            let passed = tally.iter().find(|t| t.metric == m.name).map_or(0, |t| t.passed);
+            let passed = tally
+                .iter()
+                .find(|t| t.metric == m.name)
+                .map_or(0, |t| t.passed);
             (passed < need).then(|| format!("{} {passed}/{need}", m.name))
         })
         .collect();
@@ -329,7 +406,10 @@ fn bake(cx: &mut Ctx, i: usize) {
         cx.wake_at(bake_end);
     }
     for m in &analysis.metrics {
-        let last = tally.iter().find(|t| t.metric == m.name).and_then(|t| t.last_at.as_ref());
+        let last = tally
+            .iter()
+            .find(|t| t.metric == m.name)
+            .and_then(|t| t.last_at.as_ref());
         let due = plus(last.unwrap_or(&started).0, analysis.interval());
         cx.wake_at(due);
     }
@@ -352,7 +432,11 @@ fn pass_step(cx: &mut Ctx, i: usize, k: usize, of: usize) {
     let message = format!("{name}: step {}/{of} at {weight}% passed", k + 1);
     cx.record("StepPassed", Some(&name), message.clone());
     cx.notice("StepPassed", message, false);
-    let steps = cx.spec.service(&name).map(|svc| cx.spec.steps_of(svc)).unwrap_or_default();
+    let steps = cx
+        .spec
+        .service(&name)
+        .map(|svc| cx.spec.steps_of(svc))
+        .unwrap_or_default();
     let now = cx.time();
     let s = &mut cx.st.services[i];
     s.bake_started_at = None;
@@ -364,7 +448,11 @@ fn pass_step(cx: &mut Ctx, i: usize, k: usize, of: usize) {
         s.phase = ServicePhase::Promoting;
         s.stable_changed = true;
         s.since = Some(now);
-        cx.record("Promoting", Some(&name), "every step passed; writing the new version into the stable Deployment".to_owned());
+        cx.record(
+            "Promoting",
+            Some(&name),
+            "every step passed; writing the new version into the stable Deployment".to_owned(),
+        );
         promote(cx, i);
     }
 }
@@ -373,9 +461,13 @@ fn pass_step(cx: &mut Ctx, i: usize, k: usize, of: usize) {
 fn promote(cx: &mut Ctx, i: usize) {
     let name = cx.st.services[i].name.clone();
     let seen = cx.seen(&name);
-    let rolled_out = seen.stable.as_ref().is_some_and(|s| s.template == TemplateState::New && s.rolled_out);
+    let rolled_out = seen
+        .stable
+        .as_ref()
+        .is_some_and(|s| s.template == TemplateState::New && s.rolled_out);
     if !rolled_out {
-        cx.st.services[i].message = Some("waits for the stable Deployment to roll out the new version".to_owned());
+        cx.st.services[i].message =
+            Some("waits for the stable Deployment to roll out the new version".to_owned());
         cx.act(Action::PromoteStable { service: name });
         cx.wake_in(CONVERGE);
         return;

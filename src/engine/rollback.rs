@@ -52,10 +52,17 @@ pub(super) fn begin(
         }
     }
     for name in &zeroed {
-        cx.act(Action::SetCanaryWeight { service: name.clone(), weight: 0 });
+        cx.act(Action::SetCanaryWeight {
+            service: name.clone(),
+            weight: 0,
+        });
     }
     if !zeroed.is_empty() {
-        cx.record("WeightZero", None, format!("canary traffic of {} set to 0%", zeroed.join(", ")));
+        cx.record(
+            "WeightZero",
+            None,
+            format!("canary traffic of {} set to 0%", zeroed.join(", ")),
+        );
     }
     run(cx);
 }
@@ -80,8 +87,10 @@ pub(super) fn run(cx: &mut Ctx) {
             .map(String::as_str)
             .collect();
         if !blocking.is_empty() {
-            cx.st.services[i].message =
-                Some(format!("waits for {} to finish rolling back", blocking.join(", ")));
+            cx.st.services[i].message = Some(format!(
+                "waits for {} to finish rolling back",
+                blocking.join(", ")
+            ));
             continue;
         }
         restore(cx, i);
@@ -93,7 +102,12 @@ pub(super) fn run(cx: &mut Ctx) {
         cx.set_phase(Phase::RolledBack);
         cx.st.finished_at = Some(cx.time());
         cx.requeue = None;
-        let cause = cx.st.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+        let cause = cx
+            .st
+            .rollback
+            .as_ref()
+            .map(|r| r.reason.clone())
+            .unwrap_or_default();
         let message = format!("rolled back after {cause}: every change is reversed");
         cx.record("RolledBack", None, message.clone());
         cx.notice("RolledBack", message, true);
@@ -101,7 +115,10 @@ pub(super) fn run(cx: &mut Ctx) {
 }
 
 fn settled(p: ServicePhase) -> bool {
-    matches!(p, ServicePhase::Withdrawn | ServicePhase::Restored | ServicePhase::Skipped)
+    matches!(
+        p,
+        ServicePhase::Withdrawn | ServicePhase::Restored | ServicePhase::Skipped
+    )
 }
 
 /// The canary goes to 0 % and then away.
@@ -110,7 +127,10 @@ fn withdraw(cx: &mut Ctx, i: usize) {
     match &cx.seen(&name).canary {
         Some(c) if c.weight != 0 => {
             cx.st.services[i].message = Some("waits for the canary to take no traffic".to_owned());
-            cx.act(Action::SetCanaryWeight { service: name, weight: 0 });
+            cx.act(Action::SetCanaryWeight {
+                service: name,
+                weight: 0,
+            });
             cx.wake_in(CONVERGE);
         }
         Some(_) => {
@@ -119,14 +139,24 @@ fn withdraw(cx: &mut Ctx, i: usize) {
             cx.wake_in(CONVERGE);
         }
         None => {
+            // The new version in the stable Deployment of a service that never
+            // reached Promoting can only be a promotion whose status write was
+            // lost in a crash: restore it too.
+            let written = cx
+                .seen(&name)
+                .stable
+                .as_ref()
+                .is_some_and(|st| st.template == TemplateState::New);
             let now = cx.time();
             let s = &mut cx.st.services[i];
             s.since = Some(now);
-            if s.stable_changed {
+            if s.stable_changed || written {
+                s.stable_changed = true;
                 s.phase = ServicePhase::Restoring;
             } else {
                 s.phase = ServicePhase::Withdrawn;
-                s.message = Some("canary removed; the stable Deployment was never changed".to_owned());
+                s.message =
+                    Some("canary removed; the stable Deployment was never changed".to_owned());
                 cx.record("Withdrawn", Some(&name), "canary removed".to_owned());
             }
         }
@@ -167,7 +197,8 @@ fn restore(cx: &mut Ctx, i: usize) {
         cx.notice("Restored", message, false);
         return;
     }
-    cx.st.services[i].message = Some("waits for the stable Deployment to roll back to its baseline".to_owned());
+    cx.st.services[i].message =
+        Some("waits for the stable Deployment to roll back to its baseline".to_owned());
     cx.act(Action::RestoreBaseline { service: name });
     cx.wake_in(CONVERGE);
 }

@@ -13,8 +13,9 @@ use jiff::Timestamp;
 use kube::api::ObjectMeta;
 
 use super::{
-    Action, CanaryObservation, Decision, MeasurementRequest, Observations, QueryResult, RouteObservation,
-    ServiceObservation, StableObservation, Taken, TemplateState, decide, due_measurements,
+    Action, CanaryObservation, Decision, MeasurementRequest, Observations, QueryResult,
+    RouteObservation, ServiceObservation, StableObservation, Taken, TemplateState, decide,
+    due_measurements,
 };
 use crate::api::{Phase, Release, ReleaseSpec, ServicePhase};
 
@@ -80,11 +81,20 @@ impl Sim {
             .services
             .iter()
             .map(|s| {
-                let mut containers: Vec<String> =
-                    s.change.images.keys().chain(s.change.env.keys()).cloned().collect();
+                let mut containers: Vec<String> = s
+                    .change
+                    .images
+                    .keys()
+                    .chain(s.change.env.keys())
+                    .cloned()
+                    .collect();
                 containers.sort();
                 containers.dedup();
-                let gateway = s.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()).is_some();
+                let gateway = s
+                    .traffic
+                    .as_ref()
+                    .and_then(|t| t.gateway_api.as_ref())
+                    .is_some();
                 let svc = SimService {
                     exists: true,
                     containers,
@@ -93,7 +103,10 @@ impl Sim {
                     canary: None,
                     baseline_recorded: false,
                     claimed_by: None,
-                    route: gateway.then_some(RouteObservation { found: true, drifted: false }),
+                    route: gateway.then_some(RouteObservation {
+                        found: true,
+                        drifted: false,
+                    }),
                 };
                 (s.name.clone(), svc)
             })
@@ -118,13 +131,20 @@ impl Sim {
         }
     }
 
-    pub fn with_measure(mut self, f: impl FnMut(&MeasurementRequest, Timestamp) -> QueryResult + 'static) -> Sim {
+    pub fn with_measure(
+        mut self,
+        f: impl FnMut(&MeasurementRequest, Timestamp) -> QueryResult + 'static,
+    ) -> Sim {
         self.measure = Box::new(f);
         self
     }
 
     pub fn phase(&self) -> Phase {
-        self.release.status.as_ref().and_then(|s| s.phase).unwrap_or_default()
+        self.release
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or_default()
     }
 
     pub fn service_phase(&self, name: &str) -> Option<ServicePhase> {
@@ -160,7 +180,10 @@ impl Sim {
                 (name.clone(), o)
             })
             .collect();
-        Observations { services, measurements }
+        Observations {
+            services,
+            measurements,
+        }
     }
 
     /// Apply actions the way the shell does: each takes effect at once, but a
@@ -171,8 +194,14 @@ impl Sim {
                 Action::RecordBaseline { service } => self.svc(service).baseline_recorded = true,
                 Action::SetCanaryWeight { service, weight } => {
                     let s = self.svc(service);
-                    let ready = *weight == 0 || s.canary.as_ref().is_some_and(|c| c.weight == *weight && c.ready);
-                    s.canary = Some(CanaryObservation { weight: *weight, ready });
+                    let ready = *weight == 0
+                        || s.canary
+                            .as_ref()
+                            .is_some_and(|c| c.weight == *weight && c.ready);
+                    s.canary = Some(CanaryObservation {
+                        weight: *weight,
+                        ready,
+                    });
                 }
                 Action::PromoteStable { service } => {
                     let s = self.svc(service);
@@ -204,16 +233,18 @@ impl Sim {
     }
 
     fn svc(&mut self, name: &str) -> &mut SimService {
-        self.cluster.entry(name.to_owned()).or_insert_with(|| SimService {
-            exists: false,
-            containers: Vec::new(),
-            template: TemplateState::Baseline,
-            rolled_out: true,
-            canary: None,
-            baseline_recorded: false,
-            claimed_by: None,
-            route: None,
-        })
+        self.cluster
+            .entry(name.to_owned())
+            .or_insert_with(|| SimService {
+                exists: false,
+                containers: Vec::new(),
+                template: TemplateState::Baseline,
+                rolled_out: true,
+                canary: None,
+                baseline_recorded: false,
+                claimed_by: None,
+                route: None,
+            })
     }
 
     /// One controller pass: take the due measurements, decide, apply, store the
@@ -249,7 +280,12 @@ impl Sim {
             Crash::BeforeActions => self.release.status = Some(decision.status.clone()),
         }
         let wait = decision.requeue_after.unwrap_or(self.idle_step);
-        self.passes.push(Pass { now: self.now, before, observations, decision });
+        self.passes.push(Pass {
+            now: self.now,
+            before,
+            observations,
+            decision,
+        });
         self.now = super::context::plus(self.now, wait);
         self.settle();
         &self.passes.last().expect("just pushed").decision

@@ -19,7 +19,10 @@ pub(super) fn pending(cx: &mut Ctx) {
     }
     let unplannable = crate::plan::problems(spec);
     if !unplannable.is_empty() {
-        let lines = unplannable.iter().map(|e| e.problem(spec).to_string()).collect();
+        let lines = unplannable
+            .iter()
+            .map(|e| e.problem(spec).to_string())
+            .collect();
         return stall(cx, "InvalidPlan", lines, None);
     }
     let missing = cluster_problems(cx);
@@ -46,7 +49,9 @@ pub(super) fn pending(cx: &mut Ctx) {
     }
 
     // Valid: fix the plan and the spec it was made from, then start moving.
-    let Ok(plan) = crate::plan::plan(spec) else { return };
+    let Ok(plan) = crate::plan::plan(spec) else {
+        return;
+    };
     cx.set_phase(Phase::Progressing);
     cx.st.started_at = Some(cx.time());
     cx.st.spec_hash = Some(super::spec_hash(spec));
@@ -155,5 +160,9 @@ fn list(names: &[String]) -> String {
     if names.is_empty() {
         return "no containers".to_owned();
     }
-    names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -7,7 +7,12 @@ use crate::api::{ConditionType, Phase, ServicePhase, default::TIMELINE_KEPT, set
 pub(super) fn finish(cx: &mut Ctx) {
     let total = cx.st.services.len();
     if total > 0 {
-        let promoted = cx.st.services.iter().filter(|s| s.phase == ServicePhase::Promoted).count();
+        let promoted = cx
+            .st
+            .services
+            .iter()
+            .filter(|s| s.phase == ServicePhase::Promoted)
+            .count();
         cx.st.progress = Some(format!("{promoted}/{total} promoted"));
     }
     if let Some(plan) = &cx.st.plan {
@@ -17,7 +22,10 @@ pub(super) fn finish(cx: &mut Ctx) {
             .iter()
             .position(|w| {
                 w.services.iter().any(|n| {
-                    cx.st.services.iter().any(|s| &s.name == n && s.phase != ServicePhase::Promoted)
+                    cx.st
+                        .services
+                        .iter()
+                        .any(|s| &s.name == n && s.phase != ServicePhase::Promoted)
                 })
             })
             .map_or(of, |w| w + 1);
@@ -86,9 +94,33 @@ fn conditions(cx: &mut Ctx) {
     let generation = cx.st.observed_generation;
     let now = cx.time();
     let cs = &mut cx.st.conditions;
-    set_condition(cs, ConditionType::Ready, succeeded, &reason, &message, generation, now.clone());
-    set_condition(cs, ConditionType::Reconciling, reconciling, &reason, &message, generation, now.clone());
-    set_condition(cs, ConditionType::Stalled, stalled.is_some(), &reason, &message, generation, now);
+    set_condition(
+        cs,
+        ConditionType::Ready,
+        succeeded,
+        &reason,
+        &message,
+        generation,
+        now.clone(),
+    );
+    set_condition(
+        cs,
+        ConditionType::Reconciling,
+        reconciling,
+        &reason,
+        &message,
+        generation,
+        now.clone(),
+    );
+    set_condition(
+        cs,
+        ConditionType::Stalled,
+        stalled.is_some(),
+        &reason,
+        &message,
+        generation,
+        now,
+    );
 }
 
 /// Drop the oldest entries beyond the cap, but never the start, the first
@@ -98,21 +130,29 @@ fn cap_timeline(cx: &mut Ctx) {
     if tl.len() <= TIMELINE_KEPT {
         return;
     }
-    let deviation = cx.st.rollback.as_ref().and_then(|r| r.first_deviation_at.clone());
+    let deviation = cx
+        .st
+        .rollback
+        .as_ref()
+        .and_then(|r| r.first_deviation_at.clone());
     let first = |reasons: &[&str]| tl.iter().position(|e| reasons.contains(&e.reason.as_str()));
     let keep: Vec<usize> = [
         first(&["Started"]),
         first(&["Breach", "Abort", "HoldTimeout"]),
         first(&["MeasurementFailed"]),
         deviation.as_ref().and_then(|d| {
-            tl.iter().position(|e| e.reason == "MeasurementFailed" && &e.at == d)
+            tl.iter()
+                .position(|e| e.reason == "MeasurementFailed" && &e.at == d)
         }),
     ]
     .into_iter()
     .flatten()
     .collect();
     let excess = tl.len() - TIMELINE_KEPT;
-    let drop: Vec<usize> = (0..tl.len()).filter(|i| !keep.contains(i)).take(excess).collect();
+    let drop: Vec<usize> = (0..tl.len())
+        .filter(|i| !keep.contains(i))
+        .take(excess)
+        .collect();
     let mut i = 0;
     tl.retain(|_| {
         let gone = drop.contains(&i);

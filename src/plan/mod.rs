@@ -14,7 +14,11 @@ use crate::api::{Plan, Problem, ReleaseSpec, Wave};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// `spec.services[index].dependsOn` names a service that is not in the release.
-    UnknownDependency { service: String, index: usize, dependency: String },
+    UnknownDependency {
+        service: String,
+        index: usize,
+        dependency: String,
+    },
     /// Services that depend on each other in a loop, each on the next; the first
     /// is repeated at the end (`a -> b -> a`).
     Cycle(Vec<String>),
@@ -23,7 +27,11 @@ pub enum PlanError {
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PlanError::UnknownDependency { service, index, dependency } => write!(
+            PlanError::UnknownDependency {
+                service,
+                index,
+                dependency,
+            } => write!(
                 f,
                 "spec.services[{index}].dependsOn: service {service:?} depends on {dependency:?}, \
                  which is not in spec.services; add it to the release or remove it from dependsOn"
@@ -151,7 +159,12 @@ impl<'a> Graph<'a> {
             }
         }
         // Kahn by levels: each round takes every service whose dependencies are all placed.
-        let mut level: Vec<usize> = self.nodes.iter().copied().filter(|&i| waiting[i] == 0).collect();
+        let mut level: Vec<usize> = self
+            .nodes
+            .iter()
+            .copied()
+            .filter(|&i| waiting[i] == 0)
+            .collect();
         let mut placed = 0;
         let mut waves = Vec::new();
         while !level.is_empty() {
@@ -176,16 +189,26 @@ impl<'a> Graph<'a> {
         let rollback_order = waves.iter().rev().flatten().map(|&i| name(i)).collect();
         let waves = waves
             .into_iter()
-            .map(|w| Wave { services: w.into_iter().map(name).collect() })
+            .map(|w| Wave {
+                services: w.into_iter().map(name).collect(),
+            })
             .collect();
-        Ok(Plan { waves, rollback_order })
+        Ok(Plan {
+            waves,
+            rollback_order,
+        })
     }
 
     /// One loop among the services Kahn could not place. Every such service has an
     /// unplaced dependency, so following them must come back to a service already seen.
     fn cycle(&self, deps: &[Vec<usize>], waiting: &[usize]) -> Vec<String> {
         let unplaced = |i: usize| waiting[i] > 0;
-        let start = self.nodes.iter().copied().find(|&i| unplaced(i)).unwrap_or_default();
+        let start = self
+            .nodes
+            .iter()
+            .copied()
+            .find(|&i| unplaced(i))
+            .unwrap_or_default();
         let mut seen_at: HashMap<usize, usize> = HashMap::new();
         let mut path = Vec::new();
         let mut at = start;
@@ -202,8 +225,10 @@ impl<'a> Graph<'a> {
         if let Some(min_pos) = (0..cycle.len()).min_by_key(|&p| cycle[p]) {
             cycle.rotate_left(min_pos);
         }
-        let mut names: Vec<String> =
-            cycle.iter().map(|&i| self.spec.services[i].name.clone()).collect();
+        let mut names: Vec<String> = cycle
+            .iter()
+            .map(|&i| self.spec.services[i].name.clone())
+            .collect();
         if let Some(first) = names.first().cloned() {
             names.push(first);
         }
@@ -246,7 +271,10 @@ mod tests {
     }
 
     fn waves(p: &Plan) -> Vec<Vec<&str>> {
-        p.waves.iter().map(|w| w.services.iter().map(String::as_str).collect()).collect()
+        p.waves
+            .iter()
+            .map(|w| w.services.iter().map(String::as_str).collect())
+            .collect()
     }
 
     #[test]
@@ -258,14 +286,26 @@ mod tests {
 
     #[test]
     fn diamond_moves_the_middle_in_parallel_in_spec_order() {
-        let p = plan(&spec(&[("a", &[]), ("c", &["a"]), ("b", &["a"]), ("d", &["b", "c"])])).unwrap();
+        let p = plan(&spec(&[
+            ("a", &[]),
+            ("c", &["a"]),
+            ("b", &["a"]),
+            ("d", &["b", "c"]),
+        ]))
+        .unwrap();
         assert_eq!(waves(&p), vec![vec!["a"], vec!["c", "b"], vec!["d"]]);
         assert_eq!(p.rollback_order, vec!["d", "c", "b", "a"]);
     }
 
     #[test]
     fn a_service_waits_for_its_deepest_dependency() {
-        let p = plan(&spec(&[("a", &[]), ("b", &["a"]), ("c", &["a", "b"]), ("x", &[])])).unwrap();
+        let p = plan(&spec(&[
+            ("a", &[]),
+            ("b", &["a"]),
+            ("c", &["a", "b"]),
+            ("x", &[]),
+        ]))
+        .unwrap();
         assert_eq!(waves(&p), vec![vec!["a", "x"], vec!["b"], vec!["c"]]);
     }
 
@@ -276,7 +316,11 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(
             all[1],
-            PlanError::UnknownDependency { service: "b".into(), index: 1, dependency: "gone".into() }
+            PlanError::UnknownDependency {
+                service: "b".into(),
+                index: 1,
+                dependency: "gone".into()
+            }
         );
         assert_eq!(plan(&s).unwrap_err(), all[0]);
         let text = all[1].to_string();
@@ -289,8 +333,15 @@ mod tests {
     fn cycle_is_printed_from_its_first_service() {
         let s = spec(&[("x", &[]), ("b", &["c"]), ("a", &["b"]), ("c", &["a", "x"])]);
         let err = plan(&s).unwrap_err();
-        assert_eq!(err, PlanError::Cycle(vec!["b".into(), "c".into(), "a".into(), "b".into()]));
-        assert!(err.to_string().contains("dependency cycle: b -> c -> a -> b"), "{err}");
+        assert_eq!(
+            err,
+            PlanError::Cycle(vec!["b".into(), "c".into(), "a".into(), "b".into()])
+        );
+        assert!(
+            err.to_string()
+                .contains("dependency cycle: b -> c -> a -> b"),
+            "{err}"
+        );
         let p = err.problem(&s);
         assert_eq!(p.field, "spec.services[1].dependsOn");
         assert!(p.message.starts_with("dependency cycle: b -> c -> a -> b"));
@@ -299,13 +350,19 @@ mod tests {
     #[test]
     fn service_behind_a_cycle_is_not_reported_as_part_of_it() {
         let s = spec(&[("tail", &["a"]), ("a", &["b"]), ("b", &["a"])]);
-        assert_eq!(plan(&s).unwrap_err(), PlanError::Cycle(vec!["a".into(), "b".into(), "a".into()]));
+        assert_eq!(
+            plan(&s).unwrap_err(),
+            PlanError::Cycle(vec!["a".into(), "b".into(), "a".into()])
+        );
     }
 
     #[test]
     fn self_dependency_is_a_cycle() {
         let s = spec(&[("a", &["a"])]);
-        assert_eq!(plan(&s).unwrap_err(), PlanError::Cycle(vec!["a".into(), "a".into()]));
+        assert_eq!(
+            plan(&s).unwrap_err(),
+            PlanError::Cycle(vec!["a".into(), "a".into()])
+        );
     }
 
     #[test]
