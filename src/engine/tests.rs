@@ -918,14 +918,15 @@ fn claimed_deployment_stalls() {
 
 // ------------------------------------------------------------ crash safety and idempotence
 
-/// What a run ends with, leaving out timestamps (a crash shifts them).
-fn end_state(
-    sim: &Sim,
-) -> (
+/// What a run ends with, leaving out timestamps (a crash shifts them): the
+/// phase, each service's phase, and each stable template and whether a canary is left.
+type EndState = (
     Phase,
     Vec<(String, ServicePhase)>,
     Vec<(String, TemplateState, bool)>,
-) {
+);
+
+fn end_state(sim: &Sim) -> EndState {
     let st = status(sim);
     (
         sim.phase(),
