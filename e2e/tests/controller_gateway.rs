@@ -51,7 +51,7 @@ spec:
 async fn route_weights_step_and_return_to_one_backend() {
     let client = e2e::client().await;
     let ns = TestNamespace::create(&client, "ctl-gateway").await;
-    let _operator = Operator::start(ns.name()).await;
+    let operator = Operator::start(ns.name()).await;
     e2e::apply_yaml(
         &client,
         Some(ns.name()),
@@ -100,6 +100,7 @@ spec:
 "#,
         op::defaults_yaml(&[(25, 2), (50, 2), (100, 1)])
     );
+    let writes_before = operator.api_writes().await;
     e2e::apply_yaml(&client, Some(ns.name()), &release).await;
     let api = op::releases(&client, ns.name());
 
@@ -144,6 +145,11 @@ spec:
     );
 
     let status = op::wait_phase(&api, "gw", "Succeeded", Duration::from_secs(120)).await;
+    let writes = operator.api_writes().await - writes_before;
+    eprintln!(
+        "MEASURE gateway: {writes} API writes for 1 service x 3 steps = {:.1} writes per step",
+        writes / 3.0
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     recorder.abort();
 

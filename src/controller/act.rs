@@ -157,12 +157,20 @@ async fn set_canary_weight(
     let baseline = baseline_of(cluster, rel, svc, &sw).await?;
     let o = owner(rel, svc)?;
     let stable_replicas = stable.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let wanted = canary_deployment(
+    let mut wanted = canary_deployment(
         stable,
         &new_template(&baseline.template, &svc.change),
         weight,
         &o,
     );
+    // A running canary keeps the version it started with: re-weighting never
+    // rolls it to a template from a spec edited mid-release (that spec holds).
+    if let (Some(live), Some(spec)) = (
+        sw.canary.as_ref().and_then(|c| c.spec.as_ref()),
+        wanted.spec.as_mut(),
+    ) {
+        spec.template = live.template.clone();
+    }
     let current = sw.canary.as_ref().filter(|c| {
         c.metadata.deletion_timestamp.is_none()
             && annotated_weight(c) == Some(weight)

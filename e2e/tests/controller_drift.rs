@@ -1,0 +1,161 @@
+//! Safety rules mid-release (issue 4): someone else changes the stable
+//! Deployment, or the Release's spec changes while it is in flight. The
+//! controller holds with canary traffic at 0 and says why; it never fights the
+//! other writer; an abort then withdraws the canary and leaves their change.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::Api;
+use signalman_e2e::operator::{self as op, Operator};
+use signalman_e2e::{self as e2e, TestNamespace};
+
+fn release() -> String {
+    format!(
+        r#"apiVersion: signalman.dev/v1alpha1
+kind: Release
+metadata: {{name: guarded}}
+spec:
+  owner: team-e2e
+{}  services:
+  - {{name: web, deployment: web, change: {{images: {{app: "registry.example/web:v2"}}}}}}
+"#,
+        op::defaults_yaml(&[(50, 60), (100, 1)])
+    )
+}
+
+fn image(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+async fn start(
+    prefix: &str,
+) -> (
+    kube::Client,
+    TestNamespace,
+    Operator,
+    Api<kube::api::DynamicObject>,
+) {
+    let client = e2e::client().await;
+    let ns = TestNamespace::create(&client, prefix).await;
+    let operator = Operator::start(ns.name()).await;
+    e2e::apply_yaml(
+        &client,
+        Some(ns.name()),
+        &op::web_app("web", 2, "registry.example/web:v1", 0),
+    )
+    .await;
+    e2e::wait_deployment_ready(&client, ns.name(), "web", 2, Duration::from_secs(60)).await;
+    e2e::apply_yaml(&client, Some(ns.name()), &release()).await;
+    let api = op::releases(&client, ns.name());
+    op::wait_status(
+        &api,
+        "guarded",
+        "web baking",
+        Duration::from_secs(60),
+        |s| op::service(s, "web").is_some_and(|x| x["bakeStartedAt"].is_string()),
+    )
+    .await;
+    (client, ns, operator, api)
+}
+
+async fn assert_held_at_zero(client: &kube::Client, ns: &str, status: &serde_json::Value) {
+    assert_eq!(op::phase(status), "Paused", "{status}");
+    assert_eq!(op::service(status, "web").unwrap()["weight"], 0, "{status}");
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    e2e::wait_for_object(
+        &deps,
+        "web-canary",
+        "canary at 0 pods",
+        Duration::from_secs(10),
+        |d| d.spec.as_ref().and_then(|s| s.replicas) == Some(0),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn someone_else_changing_the_deployment_holds_without_a_fight() {
+    let (client, ns, _operator, api) = start("ctl-drift").await;
+    // A hotfix by hand, mid-release.
+    e2e::apply_yaml(
+        &client,
+        Some(ns.name()),
+        &op::web_app("web", 2, "registry.example/web:hotfix", 0),
+    )
+    .await;
+    let held = op::wait_status(&api, "guarded", "a hold", Duration::from_secs(30), |s| {
+        s["hold"]["id"].is_string()
+    })
+    .await;
+    let said = format!("{} {}", held["hold"]["reason"], held["message"]);
+    eprintln!("drift hold: {said}");
+    assert!(
+        said.contains("web"),
+        "the hold does not name the Deployment: {said}"
+    );
+    assert_held_at_zero(&client, ns.name(), &held).await;
+
+    // Not fought: the hotfix stays.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
+    assert_eq!(
+        image(&deps.get("web").await.unwrap()),
+        "registry.example/web:hotfix"
+    );
+
+    // Abort: the canary goes, the stable Deployment keeps the hotfix.
+    op::patch_spec(&api, "guarded", serde_json::json!({"abort": true})).await;
+    op::wait_phase(&api, "guarded", "RolledBack", Duration::from_secs(60)).await;
+    assert!(
+        deps.get_opt("web-canary").await.unwrap().is_none(),
+        "canary left after abort"
+    );
+    assert_eq!(
+        image(&deps.get("web").await.unwrap()),
+        "registry.example/web:hotfix"
+    );
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn a_spec_changed_in_flight_holds_and_says_so() {
+    let (client, ns, _operator, api) = start("ctl-respec").await;
+    op::patch_spec(
+        &api,
+        "guarded",
+        serde_json::json!({"services": [{"name": "web", "deployment": "web", "change": {"images": {"app": "registry.example/web:v3"}}}]}),
+    )
+    .await;
+    let held = op::wait_status(&api, "guarded", "a hold", Duration::from_secs(30), |s| {
+        s["hold"]["id"].is_string()
+    })
+    .await;
+    let said = format!("{} {}", held["hold"]["reason"], held["message"]);
+    eprintln!("spec-change hold: {said}");
+    assert!(
+        said.contains("SpecChanged") || said.contains("spec changed"),
+        "{said}"
+    );
+    assert_held_at_zero(&client, ns.name(), &held).await;
+    // The canary runs the version the release started with, never the new spec's.
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
+    assert_eq!(
+        image(&deps.get("web-canary").await.unwrap()),
+        "registry.example/web:v2"
+    );
+    assert_eq!(
+        image(&deps.get("web").await.unwrap()),
+        "registry.example/web:v1"
+    );
+    ns.delete().await;
+}
