@@ -73,7 +73,10 @@ pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style
             style.dim("the controller has not acted on the latest change to the spec yet")
         );
     }
-    if let Some(m) = &status.message {
+    // While progressing the per-service lines below say the same, better laid out.
+    if let Some(m) = &status.message
+        && phase != Phase::Progressing
+    {
         let _ = writeln!(out, "  message  {m}");
     }
 
@@ -225,36 +228,21 @@ fn render_service(
                 let _ = write!(line, "  {}", bake_left(r, spec, st, now));
             }
         }
-        ServicePhase::Promoted => {
-            let _ = write!(
-                line,
-                "  {}",
-                style.dim("new version is stable, canary removed")
-            );
-        }
-        ServicePhase::Withdrawn => {
-            let _ = write!(
-                line,
-                "  {}",
-                style.dim("canary removed, stable never touched")
-            );
-        }
-        ServicePhase::Restoring => {
-            let _ = write!(
-                line,
-                "  {}",
-                style.dim("putting the stable Deployment back on its baseline")
-            );
-        }
-        ServicePhase::Restored => {
-            let _ = write!(
-                line,
-                "  {}",
-                style.dim("stable Deployment back on its baseline")
-            );
-        }
-        ServicePhase::Skipped => {
-            let _ = write!(line, "  {}", style.dim("never started"));
+        ServicePhase::Promoted
+        | ServicePhase::Withdrawn
+        | ServicePhase::Restoring
+        | ServicePhase::Restored
+        | ServicePhase::Skipped => {
+            // The controller's own sentence when it wrote one; it knows best.
+            let fallback = match st.phase {
+                ServicePhase::Promoted => "new version is stable, canary removed",
+                ServicePhase::Withdrawn => "canary removed, stable never touched",
+                ServicePhase::Restoring => "putting the stable Deployment back on its baseline",
+                ServicePhase::Restored => "stable Deployment back on its baseline",
+                _ => "never started",
+            };
+            let text = st.message.as_deref().unwrap_or(fallback);
+            let _ = write!(line, "  {}", style.dim(text));
         }
         ServicePhase::Pending => {
             let waiting: Vec<&str> = spec
@@ -279,7 +267,23 @@ fn render_service(
         }
     }
     let _ = writeln!(out, "{}", line.trim_end());
-    if let Some(m) = &st.message {
+    // A progressing service's line already says step, weight and bake; its
+    // message matters when it says something else (held, waiting for the cluster).
+    let own_line = matches!(
+        st.phase,
+        ServicePhase::Promoted
+            | ServicePhase::Withdrawn
+            | ServicePhase::Restoring
+            | ServicePhase::Restored
+            | ServicePhase::Skipped
+    );
+    let restates_bake = st.phase == ServicePhase::Progressing
+        && st.bake_started_at.is_some()
+        && status.hold.is_none();
+    if let Some(m) = &st.message
+        && !own_line
+        && !restates_bake
+    {
         let _ = writeln!(out, "      {}", style.dim(m));
     }
     if matches!(
