@@ -532,6 +532,26 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
         "MEASURE breach to weight 0 (operator histogram): {to_zero:.3}s; failing measurements of e: {fails:?}"
     );
 
+    // A hold: Prometheus unreachable, measurement errors beyond the limit.
+    let held = release_yaml("held", &[(50, 30), (100, 1)], &[("g", &[], 0.0)])
+        .replace(
+            "  owner: team-e2e\n",
+            "  owner: team-e2e\n  prometheus: {address: \"http://127.0.0.1:9\"}\n",
+        )
+        .replace("errorLimit: 3", "errorLimit: 0");
+    deploy_apps(&client, ns.name(), &["g"]).await;
+    e2e::apply_yaml(&client, Some(ns.name()), &held).await;
+    let r = wait_release(&api, "held", "a hold", Duration::from_secs(60), |r| {
+        phase(r) == "Paused" && r["status"]["hold"].is_object()
+    })
+    .await;
+    capture(&r, "held");
+    chart::patch_spec(&api, "held", serde_json::json!({"abort": true})).await;
+    wait_release(&api, "held", "RolledBack", Duration::from_secs(60), |r| {
+        phase(r) == "RolledBack"
+    })
+    .await;
+
     // A user pause while progressing: Paused (Suspended for Argo CD), then abort.
     chart::patch_spec(&api, "paused", serde_json::json!({"paused": false})).await;
     wait_release(

@@ -50,6 +50,19 @@ struct RunArgs {
     /// Watch Releases in this namespace only. Default: every namespace.
     #[arg(long, env = "SIGNALMAN_NAMESPACE")]
     namespace: Option<String>,
+    /// Act only while holding the leader Lease (for more than one replica).
+    #[arg(long, env = "SIGNALMAN_LEADER_ELECT", num_args = 0..=1, default_missing_value = "true",
+          default_value_t = false, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "SIGNALMAN_LEASE_NAME", default_value = "signalman-leader")]
+    lease_name: String,
+    /// Namespace of the leader Lease. Default: $POD_NAMESPACE.
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// How long the Lease stays valid after a renewal (Go duration, e.g. 15s).
+    #[arg(long, env = "SIGNALMAN_LEASE_DURATION", default_value = "15s")]
+    lease_duration: kube::core::Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -95,12 +108,30 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .context("no kubeconfig and not in a cluster; pass --kubeconfig")?,
     };
     let client = kube::Client::try_from(config)?;
+    let leader_election = if args.leader_elect {
+        let lease_duration: std::time::Duration = args.lease_duration.into();
+        anyhow::ensure!(
+            lease_duration >= std::time::Duration::from_secs(3),
+            "--lease-duration must be at least 3s (the leader renews every duration/6)"
+        );
+        Some(signalman::leader::LeaseConfig {
+            name: args.lease_name,
+            namespace: args.lease_namespace.context(
+                "--leader-elect needs --lease-namespace (or POD_NAMESPACE): where the Lease lives",
+            )?,
+            identity: signalman::leader::default_identity(),
+            duration: lease_duration,
+        })
+    } else {
+        None
+    };
     controller::run(
         client,
         controller::Config {
             prometheus_url: args.prometheus_url.trim_end_matches('/').to_string(),
             namespace: args.namespace,
             metrics_addr: args.metrics_addr,
+            leader_election,
         },
     )
     .await

@@ -69,6 +69,9 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub metrics_addr: SocketAddr,
+    /// Compete for this Lease and run the controller only while holding it;
+    /// `None`: run at once (a single replica, tests, `make run`).
+    pub leader_election: Option<crate::leader::LeaseConfig>,
 }
 
 /// Everything a reconcile needs, shared by all of them.
@@ -121,11 +124,69 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     .await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     let server = tokio::spawn(serve);
-    controller(ctx).await;
+    let result = match ctx.config.leader_election.clone() {
+        None => {
+            controller(ctx).await;
+            Ok(())
+        }
+        Some(lease) => lead(ctx, lease).await,
+    };
     server.abort();
     tracing::info!("shut down");
-    Ok(())
+    result
 }
+
+// ---- leader election (issue 6) ---------------------------------------------
+
+/// Run the controller only while this replica holds the Lease. Losing it is
+/// an error that ends the process (dropping every in-flight reconcile), so a
+/// replica that is not the leader makes no write; Kubernetes restarts it as a
+/// follower. On SIGTERM the controller stops first, then the Lease is handed
+/// back so that a follower takes over at once.
+async fn lead(ctx: Arc<Context>, lease: crate::leader::LeaseConfig) -> anyhow::Result<()> {
+    ctx.probe.set(Readiness::Standby);
+    let mut candidate = crate::leader::Candidate::campaign(ctx.client.clone(), lease);
+    tokio::select! {
+        elected = candidate.elected() => {
+            if !elected {
+                anyhow::bail!("leader election stopped before this replica was elected");
+            }
+        }
+        () = shutdown_signal() => {
+            candidate.resign().await;
+            return Ok(());
+        }
+    }
+    ctx.probe.set(Readiness::Syncing);
+    tokio::select! {
+        () = controller(ctx) => {
+            candidate.resign().await;
+            Ok(())
+        }
+        () = candidate.lost() => {
+            anyhow::bail!("lost the leader Lease: exiting so that no write is made without it")
+        }
+    }
+}
+
+/// SIGTERM or SIGINT, for the time before the controller (which has its own
+/// handler) runs.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
 
 /// The Release controller; returns after a shutdown signal once in-flight
 /// reconciles have finished.

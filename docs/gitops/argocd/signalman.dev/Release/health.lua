@@ -51,9 +51,14 @@ if phase == "Succeeded" then
 elseif phase == "Paused" then
   hs.status = "Suspended"
   if status.hold ~= nil then
-    local why = status.hold.message or status.hold.reason or "held"
-    hs.message = "Held (" .. tostring(status.hold.id) .. "): " .. tostring(why) ..
-      " Set spec.resumeHold to " .. tostring(status.hold.id) .. " to resume, or spec.abort to roll back."
+    local id = tostring(status.hold.id)
+    if status.hold.message ~= nil and status.hold.message ~= "" then
+      -- The controller's message already says how to resume.
+      hs.message = "Held (" .. id .. "): " .. status.hold.message
+    else
+      hs.message = "Held (" .. id .. "): " .. tostring(status.hold.reason) ..
+        ". Set spec.resumeHold to " .. id .. " to resume, or spec.abort to roll back."
+    end
   else
     hs.message = say("Paused by spec.paused")
   end
