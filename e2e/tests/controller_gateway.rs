@@ -210,3 +210,79 @@ spec:
     assert_eq!(op::phase(&status), "Succeeded");
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn breach_in_gateway_mode_puts_the_route_back_on_the_old_version() {
+    let client = e2e::client().await;
+    let ns = TestNamespace::create(&client, "ctl-gw-breach").await;
+    let _operator = Operator::start(ns.name()).await;
+    e2e::apply_yaml(
+        &client,
+        Some(ns.name()),
+        &op::web_app("web", 2, "registry.example/web:v1", 0),
+    )
+    .await;
+    e2e::apply_yaml(&client, Some(ns.name()), ROUTE).await;
+    e2e::wait_deployment_ready(&client, ns.name(), "web", 2, Duration::from_secs(60)).await;
+    let route_api = routes(&client, ns.name());
+    let route_before = route_api.get("shop").await.unwrap();
+    let release = format!(
+        r#"apiVersion: signalman.dev/v1alpha1
+kind: Release
+metadata: {{name: gw-bad}}
+spec:
+  owner: team-e2e
+{}  services:
+  - name: web
+    deployment: web
+    change:
+      images: {{app: "registry.example/web:v2"}}
+      env: {{app: {{SIM_ERROR_RATE: "0.3"}}}}
+    traffic: {{gatewayAPI: {{httpRoute: shop}}}}
+"#,
+        op::defaults_yaml(&[(25, 4), (100, 1)])
+    );
+    e2e::apply_yaml(&client, Some(ns.name()), &release).await;
+    let api = op::releases(&client, ns.name());
+    let status = op::wait_phase(&api, "gw-bad", "RolledBack", Duration::from_secs(90)).await;
+    assert_eq!(
+        status["rollback"]["reason"], "Breach",
+        "{}",
+        status["rollback"]
+    );
+
+    let route = route_api.get("shop").await.unwrap();
+    assert_eq!(
+        route.data["spec"], route_before.data["spec"],
+        "route not as the user wrote it"
+    );
+    assert!(
+        !route
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(|m| m.manager.as_deref() == Some("signalman")),
+        "signalman still owns fields of the route"
+    );
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
+    let web = deps.get("web").await.unwrap();
+    let c = &web.spec.unwrap().template.spec.unwrap().containers[0];
+    assert_eq!(c.image.as_deref(), Some("registry.example/web:v1"));
+    assert!(
+        deps.get_opt("web-canary").await.unwrap().is_none(),
+        "canary Deployment left"
+    );
+    let services: Api<Service> = Api::namespaced(client.clone(), ns.name());
+    assert!(
+        services.get_opt("web-canary").await.unwrap().is_none(),
+        "canary Service left"
+    );
+    let stable = services.get("web").await.unwrap();
+    let sel = stable.spec.unwrap().selector.unwrap_or_default();
+    assert!(
+        !sel.contains_key("pod-template-hash"),
+        "stable Service still pinned: {sel:?}"
+    );
+    ns.delete().await;
+}
