@@ -110,6 +110,15 @@ async fn only_the_leader_acts_and_the_follower_takes_over_after_sigkill() {
         second.metrics().await
     );
     assert_eq!(holder(&leases).await.as_deref(), Some("replica-1"));
+    // The follower never took the Lease, and its controller never ran.
+    let lease = leases.get(LEASE).await.unwrap().spec.unwrap();
+    assert_eq!(lease.lease_transitions, Some(0), "{lease:?}");
+    let follower = second.metrics().await;
+    assert_eq!(
+        chart::sample(&follower, "signalman_reconciles_total"),
+        Some(0.0),
+        "{follower}"
+    );
     // The follower has no Release cache, so no release series either.
     assert!(!second.metrics().await.contains("signalman_releases{"));
 
