@@ -35,6 +35,40 @@ async fn helm_lint_is_clean() {
         "helm lint with options:\n{}",
         text(&out)
     );
+    // The dashboard ConfigMap carries valid Grafana JSON.
+    let out = helm(&[
+        "template",
+        "t",
+        chart.to_str().unwrap(),
+        "--set",
+        "dashboard.enabled=true",
+        "--show-only",
+        "templates/dashboard.yaml",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let cm: serde_json::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let dash: serde_json::Value =
+        serde_json::from_str(cm["data"]["signalman.json"].as_str().unwrap()).unwrap();
+    assert!(
+        dash["panels"].as_array().is_some_and(|p| p.len() >= 6),
+        "{dash}"
+    );
+}
+
+/// Every `signalman_*` metric the shipped Grafana dashboard queries.
+fn dashboard_metrics() -> std::collections::BTreeSet<String> {
+    let text =
+        std::fs::read_to_string(chart::chart_dir().join("dashboards/signalman.json")).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for (i, _) in text.match_indices("signalman_") {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        names.insert(name);
+    }
+    names
 }
 
 #[tokio::test]
@@ -589,6 +623,17 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
         "MEASURE API writes by the operator: {}; reconcile errors: {errors}",
         operator.api_writes().await
     );
+
+    // The dashboard queries only series the operator really exports.
+    let exported = operator.metrics().await;
+    for name in dashboard_metrics() {
+        assert!(
+            exported
+                .lines()
+                .any(|l| !l.starts_with('#') && l.starts_with(&name)),
+            "the dashboard queries {name}, which /metrics does not have"
+        );
+    }
 
     drop(operator);
     uninstall(ns.name(), &release).await;
