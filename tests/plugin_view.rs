@@ -198,8 +198,30 @@ fn resume_refuses_a_spec_changed_hold_while_the_spec_still_differs() {
     status.spec_hash = Some("the-spec-it-started-with".into());
     let refusal = steer::resume(&r).unwrap_err();
     assert!(!refusal.done);
-    assert!(refusal.message.contains("the spec still differs"), "{}", refusal.message);
+    assert!(
+        refusal.message.contains("the spec still differs"),
+        "{}",
+        refusal.message
+    );
     // Put back: the hash matches again and the hold can be lifted.
     r.status.as_mut().unwrap().spec_hash = Some(signalman::engine::spec_hash(&r.spec));
-    assert_eq!(steer::resume(&r).unwrap().patch, json!({"spec": {"resumeHold": "hold-1"}}));
+    assert_eq!(
+        steer::resume(&r).unwrap().patch,
+        json!({"spec": {"resumeHold": "hold-1"}})
+    );
+}
+
+#[test]
+fn a_stalled_release_lists_each_problem_once_with_its_field() {
+    let r = release("stalled");
+    let text = view::render_release(&r, now(), &TimeZone::UTC, Style::plain());
+    golden("stalled", &text);
+    assert_eq!(
+        text.matches("Deployment \"web\" not found").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("    ✖ spec.services[1].deployment: Deployment \"api\" not found in namespace \"shop\"; create it or fix the name"), "{text}");
+    let table = view::render_table(&[r], now(), false, Style::plain());
+    assert!(table.contains("Pending (stalled)"), "{table}");
 }

@@ -2,6 +2,8 @@
 # shellcheck shell=bash
 
 DEMO_NS="${DEMO_NS:-shop}"
+
+say() { printf '[demo %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 DEMO_DIR="$E2E_DIR/demo"
 
 # The demo operator, if it is still the process we started.

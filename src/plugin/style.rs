@@ -74,7 +74,7 @@ impl Style {
         };
         let bar = format!("{}{}", on.repeat(filled), off.repeat(width - filled));
         if self.color {
-            format!("{}", self.cyan(&bar))
+            self.cyan(&bar)
         } else {
             format!("[{bar}]")
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
 use crate::api::{
@@ -73,9 +74,11 @@ pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style
             style.dim("the controller has not acted on the latest change to the spec yet")
         );
     }
-    // While progressing the per-service lines below say the same, better laid out.
+    // While progressing the per-service lines below say the same, better laid out;
+    // a stalled release's problems are listed one per line below.
     if let Some(m) = &status.message
         && phase != Phase::Progressing
+        && stalled(&status).is_none_or(|c| &c.message != m)
     {
         let _ = writeln!(out, "  message  {m}");
     }
@@ -172,21 +175,41 @@ fn render_attention(
             style.red(&style.bold("ABORT"))
         );
     }
-    for c in &status.conditions {
-        if c.type_ == "Stalled"
-            && c.status == "True"
-            && phase != Phase::RolledBack
-            && status.hold.is_none()
-        {
-            let _ = writeln!(
-                out,
-                "  {} {}: {}",
-                style.red(&style.bold("PROBLEM")),
-                c.reason,
-                c.message
-            );
+    if let Some(c) = stalled(status) {
+        let _ = writeln!(
+            out,
+            "  {} {}: nothing was changed in the cluster; fix this and the controller tries again:",
+            style.red(&style.bold("PROBLEM")),
+            c.reason,
+        );
+        for p in problems(&c.message) {
+            let _ = writeln!(out, "    {} {p}", style.red("✖"));
         }
     }
+}
+
+/// The `Stalled=True` condition of a release that stopped before changing anything.
+fn stalled(status: &ReleaseStatus) -> Option<&Condition> {
+    let phase = status.phase.unwrap_or_default();
+    if phase == Phase::RolledBack || status.hold.is_some() {
+        return None;
+    }
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")
+}
+
+/// The controller joins the problems of one class with "; "; each starts with its field path.
+fn problems(message: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = message;
+    while let Some(i) = rest.find("; spec.") {
+        out.push(&rest[..i]);
+        rest = &rest[i + 2..];
+    }
+    out.push(rest);
+    out
 }
 
 fn render_service(
@@ -445,6 +468,8 @@ pub fn render_table(
         ];
         if status.hold.is_some() {
             row[1].push_str(" (hold)");
+        } else if stalled(&status).is_some() {
+            row[1].push_str(" (stalled)");
         }
         if all_namespaces {
             row.insert(0, r.namespace().unwrap_or_default());

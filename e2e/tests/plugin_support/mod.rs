@@ -82,9 +82,12 @@ pub async fn install_crd(client: &Client) {
     .await;
 }
 
+/// One service of [`release_yaml`]: name, dependsOn, steps as (weight, bake seconds),
+/// and extra YAML for its `change` (indented six spaces).
+pub type Svc<'a> = (&'a str, &'a [&'a str], &'a [(i32, u32)], &'a str);
+
 /// A Release named `name` with per-service steps, for the plugin scenarios.
-/// `services` is a list of `(name, depends_on, steps as (weight, bake seconds), extra change yaml)`.
-pub fn release_yaml(name: &str, services: &[(&str, &[&str], &[(i32, u32)], &str)]) -> String {
+pub fn release_yaml(name: &str, services: &[Svc<'_>]) -> String {
     let mut out = format!(
         "apiVersion: signalman.dev/v1alpha1\nkind: Release\nmetadata: {{name: {name}}}\nspec:\n  owner: team-e2e\n{}  services:\n",
         signalman_e2e::operator::defaults_yaml(&[(50, 2), (100, 2)])
