@@ -159,3 +159,22 @@ async fn a_spec_changed_in_flight_holds_and_says_so() {
     );
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn a_stable_deployment_deleted_mid_release_holds_at_zero() {
+    let (client, ns, _operator, api) = start("ctl-gone").await;
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
+    deps.delete("web", &Default::default()).await.unwrap();
+    let held = op::wait_status(&api, "guarded", "a hold", Duration::from_secs(30), |s| {
+        s["hold"]["id"].is_string()
+    })
+    .await;
+    let said = format!("{} {}", held["hold"]["reason"], held["message"]);
+    eprintln!("deleted-deployment hold: {said}");
+    assert!(
+        said.contains("web"),
+        "the hold does not name the Deployment: {said}"
+    );
+    assert_held_at_zero(&client, ns.name(), &held).await;
+    ns.delete().await;
+}

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::Error;
 use super::cluster::Cluster;
 use super::observe::{Baseline, World, baseline_name, gateway_of, route_rules};
-use super::template::new_template;
+use super::template::{canary_replicas, new_template};
 use crate::api::{Change, Release, ServiceSpec};
 use crate::engine::Action;
 use crate::traffic::gateway::{
@@ -153,78 +153,107 @@ async fn set_canary_weight(
     weight: i32,
 ) -> Result<(), Error> {
     let sw = world.services.get(&svc.name).cloned().unwrap_or_default();
-    let stable = stable_of(svc, &sw)?;
-    let baseline = baseline_of(cluster, rel, svc, &sw).await?;
     let o = owner(rel, svc)?;
-    let stable_replicas = stable.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let mut wanted = canary_deployment(
-        stable,
-        &new_template(&baseline.template, &svc.change),
-        weight,
-        &o,
-    );
-    // A running canary keeps the version it started with: re-weighting never
-    // rolls it to a template from a spec edited mid-release (that spec holds).
-    if let (Some(live), Some(spec)) = (
-        sw.canary.as_ref().and_then(|c| c.spec.as_ref()),
-        wanted.spec.as_mut(),
-    ) {
-        spec.template = live.template.clone();
-    }
-    let current = sw.canary.as_ref().filter(|c| {
-        c.metadata.deletion_timestamp.is_none()
-            && annotated_weight(c) == Some(weight)
-            && c.spec.as_ref().and_then(|s| s.replicas)
-                == wanted.spec.as_ref().and_then(|s| s.replicas)
-    });
-    if current.is_none() {
-        cluster.apply_object(&wanted).await?;
+    let stable_replicas = sw
+        .stable
+        .as_ref()
+        .map(|d| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
+    // Taking traffic away must work with whatever is left: the engine also
+    // asks for 0 when the stable Deployment or the route has gone (a hold).
+    let withdrawing = weight == 0;
+    let live_canary = sw
+        .canary
+        .as_ref()
+        .filter(|c| c.metadata.deletion_timestamp.is_none());
+    let wanted = match (live_canary, stable_replicas) {
+        // A running canary keeps the version it started with: re-weighting
+        // never rolls it to a template from a spec edited mid-release.
+        (Some(live), Some(n)) => Some(rescaled(live, weight, canary_replicas(n, weight), &o)),
+        (Some(live), None) if withdrawing => Some(rescaled(live, 0, 0, &o)),
+        (None, _) if withdrawing => None,
+        (_, _) => {
+            let stable = stable_of(svc, &sw)?;
+            let baseline = baseline_of(cluster, rel, svc, &sw).await?;
+            Some(canary_deployment(
+                stable,
+                &new_template(&baseline.template, &svc.change),
+                weight,
+                &o,
+            ))
+        }
+    };
+    if let Some(wanted) = &wanted {
+        let unchanged = live_canary.is_some_and(|c| {
+            annotated_weight(c) == Some(weight)
+                && c.spec.as_ref().and_then(|s| s.replicas)
+                    == wanted.spec.as_ref().and_then(|s| s.replicas)
+        });
+        if !unchanged {
+            cluster.apply_object(wanted).await?;
+        }
     }
     let Some((route, service)) = gateway_of(svc) else {
         return Ok(());
     };
 
-    // Gateway API: canary Service, both Services pinned, then the weights.
-    let stable_svc = sw
-        .stable_service
-        .as_ref()
-        .ok_or_else(|| Error::Missing(format!("Service {service:?} does not exist")))?;
-    if sw.canary_service.is_none() {
-        cluster
-            .apply_object(&canary_service(stable_svc, &o))
-            .await?;
-    }
-    let hash = world.current_hash(stable).ok_or_else(|| {
-        Error::Missing(format!(
-            "the current ReplicaSet of Deployment {:?} is not there yet",
+    // Gateway API: canary Service, the stable Service pinned, then the weights.
+    let missing = |what: String| -> Result<(), Error> {
+        if withdrawing {
+            Ok(())
+        } else {
+            Err(Error::Missing(what))
+        }
+    };
+    match (&sw.stable_service, &sw.stable) {
+        (Some(stable_svc), Some(stable)) => {
+            if sw.canary_service.is_none() && !withdrawing {
+                cluster
+                    .apply_object(&canary_service(stable_svc, &o))
+                    .await?;
+            }
+            match world.current_hash(stable) {
+                Some(hash)
+                    if gateway::pinned_hash(stable_svc).as_deref() != Some(hash.as_str()) =>
+                {
+                    let mut selector = gateway::unpinned_selector(stable_svc);
+                    selector.insert(POD_TEMPLATE_HASH.into(), hash);
+                    cluster
+                        .apply::<Service>(
+                            &service,
+                            json!({"metadata": {"name": service}, "spec": {"selector": selector}}),
+                        )
+                        .await?;
+                }
+                Some(_) => {}
+                None => missing(format!(
+                    "the current ReplicaSet of Deployment {:?} is not there yet",
+                    svc.deployment
+                ))?,
+            }
+        }
+        _ => missing(format!(
+            "Service {service:?} or Deployment {:?} does not exist",
             svc.deployment
-        ))
-    })?;
-    if gateway::pinned_hash(stable_svc).as_deref() != Some(hash.as_str()) {
-        let mut selector = gateway::unpinned_selector(stable_svc);
-        selector.insert(POD_TEMPLATE_HASH.into(), hash);
-        cluster
-            .apply::<Service>(
-                &service,
-                json!({"metadata": {"name": service}, "spec": {"selector": selector}}),
-            )
-            .await?;
+        ))?,
     }
 
-    let route_obj = sw
-        .route
-        .as_ref()
-        .ok_or_else(|| Error::Missing(format!("HTTPRoute {route:?} does not exist")))?;
-    let original = baseline
-        .route_rules
-        .clone()
-        .unwrap_or_else(|| route_rules(route_obj));
+    let Some(route_obj) = sw.route.as_ref() else {
+        return missing(format!("HTTPRoute {route:?} does not exist"));
+    };
     let live = route_rules(route_obj);
+    let original = match sw.baseline.as_ref().and_then(|b| b.route_rules.clone()) {
+        Some(r) => r,
+        None => baseline_of(cluster, rel, svc, &sw)
+            .await?
+            .route_rules
+            .unwrap_or_else(|| live.clone()),
+    };
     let canary_svc = canary_service_name(&service);
     let live_weight = gateway::canary_weight(&live, &canary_svc).unwrap_or(0);
     // Send more traffic only to canary pods that are there to take it.
     let canary_ready = sw.canary.as_ref().is_some_and(|c| {
-        annotated_weight(c) == Some(weight) && canary_deployment_ready(c, stable_replicas)
+        annotated_weight(c) == Some(weight)
+            && stable_replicas.is_some_and(|n| canary_deployment_ready(c, n))
     });
     if weight > live_weight && !canary_ready {
         return Ok(());
@@ -240,6 +269,33 @@ async fn set_canary_weight(
             .await?;
     }
     Ok(())
+}
+
+/// The live canary Deployment at another weight: same selector and template.
+fn rescaled(live: &Deployment, weight: i32, replicas: i32, owner: &Owner) -> Deployment {
+    let spec = live.spec.clone().unwrap_or_default();
+    Deployment {
+        metadata: ObjectMeta {
+            name: live.metadata.name.clone(),
+            labels: Some(owner.labels()),
+            annotations: Some(
+                [(
+                    crate::traffic::WEIGHT_ANNOTATION.to_string(),
+                    weight.to_string(),
+                )]
+                .into(),
+            ),
+            owner_references: Some(vec![owner.reference.clone()]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(k8s_openapi::api::apps::v1::DeploymentSpec {
+            replicas: Some(replicas),
+            selector: spec.selector,
+            template: spec.template,
+            ..Default::default()
+        }),
+        status: None,
+    }
 }
 
 /// The containers the change touches, as server-side apply entries carrying
