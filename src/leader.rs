@@ -86,7 +86,10 @@ enum Move {
 
 /// The lease fields that change on every renewal; a record seen unchanged for
 /// a lease duration belongs to a holder that stopped renewing.
-fn fingerprint(spec: &LeaseSpec) -> (Option<String>, Option<String>, Option<i32>, Option<i32>) {
+/// Holder, renew time, duration and transitions of a lease record.
+type Fingerprint = (Option<String>, Option<String>, Option<i32>, Option<i32>);
+
+fn fingerprint(spec: &LeaseSpec) -> Fingerprint {
     (
         spec.holder_identity.clone(),
         spec.renew_time.as_ref().map(|t| t.0.to_string()),
@@ -197,10 +200,7 @@ struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
     /// The lease record as last read, and since when it has looked like that.
-    seen: Option<(
-        (Option<String>, Option<String>, Option<i32>, Option<i32>),
-        Instant,
-    )>,
+    seen: Option<(Fingerprint, Instant)>,
     /// When this replica last wrote the lease successfully as its holder.
     last_renew: Option<Instant>,
 }

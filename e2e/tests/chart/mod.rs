@@ -184,18 +184,15 @@ impl Proc {
             .args(["--metrics-addr", &metrics_addr.to_string()])
             .arg("--kubeconfig")
             .arg(l.kubeconfig);
-        match l.lease {
-            Some((name, ns, d)) => {
-                cmd.args([
-                    "--leader-elect",
-                    "--lease-name",
-                    name,
-                    "--lease-namespace",
-                    ns,
-                ])
-                .arg(format!("--lease-duration={}s", d.as_secs()));
-            }
-            None => {}
+        if let Some((name, ns, d)) = l.lease {
+            cmd.args([
+                "--leader-elect",
+                "--lease-name",
+                name,
+                "--lease-namespace",
+                ns,
+            ])
+            .arg(format!("--lease-duration={}s", d.as_secs()));
         }
         let child = cmd
             .env("POD_NAME", l.name)
