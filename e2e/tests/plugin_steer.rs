@@ -189,6 +189,15 @@ async fn pause_holds_the_step_and_resume_continues_it() {
     assert_eq!(twice.code, 0);
     assert!(twice.stdout.contains("already paused"), "{}", twice.stdout);
 
+    // Watch it from here, piped as a script would: plain blocks, and JSON lines.
+    let (nn, nj) = (n.to_owned(), n.to_owned());
+    let plain = tokio::spawn(async move { plugin(&["get", "train", "-n", &nn, "--watch"]).await });
+    let json =
+        tokio::spawn(
+            async move { plugin(&["get", "train", "-n", &nj, "--watch", "-o", "json"]).await },
+        );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
     let r = plugin(&["resume", "train", "-n", n]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
@@ -198,6 +207,65 @@ async fn pause_holds_the_step_and_resume_continues_it() {
     );
     let done = op::wait_phase(&api, "train", "Succeeded", Duration::from_secs(90)).await;
     assert_eq!(op::service(&done, "web").unwrap()["phase"], "Promoted");
+
+    // Both watches end by themselves once the release is final.
+    let plain = tokio::time::timeout(Duration::from_secs(30), plain)
+        .await
+        .expect("the watch did not end")
+        .unwrap();
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert!(
+        !plain.stdout.contains('\x1b'),
+        "escape codes in piped output"
+    );
+    let blocks: Vec<&str> = plain
+        .stdout
+        .split("--- ")
+        .filter(|b| !b.is_empty())
+        .collect();
+    assert!(
+        blocks.len() >= 3,
+        "expected a block per change, got {}:\n{}",
+        blocks.len(),
+        plain.stdout
+    );
+    assert!(blocks[0].contains("‖ Paused"), "{}", blocks[0]);
+    assert!(
+        blocks.last().unwrap().contains("✔ Succeeded"),
+        "{}",
+        plain.stdout
+    );
+    assert!(
+        plain.stdout.contains("[##########..........]  50%"),
+        "the 50% step never showed:\n{}",
+        plain.stdout
+    );
+
+    let json = tokio::time::timeout(Duration::from_secs(30), json)
+        .await
+        .expect("the JSON watch did not end")
+        .unwrap();
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let phases: Vec<String> = json
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+        })
+        .map(|v| v["status"]["phase"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        phases.first().map(String::as_str),
+        Some("Paused"),
+        "{phases:?}"
+    );
+    assert_eq!(
+        phases.last().map(String::as_str),
+        Some("Succeeded"),
+        "{phases:?}"
+    );
+    assert!(phases.iter().any(|p| p == "Progressing"), "{phases:?}");
     ns.delete().await;
 }
 
