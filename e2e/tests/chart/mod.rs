@@ -287,6 +287,22 @@ impl Proc {
         body
     }
 
+    /// Scrape until `ready` holds on the text (the release gauges follow the
+    /// operator's watch cache, a few milliseconds behind the API server).
+    pub async fn wait_metrics(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let m = self.metrics().await;
+            if ready(&m) || start.elapsed() > Duration::from_secs(10) {
+                if !ready(&m) {
+                    eprintln!("{}: /metrics never showed {what}", self.name);
+                }
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn api_writes(&self) -> f64 {
         sum_metric(&self.metrics().await, "signalman_api_writes_total")
     }
