@@ -470,6 +470,8 @@ pub fn render_table(
             row[1].push_str(" (hold)");
         } else if stalled(&status).is_some() {
             row[1].push_str(" (stalled)");
+        } else if r.spec.paused == Some(true) && !status.phase.unwrap_or_default().is_final() {
+            row[1].push_str(" (paused)");
         }
         if all_namespaces {
             row.insert(0, r.namespace().unwrap_or_default());
