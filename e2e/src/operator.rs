@@ -99,10 +99,10 @@ impl Operator {
         self.child = Some(child);
         let start = Instant::now();
         loop {
-            if let Ok(body) = http_get(self.metrics_addr, "/readyz").await {
-                if body.starts_with("ok") {
-                    return;
-                }
+            if let Ok(body) = http_get(self.metrics_addr, "/readyz").await
+                && body.starts_with("ok")
+            {
+                return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!(

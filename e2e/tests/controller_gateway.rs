@@ -75,10 +75,10 @@ async fn route_weights_step_and_return_to_one_backend() {
                         .find(|(n, _)| n == "web-canary")
                         .map(|(_, w)| w);
                     let mut s = seen.lock().unwrap();
-                    if let Some(w) = w {
-                        if s.last() != Some(&w) {
-                            s.push(w);
-                        }
+                    if let Some(w) = w
+                        && s.last() != Some(&w)
+                    {
+                        s.push(w);
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -415,16 +415,16 @@ async fn remove_canary(
         if let Some(route_obj) = &sw.route {
             let live = route_rules(route_obj);
             let baseline = baseline_of(cluster, rel, svc, sw).await.ok();
-            if let Some(original) = baseline.and_then(|b| b.route_rules) {
-                if live != original {
-                    cluster
-                        .apply_dynamic(
-                            &http_route_resource(),
-                            &route,
-                            json!({"spec": {"rules": original}}),
-                        )
-                        .await?;
-                }
+            if let Some(original) = baseline.and_then(|b| b.route_rules)
+                && live != original
+            {
+                cluster
+                    .apply_dynamic(
+                        &http_route_resource(),
+                        &route,
+                        json!({"spec": {"rules": original}}),
+                    )
+                    .await?;
             }
             cluster
                 .release_fields(&http_route_resource(), &route)

@@ -316,23 +316,23 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
         act::apply(&cluster, &rel, &world, action).await?;
         zeroed |= matches!(action, Action::SetCanaryWeight { weight: 0, .. });
     }
-    if zeroed && status.rollback.is_none() {
-        if let Some(first) = decision
+    if zeroed
+        && status.rollback.is_none()
+        && let Some(first) = decision
             .status
             .rollback
             .as_ref()
             .filter(|r| r.reason == "Breach")
             .and_then(|r| r.first_deviation_at.as_ref())
-        {
-            let secs = (jiff::Timestamp::now() - first.0)
-                .total(jiff::Unit::Second)
-                .unwrap_or(f64::NAN);
-            tracing::info!(
-                seconds = secs,
-                "breach: canary traffic at 0 since the first failing measurement"
-            );
-            ctx.metrics.breach_to_zero(secs);
-        }
+    {
+        let secs = (jiff::Timestamp::now() - first.0)
+            .total(jiff::Unit::Second)
+            .unwrap_or(f64::NAN);
+        tracing::info!(
+            seconds = secs,
+            "breach: canary traffic at 0 since the first failing measurement"
+        );
+        ctx.metrics.breach_to_zero(secs);
     }
 
     for notice in &decision.notices {

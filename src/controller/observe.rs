@@ -381,11 +381,11 @@ mod tests {
         let done = release("done", 1, Some(Phase::Succeeded));
         assert_eq!(claimed_by(&me, "web", &[me.clone(), newer.clone()]), None);
         assert_eq!(
-            claimed_by(&me, "web", &[older.clone()]),
+            claimed_by(&me, "web", std::slice::from_ref(&older)),
             Some("older".into())
         );
         assert_eq!(
-            claimed_by(&me, "web", &[flying.clone()]),
+            claimed_by(&me, "web", std::slice::from_ref(&flying)),
             Some("flying".into())
         );
         assert_eq!(claimed_by(&me, "web", &[done]), None);

@@ -94,7 +94,7 @@ mod tests {
             })
         );
         // the stable Deployment was scaled: the canary no longer carries 25 %
-        assert_eq!(observe(Some(&c), 8).unwrap().ready, false);
+        assert!(!observe(Some(&c), 8).unwrap().ready);
         assert_eq!(observe(None, 4), None);
     }
 }
