@@ -303,3 +303,50 @@ async fn timeline_marks_the_first_deviation_of_a_breach() {
     );
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn the_example_releases_pass_the_api_servers_schema_and_rules() {
+    let client = e2e::client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::create(&client, "plugin-examples").await;
+    let n = ns.name();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let dir = std::env::temp_dir().join(format!("signalman-examples-{n}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut checked = 0;
+    for file in [
+        "replica-ratio.yaml",
+        "gateway-api.yaml",
+        "demo/10-release-checkout-v5.yaml",
+        "demo/20-release-checkout-v5-1.yaml",
+    ] {
+        // Into the test namespace, as a server-side dry run: the CRD's schema and CEL rules judge it, nothing is stored.
+        let text = std::fs::read_to_string(root.join(file))
+            .unwrap()
+            .replace("namespace: shop", &format!("namespace: {n}"));
+        let path = dir.join(file.replace('/', "-"));
+        std::fs::write(&path, text).unwrap();
+        let out = e2e::kubectl(&["apply", "--dry-run=server", "-f", path.to_str().unwrap()]).await;
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("(server dry run)"),
+            "{file}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+    assert!(
+        op::releases(&client, n)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    ns.delete().await;
+}
