@@ -133,6 +133,15 @@ spec:
         sel(&canary).get("signalman.dev/track").map(String::as_str),
         Some("canary")
     );
+    assert!(
+        sel(&canary).contains_key("pod-template-hash"),
+        "canary Service not pinned: {:?}",
+        sel(&canary)
+    );
+    assert_ne!(
+        sel(&canary).get("pod-template-hash"),
+        sel(&stable).get("pod-template-hash")
+    );
     assert_eq!(
         canary
             .metadata

@@ -206,10 +206,11 @@ async fn set_canary_weight(
     };
     match (&sw.stable_service, &sw.stable) {
         (Some(stable_svc), Some(stable)) => {
-            if sw.canary_service.is_none() && !withdrawing {
-                cluster
-                    .apply_object(&canary_service(stable_svc, &o))
-                    .await?;
+            let canary_hash = sw.canary.as_ref().and_then(|c| world.current_hash(c));
+            let wanted = canary_service(stable_svc, &o, canary_hash.as_deref());
+            let selector = |s: &Service| s.spec.as_ref().and_then(|s| s.selector.clone());
+            if !withdrawing && sw.canary_service.as_ref().map(selector) != Some(selector(&wanted)) {
+                cluster.apply_object(&wanted).await?;
             }
             match world.current_hash(stable) {
                 Some(hash)

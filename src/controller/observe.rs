@@ -234,10 +234,17 @@ impl World {
                 (Some(h), Some(d)) => self.current_hash(d).as_ref() == Some(h),
                 _ => false,
             };
+            let canary_pinned = match (&w.canary_service, &w.canary) {
+                (Some(s), Some(c)) => {
+                    gateway::pinned_hash(s).is_some()
+                        && gateway::pinned_hash(s) == self.current_hash(c)
+                }
+                _ => false,
+            };
             crate::engine::CanaryObservation {
                 weight: route_weight.unwrap_or(0),
                 ready: deployment_ready
-                    && w.canary_service.is_some()
+                    && canary_pinned
                     && route_weight.is_some()
                     && pinned_to_current
                     && w.canary.as_ref().and_then(crate::traffic::annotated_weight) == route_weight,

@@ -127,12 +127,16 @@ pub fn pinned_hash(svc: &Service) -> Option<String> {
         .cloned()
 }
 
-/// The canary Service: the stable Service's ports, selecting only canary pods,
-/// labelled so metrics report it under the stable Service's name.
-pub fn canary_service(stable: &Service, owner: &Owner) -> Service {
+/// The canary Service: the stable Service's ports, selecting only canary pods
+/// (pinned to the canary ReplicaSet's `hash` once it exists), labelled so
+/// metrics report it under the stable Service's name.
+pub fn canary_service(stable: &Service, owner: &Owner, hash: Option<&str>) -> Service {
     let stable_name = stable.metadata.name.clone().unwrap_or_default();
     let mut selector = unpinned_selector(stable);
     selector.insert(TRACK_LABEL.into(), CANARY_TRACK.into());
+    if let Some(h) = hash {
+        selector.insert(POD_TEMPLATE_HASH.into(), h.into());
+    }
     let mut labels = owner.labels();
     labels.insert(CANARY_OF_LABEL.into(), stable_name.clone());
     let ports = stable
