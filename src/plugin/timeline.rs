@@ -24,7 +24,6 @@ struct Row {
     service: String,
     text: String,
     outcome: Option<Outcome>,
-    metric: Option<String>,
 }
 
 /// The history of `r`: timeline entries and the measurements still kept in
@@ -41,7 +40,6 @@ pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
             service: e.service.clone().unwrap_or_default(),
             text: e.message.clone(),
             outcome: None,
-            metric: None,
         })
         .collect();
     for svc in &status.services {
@@ -76,7 +74,6 @@ pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
                 service: svc.name.clone(),
                 text: format!("{} = {value}{bound}, step {}{note}", m.metric, m.step + 1),
                 outcome: Some(m.outcome),
-                metric: Some(m.metric.clone()),
             });
         }
     }
@@ -169,7 +166,6 @@ pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
                 row.service,
                 style.dim(&row.text)
             );
-            let _ = row.metric.as_deref();
         }
         if Some(i) == marked {
             let _ = write!(line, "  {}", style.red(&style.bold(FIRST_DEVIATION)));
