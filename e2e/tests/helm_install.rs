@@ -332,6 +332,16 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
     ns.delete().await;
 }
 
+const ROUTE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shop}
+spec:
+  parentRefs: [{name: gateway}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: h, port: 80}]
+"#;
+
 /// `kubectl wait --for=condition=<cond> release/<name>`; returns whether it
 /// returned 0, and how long it took.
 async fn kubectl_wait(
@@ -353,6 +363,11 @@ async fn kubectl_wait(
     (out.status.success(), start.elapsed(), text(&out))
 }
 
+/// The operator with nothing but the chart ServiceAccount's token: a refused
+/// Release, a paused one, a chain, a Gateway API release, a breach, a hold and
+/// an abort all complete, so the RBAC covers every path of the controller;
+/// `/metrics` is scraped along the way, and the Releases are captured as the
+/// Argo CD health-check fixtures (`SIGNALMAN_CAPTURE_DIR`).
 #[tokio::test]
 async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
     use chart::{
@@ -380,7 +395,8 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
     .await;
     operator.wait_ready(Duration::from_secs(30)).await;
     let api = release_api(&client, ns.name());
-    deploy_apps(&client, ns.name(), &["a", "b", "d", "e", "f"]).await;
+    deploy_apps(&client, ns.name(), &["a", "b", "d", "e", "f", "h"]).await;
+    e2e::apply_yaml(&client, Some(ns.name()), ROUTE).await;
 
     // A broken Release: Stalled at once, nothing changed.
     let broken = release_yaml("broken", &[(50, 2), (100, 1)], &[("missing", &[], 0.0)]);
@@ -493,6 +509,12 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
         );
     }
 
+    // Gateway API mode (canary Service, weighted HTTPRoute), alongside the breach.
+    let routed = release_yaml("routed", &[(50, 3), (100, 2)], &[("h", &[], 0.0)]).replace(
+        "    deployment: h\n",
+        "    deployment: h\n    traffic: {gatewayAPI: {httpRoute: shop}}\n",
+    );
+    e2e::apply_yaml(&client, Some(ns.name()), &routed).await;
     // The breach: d is fine, e's new version answers 30 % 5xx.
     let breach = release_yaml(
         "breach",
@@ -565,13 +587,37 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
         Some(1.0),
         "{m}"
     );
-    assert_eq!(
-        sample(&m, r#"signalman_releases{phase="Succeeded"}"#),
-        Some(1.0),
-        "{m}"
-    );
+    // The chain, and the Gateway API release if it finished already.
+    let succeeded = sample(&m, r#"signalman_releases{phase="Succeeded"}"#);
+    assert!(matches!(succeeded, Some(1.0) | Some(2.0)), "{m}");
     eprintln!(
         "MEASURE breach to weight 0 (operator histogram): {to_zero:.3}s; failing measurements of e: {fails:?}"
+    );
+
+    let r = wait_release(&api, "routed", "Succeeded", Duration::from_secs(120), |r| {
+        ["Succeeded", "RolledBack", "Failed"].contains(&phase(r))
+    })
+    .await;
+    assert_eq!(phase(&r), "Succeeded", "{}", r["status"]);
+    let routes: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns.name(),
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+            "httproutes",
+        ),
+    );
+    let route = routes.get("shop").await.unwrap();
+    let backends: Vec<&str> = route.data["spec"]["rules"][0]["backendRefs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    assert_eq!(
+        backends,
+        vec!["h"],
+        "the route is not back to its one backend"
     );
 
     // A hold: Prometheus unreachable, measurement errors beyond the limit.
