@@ -154,6 +154,7 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
     let release = ns.name().to_string();
     let out = install(ns.name(), &release, &["replicaCount=0"]).await;
     assert!(out.status.success(), "helm install:\n{}", text(&out));
+    let _uninstall = chart::UninstallOnDrop::new(ns.name(), &release);
     let sa_name = format!("{release}-signalman");
     let sa = format!("system:serviceaccount:{}:{sa_name}", ns.name());
 
@@ -380,6 +381,7 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
     // binary runs as a process with the chart ServiceAccount's token instead.
     let out = install(ns.name(), &release, &["replicaCount=0"]).await;
     assert!(out.status.success(), "helm install:\n{}", text(&out));
+    let _uninstall = chart::UninstallOnDrop::new(ns.name(), &release);
     let kubeconfig = chart::token_kubeconfig(
         ns.name(),
         &format!("{release}-signalman"),

@@ -57,6 +57,7 @@ async fn only_the_leader_acts_and_the_follower_takes_over_after_sigkill() {
     )
     .await;
     assert!(out.status.success(), "helm install:\n{}", text(&out));
+    let _uninstall = chart::UninstallOnDrop::new(ns.name(), &release);
     let kubeconfig = chart::token_kubeconfig(
         ns.name(),
         &format!("{release}-signalman"),
@@ -185,6 +186,7 @@ async fn sigterm_hands_the_lease_over_at_once() {
     let release = ns.name().to_string();
     let out = install(ns.name(), &release, &["replicaCount=0"]).await;
     assert!(out.status.success(), "helm install:\n{}", text(&out));
+    let _uninstall = chart::UninstallOnDrop::new(ns.name(), &release);
     let kubeconfig = chart::token_kubeconfig(
         ns.name(),
         &format!("{release}-signalman"),
@@ -247,6 +249,7 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     let release = ns.name().to_string();
     let out = install(ns.name(), &release, &["replicaCount=0"]).await;
     assert!(out.status.success(), "helm install:\n{}", text(&out));
+    let _uninstall = chart::UninstallOnDrop::new(ns.name(), &release);
     let kubeconfig = chart::token_kubeconfig(
         ns.name(),
         &format!("{release}-signalman"),

@@ -82,6 +82,39 @@ pub async fn uninstall(ns: &str, release: &str) {
     }
 }
 
+/// Uninstalls the Helm release when dropped, also when the test panics: the
+/// chart's ClusterRole and binding are cluster-scoped and would outlive the
+/// test namespace.
+pub struct UninstallOnDrop {
+    ns: String,
+    release: String,
+}
+
+impl UninstallOnDrop {
+    pub fn new(ns: &str, release: &str) -> Self {
+        UninstallOnDrop {
+            ns: ns.to_string(),
+            release: release.to_string(),
+        }
+    }
+}
+
+impl Drop for UninstallOnDrop {
+    fn drop(&mut self) {
+        let bin = std::env::var("HELM").unwrap_or_else(|_| "helm".into());
+        let _ = std::process::Command::new(bin)
+            .args([
+                "uninstall",
+                &self.release,
+                "--namespace",
+                &self.ns,
+                "--ignore-not-found",
+            ])
+            .env("KUBECONFIG", kubeconfig_path())
+            .output();
+    }
+}
+
 /// `kubectl auth can-i VERB RESOURCE [-n NS] --as SUBJECT`: true for "yes".
 /// `RESOURCE` is `kind.group[/name]`, or `kind.group:subresource`.
 pub async fn can_i(subject: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
