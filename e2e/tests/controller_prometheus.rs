@@ -117,7 +117,23 @@ spec:
     .await;
     let reason = held["hold"]["reason"].as_str().unwrap_or("");
     assert!(!reason.is_empty(), "a hold must say why: {held}");
-    eprintln!("hold: {reason}");
+    let message = held["message"].as_str().unwrap_or("");
+    eprintln!("hold: {reason}: {message}");
+    assert!(
+        message.contains("error-rate") && message.contains("errorLimit"),
+        "{message}"
+    );
+    // The measurement says what went wrong: the address that did not answer.
+    let errors: Vec<&str> = op::service(&held, "web").unwrap()["measurements"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["outcome"] == "Error")
+        .filter_map(|m| m["message"].as_str())
+        .collect();
+    eprintln!("measurement errors: {errors:?}");
+    let address = format!("127.0.0.1:{}", proxy.port);
+    assert!(errors.iter().any(|e| e.contains(&address)), "{errors:?}");
     let stalled = op::condition(&held, "Stalled").expect("Stalled condition");
     assert_eq!(stalled["status"], "True", "{stalled}");
     assert_eq!(op::service(&held, "web").unwrap()["weight"], 0);
