@@ -19,7 +19,12 @@ struct Tmux {
 
 impl Tmux {
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
+        let mut cmd = Command::new("tmux");
+        // CI has no terminal of its own; tmux still wants to know what the client is.
+        if std::env::var_os("TERM").is_none_or(|t| t.is_empty() || t == "dumb") {
+            cmd.env("TERM", "xterm-256color");
+        }
+        let out = cmd
             .arg("-L")
             .arg(&self.socket)
             .args(args)
