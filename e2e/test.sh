@@ -60,3 +60,10 @@ cargo build -p signalman --bins
 say "e2e suite: cargo test -p signalman-e2e"
 KUBECONFIG="$KUBECONFIG_ADMIN" PROMETHEUS_URL="http://127.0.0.1:$PROM_PORT" \
   cargo test -p signalman-e2e "${cargo_args[@]}"
+
+# `make test` also runs the README's first command, non-interactively, and
+# checks that its first release succeeds and its second rolls back.
+if [ "$unit" = 1 ]; then
+  say "demo: make demo-check"
+  "${MAKE:-make}" --no-print-directory demo-check
+fi
