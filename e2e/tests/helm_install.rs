@@ -699,3 +699,26 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
 async fn release_json_now(api: &Api<kube::api::DynamicObject>, name: &str) -> serde_json::Value {
     chart::release_json(api, name).await
 }
+
+/// Every query of the shipped Grafana dashboard is valid PromQL: the real
+/// Prometheus parses it (with the dashboard variables filled in).
+#[tokio::test]
+async fn dashboard_queries_parse_in_prometheus() {
+    let prom = e2e::Prometheus::from_env().await;
+    let text =
+        std::fs::read_to_string(chart::chart_dir().join("dashboards/signalman.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut checked = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            let q = expr.replace("$job", ".*").replace("$namespace", ".*");
+            if let Err(e) = prom.query(&q).await {
+                panic!("panel {:?}: {expr}: {e:#}", panel["title"]);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} queries");
+    eprintln!("{checked} dashboard queries parse");
+}
