@@ -356,6 +356,31 @@ pub fn first(timeline: &[(String, String)], reason: &str, service: &str) -> Opti
         .position(|(r, s)| r == reason && (service.is_empty() || s == service))
 }
 
+/// Wait until no field of Deployment `name` is owned by the field manager
+/// `signalman` any more: a finished release leaves the user's objects to the user.
+pub async fn wait_released(client: &kube::Client, namespace: &str, name: &str) {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), namespace);
+    crate::wait_for(
+        &format!("signalman to drop its fields of Deployment {name}"),
+        Duration::from_secs(15),
+        || {
+            let api = api.clone();
+            async move {
+                let d = api.get(name).await?;
+                let owned = d
+                    .metadata
+                    .managed_fields
+                    .iter()
+                    .flatten()
+                    .any(|m| m.manager.as_deref() == Some("signalman"));
+                Ok((!owned).then_some(()))
+            }
+        },
+    )
+    .await;
+}
+
 /// Merge-patch the Release's spec (e.g. `{"resumeHold": "hold-1"}`).
 pub async fn patch_spec(api: &Api<DynamicObject>, name: &str, spec: Value) {
     api.patch(

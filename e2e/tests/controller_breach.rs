@@ -111,6 +111,7 @@ spec:
         assert_eq!(env, vec![("SIM_ERROR_RATE", Some("0"))], "{n}");
     }
     assert_eq!(op::service(&status, "a").unwrap()["phase"], "Restored");
+    op::wait_released(&client, ns.name(), "a").await;
     assert_eq!(op::service(&status, "b").unwrap()["phase"], "Withdrawn");
     assert_eq!(op::service(&status, "c").unwrap()["phase"], "Skipped");
     assert!(!c_canary.lock().unwrap().0, "c's canary ran");

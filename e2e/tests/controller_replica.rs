@@ -99,6 +99,9 @@ async fn chain_promotes_in_dependency_order() {
     let api = op::releases(&client, ns.name());
     let status = op::wait_phase(&api, "chain", "Succeeded", Duration::from_secs(120)).await;
     assert_all_promoted(&client, ns.name(), &["a", "b", "c"]).await;
+    for n in ["a", "b", "c"] {
+        op::wait_released(&client, ns.name(), n).await;
+    }
 
     // b started only after a was promoted, c only after b.
     let tl = op::timeline(&status);
