@@ -104,6 +104,7 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconciles: Counter,
+    leader: Gauge,
     writes: Family<WriteLabels, Counter>,
     writes_total: Arc<AtomicU64>,
     last_value: Family<MetricLabels, Gauge<f64, AtomicU64>>,
@@ -167,6 +168,12 @@ impl Metrics {
             "Reconciles that ended in an error, by kind of error",
             reconcile_errors.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (or runs without leader election), else 0",
+            leader.clone(),
+        );
         let reconciles = Counter::default();
         registry.register(
             "reconciles",
@@ -200,6 +207,7 @@ impl Metrics {
             reconcile_duration,
             reconcile_errors,
             reconciles,
+            leader,
             writes,
             writes_total: Arc::default(),
             last_value,
@@ -270,6 +278,11 @@ impl Metrics {
     /// measurement of the breaching step.
     pub fn breach_to_zero(&self, seconds: f64) {
         self.breach_to_weight_zero.observe(seconds.max(0.0));
+    }
+
+    /// Whether this replica acts: it leads, or runs without leader election.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Count a reconcile begun.
@@ -606,9 +619,11 @@ mod tests {
         m.wrote("Deployment", "apply");
         m.wrote("Event", "create");
         m.measured("shop", "train", "api", "error-rate", 0.25);
+        m.set_leader(true);
         let text = m.encode();
         assert_eq!(m.writes_total(), 3);
         assert_eq!(sample(&text, "signalman_reconciles_total"), Some(1.0));
+        assert_eq!(sample(&text, "signalman_leader"), Some(1.0));
         assert_eq!(
             sample(
                 &text,

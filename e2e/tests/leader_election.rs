@@ -120,6 +120,17 @@ async fn only_the_leader_acts_and_the_follower_takes_over_after_sigkill() {
         Some(0.0),
         "{follower}"
     );
+    assert_eq!(
+        chart::sample(&follower, "signalman_leader"),
+        Some(0.0),
+        "{follower}"
+    );
+    let leader_metrics = first.metrics().await;
+    assert_eq!(
+        chart::sample(&leader_metrics, "signalman_leader"),
+        Some(1.0),
+        "{leader_metrics}"
+    );
     // The follower has no Release cache, so no release series either.
     assert!(!second.metrics().await.contains("signalman_releases{"));
 

@@ -126,6 +126,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let server = tokio::spawn(serve);
     let result = match ctx.config.leader_election.clone() {
         None => {
+            ctx.metrics.set_leader(true);
             controller(ctx).await;
             Ok(())
         }
@@ -158,6 +159,7 @@ async fn lead(ctx: Arc<Context>, lease: crate::leader::LeaseConfig) -> anyhow::R
         }
     }
     ctx.probe.set(Readiness::Syncing);
+    ctx.metrics.set_leader(true);
     tokio::select! {
         () = controller(ctx) => {
             candidate.resign().await;
