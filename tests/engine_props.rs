@@ -112,7 +112,7 @@ fn sim(t: &Train) -> Sim {
     })
 }
 
-/// Run to a final phase, lifting every hold as a person would. Stable rollouts
+/// Run to a final phase, lifting holds (and aborting after five) as a person would. Stable rollouts
 /// are slow in two passes of three, so promotions overlap other services' steps.
 fn run(sim: &mut Sim) {
     for n in 0..3000 {
@@ -126,10 +126,17 @@ fn run(sim: &mut Sim) {
         if sim.phase().is_final() {
             return;
         }
-        if let Some(hold) = sim.release.status.as_ref().and_then(|s| s.hold.clone())
+        let status = sim.release.status.as_ref();
+        if let Some(hold) = status.and_then(|s| s.hold.clone())
             && sim.release.spec.resume_hold.as_deref() != Some(hold.id.as_str())
         {
-            sim.edit(|s| s.resume_hold = Some(hold.id.clone()));
+            // A version that never yields evidence holds again after every resume:
+            // after a few, the person gives up and aborts.
+            if status.is_some_and(|s| s.holds >= 5) {
+                sim.edit(|s| s.abort = Some(true));
+            } else {
+                sim.edit(|s| s.resume_hold = Some(hold.id.clone()));
+            }
         }
         sim.pass();
     }
