@@ -7,8 +7,8 @@ use jiff::Timestamp;
 use super::sim::{Crash, Sim, epoch};
 use super::*;
 use crate::api::{
-    Analysis, Change, Defaults, GatewayApiTraffic, Metric, NoDataPolicy, Phase, ReleaseSpec,
-    ServicePhase, ServiceSpec, Step, Traffic,
+    Analysis, Defaults, GatewayApiTraffic, Metric, NoDataPolicy, Phase, ReleaseSpec, ServicePhase,
+    Step, Traffic,
 };
 
 fn secs(s: u64) -> Duration {
@@ -18,52 +18,30 @@ fn secs(s: u64) -> Duration {
 /// Three steps (10 %, 50 %, 100 %) of 60 s each, error rate measured every 20 s
 /// (so 3 passing measurements per step), at most 1 %.
 fn spec(edges: &[(&str, &[&str])]) -> ReleaseSpec {
-    ReleaseSpec {
-        owner: "team-checkout".into(),
-        summary: None,
-        prometheus: None,
-        defaults: Some(Defaults {
-            steps: Some(
-                [10, 50, 100]
-                    .iter()
-                    .map(|&weight| Step {
-                        weight,
-                        bake: secs(60).into(),
-                    })
-                    .collect(),
-            ),
-            analysis: Some(Analysis {
-                interval: Some(secs(20).into()),
-                metrics: vec![Metric {
-                    name: "error-rate".into(),
-                    query: r#"rate(errors{service="{{service}}"}[1m])"#.into(),
-                    min: None,
-                    max: Some(0.01),
-                }],
-                ..Default::default()
-            }),
+    let mut spec = crate::plan::tests::spec(edges);
+    spec.owner = "team-checkout".into();
+    spec.defaults = Some(Defaults {
+        steps: Some(
+            [10, 50, 100]
+                .iter()
+                .map(|&weight| Step {
+                    weight,
+                    bake: secs(60).into(),
+                })
+                .collect(),
+        ),
+        analysis: Some(Analysis {
+            interval: Some(secs(20).into()),
+            metrics: vec![Metric {
+                name: "error-rate".into(),
+                query: r#"rate(errors{service="{{service}}"}[1m])"#.into(),
+                min: None,
+                max: Some(0.01),
+            }],
+            ..Default::default()
         }),
-        services: edges
-            .iter()
-            .map(|(name, deps)| ServiceSpec {
-                name: (*name).into(),
-                owner: None,
-                deployment: (*name).into(),
-                change: Change {
-                    images: [("main".to_owned(), format!("registry.example/{name}:v2"))].into(),
-                    ..Default::default()
-                },
-                depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
-                traffic: None,
-                steps: None,
-                analysis: None,
-            })
-            .collect(),
-        paused: None,
-        abort: None,
-        resume_hold: None,
-        hold_timeout: None,
-    }
+    });
+    spec
 }
 
 fn analysis(sim: &mut Sim) -> &mut Analysis {

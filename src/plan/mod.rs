@@ -237,7 +237,7 @@ impl<'a> Graph<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::{Change, ServiceSpec};
 
