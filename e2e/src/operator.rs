@@ -455,3 +455,13 @@ pub fn defaults_yaml(steps: &[(i32, u32)]) -> String {
         ERROR_RATE_QUERY
     )
 }
+
+/// The image of a Deployment's first container.
+pub fn first_image(d: &k8s_openapi::api::apps::v1::Deployment) -> String {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}

@@ -24,20 +24,6 @@ spec:
     )
 }
 
-fn image(d: &Deployment) -> String {
-    d.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .image
-        .clone()
-        .unwrap_or_default()
-}
-
 async fn start(
     prefix: &str,
 ) -> (
@@ -109,7 +95,7 @@ async fn someone_else_changing_the_deployment_holds_without_a_fight() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
     assert_eq!(
-        image(&deps.get("web").await.unwrap()),
+        op::first_image(&deps.get("web").await.unwrap()),
         "registry.example/web:hotfix"
     );
 
@@ -121,7 +107,7 @@ async fn someone_else_changing_the_deployment_holds_without_a_fight() {
         "canary left after abort"
     );
     assert_eq!(
-        image(&deps.get("web").await.unwrap()),
+        op::first_image(&deps.get("web").await.unwrap()),
         "registry.example/web:hotfix"
     );
     ns.delete().await;
@@ -150,11 +136,11 @@ async fn a_spec_changed_in_flight_holds_and_says_so() {
     // The canary runs the version the release started with, never the new spec's.
     let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
     assert_eq!(
-        image(&deps.get("web-canary").await.unwrap()),
+        op::first_image(&deps.get("web-canary").await.unwrap()),
         "registry.example/web:v2"
     );
     assert_eq!(
-        image(&deps.get("web").await.unwrap()),
+        op::first_image(&deps.get("web").await.unwrap()),
         "registry.example/web:v1"
     );
     ns.delete().await;

@@ -9,20 +9,6 @@ use kube::api::{Api, ListParams};
 use signalman_e2e::operator::{self as op, Operator};
 use signalman_e2e::{self as e2e, TestNamespace};
 
-fn image_of(d: &Deployment) -> String {
-    d.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .image
-        .clone()
-        .unwrap_or_default()
-}
-
 fn service_yaml(name: &str, deps: &[&str]) -> String {
     format!(
         "  - {{name: {name}, deployment: {name}, dependsOn: [{}], change: {{images: {{app: \"registry.example/{name}:v2\"}}}}}}\n",
@@ -61,7 +47,7 @@ async fn assert_all_promoted(client: &kube::Client, ns: &str, names: &[&str]) {
     for n in names {
         let d = deps.get(n).await.unwrap();
         assert_eq!(
-            image_of(&d),
+            op::first_image(&d),
             format!("registry.example/{n}:v2"),
             "Deployment {n}"
         );

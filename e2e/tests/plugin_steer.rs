@@ -27,20 +27,6 @@ async fn shop(client: &kube::Client, ns: &str, services: &[&str]) {
     }
 }
 
-fn image(d: &Deployment) -> String {
-    d.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .image
-        .clone()
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn abort_withdraws_the_canary_and_restores_what_was_promoted() {
     let client = e2e::client().await;
@@ -73,7 +59,7 @@ async fn abort_withdraws_the_canary_and_restores_what_was_promoted() {
     .await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
     assert_eq!(
-        image(&deployments.get("a").await.unwrap()),
+        op::first_image(&deployments.get("a").await.unwrap()),
         "registry.example/a:v2"
     );
 
@@ -102,7 +88,7 @@ async fn abort_withdraws_the_canary_and_restores_what_was_promoted() {
     assert_eq!(op::service(&status, "b").unwrap()["phase"], "Withdrawn");
     assert_eq!(op::service(&status, "a").unwrap()["phase"], "Restored");
     assert_eq!(
-        image(&deployments.get("a").await.unwrap()),
+        op::first_image(&deployments.get("a").await.unwrap()),
         "registry.example/a:v1"
     );
     assert!(
