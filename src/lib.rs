@@ -1,16 +1,16 @@
 //! Signalman: a Kubernetes operator that runs release trains.
 //!
-//! `api` holds the `Release` resource; `plan`, `engine` and the judging half of
-//! `analysis` are pure and decide; `traffic` and `controller` observe the
-//! cluster and act on the engine's decisions.
+//! The pure core lives in the `signalman-core` crate (`src/core/`) and is
+//! re-exported here: `api` holds the `Release` resource; `plan`, `engine` and
+//! `analysis` decide. This crate is the shell: `traffic` and `controller`
+//! observe the cluster and act on the engine's decisions, `plugin` is
+//! `kubectl signalman`.
 
-pub mod analysis;
-pub mod api;
+pub use signalman_core::{analysis, api, engine, plan};
+
 pub mod controller;
-pub mod engine;
 pub mod health;
 pub mod leader;
 pub mod metrics;
-pub mod plan;
 pub mod plugin;
 pub mod traffic;

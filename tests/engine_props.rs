@@ -10,7 +10,8 @@ use signalman::api::{
     Analysis, Change, Defaults, Metric, Phase, ReleaseSpec, ServicePhase, ServiceSpec, Step,
 };
 use signalman::engine::sim::{Pass, Sim};
-use signalman::engine::{Action, QueryResult, TemplateState, decide};
+use signalman::analysis::QueryResult;
+use signalman::engine::{Action, TemplateState, decide};
 
 const MAX: f64 = 0.01;
 

@@ -9,6 +9,7 @@
 pub mod act;
 pub mod cluster;
 pub mod observe;
+pub mod prometheus;
 pub mod template;
 
 use std::net::SocketAddr;
@@ -80,7 +81,7 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub config: Config,
-    pub prometheus: crate::analysis::prometheus::Prometheus,
+    pub prometheus: prometheus::Prometheus,
     /// What `/readyz` says: ready once the Release cache has synced.
     pub probe: Probe,
 }

@@ -321,7 +321,7 @@ pub async fn measure(
                 let metric = analysis.metrics.into_iter().find(|m| m.name == req.metric)?;
                 Some((svc, metric))
             }) {
-                None => crate::engine::QueryResult::Error(format!(
+                None => crate::analysis::QueryResult::Error(format!(
                     "metric {:?} of service {:?} is not in the spec",
                     req.metric, req.service
                 )),
@@ -341,7 +341,7 @@ pub async fn measure(
                     ctx.prometheus.instant(&url, &query).await
                 }
             };
-            if let crate::engine::QueryResult::Value(v) = &result {
+            if let crate::analysis::QueryResult::Value(v) = &result {
                 ctx.metrics
                     .measured(&ns, &rel.name_any(), &req.service, &req.metric, *v);
             }

@@ -1,13 +1,43 @@
-//! Measurement semantics (pure) and the Prometheus client (shell side).
+//! The measurement vocabulary and its semantics, all pure.
 //!
-//! [`judge`] turns what a query returned into an [`Outcome`]; [`render_query`]
-//! fills a metric's query template. Both are pure so the engine and the
-//! plugin's dry run agree on every number.
+//! The engine asks for [`MeasurementRequest`]s, the shell runs the queries
+//! (its Prometheus client lives in the controller) and hands back [`Taken`]
+//! measurements; [`judge`] turns what a query returned into an [`Outcome`] and
+//! [`render_query`] fills a metric's query template, so the engine and the
+//! plugin agree on every number.
 
-pub mod prometheus;
+use jiff::Timestamp;
 
 use crate::api::{Metric, NoDataPolicy, Outcome};
-use crate::engine::QueryResult;
+
+/// A measurement the engine wants taken now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeasurementRequest {
+    pub service: String,
+    pub metric: String,
+    /// Index of the step it belongs to.
+    pub step: i32,
+}
+
+/// A measurement the shell took.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Taken {
+    pub service: String,
+    pub metric: String,
+    pub step: i32,
+    pub result: QueryResult,
+    pub at: Timestamp,
+}
+
+/// What a query returned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueryResult {
+    Value(f64),
+    /// An empty result.
+    NoData,
+    /// Prometheus unreachable, a bad query, or a result that is not one number.
+    Error(String),
+}
 
 /// What a value inside `[min, max]` (inclusive) counts as, and why a value fails.
 ///

@@ -25,6 +25,7 @@ use jiff::Timestamp;
 
 use crate::api::{Phase, Release, ReleaseSpec, ReleaseStatus};
 
+use crate::analysis::{MeasurementRequest, QueryResult, Taken};
 pub use progress::due_measurements;
 
 /// Longest wait while the cluster converges on what the engine asked for
@@ -144,35 +145,6 @@ pub struct RouteObservation {
     pub found: bool,
     /// Someone else changed the backendRefs Signalman set.
     pub drifted: bool,
-}
-
-/// A measurement the engine wants taken now.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MeasurementRequest {
-    pub service: String,
-    pub metric: String,
-    /// Index of the step it belongs to.
-    pub step: i32,
-}
-
-/// A measurement the shell took.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Taken {
-    pub service: String,
-    pub metric: String,
-    pub step: i32,
-    pub result: QueryResult,
-    pub at: Timestamp,
-}
-
-/// What a query returned.
-#[derive(Clone, Debug, PartialEq)]
-pub enum QueryResult {
-    Value(f64),
-    /// An empty result.
-    NoData,
-    /// Prometheus unreachable, a bad query, or a result that is not one number.
-    Error(String),
 }
 
 /// One change to make in the cluster. Every action is idempotent: applying it

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::api::ObjectMeta;
+use kube::core::ObjectMeta;
 
 use super::{
     Action, CanaryObservation, Decision, MeasurementRequest, Observations, QueryResult,

@@ -1,6 +1,6 @@
 //! The shell side of analysis: run one instant query and reduce the answer to
-//! an [`engine::QueryResult`](crate::engine::QueryResult). Judging the number
-//! is pure and lives in the parent module.
+//! an [`analysis::QueryResult`](crate::analysis::QueryResult). Judging the
+//! number is pure and lives in the core's `analysis`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
 
-use crate::engine::QueryResult;
+use crate::analysis::QueryResult;
 
 /// How long one query may take before it counts as an error.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
