@@ -12,14 +12,20 @@ KUBECONFIG_E2E := $(CURDIR)/.e2e/kubeconfig
 PROM_PORT ?= 9090
 export PROMETHEUS_URL ?= http://127.0.0.1:$(PROM_PORT)
 
-.PHONY: test unit e2e crds check-crds build run cluster-up cluster-down
+.PHONY: test unit e2e crds check-crds build run cluster-up cluster-down prereqs
 
 ## test: unit tests, the CRD check and the e2e suite on the local control plane.
+# The prerequisite check comes first, before cargo builds anything.
 # e2e/test.sh brings the local cluster up if none is running, runs `make unit`
 # and the e2e suite, and stops the cluster again if it started it (also on
 # failure) unless KEEP_CLUSTER=1.
-test: check-crds build
+test: prereqs
+	@$(MAKE) --no-print-directory check-crds build
 	e2e/test.sh
+
+## prereqs: check every tool `make test` needs, saying how to install what is missing.
+prereqs:
+	@e2e/cluster/prereqs.sh test
 
 ## unit: fast tests of the pure core (simulated clock, property tests).
 unit:
@@ -50,7 +56,8 @@ check-crds:
 ## e2e: the end-to-end suite against .e2e/kubeconfig (see docs/testing.md).
 ## (Brings the local cluster up if needed and leaves it running. Against any
 ## other cluster: KUBECONFIG=... PROMETHEUS_URL=... cargo test -p signalman-e2e)
-e2e: build
+e2e: prereqs
+	@$(MAKE) --no-print-directory build
 	e2e/test.sh --e2e
 
 ## cluster-up: build (cached) and start the local control plane, Prometheus and

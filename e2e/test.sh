@@ -26,6 +26,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+check_prereqs test
 
 started=0
 finish() {

@@ -24,6 +24,9 @@ WORK="$CACHE/build"
 JOBS="${GO_BUILD_JOBS:-2}"
 
 [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
+# The Go that install_go (lib.sh) put in the cache exists only because the
+# machine's own was missing or too old: it comes first.
+[ -x "$CACHE/go-$GO_VERSION/bin/go" ] && export PATH="$CACHE/go-$GO_VERSION/bin:$PATH"
 export GOMODCACHE="${GOMODCACHE:-$CACHE/gomod}"
 export GOCACHE="${GOCACHE:-$CACHE/gocache}"
 export GOTOOLCHAIN="${GO_TOOLCHAIN:-local}"

@@ -1,4 +1,5 @@
-# Shared definitions for up.sh / down.sh / status.sh (sourced, not executed).
+# Shared definitions for up.sh / down.sh, test.sh, the demo and .ci/run
+# (sourced, not executed).
 # shellcheck shell=bash
 
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,6 +15,11 @@ export GOTOOLCHAIN="${GO_TOOLCHAIN:-local}"
 for d in /usr/local/go/bin "$HOME/.cargo/bin"; do
   case ":$PATH:" in *":$d:"*) ;; *) [ -d "$d" ] && PATH="$d:$PATH" ;; esac
 done
+# The Go that install_go puts in the cache always comes first (also before a
+# /usr/local/go that make or build.sh put in front): it exists only because
+# the machine's own Go was missing or too old.
+GO_CACHED="$SIGNALMAN_CACHE/go-$GO_VERSION"
+[ ! -x "$GO_CACHED/bin/go" ] || PATH="$GO_CACHED/bin:$PATH"
 export PATH
 
 E2E_DIR="${E2E_DIR:-$REPO/.e2e}"
@@ -37,7 +43,7 @@ KUBE_BIN="$BIN_ROOT/kubernetes-$KUBE_VERSION"
 KUBECTL_BIN="$BIN_ROOT/kubectl-$KUBE_VERSION"
 KWOK_BIN="$BIN_ROOT/kwok-$KWOK_VERSION"
 HELM_BIN="$BIN_ROOT/helm-$HELM_VERSION"
-PROMETHEUS_BIN="${PROMETHEUS_BIN:-$(command -v prometheus || echo /usr/bin/prometheus)}"
+PROMETHEUS_BIN="${PROMETHEUS_BIN:-$(command -v prometheus || true)}"
 
 # Started in this order, stopped in reverse.
 COMPONENTS=(etcd prometheus kube-apiserver kube-controller-manager kube-scheduler kwok traffic-sim)
@@ -68,7 +74,7 @@ alive_pid() {
 }
 component_binary_name() {
   case "$1" in
-    prometheus) basename "$PROMETHEUS_BIN" ;;
+    prometheus) basename "${PROMETHEUS_BIN:-prometheus}" ;;
     *) echo "$1" ;;
   esac
 }
@@ -250,4 +256,187 @@ print_summary() {
     stop:         make cluster-down
 
 EOF
+}
+
+# --- prerequisites -----------------------------------------------------------------
+# Checked before anything is built: a cold build of the control plane takes
+# about half an hour, too long to wait for news of a missing tool.
+
+# version_ge A B: true if version A (e.g. 1.26.8) is at least B.
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+
+# The version of the go on PATH, without switching toolchains (empty if none).
+go_local_version() {
+  local v
+  v=$(GOTOOLCHAIN=local GOFLAGS='' go env GOVERSION 2>/dev/null) || return 1
+  v=${v#go}
+  case "$v" in [0-9]*) echo "${v%%[!0-9.]*}" ;; *) return 1 ;; esac
+}
+
+# The oldest Go that builds the pinned modules: GO_MIN_VERSION, or more if a
+# pinned module's go.mod in the module cache asks for more.
+go_min_version() {
+  local min="$GO_MIN_VERSION" f v
+  for f in "k8s.io/kubernetes/@v/$KUBE_VERSION.mod" \
+    "go.etcd.io/etcd/server/v3/@v/$ETCD_VERSION.mod" \
+    "go.etcd.io/etcd/etcdctl/v3/@v/$ETCD_VERSION.mod" \
+    "sigs.k8s.io/kwok/@v/$KWOK_VERSION.mod" \
+    "helm.sh/helm/v3/@v/$HELM_VERSION.mod"; do
+    f="$GOMODCACHE/cache/download/$f"
+    [ -f "$f" ] || continue
+    v=$(sed -n 's/^go \([0-9][0-9.]*\).*/\1/p' "$f" | head -n1)
+    if [ -n "$v" ] && ! version_ge "$min" "$v"; then min=$v; fi
+  done
+  echo "$min"
+}
+
+# The Rust version the workspace declares (rust-version in Cargo.toml).
+rust_min_version() { sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$REPO/Cargo.toml" | head -n1; }
+
+# check_prereqs cluster|test: every tool `make cluster-up` / `make demo`
+# (cluster) or `make test` (test: also what the e2e tests run) needs. Prints
+# one line per missing tool with the Debian command that installs it, all at
+# once, and fails if any is missing.
+check_prereqs() {
+  local scope="${1:-cluster}" missing=() v min
+  # need <command> <how to install it>
+  need() { type -P "$1" >/dev/null || missing+=("$1 is missing: $2"); }
+
+  min=$(go_min_version)
+  local go_hint="e2e/cluster/install-go.sh   # Go $GO_VERSION into $SIGNALMAN_CACHE, through \$GOPROXY or else Debian's golang-go (root)"
+  if ! type -P go >/dev/null; then
+    missing+=("go >= $min is missing: $go_hint")
+  elif ! v=$(go_local_version); then
+    missing+=("go at $(type -P go) does not run: $go_hint")
+  elif [ "$GOTOOLCHAIN" != local ]; then
+    # The local go downloads and runs $GOTOOLCHAIN itself (Go 1.21 and later).
+    version_ge "$v" 1.21 || missing+=("go $v at $(type -P go) cannot switch to GO_TOOLCHAIN=$GOTOOLCHAIN (needs 1.21+): $go_hint")
+    version_ge "${GOTOOLCHAIN#go}" "$min" || missing+=("GO_TOOLCHAIN=$GOTOOLCHAIN in versions.env is older than the Go $min the pinned modules need")
+  elif ! version_ge "$v" "$min"; then
+    missing+=("go >= $min is missing (go $v at $(type -P go) is too old): $go_hint")
+  fi
+
+  min=$(rust_min_version)
+  if ! type -P cargo >/dev/null; then
+    missing+=("cargo (Rust >= $min) is missing: apt-get install cargo-web (Debian 12; its cargo package is too old), or rustup")
+  else
+    v=$(cargo --version 2>/dev/null | awk '{print $2}') || v=""
+    v=${v%%-*}
+    if [ -z "$v" ]; then
+      missing+=("cargo at $(type -P cargo) does not run (cargo --version fails): apt-get install cargo-web (Debian 12), or rustup default stable")
+    elif ! version_ge "$v" "$min"; then
+      missing+=("cargo >= $min is missing (cargo $v at $(type -P cargo) is too old): apt-get install cargo-web (Debian 12), or rustup update")
+    fi
+  fi
+  need cc "apt-get install build-essential   # C compiler and linker for cargo"
+  [ -x "$PROMETHEUS_BIN" ] ||
+    missing+=("prometheus is missing: apt-get install prometheus   # or set PROMETHEUS_BIN")
+  need openssl "apt-get install openssl"
+  need curl "apt-get install curl"
+  [ -r /etc/ssl/certs/ca-certificates.crt ] ||
+    missing+=("CA certificates are missing (go and cargo download over TLS): apt-get install ca-certificates")
+  need flock "apt-get install util-linux"
+  need setsid "apt-get install util-linux"
+  if [ "$scope" = test ]; then
+    need make "apt-get install make"
+    # The e2e tests run these as programs, not as shell builtins.
+    need kill "apt-get install procps"
+    need "${LUA:-lua5.4}" "apt-get install lua5.4   # or set LUA"
+    need tmux "apt-get install tmux"
+  fi
+  unset -f need
+
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local m
+  for m in "${missing[@]}"; do printf '%s\n' "$m" >&2; done
+  printf '%s prerequisite(s) missing, nothing was built; install them as above (as root), see docs/testing.md\n' \
+    "${#missing[@]}" >&2
+  return 1
+}
+
+# install_go: make a Go new enough for the pinned modules the first go on PATH,
+# installing Go $GO_VERSION into $GO_CACHED if the machine has none. The
+# toolchain is the golang.org/toolchain module (what GOTOOLCHAIN switching
+# runs). Where it comes from is the machine's configuration, never a host
+# written here:
+#   1. GOPROXY set: from its first URL entry (direct and off are skipped);
+#   2. else a go that is there but too old, or Debian's golang-go installed
+#      with apt-get, fetches it through its own proxy setting: Go 1.21 and
+#      later by switching (GOTOOLCHAIN=go$GO_VERSION); older ones, such as
+#      Debian 12's 1.19, predate GOTOOLCHAIN and get the same module with
+#      `go mod download` instead, which we unpack ourselves;
+#   3. else it fails, saying how to install Go.
+install_go() {
+  local min v arch mod ver tmp p proxy="" zip="" dir=""
+  min=$(go_min_version)
+  if v=$(go_local_version) && version_ge "$v" "$min"; then
+    say "go $v at $(type -P go)"
+    return 0
+  fi
+  case "$(uname -m)" in
+    x86_64) arch=amd64 ;;
+    aarch64 | arm64) arch=arm64 ;;
+    *) say "no Go toolchain for $(uname -m) here; install Go >= $min yourself" >&2; return 1 ;;
+  esac
+  mod=golang.org/toolchain ver="v0.0.1-go$GO_VERSION.linux-$arch"
+  mkdir -p "$SIGNALMAN_CACHE"
+  tmp=$(mktemp -d "$SIGNALMAN_CACHE/go-install.XXXXXX")
+
+  p=${GOPROXY:-}
+  for p in ${p//[,|]/ }; do
+    case "$p" in direct | off) ;; *) proxy=${p%/} && break ;; esac
+  done
+  if [ -n "$proxy" ]; then
+    say "fetching Go $GO_VERSION ($mod@$ver) from the first URL in \$GOPROXY"
+    curl -fsSL -o "$tmp/go.zip" "$proxy/$mod/@v/$ver.zip" && zip="$tmp/go.zip"
+    [ -n "$zip" ] || { say "could not fetch $mod@$ver from $proxy" >&2; rm -rf "$tmp"; return 1; }
+  else
+    if ! type -P go >/dev/null; then
+      if type -P apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        say "apt-get install golang-go (to fetch Go $GO_VERSION with it)"
+        apt-get update -q >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends golang-go >&2
+      else
+        say "go is missing: install Go >= $min (as root: apt-get install golang-go, then e2e/cluster/install-go.sh), or set GOPROXY and rerun" >&2
+        rm -rf "$tmp"
+        return 1
+      fi
+    fi
+    v=$(go_local_version) || { say "go at $(type -P go) does not run" >&2; rm -rf "$tmp"; return 1; }
+    if version_ge "$v" "$min"; then
+      say "go $v at $(type -P go)"
+      rm -rf "$tmp"
+      return 0
+    fi
+    if version_ge "$v" 1.21; then
+      say "go $v is too old: GOTOOLCHAIN=go$GO_VERSION (go fetches it through its GOPROXY)"
+      dir=$(GOTOOLCHAIN="go$GO_VERSION" GOFLAGS='' go env GOROOT) || dir=""
+    else
+      say "go $v is too old and predates GOTOOLCHAIN: go mod download $mod@$ver (through its GOPROXY)"
+      zip=$(cd "$tmp" && GO111MODULE=on GOFLAGS='' go mod download -json "$mod@$ver" |
+        sed -n 's/^[[:space:]]*"Zip": "\(.*\)",*$/\1/p') || zip=""
+    fi
+    [ -n "$zip$dir" ] || { say "go $v could not fetch Go $GO_VERSION" >&2; rm -rf "$tmp"; return 1; }
+  fi
+
+  rm -rf "$GO_CACHED" "$GO_CACHED.tmp"
+  if [ -n "$zip" ]; then
+    type -P unzip >/dev/null || { say "unzip is missing: apt-get install unzip" >&2; rm -rf "$tmp"; return 1; }
+    unzip -q "$zip" -d "$tmp/unz"
+    mv "$tmp/unz/$mod@$ver" "$GO_CACHED.tmp"
+    # Module zips keep no file modes.
+    chmod -R u+w "$GO_CACHED.tmp"
+    chmod +x "$GO_CACHED.tmp"/bin/* "$GO_CACHED.tmp"/pkg/tool/*/*
+    mv "$GO_CACHED.tmp" "$GO_CACHED"
+  else
+    # Already unpacked (and executable) in the module cache.
+    ln -s "$dir" "$GO_CACHED"
+  fi
+  rm -rf "$tmp"
+  v=$(PATH="$GO_CACHED/bin:$PATH" go_local_version) ||
+    { say "the Go unpacked in $GO_CACHED does not run" >&2; return 1; }
+  version_ge "$v" "$min" ||
+    { say "GO_VERSION=$GO_VERSION in versions.env is older than the Go $min the pinned modules need" >&2; return 1; }
+  export PATH="$GO_CACHED/bin:$PATH"
+  say "go $v installed in $GO_CACHED"
 }

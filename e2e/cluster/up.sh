@@ -17,6 +17,7 @@ shopt -s inherit_errexit
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
+check_prereqs cluster
 
 T0=$SECONDS
 elapsed() { echo "$((SECONDS - T0))s"; }
@@ -41,7 +42,6 @@ done
 # --- binaries -----------------------------------------------------------------
 say "building / locating binaries (cached in $SIGNALMAN_CACHE/bin)"
 "$HERE/build.sh"
-[ -x "$PROMETHEUS_BIN" ] || die "prometheus not found (apt-get install prometheus, or set PROMETHEUS_BIN)"
 
 # The traffic simulator is cached by a hash of its sources, so a warm start
 # never waits for cargo (whose target dir other builds may hold locked).

@@ -17,6 +17,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../cluster/lib.sh
 source "$HERE/../cluster/lib.sh"
 source "$HERE/lib.sh"
+check_prereqs cluster
 
 T0=$SECONDS
 CHECK="${DEMO_CHECK:-0}"
