@@ -4,16 +4,18 @@
 //! (`signalman_releases{phase}`, `signalman_service_weight`) are computed at
 //! scrape time from the controller's Release cache, so a deleted release
 //! leaves no stale series and a follower replica (no cache) exports none.
-//! Counters and histograms that describe what happened (measurements, breaches,
-//! rollbacks, breach-to-weight-zero time, reconciles) are fed by the leader from
-//! the status transitions it writes: [`Metrics::record_transition`] compares
-//! the status a release had with the one the engine decided.
+//! Counters and histograms that describe what happened (measurements, holds,
+//! breaches, rollbacks, breach-to-weight-zero time, reconciles) are fed by the
+//! leader from the engine's typed decision once its status is written
+//! ([`Metrics::record`]); their label values are the API's own names.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use crate::api::{Phase, Release};
+use crate::engine::{Decision, NoticeKind};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
@@ -23,24 +25,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
-
-use crate::api::{Phase, Release, ReleaseStatus};
 
 /// Content type of [`Metrics::encode`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-const ALL_PHASES: [Phase; 8] = [
-    Phase::Pending,
-    Phase::AwaitingGates,
-    Phase::Progressing,
-    Phase::Paused,
-    Phase::RollingBack,
-    Phase::Succeeded,
-    Phase::RolledBack,
-    Phase::Failed,
-];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MeasurementLabels {
@@ -56,8 +44,9 @@ struct ServiceLabels {
     service: String,
 }
 
+/// A rollback's or a hold's reason in one namespace.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RollbackLabels {
+struct ReasonLabels {
     namespace: String,
     reason: String,
 }
@@ -99,7 +88,8 @@ pub struct Metrics {
     registry: Arc<Registry>,
     measurements: Family<MeasurementLabels, Counter>,
     breaches: Family<ServiceLabels, Counter>,
-    rollbacks: Family<RollbackLabels, Counter>,
+    rollbacks: Family<ReasonLabels, Counter>,
+    holds: Family<ReasonLabels, Counter>,
     breach_to_weight_zero: Histogram,
     reconcile_duration: Histogram,
     reconcile_errors: Family<ErrorLabels, Counter>,
@@ -139,11 +129,17 @@ impl Metrics {
             "Breaches: a service's failed measurements exceeded the failure limit",
             breaches.clone(),
         );
-        let rollbacks = Family::<RollbackLabels, Counter>::default();
+        let rollbacks = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "rollbacks",
             "Rollbacks begun, by reason (Breach, Abort, HoldTimeout)",
             rollbacks.clone(),
+        );
+        let holds = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "holds",
+            "Holds placed, by reason (ErrorLimit, InconclusiveLimit, Drift, SpecChanged)",
+            holds.clone(),
         );
         // A rollback is only as good as how fast the bad canary stops taking
         // traffic; seconds to a few minutes (a long analysis interval) is the range.
@@ -203,6 +199,7 @@ impl Metrics {
             measurements,
             breaches,
             rollbacks,
+            holds,
             breach_to_weight_zero,
             reconcile_duration,
             reconcile_errors,
@@ -221,47 +218,41 @@ impl Metrics {
         let _ = self.releases.set(store);
     }
 
-    /// Count what changed between the status `release` has and `new`, the one
-    /// just written: new measurements by outcome and the start of a rollback.
-    /// Call it only for a status actually written, so nothing counts twice.
-    pub fn record_transition(&self, release: &Release, new: &ReleaseStatus) {
-        let namespace = release.namespace().unwrap_or_default();
-        let old = release.status.as_ref();
-        for service in &new.services {
-            let before = old.and_then(|o| o.services.iter().find(|s| s.name == service.name));
-            for m in &service.measurements {
-                let seen = before.is_some_and(|b| {
-                    b.measurements
-                        .iter()
-                        .any(|o| o.metric == m.metric && o.step == m.step && o.at == m.at)
-                });
-                if !seen {
-                    self.measurements
-                        .get_or_create(&MeasurementLabels {
-                            namespace: namespace.clone(),
-                            service: service.name.clone(),
-                            metric: m.metric.clone(),
-                            outcome: label(&m.outcome),
-                        })
-                        .inc();
-                }
-            }
-        }
-        let rollback_began = old.is_none_or(|o| o.rollback.is_none());
-        if let (true, Some(cause)) = (rollback_began, &new.rollback) {
-            self.rollbacks
-                .get_or_create(&RollbackLabels {
-                    namespace: namespace.clone(),
-                    reason: cause.reason.clone(),
+    /// Count what `decision` says happened in `namespace`: the measurements
+    /// it judged, the holds it placed and the rollbacks it began. Call it only
+    /// once its status is written, so a decision made again counts nothing twice.
+    pub fn record(&self, namespace: &str, decision: &Decision) {
+        for j in &decision.judged {
+            self.measurements
+                .get_or_create(&MeasurementLabels {
+                    namespace: namespace.to_owned(),
+                    service: j.service.clone(),
+                    metric: j.metric.clone(),
+                    outcome: j.outcome.as_str().to_owned(),
                 })
                 .inc();
-            if cause.reason == "Breach" {
-                self.breaches
-                    .get_or_create(&ServiceLabels {
-                        namespace: namespace.clone(),
-                        service: cause.service.clone().unwrap_or_default(),
-                    })
-                    .inc();
+        }
+        for notice in &decision.notices {
+            let reason = |r: &str| ReasonLabels {
+                namespace: namespace.to_owned(),
+                reason: r.to_owned(),
+            };
+            match notice.kind {
+                NoticeKind::Held(r) => {
+                    self.holds.get_or_create(&reason(r.as_str())).inc();
+                }
+                NoticeKind::RollbackBegan(r) => {
+                    self.rollbacks.get_or_create(&reason(r.as_str())).inc();
+                    if r == crate::api::RollbackReason::Breach {
+                        self.breaches
+                            .get_or_create(&ServiceLabels {
+                                namespace: namespace.to_owned(),
+                                service: notice.service.clone().unwrap_or_default(),
+                            })
+                            .inc();
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -356,15 +347,6 @@ impl Drop for ReconcileTimer {
     }
 }
 
-/// The serde name of a unit enum variant (`Pass`, `RollingBack`, ...), so
-/// label values match what `kubectl get` shows.
-fn label<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::from("Unknown"),
-    }
-}
-
 struct ReleaseCollector {
     store: Arc<OnceLock<Store<Release>>>,
 }
@@ -381,7 +363,7 @@ impl Collector for ReleaseCollector {
             return Ok(());
         };
         let releases = store.state();
-        let (by_phase, weights) = release_gauges(releases.iter().map(|r| r.as_ref()));
+        let (by_phase, weights, effective) = release_gauges(releases.iter().map(|r| r.as_ref()));
         let m = encoder.encode_descriptor(
             "releases",
             "Releases by phase (Pending includes releases without a status yet)",
@@ -391,28 +373,38 @@ impl Collector for ReleaseCollector {
         by_phase.encode(m)?;
         let m = encoder.encode_descriptor(
             "service_weight",
-            "Percent of traffic a service's canary should get now, per release",
+            "Percent of traffic a service's canary should get now (the step's declared weight), per release",
             None,
             weights.metric_type(),
         )?;
-        weights.encode(m)
+        weights.encode(m)?;
+        let m = encoder.encode_descriptor(
+            "service_effective_weight",
+            "Percent of traffic a service's canary really gets now (share of available pods, or the route weight)",
+            None,
+            effective.metric_type(),
+        )?;
+        effective.encode(m)
     }
 }
 
+type Gauges = Family<WeightLabels, Gauge>;
+
 fn release_gauges<'a>(
     releases: impl Iterator<Item = &'a Release>,
-) -> (Family<PhaseLabels, Gauge>, Family<WeightLabels, Gauge>) {
+) -> (Family<PhaseLabels, Gauge>, Gauges, Gauges) {
     let by_phase = Family::<PhaseLabels, Gauge>::default();
     // Every phase is exported, zeros included, so a dashboard's "RollingBack"
     // panel reads 0 rather than "no data".
-    for phase in ALL_PHASES {
+    for phase in Phase::ALL {
         by_phase
             .get_or_create(&PhaseLabels {
-                phase: label(&phase),
+                phase: phase.as_str().to_owned(),
             })
             .set(0);
     }
-    let weights = Family::<WeightLabels, Gauge>::default();
+    let weights = Gauges::default();
+    let effective = Gauges::default();
     for release in releases {
         let phase = release
             .status
@@ -421,31 +413,33 @@ fn release_gauges<'a>(
             .unwrap_or_default();
         by_phase
             .get_or_create(&PhaseLabels {
-                phase: label(&phase),
+                phase: phase.as_str().to_owned(),
             })
             .inc();
         for service in release.status.iter().flat_map(|s| &s.services) {
+            let labels = WeightLabels {
+                namespace: release.namespace().unwrap_or_default(),
+                release: release.name_any(),
+                service: service.name.clone(),
+            };
             weights
-                .get_or_create(&WeightLabels {
-                    namespace: release.namespace().unwrap_or_default(),
-                    release: release.name_any(),
-                    service: service.name.clone(),
-                })
+                .get_or_create(&labels)
                 .set(i64::from(service.weight));
+            effective
+                .get_or_create(&labels)
+                .set(i64::from(service.effective_weight.unwrap_or(0)));
         }
     }
-    (by_phase, weights)
+    (by_phase, weights, effective)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Measurement, Outcome, ReleaseSpec, RollbackCause, ServiceStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    fn t(secs: i64) -> Time {
-        Time(jiff::Timestamp::from_second(secs).unwrap())
-    }
+    use crate::api::{
+        HoldReason, Outcome, ReleaseSpec, ReleaseStatus, RollbackReason, ServiceStatus,
+    };
+    use crate::engine::{Judged, Notice};
 
     fn release(status: Option<ReleaseStatus>) -> Release {
         let spec: ReleaseSpec = serde_json::from_value(serde_json::json!({
@@ -458,23 +452,27 @@ mod tests {
         r
     }
 
-    fn measurement(step: i32, at: i64, outcome: Outcome) -> Measurement {
-        Measurement {
-            metric: "error-rate".into(),
-            step,
-            value: Some(0.5),
-            outcome,
-            message: None,
-            at: t(at),
-        }
-    }
-
-    fn service(weight: i32, measurements: Vec<Measurement>) -> ServiceStatus {
-        ServiceStatus {
-            name: "api".into(),
-            weight,
-            measurements,
-            ..Default::default()
+    fn decision(judged: &[Outcome], notices: &[NoticeKind]) -> Decision {
+        Decision {
+            actions: Vec::new(),
+            status: ReleaseStatus::default(),
+            requeue_after: None,
+            notices: notices
+                .iter()
+                .map(|&kind| Notice {
+                    kind,
+                    service: Some("api".into()),
+                    message: String::new(),
+                })
+                .collect(),
+            judged: judged
+                .iter()
+                .map(|&outcome| Judged {
+                    service: "api".into(),
+                    metric: "error-rate".into(),
+                    outcome,
+                })
+                .collect(),
         }
     }
 
@@ -489,54 +487,25 @@ mod tests {
     }
 
     #[test]
-    fn counts_only_new_measurements() {
+    fn counts_what_each_decision_judged() {
         let m = Metrics::new();
-        let before = ReleaseStatus {
-            services: vec![service(5, vec![measurement(0, 10, Outcome::Pass)])],
-            ..Default::default()
-        };
-        let after = ReleaseStatus {
-            services: vec![service(
-                5,
-                vec![
-                    measurement(0, 10, Outcome::Pass),
-                    measurement(0, 20, Outcome::Pass),
-                    measurement(0, 30, Outcome::Fail),
-                ],
-            )],
-            ..Default::default()
-        };
-        m.record_transition(&release(Some(before)), &after);
-        // Deciding again on the written status must not count anything twice.
-        m.record_transition(&release(Some(after.clone())), &after);
+        m.record("shop", &decision(&[Outcome::Pass], &[]));
+        m.record("shop", &decision(&[Outcome::Pass, Outcome::Fail], &[]));
         let text = m.encode();
         let pass = r#"signalman_measurements_total{namespace="shop",service="api",metric="error-rate",outcome="Pass"}"#;
         let fail = r#"signalman_measurements_total{namespace="shop",service="api",metric="error-rate",outcome="Fail"}"#;
-        assert_eq!(sample(&text, pass), Some(1.0), "{text}");
+        assert_eq!(sample(&text, pass), Some(2.0), "{text}");
         assert_eq!(sample(&text, fail), Some(1.0), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]
-    fn breach_counts_once_and_weight_zero_time_is_a_histogram() {
+    fn a_breach_is_a_rollback_and_weight_zero_time_is_a_histogram() {
         let m = Metrics::new();
-        let progressing = ReleaseStatus {
-            phase: Some(Phase::Progressing),
-            ..Default::default()
-        };
-        let rolling_back = ReleaseStatus {
-            phase: Some(Phase::RollingBack),
-            rollback: Some(RollbackCause {
-                reason: "Breach".into(),
-                message: "error-rate 0.3 > 0.01".into(),
-                service: Some("api".into()),
-                first_deviation_at: Some(t(100)),
-                at: t(104),
-            }),
-            ..Default::default()
-        };
-        m.record_transition(&release(Some(progressing)), &rolling_back);
-        m.record_transition(&release(Some(rolling_back.clone())), &rolling_back);
+        m.record(
+            "shop",
+            &decision(&[], &[NoticeKind::RollbackBegan(RollbackReason::Breach)]),
+        );
         // The controller times weight 0 itself, when its write succeeded.
         m.breach_to_zero(4.25);
         let text = m.encode();
@@ -580,24 +549,31 @@ mod tests {
     }
 
     #[test]
-    fn abort_is_a_rollback_but_not_a_breach() {
+    fn abort_is_a_rollback_but_not_a_breach_and_holds_count_by_reason() {
         let m = Metrics::new();
-        let aborted = ReleaseStatus {
-            rollback: Some(RollbackCause {
-                reason: "Abort".into(),
-                message: "aborted".into(),
-                service: None,
-                first_deviation_at: None,
-                at: t(5),
-            }),
-            ..Default::default()
-        };
-        m.record_transition(&release(None), &aborted);
+        m.record(
+            "shop",
+            &decision(
+                &[],
+                &[
+                    NoticeKind::Held(HoldReason::ErrorLimit),
+                    NoticeKind::RollbackBegan(RollbackReason::Abort),
+                    NoticeKind::Promoted,
+                ],
+            ),
+        );
         let text = m.encode();
         assert_eq!(
             sample(
                 &text,
                 r#"signalman_rollbacks_total{namespace="shop",reason="Abort"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"signalman_holds_total{namespace="shop",reason="ErrorLimit"}"#
             ),
             Some(1.0)
         );
@@ -652,11 +628,16 @@ mod tests {
     fn release_gauges_count_every_phase_and_weights() {
         let progressing = release(Some(ReleaseStatus {
             phase: Some(Phase::Progressing),
-            services: vec![service(25, vec![])],
+            services: vec![ServiceStatus {
+                name: "api".into(),
+                weight: 10,
+                effective_weight: Some(33),
+                ..Default::default()
+            }],
             ..Default::default()
         }));
         let fresh = release(None);
-        let (by_phase, weights) = release_gauges([&progressing, &fresh].into_iter());
+        let (by_phase, weights, effective) = release_gauges([&progressing, &fresh].into_iter());
         let get = |p: &str| {
             by_phase
                 .get(&PhaseLabels { phase: p.into() })
@@ -664,14 +645,15 @@ mod tests {
         };
         assert_eq!(get("Progressing"), Some(1));
         assert_eq!(get("Pending"), Some(1));
-        assert_eq!(get("RollingBack"), Some(0));
-        assert!(ALL_PHASES.iter().all(|p| get(&label(p)).is_some()));
-        let w = weights.get(&WeightLabels {
+        assert_eq!(get("Held"), Some(0));
+        assert!(Phase::ALL.iter().all(|p| get(p.as_str()).is_some()));
+        let labels = WeightLabels {
             namespace: "shop".into(),
             release: "train".into(),
             service: "api".into(),
-        });
-        assert_eq!(w.map(|g| g.get()), Some(25));
+        };
+        assert_eq!(weights.get(&labels).map(|g| g.get()), Some(10));
+        assert_eq!(effective.get(&labels).map(|g| g.get()), Some(33));
     }
 
     #[test]

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use proptest::prelude::*;
+use signalman::analysis::QueryResult;
 use signalman::api::{
     Analysis, Change, Defaults, Metric, Phase, ReleaseSpec, ServicePhase, ServiceSpec, Step,
 };
 use signalman::engine::sim::{Pass, Sim};
-use signalman::analysis::QueryResult;
 use signalman::engine::{Action, TemplateState, decide};
 
 const MAX: f64 = 0.01;

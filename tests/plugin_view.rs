@@ -194,7 +194,7 @@ fn abort_says_which_canaries_go_to_zero_and_what_is_restored_in_which_order() {
 fn resume_refuses_a_spec_changed_hold_while_the_spec_still_differs() {
     let mut r = release("held");
     let status = r.status.as_mut().unwrap();
-    status.hold.as_mut().unwrap().reason = "SpecChanged".into();
+    status.hold.as_mut().unwrap().reason = signalman::api::HoldReason::SpecChanged;
     status.spec_hash = Some("the-spec-it-started-with".into());
     let refusal = steer::resume(&r).unwrap_err();
     assert!(!refusal.done);

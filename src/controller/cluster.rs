@@ -5,14 +5,14 @@
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use kube::core::ApiResource;
 use kube::{Client, Resource};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::fmt::Debug;
 
 use super::Error;
 use crate::api::FIELD_MANAGER;
 use crate::metrics::Metrics;
+use crate::traffic::Write;
 
 /// Client, namespace and write counter for one reconcile.
 #[derive(Clone)]
@@ -44,79 +44,36 @@ impl Cluster {
         self.api::<K>().get_opt(name).await.map_err(Error::Kube)
     }
 
-    /// Server-side apply `body` (a partial object: only the fields Signalman
-    /// owns) to the object `name` of type `K`, taking those fields over.
-    pub async fn apply<K>(&self, name: &str, body: Value) -> Result<K, Error>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Debug,
-    {
-        let body = typed::<K>(body);
-        let out = self
-            .api::<K>()
-            .patch(name, &apply_params(), &Patch::Apply(&body))
-            .await
-            .map_err(Error::Kube)?;
-        self.metrics.wrote(&K::kind(&()), "apply");
-        Ok(out)
-    }
-
-    /// Server-side apply of a whole typed object built by Signalman.
-    pub async fn apply_object<K>(&self, obj: &K) -> Result<K, Error>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + Debug,
-    {
-        let name = obj.meta().name.clone().unwrap_or_default();
-        let body = serde_json::to_value(obj).map_err(Error::Serialize)?;
-        self.apply::<K>(&name, body).await
-    }
-
-    pub async fn apply_dynamic(
-        &self,
-        ar: &ApiResource,
-        name: &str,
-        mut body: Value,
-    ) -> Result<DynamicObject, Error> {
-        body["apiVersion"] = ar.api_version.clone().into();
-        body["kind"] = ar.kind.clone().into();
-        body["metadata"]["name"] = name.into();
-        let out = self
-            .dynamic(ar)
-            .patch(name, &apply_params(), &Patch::Apply(&body))
-            .await
-            .map_err(Error::Kube)?;
-        self.metrics.wrote(&ar.kind, "apply");
-        Ok(out)
+    /// Carry out one write a traffic provider (or the shell) asked for.
+    pub async fn execute(&self, write: &Write) -> Result<(), Error> {
+        match write {
+            Write::Apply {
+                resource,
+                name,
+                body,
+            } => {
+                self.dynamic(resource)
+                    .patch(name, &apply_params(), &Patch::Apply(body))
+                    .await
+                    .map_err(Error::Kube)?;
+                self.metrics.wrote(&resource.kind, "apply");
+                Ok(())
+            }
+            Write::Delete { resource, name } => self.delete(resource, name).await,
+            Write::Release { resource, name } => self.release_fields(resource, name).await,
+        }
     }
 
     /// Delete `name`, waiting for its dependents (pods) first, so the object is
     /// visible until nothing it owned can still take traffic. Absent is fine.
-    pub async fn delete<K>(&self, name: &str) -> Result<(), Error>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Debug,
-    {
-        let api = self.api::<K>();
-        match api.get_opt(name).await.map_err(Error::Kube)? {
-            None => return Ok(()),
-            Some(o) if o.meta().deletion_timestamp.is_some() => return Ok(()),
-            Some(_) => {}
-        }
+    async fn delete(&self, ar: &ApiResource, name: &str) -> Result<(), Error> {
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Foreground),
             ..DeleteParams::default()
         };
-        match api.delete(name, &dp).await {
+        match self.dynamic(ar).delete(name, &dp).await {
             Ok(_) => {
-                self.metrics.wrote(&K::kind(&()), "delete");
+                self.metrics.wrote(&ar.kind, "delete");
                 Ok(())
             }
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
@@ -166,11 +123,4 @@ impl Cluster {
 
 pub fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
-}
-
-/// Set `apiVersion` and `kind` from the type: apply bodies must carry them.
-pub fn typed<K: Resource<DynamicType = ()>>(mut body: Value) -> Value {
-    body["apiVersion"] = K::api_version(&()).into();
-    body["kind"] = K::kind(&()).into();
-    body
 }

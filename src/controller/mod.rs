@@ -28,8 +28,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::api::{RELEASE_LABEL, Release};
-use crate::engine::{self, Action};
+use crate::api::{RELEASE_LABEL, Release, RollbackReason};
+use crate::engine::{self, Action, NoticeKind};
 use crate::health::{Probe, Readiness};
 use crate::metrics::Metrics;
 use crate::traffic::gateway::http_route_resource;
@@ -319,13 +319,16 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
         act::apply(&cluster, &rel, &world, action).await?;
         zeroed |= matches!(action, Action::SetCanaryWeight { weight: 0, .. });
     }
+    let breached = decision
+        .notices
+        .iter()
+        .any(|n| n.kind == NoticeKind::RollbackBegan(RollbackReason::Breach));
     if zeroed
-        && status.rollback.is_none()
+        && breached
         && let Some(first) = decision
             .status
             .rollback
             .as_ref()
-            .filter(|r| r.reason == "Breach")
             .and_then(|r| r.first_deviation_at.as_ref())
     {
         let secs = (jiff::Timestamp::now() - first.0)
@@ -340,19 +343,21 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
 
     for notice in &decision.notices {
         let event = Event {
-            type_: if notice.warning {
+            type_: if notice.kind.warning() {
                 EventType::Warning
             } else {
                 EventType::Normal
             },
-            reason: notice.reason.clone(),
+            reason: notice.kind.reason().to_owned(),
             note: Some(notice.message.chars().take(1000).collect()),
             action: "Reconcile".into(),
             secondary: None,
         };
         match ctx.recorder.publish(&event, &rel.object_ref(&())).await {
             Ok(()) => ctx.metrics.wrote("Event", "create"),
-            Err(e) => tracing::warn!(error = %e, reason = %notice.reason, "publishing an event"),
+            Err(e) => {
+                tracing::warn!(error = %e, reason = notice.kind.reason(), "publishing an event")
+            }
         }
     }
 
@@ -369,7 +374,7 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
             .await
             .map_err(Error::Kube)?;
         ctx.metrics.wrote("Release/status", "apply");
-        ctx.metrics.record_transition(&rel, &decision.status);
+        ctx.metrics.record(&ns, &decision);
     }
     Ok(match decision.requeue_after {
         Some(d) => Requeue::requeue(d),

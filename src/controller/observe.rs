@@ -1,84 +1,31 @@
 //! Observe: read everything one decision needs and reduce it to
 //! `engine::Observations`. Reading and reducing are split so the reduction is
-//! plain data in, data out.
+//! plain data in, data out; what traffic is in effect is each provider's to say.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
-use kube::api::{DynamicObject, ListParams};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::ListParams;
 use kube::{Resource, ResourceExt};
-use serde_json::Value;
 
 use super::cluster::Cluster;
-use super::template::{rolled_out, template_state};
+use super::template::template_state;
 use super::{Context, Error};
-use crate::analysis::{QueryVars, render_query};
+use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, render_query};
 use crate::api::{Release, ServiceSpec};
-use crate::engine::{
-    MeasurementRequest, Observations, RouteObservation, ServiceObservation, StableObservation,
-    Taken,
+use crate::engine::{Observations, ServiceObservation, StableObservation};
+use crate::traffic::gateway::{POD_TEMPLATE_HASH, canary_service_name, http_route_resource};
+use crate::traffic::{
+    self, Baseline, ServiceObjects, baseline_name, canary_deployment_name, rolled_out,
 };
-use crate::traffic::gateway::{self, POD_TEMPLATE_HASH, canary_service_name, http_route_resource};
-use crate::traffic::{canary_deployment_name, canary_deployment_ready, replica};
-
-/// Name of the ControllerRevision holding a service's baseline.
-pub fn baseline_name(release: &str, service: &str) -> String {
-    format!("{release}-{service}-baseline")
-}
-
-/// What a baseline ControllerRevision holds.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Baseline {
-    /// The stable Deployment's pod template before the release.
-    pub template: PodTemplateSpec,
-    /// Its `spec.replicas` then.
-    pub replicas: i32,
-    /// The HTTPRoute's `spec.rules` before the release (Gateway API only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route_rules: Option<Value>,
-}
-
-impl Baseline {
-    pub fn from_revision(cr: &ControllerRevision) -> Result<Baseline, Error> {
-        let bad = |reason: String| Error::Baseline {
-            name: cr.name_any(),
-            reason,
-        };
-        let data = cr.data.as_ref().ok_or_else(|| bad("no data".into()))?;
-        serde_json::from_value(data.0.clone()).map_err(|e| bad(e.to_string()))
-    }
-}
-
-/// One service's objects as read.
-#[derive(Clone, Debug, Default)]
-pub struct ServiceWorld {
-    pub stable: Option<Deployment>,
-    pub canary: Option<Deployment>,
-    pub baseline: Option<Baseline>,
-    /// Gateway API only.
-    pub stable_service: Option<Service>,
-    pub canary_service: Option<Service>,
-    pub route: Option<DynamicObject>,
-    /// Another unfinished Release that has this Deployment first.
-    pub claimed_by: Option<String>,
-}
 
 /// Everything read for one Release, by service name.
 #[derive(Clone, Debug, Default)]
 pub struct World {
-    pub services: BTreeMap<String, ServiceWorld>,
-    pub replica_sets: Vec<ReplicaSet>,
-}
-
-/// The Gateway API settings of a service: (route, stable Service).
-pub fn gateway_of(svc: &ServiceSpec) -> Option<(String, String)> {
-    let g = svc.traffic.as_ref()?.gateway_api.as_ref()?;
-    Some((
-        g.http_route.clone(),
-        g.service.clone().unwrap_or_else(|| svc.name.clone()),
-    ))
+    pub services: BTreeMap<String, ServiceObjects>,
+    /// Another unfinished Release that has the service's Deployment first.
+    pub claimed_by: BTreeMap<String, String>,
 }
 
 impl World {
@@ -90,50 +37,61 @@ impl World {
             .await
             .map_err(Error::Kube)?
             .items;
-        let mut world = World {
-            replica_sets: cluster
-                .api::<ReplicaSet>()
-                .list(&ListParams::default())
-                .await
-                .map_err(Error::Kube)?
-                .items,
-            ..World::default()
-        };
+        let replica_sets = cluster
+            .api::<ReplicaSet>()
+            .list(&ListParams::default())
+            .await
+            .map_err(Error::Kube)?
+            .items;
+        let mut world = World::default();
         for svc in &rel.spec.services {
-            let mut w = ServiceWorld {
-                stable: cluster.get::<Deployment>(&svc.deployment).await?,
-                canary: cluster
-                    .get::<Deployment>(&canary_deployment_name(&svc.deployment))
-                    .await?,
-                baseline: match cluster
-                    .get::<ControllerRevision>(&baseline_name(&name, &svc.name))
-                    .await?
-                {
-                    Some(cr) => Some(Baseline::from_revision(&cr)?),
-                    None => None,
-                },
-                claimed_by: claimed_by(rel, &svc.deployment, &others),
-                ..ServiceWorld::default()
-            };
-            if let Some((route, service)) = gateway_of(svc) {
-                w.stable_service = cluster.get::<Service>(&service).await?;
-                w.canary_service = cluster
+            let stable = cluster.get::<Deployment>(&svc.deployment).await?;
+            let canary = cluster
+                .get::<Deployment>(&canary_deployment_name(&svc.deployment))
+                .await?;
+            let baseline_cr = cluster
+                .get::<ControllerRevision>(&baseline_name(&name, &svc.name))
+                .await?;
+            let mut o =
+                ServiceObjects {
+                    stable_hash: stable.as_ref().and_then(|d| current_hash(&replica_sets, d)),
+                    canary_hash: canary.as_ref().and_then(|d| current_hash(&replica_sets, d)),
+                    stable,
+                    canary,
+                    baseline: match baseline_cr {
+                        Some(cr) => Some(Baseline::from_revision(&cr).map_err(|reason| {
+                            Error::Baseline {
+                                name: cr.name_any(),
+                                reason,
+                            }
+                        })?),
+                        None => None,
+                    },
+                    ..ServiceObjects::default()
+                };
+            if let Some(g) = svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+                let service = g.service.clone().unwrap_or_else(|| svc.name.clone());
+                o.stable_service = cluster.get::<Service>(&service).await?;
+                o.canary_service = cluster
                     .get::<Service>(&canary_service_name(&service))
                     .await?;
-                w.route = cluster
+                o.route = cluster
                     .dynamic(&http_route_resource())
-                    .get_opt(&route)
+                    .get_opt(&g.http_route)
                     .await
                     .map_err(Error::Kube)?;
             }
-            world.services.insert(svc.name.clone(), w);
+            if let Some(other) = claimed_by(rel, &svc.deployment, &others) {
+                world.claimed_by.insert(svc.name.clone(), other);
+            }
+            world.services.insert(svc.name.clone(), o);
         }
         Ok(world)
     }
 
-    /// The pod-template-hash of a Deployment's current ReplicaSet.
-    pub fn current_hash(&self, d: &Deployment) -> Option<String> {
-        current_hash(&self.replica_sets, d)
+    /// The objects of service `name` (none read: nothing exists).
+    pub fn objects(&self, name: &str) -> ServiceObjects {
+        self.services.get(name).cloned().unwrap_or_default()
     }
 
     pub fn observations(&self, rel: &Release) -> Observations {
@@ -141,10 +99,7 @@ impl World {
             .spec
             .services
             .iter()
-            .map(|svc| {
-                let w = self.services.get(&svc.name).cloned().unwrap_or_default();
-                (svc.name.clone(), self.observe_service(svc, &w))
-            })
+            .map(|svc| (svc.name.clone(), self.observe_service(svc)))
             .collect();
         Observations {
             services,
@@ -152,13 +107,9 @@ impl World {
         }
     }
 
-    fn observe_service(&self, svc: &ServiceSpec, w: &ServiceWorld) -> ServiceObservation {
-        let stable_replicas = w
-            .stable
-            .as_ref()
-            .and_then(|d| d.spec.as_ref()?.replicas)
-            .unwrap_or(1);
-        let stable = w.stable.as_ref().map(|d| {
+    fn observe_service(&self, svc: &ServiceSpec) -> ServiceObservation {
+        let o = self.services.get(&svc.name).cloned().unwrap_or_default();
+        let stable = o.stable.as_ref().map(|d| {
             let template = d
                 .spec
                 .as_ref()
@@ -172,95 +123,22 @@ impl World {
                     .unwrap_or_default(),
                 template: template_state(
                     &template,
-                    w.baseline.as_ref().map(|b| &b.template),
+                    o.baseline.as_ref().map(|b| &b.template),
                     &svc.change,
                 ),
                 rolled_out: rolled_out(d),
-                replicas: stable_replicas,
+                replicas: traffic::spec_replicas(d),
             }
         });
-        let (canary, route) = match gateway_of(svc) {
-            None => (replica::observe(w.canary.as_ref(), stable_replicas), None),
-            Some((_, service)) => self.observe_gateway(w, &service, stable_replicas),
-        };
+        let in_effect = traffic::for_service(svc).observe(&o);
         ServiceObservation {
             stable,
-            canary,
-            baseline_recorded: w.baseline.is_some(),
-            claimed_by: w.claimed_by.clone(),
-            route,
+            canary: in_effect.canary,
+            baseline_recorded: o.baseline.is_some(),
+            claimed_by: self.claimed_by.get(&svc.name).cloned(),
+            route: in_effect.route,
         }
     }
-
-    fn observe_gateway(
-        &self,
-        w: &ServiceWorld,
-        service: &str,
-        stable_replicas: i32,
-    ) -> (
-        Option<crate::engine::CanaryObservation>,
-        Option<RouteObservation>,
-    ) {
-        let canary_svc = canary_service_name(service);
-        let rules = w.route.as_ref().map(route_rules);
-        let route = RouteObservation {
-            found: rules
-                .as_ref()
-                .is_some_and(|r| gateway::routes_to(r, service)),
-            drifted: match (
-                &rules,
-                w.baseline.as_ref().and_then(|b| b.route_rules.as_ref()),
-            ) {
-                (Some(live), Some(original)) => {
-                    gateway::drifted(live, original, service, &canary_svc)
-                }
-                _ => false,
-            },
-        };
-        let route_weight = rules
-            .as_ref()
-            .and_then(|r| gateway::canary_weight(r, &canary_svc));
-        let pinned = w.stable_service.as_ref().and_then(gateway::pinned_hash);
-        let residue = w.canary.is_some()
-            || w.canary_service.is_some()
-            || route_weight.is_some()
-            || pinned.is_some();
-        let canary = residue.then(|| {
-            let deployment_ready = w
-                .canary
-                .as_ref()
-                .is_some_and(|c| canary_deployment_ready(c, stable_replicas));
-            let pinned_to_current = match (&pinned, w.stable.as_ref()) {
-                (Some(h), Some(d)) => self.current_hash(d).as_ref() == Some(h),
-                _ => false,
-            };
-            let canary_pinned = match (&w.canary_service, &w.canary) {
-                (Some(s), Some(c)) => {
-                    gateway::pinned_hash(s).is_some()
-                        && gateway::pinned_hash(s) == self.current_hash(c)
-                }
-                _ => false,
-            };
-            crate::engine::CanaryObservation {
-                weight: route_weight.unwrap_or(0),
-                ready: deployment_ready
-                    && canary_pinned
-                    && route_weight.is_some()
-                    && pinned_to_current
-                    && w.canary.as_ref().and_then(crate::traffic::annotated_weight) == route_weight,
-            }
-        });
-        (canary, Some(route))
-    }
-}
-
-pub fn route_rules(route: &DynamicObject) -> Value {
-    route
-        .data
-        .get("spec")
-        .and_then(|s| s.get("rules"))
-        .cloned()
-        .unwrap_or(Value::Array(vec![]))
 }
 
 /// The pod-template-hash of the ReplicaSet of `d`'s current revision.
@@ -321,27 +199,24 @@ pub async fn measure(
                 let metric = analysis.metrics.into_iter().find(|m| m.name == req.metric)?;
                 Some((svc, metric))
             }) {
-                None => crate::analysis::QueryResult::Error(format!(
+                None => QueryResult::Error(format!(
                     "metric {:?} of service {:?} is not in the spec",
                     req.metric, req.service
                 )),
                 Some((svc, metric)) => {
-                    let w = world.services.get(&svc.name);
-                    let hash = |d: Option<&Deployment>| {
-                        d.and_then(|d| world.current_hash(d)).unwrap_or_default()
-                    };
+                    let o = world.objects(&svc.name);
                     let vars = QueryVars {
                         namespace: ns.clone(),
                         service: svc.name.clone(),
                         release: rel.name_any(),
-                        canary_hash: hash(w.and_then(|w| w.canary.as_ref())),
-                        stable_hash: hash(w.and_then(|w| w.stable.as_ref())),
+                        canary_hash: o.canary_hash.unwrap_or_default(),
+                        stable_hash: o.stable_hash.unwrap_or_default(),
                     };
                     let query = render_query(&metric.query, &vars);
                     ctx.prometheus.instant(&url, &query).await
                 }
             };
-            if let crate::analysis::QueryResult::Value(v) = &result {
+            if let QueryResult::Value(v) = &result {
                 ctx.metrics
                     .measured(&ns, &rel.name_any(), &req.service, &req.metric, *v);
             }

@@ -1,8 +1,7 @@
-//! Pod templates: the new version built from the baseline, how the live stable
-//! template compares with both, and how many canary replicas carry a weight.
+//! Pod templates: the new version built from the baseline, and how the live
+//! stable template compares with both.
 //! Pure, so the comparison rules are unit-tested without a cluster.
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, PodTemplateSpec};
 
 use crate::api::Change;
@@ -74,36 +73,6 @@ pub fn template_state(
     } else {
         TemplateState::Drifted
     }
-}
-
-/// Canary replicas that give the canary `weight` percent of the pods next to
-/// `stable` stable replicas: ceil(stable * w / (100 - w)). At 100 % the ratio is
-/// undefined (the stable pods still run), so the canary gets as many pods as
-/// the stable Deployment: half the pods, all of them the new version once the
-/// stable Deployment is promoted. At 0 % there are no canary pods.
-pub fn canary_replicas(stable: i32, weight: i32) -> i32 {
-    let stable = stable.max(0) as i64;
-    let w = weight.clamp(0, 100) as i64;
-    let n = match w {
-        0 => 0,
-        100 => stable,
-        w => (stable * w + (100 - w) - 1) / (100 - w),
-    };
-    n.max(if w > 0 { 1 } else { 0 }) as i32
-}
-
-/// The Deployment's rollout is complete: the controller saw the latest
-/// generation and every desired replica is updated and available, with no old
-/// replica left.
-pub fn rolled_out(d: &Deployment) -> bool {
-    let (Some(spec), Some(status)) = (&d.spec, &d.status) else {
-        return false;
-    };
-    let want = spec.replicas.unwrap_or(1);
-    status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
-        && status.updated_replicas.unwrap_or(0) == want
-        && status.replicas.unwrap_or(0) == want
-        && status.available_replicas.unwrap_or(0) == want
 }
 
 #[cfg(test)]
@@ -195,26 +164,5 @@ mod tests {
         );
         // before the baseline exists nothing was changed by the release
         assert_eq!(template_state(&drifted, None, &ch), TemplateState::Baseline);
-    }
-
-    #[test]
-    fn canary_replicas_follow_the_weight() {
-        assert_eq!(canary_replicas(4, 0), 0);
-        assert_eq!(canary_replicas(4, 5), 1);
-        assert_eq!(canary_replicas(4, 25), 2);
-        assert_eq!(canary_replicas(4, 50), 4);
-        assert_eq!(canary_replicas(4, 75), 12);
-        assert_eq!(canary_replicas(4, 100), 4);
-        assert_eq!(canary_replicas(0, 50), 1);
-        // the canary's share of pods is never below the weight
-        for stable in 1..20 {
-            for w in 1..100 {
-                let c = canary_replicas(stable, w) as f64;
-                assert!(
-                    c / (c + stable as f64) * 100.0 >= w as f64 - 1e-9,
-                    "{stable} {w}"
-                );
-            }
-        }
     }
 }

@@ -107,7 +107,7 @@ pub fn resume(r: &Release) -> Result<Steer, Refusal> {
         spec.insert("resumeHold".into(), json!(h.id));
         says.push(format!("lifts hold {} ({})", h.id, h.reason));
         let started_with = r.status.as_ref().and_then(|s| s.spec_hash.as_deref());
-        if h.reason == "SpecChanged"
+        if h.reason == crate::api::HoldReason::SpecChanged
             && started_with.is_some_and(|hash| hash != crate::engine::spec_hash(&r.spec))
         {
             return Err(refuse(format!(

@@ -247,6 +247,10 @@ fn render_service(
                 style.bar(st.weight, BAR),
                 st.weight
             );
+            // The declared weight is a request; say so when the pods carry another share.
+            if let Some(e) = st.effective_weight.filter(|e| *e != st.weight) {
+                let _ = write!(line, " {}", style.yellow(&format!("(effective {e}%)")));
+            }
             if st.phase == ServicePhase::Progressing && status.hold.is_none() {
                 let _ = write!(line, "  {}", bake_left(r, spec, st, now));
             }
@@ -466,9 +470,7 @@ pub fn render_table(
                 .map(|t| human(since(t.0, now)))
                 .unwrap_or_else(|| "-".into()),
         ];
-        if status.hold.is_some() {
-            row[1].push_str(" (hold)");
-        } else if stalled(&status).is_some() {
+        if stalled(&status).is_some() {
             row[1].push_str(" (stalled)");
         } else if r.spec.paused == Some(true) && !status.phase.unwrap_or_default().is_final() {
             row[1].push_str(" (paused)");
@@ -511,7 +513,7 @@ fn paint_phase_text(cell: &str, padded: &str, style: Style) -> String {
     match cell.split(' ').next().unwrap_or_default() {
         "Succeeded" => style.green(padded),
         "RolledBack" | "RollingBack" | "Failed" => style.red(padded),
-        "Paused" => style.yellow(padded),
+        "Paused" | "Held" => style.yellow(padded),
         "Progressing" => style.blue(padded),
         _ => padded.to_owned(),
     }
@@ -523,7 +525,7 @@ fn phase_badge(phase: Phase, style: Style) -> String {
         Phase::Succeeded => style.green(&style.bold(&format!("✔ {text}"))),
         Phase::RolledBack | Phase::Failed => style.red(&style.bold(&format!("✖ {text}"))),
         Phase::RollingBack => style.red(&style.bold(&format!("↺ {text}"))),
-        Phase::Paused => style.yellow(&style.bold(&format!("‖ {text}"))),
+        Phase::Paused | Phase::Held => style.yellow(&style.bold(&format!("‖ {text}"))),
         Phase::Progressing | Phase::AwaitingGates => style.blue(&style.bold(&format!("● {text}"))),
         Phase::Pending => style.dim(&format!("○ {text}")),
     }

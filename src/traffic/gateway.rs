@@ -11,13 +11,28 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
-use super::{CANARY_TRACK, Owner};
+use super::replica::canary_replicas;
+use super::{
+    CANARY_TRACK, InEffect, Owner, Provider, ServiceObjects, Write, annotated_weight, canary_write,
+    rolled_out, spec_replicas,
+};
 use crate::api::{CANARY_OF_LABEL, TRACK_LABEL};
+use crate::engine::{CanaryObservation, RouteObservation};
+
+/// Gateway API traffic for one service: the HTTPRoute and the stable Service
+/// its backendRef names.
+pub struct GatewayApi {
+    pub route: String,
+    pub service: String,
+}
 
 /// The label ReplicaSets carry that tells the pods of one template apart.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
@@ -168,6 +183,225 @@ pub fn canary_service(stable: &Service, owner: &Owner, hash: Option<&str>) -> Se
             ..Default::default()
         }),
         status: None,
+    }
+}
+
+/// The route's `spec.rules`.
+pub fn route_rules(route: &DynamicObject) -> Value {
+    route
+        .data
+        .get("spec")
+        .and_then(|s| s.get("rules"))
+        .cloned()
+        .unwrap_or(Value::Array(vec![]))
+}
+
+/// The canary Deployment has the pods its weight asks for, all available.
+fn canary_pods_ready(canary: &Deployment, stable_replicas: i32) -> bool {
+    canary.metadata.deletion_timestamp.is_none()
+        && annotated_weight(canary)
+            .is_some_and(|w| spec_replicas(canary) == canary_replicas(stable_replicas, w))
+        && rolled_out(canary)
+}
+
+impl GatewayApi {
+    fn canary_backend(&self) -> String {
+        canary_service_name(&self.service)
+    }
+
+    /// The stable Service's selector set to `selector`, and nothing else.
+    fn selector_write(&self, selector: BTreeMap<String, String>) -> Write {
+        Write::apply::<Service>(&self.service, json!({"spec": {"selector": selector}}))
+    }
+
+    /// Unpin the stable Service and give its selector back to the user.
+    fn unpin(&self, objects: &ServiceObjects) -> Vec<Write> {
+        match &objects.stable_service {
+            Some(live) if pinned_hash(live).is_some() => vec![
+                self.selector_write(unpinned_selector(live)),
+                Write::release::<Service>(&self.service),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    fn route_write(&self, rules: Value) -> Write {
+        let resource = http_route_resource();
+        Write::Apply {
+            body: json!({
+                "apiVersion": resource.api_version,
+                "kind": resource.kind,
+                "metadata": {"name": self.route},
+                "spec": {"rules": rules},
+            }),
+            resource,
+            name: self.route.clone(),
+        }
+    }
+}
+
+impl Provider for GatewayApi {
+    fn observe(&self, objects: &ServiceObjects) -> InEffect {
+        let canary_svc = self.canary_backend();
+        let rules = objects.route.as_ref().map(route_rules);
+        let route = RouteObservation {
+            found: rules.as_ref().is_some_and(|r| routes_to(r, &self.service)),
+            drifted: match (
+                &rules,
+                objects
+                    .baseline
+                    .as_ref()
+                    .and_then(|b| b.route_rules.as_ref()),
+            ) {
+                (Some(live), Some(original)) => drifted(live, original, &self.service, &canary_svc),
+                _ => false,
+            },
+        };
+        let route_weight = rules.as_ref().and_then(|r| canary_weight(r, &canary_svc));
+        let pinned = objects.stable_service.as_ref().and_then(pinned_hash);
+        let residue = objects.canary.is_some()
+            || objects.canary_service.is_some()
+            || route_weight.is_some()
+            || pinned.is_some();
+        let stable_replicas = objects.stable.as_ref().map_or(1, spec_replicas);
+        let canary = residue.then(|| {
+            let pods_ready = objects
+                .canary
+                .as_ref()
+                .is_some_and(|c| canary_pods_ready(c, stable_replicas));
+            let canary_pinned = objects
+                .canary_service
+                .as_ref()
+                .and_then(pinned_hash)
+                .is_some_and(|h| Some(&h) == objects.canary_hash.as_ref());
+            let weight = route_weight.unwrap_or(0);
+            CanaryObservation {
+                weight,
+                ready: pods_ready
+                    && canary_pinned
+                    && route_weight.is_some()
+                    && pinned.is_some()
+                    && pinned == objects.stable_hash
+                    && objects.canary.as_ref().and_then(annotated_weight) == route_weight,
+                // The route splits requests exactly: what it says is what the canary gets.
+                effective: weight,
+            }
+        });
+        InEffect {
+            canary,
+            route: Some(route),
+        }
+    }
+
+    fn set_weight(
+        &self,
+        objects: &ServiceObjects,
+        weight: i32,
+        new_template: &PodTemplateSpec,
+        owner: &Owner,
+    ) -> Result<Vec<Write>, String> {
+        // Taking traffic away must work with whatever is left: the engine also
+        // asks for 0 when the stable Deployment, Service or route has gone.
+        let withdrawing = weight == 0;
+        let missing = |what: String| if withdrawing { Ok(()) } else { Err(what) };
+        let stable_replicas = objects.stable.as_ref().map(spec_replicas);
+        let mut writes = Vec::new();
+        let pods = canary_replicas(stable_replicas.unwrap_or(0), weight);
+        writes.extend(canary_write(objects, weight, pods, new_template, owner)?);
+
+        match (&objects.stable_service, &objects.stable) {
+            (Some(stable_svc), Some(_)) => {
+                let wanted = canary_service(stable_svc, owner, objects.canary_hash.as_deref());
+                let selector = |s: &Service| s.spec.as_ref().and_then(|s| s.selector.clone());
+                if !withdrawing
+                    && objects.canary_service.as_ref().map(selector) != Some(selector(&wanted))
+                {
+                    writes.push(Write::apply_object(&wanted));
+                }
+                match &objects.stable_hash {
+                    Some(hash) if pinned_hash(stable_svc).as_ref() != Some(hash) => {
+                        let mut selector = unpinned_selector(stable_svc);
+                        selector.insert(POD_TEMPLATE_HASH.into(), hash.clone());
+                        writes.push(self.selector_write(selector));
+                    }
+                    Some(_) => {}
+                    None => missing(format!(
+                        "the current ReplicaSet of the stable Deployment of Service {:?} is not there yet",
+                        self.service
+                    ))?,
+                }
+            }
+            _ => missing(format!(
+                "Service {:?} or its stable Deployment does not exist",
+                self.service
+            ))?,
+        }
+
+        let Some(route) = objects.route.as_ref() else {
+            missing(format!("HTTPRoute {:?} does not exist", self.route))?;
+            return Ok(writes);
+        };
+        let live = route_rules(route);
+        let original = objects
+            .baseline
+            .as_ref()
+            .and_then(|b| b.route_rules.clone())
+            .unwrap_or_else(|| live.clone());
+        let canary_svc = self.canary_backend();
+        let live_weight = canary_weight(&live, &canary_svc).unwrap_or(0);
+        // Send more traffic only to canary pods that are there to take it.
+        let canary_ready = objects.canary.as_ref().is_some_and(|c| {
+            annotated_weight(c) == Some(weight)
+                && stable_replicas.is_some_and(|n| canary_pods_ready(c, n))
+        });
+        if weight > live_weight && !canary_ready {
+            return Ok(writes);
+        }
+        let rules = with_canary(&original, &self.service, &canary_svc, weight);
+        if rules != live {
+            writes.push(self.route_write(rules));
+        }
+        Ok(writes)
+    }
+
+    fn promote(&self, objects: &ServiceObjects, template: Option<Write>) -> Vec<Write> {
+        // The new stable pods get a new pod-template-hash: unpin first so the
+        // stable Service follows them.
+        let mut writes = self.unpin(objects);
+        writes.extend(template);
+        writes
+    }
+
+    fn remove(&self, objects: &ServiceObjects) -> Vec<Write> {
+        let mut writes = Vec::new();
+        // All traffic back to the stable backend before anything is deleted.
+        if let Some(route) = &objects.route {
+            let live = route_rules(route);
+            if let Some(original) = objects
+                .baseline
+                .as_ref()
+                .and_then(|b| b.route_rules.clone())
+                && live != original
+            {
+                writes.push(self.route_write(original));
+            }
+            writes.push(Write::Release {
+                resource: http_route_resource(),
+                name: self.route.clone(),
+            });
+        }
+        writes.extend(self.unpin(objects));
+        if objects
+            .canary_service
+            .as_ref()
+            .is_some_and(|s| s.metadata.deletion_timestamp.is_none())
+        {
+            writes.push(Write::delete::<Service>(&self.canary_backend()));
+        }
+        if let Some(c) = objects.live_canary() {
+            writes.push(Write::delete::<Deployment>(&c.name_any()));
+        }
+        writes
     }
 }
 

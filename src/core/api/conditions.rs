@@ -65,12 +65,36 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_flips() {
         let mut cs = Vec::new();
-        set_condition(&mut cs, ConditionType::Ready, false, "Progressing", "a", Some(1), t(10));
-        set_condition(&mut cs, ConditionType::Ready, false, "Progressing", "b", Some(2), t(20));
+        set_condition(
+            &mut cs,
+            ConditionType::Ready,
+            false,
+            "Progressing",
+            "a",
+            Some(1),
+            t(10),
+        );
+        set_condition(
+            &mut cs,
+            ConditionType::Ready,
+            false,
+            "Progressing",
+            "b",
+            Some(2),
+            t(20),
+        );
         assert_eq!(cs[0].last_transition_time, t(10));
         assert_eq!(cs[0].message, "b");
         assert_eq!(cs[0].observed_generation, Some(2));
-        set_condition(&mut cs, ConditionType::Ready, true, "Succeeded", "c", Some(2), t(30));
+        set_condition(
+            &mut cs,
+            ConditionType::Ready,
+            true,
+            "Succeeded",
+            "c",
+            Some(2),
+            t(30),
+        );
         assert_eq!(cs[0].last_transition_time, t(30));
         assert_eq!(cs.len(), 1);
     }

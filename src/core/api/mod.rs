@@ -215,7 +215,10 @@ pub struct Metric {
 #[x_kube(validation = Rule::new("!has(self.dependsOn) || !(self.name in self.dependsOn)").message("spec.services[].dependsOn: a service cannot depend on itself"))]
 pub struct ServiceSpec {
     /// Name of the service in this Release; also its Kubernetes Service name in `{{service}}`.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Team or person who owns this service's change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,7 +263,9 @@ pub struct Change {
 }
 
 /// The kind of change, from least to most risky.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
 pub enum ChangeClass {
     #[serde(rename = "copy")]
     Copy,
@@ -281,7 +286,11 @@ pub enum ChangeClass {
 #[serde(rename_all = "camelCase")]
 pub struct Traffic {
     /// Shift traffic with weighted backendRefs on a Gateway API HTTPRoute.
-    #[serde(rename = "gatewayAPI", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayAPI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_api: Option<GatewayApiTraffic>,
 }
 
@@ -355,7 +364,7 @@ fn is_zero(n: &i32) -> bool {
 }
 
 /// The phase of a release.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Phase {
     /// Accepted, nothing changed yet (or refused: see the `Stalled` condition).
     #[default]
@@ -364,8 +373,11 @@ pub enum Phase {
     AwaitingGates,
     /// Canaries are moving through their steps.
     Progressing,
-    /// Held: by a person (`spec.paused`) or by the controller (see `status.hold`).
+    /// Paused by a person (`spec.paused`): canary weights stay where they are.
     Paused,
+    /// Held by the controller (see `status.hold`): it could not decide, so every canary
+    /// in a step takes no traffic until a person resumes (`spec.resumeHold`) or aborts.
+    Held,
     /// A breach or an abort: canaries are withdrawn and promoted services restored in reverse order.
     RollingBack,
     /// Every service promoted.
@@ -385,9 +397,89 @@ impl Phase {
     pub fn is_in_flight(self) -> bool {
         matches!(
             self,
-            Phase::AwaitingGates | Phase::Progressing | Phase::Paused | Phase::RollingBack
+            Phase::AwaitingGates
+                | Phase::Progressing
+                | Phase::Paused
+                | Phase::Held
+                | Phase::RollingBack
         )
     }
+}
+
+/// `ALL` and `as_str()` for a unit enum whose API name is its variant name.
+/// Listing a variant twice or leaving one out does not compile, so metric
+/// labels and exhaustive tables built on `ALL` cannot go stale.
+macro_rules! named {
+    ($ty:ident { $($v:ident),+ $(,)? }) => {
+        impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$v),+];
+            /// The name in the API, in Events and in metric labels.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$v => stringify!($v)),+
+                }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named!(Phase {
+    Pending,
+    AwaitingGates,
+    Progressing,
+    Paused,
+    Held,
+    RollingBack,
+    Succeeded,
+    RolledBack,
+    Failed,
+});
+named!(Outcome {
+    Pass,
+    Fail,
+    Inconclusive,
+    Error
+});
+named!(HoldReason {
+    ErrorLimit,
+    InconclusiveLimit,
+    Drift,
+    SpecChanged
+});
+named!(RollbackReason {
+    Breach,
+    Abort,
+    HoldTimeout
+});
+
+/// Why the controller holds a release.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HoldReason {
+    /// Measurement errors (Prometheus unreachable, a bad query) beyond `errorLimit`.
+    ErrorLimit,
+    /// Inconclusive measurements (no data) beyond `inconclusiveLimit`.
+    InconclusiveLimit,
+    /// Someone else changed or removed an object of the release while it was in flight.
+    Drift,
+    /// What is being released changed while the release was in flight.
+    SpecChanged,
+}
+
+/// Why a rollback began.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RollbackReason {
+    /// A metric failed more often than `failureLimit` allows.
+    Breach,
+    /// `spec.abort` was set.
+    Abort,
+    /// A hold lasted longer than `spec.holdTimeout`.
+    HoldTimeout,
 }
 
 /// The computed plan.
@@ -414,8 +506,8 @@ pub struct Wave {
 pub struct Hold {
     /// Set `spec.resumeHold` to this to lift the hold.
     pub id: String,
-    /// Why, as a CamelCase word: `ErrorLimit`, `InconclusiveLimit`, `Drift` or `SpecChanged`.
-    pub reason: String,
+    /// Why the controller could not go on.
+    pub reason: HoldReason,
     /// What happened and what lifts the hold, in a sentence or two.
     #[serde(default)]
     pub message: String,
@@ -430,8 +522,8 @@ pub struct Hold {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackCause {
-    /// `Breach`, `Abort` or `HoldTimeout`.
-    pub reason: String,
+    /// What began the rollback.
+    pub reason: RollbackReason,
     /// What happened, in one sentence.
     pub message: String,
     /// The service that breached, if one did.
@@ -455,9 +547,14 @@ pub struct ServiceStatus {
     /// Index of the current step in the service's steps, while progressing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<i32>,
-    /// Percent of traffic the canary should get now.
+    /// Percent of traffic the canary should get now (the step's declared weight).
     #[serde(default)]
     pub weight: i32,
+    /// Percent of traffic the canary really gets now, while it runs: its share of the available
+    /// pods in replica-ratio mode (small Deployments overshoot low weights), the route's weight
+    /// in Gateway API mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_weight: Option<i32>,
     /// When the current step's bake began (the moment its weight was in effect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bake_started_at: Option<Time>,
@@ -544,7 +641,7 @@ pub struct Measurement {
 }
 
 /// What a measurement counts as.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Pass,
     Fail,
@@ -603,7 +700,10 @@ impl ReleaseSpec {
             .unwrap_or_else(|| {
                 default::steps()
                     .into_iter()
-                    .map(|(weight, bake)| Step { weight, bake: bake.into() })
+                    .map(|(weight, bake)| Step {
+                        weight,
+                        bake: bake.into(),
+                    })
                     .collect()
             })
     }
@@ -625,7 +725,8 @@ impl Analysis {
         self.failure_limit.unwrap_or(default::FAILURE_LIMIT)
     }
     pub fn inconclusive_limit(&self) -> i32 {
-        self.inconclusive_limit.unwrap_or(default::INCONCLUSIVE_LIMIT)
+        self.inconclusive_limit
+            .unwrap_or(default::INCONCLUSIVE_LIMIT)
     }
     pub fn error_limit(&self) -> i32 {
         self.error_limit.unwrap_or(default::ERROR_LIMIT)

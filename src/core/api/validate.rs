@@ -32,21 +32,33 @@ const MIN_DURATION: Duration = Duration::from_secs(1);
 pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut problem = |field: String, message: &str| {
-        out.push(Problem { field, message: message.to_owned() })
+        out.push(Problem {
+            field,
+            message: message.to_owned(),
+        })
     };
 
     if spec.owner.trim().is_empty() {
-        problem("spec.owner".into(), "must name the accountable release owner");
+        problem(
+            "spec.owner".into(),
+            "must name the accountable release owner",
+        );
     }
     if let Some(p) = &spec.prometheus
         && !(p.address.starts_with("http://") || p.address.starts_with("https://"))
     {
-        problem("spec.prometheus.address".into(), "must be an http:// or https:// URL");
+        problem(
+            "spec.prometheus.address".into(),
+            "must be an http:// or https:// URL",
+        );
     }
     if let Some(d) = spec.hold_timeout
         && (d.is_negative() || Duration::from(d) < MIN_DURATION)
     {
-        problem("spec.holdTimeout".into(), "must be a duration of at least 1s, e.g. 30m");
+        problem(
+            "spec.holdTimeout".into(),
+            "must be a duration of at least 1s, e.g. 30m",
+        );
     }
     if spec.services.is_empty() {
         problem("spec.services".into(), "list at least one service");
@@ -66,7 +78,10 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
         if !seen.insert(svc.name.as_str()) {
             problem(
                 format!("{at}.name"),
-                &format!("service names must be unique; {:?} appears more than once", svc.name),
+                &format!(
+                    "service names must be unique; {:?} appears more than once",
+                    svc.name
+                ),
             );
         }
         if !is_dns_label(&svc.name) {
@@ -76,10 +91,16 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
             );
         }
         if svc.deployment.is_empty() {
-            problem(format!("{at}.deployment"), "name the Deployment this service runs as");
+            problem(
+                format!("{at}.deployment"),
+                "name the Deployment this service runs as",
+            );
         }
         if svc.depends_on.iter().any(|d| d == &svc.name) {
-            problem(format!("{at}.dependsOn"), "a service cannot depend on itself");
+            problem(
+                format!("{at}.dependsOn"),
+                "a service cannot depend on itself",
+            );
         }
         if svc.change.images.is_empty() && svc.change.env.is_empty() {
             problem(format!("{at}.change"), "must set images or env");
@@ -106,16 +127,25 @@ fn check_steps(at: &str, steps: &[Step], problem: &mut impl FnMut(String, &str))
             problem(format!("{at}[{i}].weight"), "must be between 1 and 100");
         }
         if i > 0 && s.weight <= steps[i - 1].weight {
-            problem(format!("{at}[{i}].weight"), "weights must strictly increase");
+            problem(
+                format!("{at}[{i}].weight"),
+                "weights must strictly increase",
+            );
         }
         if s.bake.is_negative() || Duration::from(s.bake) < MIN_DURATION {
-            problem(format!("{at}[{i}].bake"), "must be a duration of at least 1s, e.g. 2m");
+            problem(
+                format!("{at}[{i}].bake"),
+                "must be a duration of at least 1s, e.g. 2m",
+            );
         }
     }
     if let Some(last) = steps.last()
         && last.weight != 100
     {
-        problem(format!("{at}[{}].weight", steps.len() - 1), "the last step must have weight 100");
+        problem(
+            format!("{at}[{}].weight", steps.len() - 1),
+            "the last step must have weight 100",
+        );
     }
 }
 
@@ -123,7 +153,10 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
     if let Some(d) = a.interval
         && (d.is_negative() || Duration::from(d) < MIN_DURATION)
     {
-        problem(format!("{at}.interval"), "must be a duration of at least 1s, e.g. 30s");
+        problem(
+            format!("{at}.interval"),
+            "must be a duration of at least 1s, e.g. 30s",
+        );
     }
     for (field, v) in [
         ("failureLimit", a.failure_limit),
@@ -140,7 +173,10 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
     let mut seen = BTreeSet::new();
     for (i, m) in a.metrics.iter().enumerate() {
         if !seen.insert(m.name.as_str()) {
-            problem(format!("{at}.metrics[{i}].name"), "metric names must be unique");
+            problem(
+                format!("{at}.metrics[{i}].name"),
+                "metric names must be unique",
+            );
         }
         if m.query.trim().is_empty() {
             problem(format!("{at}.metrics[{i}].query"), "must be a PromQL query");
@@ -158,7 +194,8 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }

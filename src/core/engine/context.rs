@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{Action, Decision, Notice, Observations, ServiceObservation};
+use super::{Action, Decision, Judged, Notice, NoticeKind, Observations, ServiceObservation};
 use crate::api::{Phase, Plan, Release, ReleaseSpec, ReleaseStatus, ServicePhase, TimelineEntry};
 
 /// Shortest requeue: a wake-up that is already due still waits this long, so a
@@ -21,6 +21,7 @@ pub(super) struct Ctx<'a> {
     pub st: ReleaseStatus,
     pub actions: Vec<Action>,
     pub notices: Vec<Notice>,
+    pub judged: Vec<Judged>,
     pub requeue: Option<Duration>,
     /// Set when a Pending release is refused: the Stalled reason.
     pub stalled: Option<String>,
@@ -46,6 +47,7 @@ impl<'a> Ctx<'a> {
             st,
             actions: Vec::new(),
             notices: Vec::new(),
+            judged: Vec::new(),
             requeue: None,
             stalled: None,
             note: None,
@@ -59,6 +61,7 @@ impl<'a> Ctx<'a> {
             status: self.st,
             requeue_after: self.requeue,
             notices: self.notices,
+            judged: self.judged,
         }
     }
 
@@ -125,11 +128,11 @@ impl<'a> Ctx<'a> {
         self.wake_in(until(self.now, at));
     }
 
-    pub fn notice(&mut self, reason: &str, message: String, warning: bool) {
+    pub fn notice(&mut self, kind: NoticeKind, service: Option<&str>, message: String) {
         self.notices.push(Notice {
-            reason: reason.to_owned(),
+            kind,
+            service: service.map(str::to_owned),
             message,
-            warning,
         });
     }
 

@@ -4,14 +4,15 @@
 //! `spec.resumeHold` set to the hold's id lifts it once its cause is gone,
 //! `spec.abort` rolls back, and `spec.holdTimeout` rolls back on its own.
 
+use super::NoticeKind;
 use super::context::{Ctx, human, plus};
 use super::{Action, CONVERGE, TemplateState};
-use crate::api::{Hold, Phase, ServicePhase};
+use crate::api::{Hold, HoldReason, Phase, ServicePhase};
 
 pub(super) const SPEC_CHANGED: &str = "the spec changed while the release is in flight; restore it, or abort and create a new Release";
 
 /// Place a hold now: weight 0 for every service in a step, whose bake restarts on resume.
-pub(super) fn place(cx: &mut Ctx, reason: &'static str, service: Option<String>, message: String) {
+pub(super) fn place(cx: &mut Ctx, reason: HoldReason, service: Option<String>, message: String) {
     cx.st.holds += 1;
     let id = format!("hold-{}", cx.st.holds);
     let message = format!(
@@ -19,12 +20,12 @@ pub(super) fn place(cx: &mut Ctx, reason: &'static str, service: Option<String>,
     );
     cx.st.hold = Some(Hold {
         id: id.clone(),
-        reason: reason.to_owned(),
+        reason,
         message: message.clone(),
         service: service.clone(),
         since: cx.time(),
     });
-    cx.set_phase(Phase::Paused);
+    cx.set_phase(Phase::Held);
     for i in 0..cx.st.services.len() {
         let s = &mut cx.st.services[i];
         if s.phase != ServicePhase::Progressing {
@@ -45,7 +46,11 @@ pub(super) fn place(cx: &mut Ctx, reason: &'static str, service: Option<String>,
         service.as_deref(),
         format!("{id} ({reason}): {message}"),
     );
-    cx.notice("Held", format!("{id} ({reason}): {message}"), true);
+    cx.notice(
+        NoticeKind::Held(reason),
+        service.as_deref(),
+        format!("{id} ({reason}): {message}"),
+    );
     cx.wake_in(CONVERGE);
 }
 
@@ -73,9 +78,9 @@ pub(super) fn check(cx: &mut Ctx, spec_changed: bool) -> bool {
     match cx.st.hold.clone() {
         None => {
             if spec_changed {
-                place(cx, "SpecChanged", None, SPEC_CHANGED.to_owned());
+                place(cx, HoldReason::SpecChanged, None, SPEC_CHANGED.to_owned());
             } else if let Some((service, message)) = drift(cx) {
-                place(cx, "Drift", Some(service), message);
+                place(cx, HoldReason::Drift, Some(service), message);
             }
         }
         Some(hold) if cx.spec.resume_hold.as_deref() == Some(hold.id.as_str()) => {
@@ -98,7 +103,7 @@ pub(super) fn check(cx: &mut Ctx, spec_changed: bool) -> bool {
     let Some(hold) = cx.st.hold.clone() else {
         return false;
     };
-    cx.set_phase(Phase::Paused);
+    cx.set_phase(Phase::Held);
     for i in 0..cx.st.services.len() {
         if cx.st.services[i].phase != ServicePhase::Progressing {
             continue;
@@ -129,7 +134,7 @@ fn resume(cx: &mut Ctx, id: &str) {
     let message =
         format!("{id} lifted by spec.resumeHold; the current steps bake again from the start");
     cx.record("Resumed", None, message.clone());
-    cx.notice("Resumed", message, false);
+    cx.notice(NoticeKind::Resumed, None, message);
 }
 
 /// `spec.paused` went back to false: the steps bake again from the start.
@@ -138,7 +143,7 @@ pub(super) fn unpause(cx: &mut Ctx) {
     let message =
         "resumed (spec.paused is false); the current steps bake again from the start".to_owned();
     cx.record("Resumed", None, message.clone());
-    cx.notice("Resumed", message, false);
+    cx.notice(NoticeKind::Resumed, None, message);
 }
 
 fn restart_bakes(cx: &mut Ctx) {

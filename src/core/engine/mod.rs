@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::{Phase, Release, ReleaseSpec, ReleaseStatus};
+use crate::api::{HoldReason, Outcome, Phase, Release, ReleaseSpec, ReleaseStatus, RollbackReason};
 
 use crate::analysis::{MeasurementRequest, QueryResult, Taken};
 pub use progress::due_measurements;
@@ -48,12 +48,13 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
             status: before,
             requeue_after: None,
             notices: Vec::new(),
+            judged: Vec::new(),
         };
     }
     let mut cx = context::Ctx::new(release, obs, now, before);
     match phase {
         Phase::Pending | Phase::AwaitingGates => start::pending(&mut cx),
-        Phase::Progressing | Phase::Paused => progress::run(&mut cx),
+        Phase::Progressing | Phase::Paused | Phase::Held => progress::run(&mut cx),
         Phase::RollingBack => rollback::run(&mut cx),
         Phase::Succeeded | Phase::RolledBack | Phase::Failed => {}
     }
@@ -136,6 +137,9 @@ pub struct CanaryObservation {
     pub weight: i32,
     /// Every canary pod asked for is available, so `weight` is really in effect.
     pub ready: bool,
+    /// The percent of traffic the canary really gets now: its share of the
+    /// available pods (replica ratio) or the route's weight (Gateway API).
+    pub effective: i32,
 }
 
 /// The HTTPRoute of a Gateway API service.
@@ -164,12 +168,71 @@ pub enum Action {
     RestoreBaseline { service: String },
 }
 
-/// An Event worth telling people about (transitions only).
+/// A transition worth telling people about: the shell publishes it as a
+/// Kubernetes Event and counts it in its metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {
-    pub reason: String,
+    pub kind: NoticeKind,
+    /// The service it concerns, if one.
+    pub service: Option<String>,
     pub message: String,
-    pub warning: bool,
+}
+
+/// What happened. [`NoticeKind::reason`] is the Event's reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    Started,
+    /// Refused before anything changed (see the `Stalled` condition).
+    Stalled,
+    StepPassed,
+    Promoted,
+    Held(HoldReason),
+    Resumed,
+    RollbackBegan(RollbackReason),
+    Restored,
+    Succeeded,
+    RolledBack,
+    Failed,
+}
+
+impl NoticeKind {
+    /// The Event reason: the rollback's own reason (`Breach`, `Abort`,
+    /// `HoldTimeout`) when a rollback begins, else the kind's name.
+    pub fn reason(self) -> &'static str {
+        match self {
+            NoticeKind::Started => "Started",
+            NoticeKind::Stalled => "Stalled",
+            NoticeKind::StepPassed => "StepPassed",
+            NoticeKind::Promoted => "Promoted",
+            NoticeKind::Held(_) => "Held",
+            NoticeKind::Resumed => "Resumed",
+            NoticeKind::RollbackBegan(r) => r.as_str(),
+            NoticeKind::Restored => "Restored",
+            NoticeKind::Succeeded => "Succeeded",
+            NoticeKind::RolledBack => "RolledBack",
+            NoticeKind::Failed => "Failed",
+        }
+    }
+
+    /// A person should look: the release stopped, went back or failed.
+    pub fn warning(self) -> bool {
+        matches!(
+            self,
+            NoticeKind::Stalled
+                | NoticeKind::Held(_)
+                | NoticeKind::RollbackBegan(_)
+                | NoticeKind::RolledBack
+                | NoticeKind::Failed
+        )
+    }
+}
+
+/// A measurement the engine judged in this decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judged {
+    pub service: String,
+    pub metric: String,
+    pub outcome: Outcome,
 }
 
 /// The engine's answer.
@@ -181,4 +244,6 @@ pub struct Decision {
     /// When to decide again if nothing wakes the controller first.
     pub requeue_after: Option<Duration>,
     pub notices: Vec<Notice>,
+    /// The measurements judged, for the shell's counters.
+    pub judged: Vec<Judged>,
 }

@@ -4,13 +4,12 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::context::{Ctx, human, plus};
-use super::{
-    Action, CONVERGE, CanaryObservation, MeasurementRequest, QueryResult, TemplateState, hold,
-    rollback,
-};
+use super::{Action, CONVERGE, MeasurementRequest, QueryResult, TemplateState, hold, rollback};
+use super::{Judged, NoticeKind};
 use crate::analysis::{judge, threshold};
 use crate::api::{
-    Measurement, MetricTally, Outcome, Phase, Release, ServicePhase, default::MEASUREMENTS_KEPT,
+    HoldReason, Measurement, MetricTally, Outcome, Phase, Release, RollbackReason, ServicePhase,
+    default::MEASUREMENTS_KEPT,
 };
 
 /// The measurements due now: for every service baking a step, each metric one
@@ -64,7 +63,6 @@ pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementReq
 pub(super) fn run(cx: &mut Ctx) {
     let spec_changed = cx.spec_changed();
     let was_paused = cx.phase() == Phase::Paused;
-    let user_paused = was_paused && cx.st.hold.is_none();
 
     let stopping = cx.spec.paused == Some(true) || cx.spec.abort == Some(true);
     if cx.phase() == Phase::Progressing && cx.st.hold.is_none() && !spec_changed && !stopping {
@@ -72,7 +70,7 @@ pub(super) fn run(cx: &mut Ctx) {
         if let Some(breach) = verdict.breach {
             return rollback::begin(
                 cx,
-                "Breach",
+                RollbackReason::Breach,
                 Some(breach.service),
                 breach.message,
                 breach.first_deviation,
@@ -83,10 +81,16 @@ pub(super) fn run(cx: &mut Ctx) {
         }
     }
     if cx.spec.abort == Some(true) {
-        return rollback::begin(cx, "Abort", None, "aborted by spec.abort".to_owned(), None);
+        return rollback::begin(
+            cx,
+            RollbackReason::Abort,
+            None,
+            "aborted by spec.abort".to_owned(),
+            None,
+        );
     }
     if let Some(expired) = hold::expired(cx) {
-        return rollback::begin(cx, "HoldTimeout", expired.0, expired.1, None);
+        return rollback::begin(cx, RollbackReason::HoldTimeout, expired.0, expired.1, None);
     }
     if hold::check(cx, spec_changed) {
         return;
@@ -98,7 +102,7 @@ pub(super) fn run(cx: &mut Ctx) {
         cx.set_phase(Phase::Paused);
         return;
     }
-    if user_paused {
+    if was_paused {
         hold::unpause(cx);
     }
     cx.set_phase(Phase::Progressing);
@@ -114,7 +118,7 @@ struct Breach {
 #[derive(Default)]
 struct Verdict {
     breach: Option<Breach>,
-    hold: Option<(&'static str, String, String)>,
+    hold: Option<(HoldReason, String, String)>,
 }
 
 /// Count this decision's measurements into the tallies and say whether a limit broke.
@@ -151,6 +155,11 @@ fn ingest(cx: &mut Ctx) -> Verdict {
             continue;
         }
         let outcome = judge(metric, &t.result, analysis.no_data.unwrap_or_default());
+        cx.judged.push(Judged {
+            service: t.service.clone(),
+            metric: t.metric.clone(),
+            outcome,
+        });
         let (value, note) = match &t.result {
             QueryResult::Value(v) if v.is_nan() => (
                 None,
@@ -235,7 +244,7 @@ fn ingest(cx: &mut Ctx) -> Verdict {
             }
             if t.errors > a.error_limit() {
                 verdict.hold = Some((
-                    "ErrorLimit",
+                    HoldReason::ErrorLimit,
                     s.name.clone(),
                     format!(
                         "{}: {} could not be measured {} times in this step, more than errorLimit {}; \
@@ -248,7 +257,7 @@ fn ingest(cx: &mut Ctx) -> Verdict {
                 ));
             } else if t.inconclusive > a.inconclusive_limit() {
                 verdict.hold = Some((
-                    "InconclusiveLimit",
+                    HoldReason::InconclusiveLimit,
                     s.name.clone(),
                     format!(
                         "{}: {} was inconclusive {} times in this step, more than inconclusiveLimit {}; \
@@ -289,7 +298,7 @@ fn advance(cx: &mut Ctx) {
         cx.requeue = None;
         let message = format!("all {} services promoted", cx.st.services.len());
         cx.record("Succeeded", None, message.clone());
-        cx.notice("Succeeded", message, false);
+        cx.notice(NoticeKind::Succeeded, None, message);
     }
 }
 
@@ -350,11 +359,11 @@ fn bake(cx: &mut Ctx, i: usize) {
 
     let Some(started) = cx.st.services[i].bake_started_at.clone() else {
         cx.st.services[i].weight = step.weight;
-        if cx.seen(&name).canary
-            == Some(CanaryObservation {
-                weight: step.weight,
-                ready: true,
-            })
+        if cx
+            .seen(&name)
+            .canary
+            .as_ref()
+            .is_some_and(|c| c.weight == step.weight && c.ready)
         {
             let now = cx.time();
             cx.st.services[i].bake_started_at = Some(now.clone());
@@ -431,7 +440,7 @@ fn pass_step(cx: &mut Ctx, i: usize, k: usize, of: usize) {
     let weight = cx.st.services[i].weight;
     let message = format!("{name}: step {}/{of} at {weight}% passed", k + 1);
     cx.record("StepPassed", Some(&name), message.clone());
-    cx.notice("StepPassed", message, false);
+    cx.notice(NoticeKind::StepPassed, Some(&name), message);
     let steps = cx
         .spec
         .service(&name)
@@ -486,5 +495,5 @@ fn promote(cx: &mut Ctx, i: usize) {
     s.message = Some("the new version is the stable one".to_owned());
     let message = format!("{name} promoted: the new version is stable and the canary is gone");
     cx.record("Promoted", Some(&name), message.clone());
-    cx.notice("Promoted", message, false);
+    cx.notice(NoticeKind::Promoted, Some(&name), message);
 }

@@ -3,15 +3,16 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::NoticeKind;
 use super::context::Ctx;
 use super::{Action, CONVERGE, TemplateState};
-use crate::api::{Phase, RollbackCause, ServicePhase};
+use crate::api::{Phase, RollbackCause, RollbackReason, ServicePhase};
 
 /// Start rolling back. Every canary in flight is sent to 0 % in this very
 /// decision, before anything else happens.
 pub(super) fn begin(
     cx: &mut Ctx,
-    reason: &str,
+    reason: RollbackReason,
     service: Option<String>,
     message: String,
     first_deviation: Option<Time>,
@@ -19,14 +20,18 @@ pub(super) fn begin(
     cx.set_phase(Phase::RollingBack);
     cx.st.hold = None;
     cx.st.rollback = Some(RollbackCause {
-        reason: reason.to_owned(),
+        reason,
         message: message.clone(),
         service: service.clone(),
         first_deviation_at: first_deviation,
         at: cx.time(),
     });
-    cx.record(reason, service.as_deref(), message.clone());
-    cx.notice(reason, message, true);
+    cx.record(reason.as_str(), service.as_deref(), message.clone());
+    cx.notice(
+        NoticeKind::RollbackBegan(reason),
+        service.as_deref(),
+        message,
+    );
 
     let now = cx.time();
     let mut zeroed = Vec::new();
@@ -102,15 +107,10 @@ pub(super) fn run(cx: &mut Ctx) {
         cx.set_phase(Phase::RolledBack);
         cx.st.finished_at = Some(cx.time());
         cx.requeue = None;
-        let cause = cx
-            .st
-            .rollback
-            .as_ref()
-            .map(|r| r.reason.clone())
-            .unwrap_or_default();
+        let cause = cx.st.rollback.as_ref().map_or("", |r| r.reason.as_str());
         let message = format!("rolled back after {cause}: every change is reversed");
         cx.record("RolledBack", None, message.clone());
-        cx.notice("RolledBack", message, true);
+        cx.notice(NoticeKind::RolledBack, None, message);
     }
 }
 
@@ -178,7 +178,7 @@ fn restore(cx: &mut Ctx, i: usize) {
         cx.requeue = None;
         cx.st.message = Some(message.clone());
         cx.record("Failed", Some(&name), message.clone());
-        cx.notice("Failed", message, true);
+        cx.notice(NoticeKind::Failed, Some(&name), message);
         return;
     };
     if seen.canary.is_some() {
@@ -194,7 +194,7 @@ fn restore(cx: &mut Ctx, i: usize) {
         s.message = Some("back on its baseline".to_owned());
         let message = format!("{name} restored to its baseline");
         cx.record("Restored", Some(&name), message.clone());
-        cx.notice("Restored", message, false);
+        cx.notice(NoticeKind::Restored, Some(&name), message);
         return;
     }
     cx.st.services[i].message =

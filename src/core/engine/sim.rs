@@ -194,13 +194,19 @@ impl Sim {
                 Action::RecordBaseline { service } => self.svc(service).baseline_recorded = true,
                 Action::SetCanaryWeight { service, weight } => {
                     let s = self.svc(service);
-                    let ready = *weight == 0
-                        || s.canary
-                            .as_ref()
-                            .is_some_and(|c| c.weight == *weight && c.ready);
+                    let before = s.canary.as_ref();
+                    let ready =
+                        *weight == 0 || before.is_some_and(|c| c.weight == *weight && c.ready);
+                    // Until the canary's pods are there, the traffic is split as before.
+                    let effective = if ready {
+                        *weight
+                    } else {
+                        before.map_or(0, |c| c.effective)
+                    };
                     s.canary = Some(CanaryObservation {
                         weight: *weight,
                         ready,
+                        effective,
                     });
                 }
                 Action::PromoteStable { service } => {
@@ -227,6 +233,7 @@ impl Sim {
         for s in self.cluster.values_mut() {
             if let Some(c) = &mut s.canary {
                 c.ready = true;
+                c.effective = c.weight;
             }
             s.rolled_out = true;
         }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::NoticeKind;
 use super::context::Ctx;
 use super::progress;
 use crate::api::{self, Phase, ServicePhase, ServiceStatus};
@@ -38,7 +39,7 @@ pub(super) fn pending(cx: &mut Ctx) {
         let message = "aborted before it started; nothing was changed".to_owned();
         cx.st.message = Some(message.clone());
         cx.record("RolledBack", None, message.clone());
-        cx.notice("RolledBack", message, false);
+        cx.notice(NoticeKind::RolledBack, None, message);
         return;
     }
     if spec.paused == Some(true) {
@@ -72,7 +73,7 @@ pub(super) fn pending(cx: &mut Ctx) {
     );
     cx.st.plan = Some(plan);
     cx.record("Started", None, message.clone());
-    cx.notice("Started", message, false);
+    cx.notice(NoticeKind::Started, None, message);
     progress::run(cx);
 }
 
@@ -83,7 +84,7 @@ fn stall(cx: &mut Ctx, reason: &str, lines: Vec<String>, recheck: Option<Duratio
         c.type_ == "Stalled" && c.status == "True" && c.reason == reason && c.message == message
     });
     if !already {
-        cx.notice("Stalled", format!("{reason}: {message}"), true);
+        cx.notice(NoticeKind::Stalled, None, format!("{reason}: {message}"));
     }
     cx.st.message = Some(message);
     cx.stalled = Some(reason.to_owned());

@@ -2,9 +2,12 @@
 //! kstatus conditions, and the bounded timeline.
 
 use super::context::Ctx;
-use crate::api::{ConditionType, Phase, ServicePhase, default::TIMELINE_KEPT, set_condition};
+use crate::api::{
+    ConditionType, Phase, RollbackReason, ServicePhase, default::TIMELINE_KEPT, set_condition,
+};
 
 pub(super) fn finish(cx: &mut Ctx) {
+    effective_weights(cx);
     let total = cx.st.services.len();
     if total > 0 {
         let promoted = cx
@@ -36,6 +39,23 @@ pub(super) fn finish(cx: &mut Ctx) {
     cap_timeline(cx);
 }
 
+/// What each running canary really gets, next to the weight it was asked for.
+fn effective_weights(cx: &mut Ctx) {
+    for i in 0..cx.st.services.len() {
+        let running = matches!(
+            cx.st.services[i].phase,
+            ServicePhase::Progressing | ServicePhase::Promoting | ServicePhase::Withdrawing
+        );
+        let effective = running.then(|| {
+            cx.seen(&cx.st.services[i].name)
+                .canary
+                .as_ref()
+                .map_or(0, |c| c.effective)
+        });
+        cx.st.services[i].effective_weight = effective;
+    }
+}
+
 fn message(cx: &Ctx) -> String {
     let st = &cx.st;
     let cause = || {
@@ -60,14 +80,15 @@ fn message(cx: &Ctx) -> String {
                 format!("wave {wave}: {}", moving.join("; "))
             }
         }
-        Phase::Paused => match &st.hold {
+        Phase::Held => match &st.hold {
             Some(h) => {
                 let note = cx.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
                 format!("held ({}, {}): {}{note}", h.id, h.reason, h.message)
             }
-            None => "paused by spec.paused; set it to false to continue (the current steps bake again from the start)"
-                .to_owned(),
+            None => "held".to_owned(),
         },
+        Phase::Paused => "paused by spec.paused; set it to false to continue (the current steps bake again from the start)"
+            .to_owned(),
         Phase::RollingBack => format!("rolling back after {}", cause()),
         Phase::Succeeded => format!("all {} services promoted", st.services.len()),
         Phase::RolledBack => match &st.rollback {
@@ -81,12 +102,12 @@ fn conditions(cx: &mut Ctx) {
     let phase = cx.phase();
     let stalled: Option<String> = match phase {
         Phase::Pending => cx.stalled.clone(),
-        Phase::Paused => cx.st.hold.as_ref().map(|h| h.reason.clone()),
+        Phase::Held => cx.st.hold.as_ref().map(|h| h.reason.to_string()),
         Phase::RolledBack => Some("RolledBack".to_owned()),
         Phase::Failed => Some("Failed".to_owned()),
         _ => None,
     };
-    let phase_name = format!("{phase:?}");
+    let phase_name = phase.as_str().to_owned();
     let succeeded = phase == Phase::Succeeded;
     let reconciling = !succeeded && stalled.is_none();
     let reason = stalled.clone().unwrap_or_else(|| phase_name.clone());
@@ -136,9 +157,10 @@ fn cap_timeline(cx: &mut Ctx) {
         .as_ref()
         .and_then(|r| r.first_deviation_at.clone());
     let first = |reasons: &[&str]| tl.iter().position(|e| reasons.contains(&e.reason.as_str()));
+    let rollback_reasons: Vec<&str> = RollbackReason::ALL.iter().map(|r| r.as_str()).collect();
     let keep: Vec<usize> = [
         first(&["Started"]),
-        first(&["Breach", "Abort", "HoldTimeout"]),
+        first(&rollback_reasons),
         first(&["MeasurementFailed"]),
         deviation.as_ref().and_then(|d| {
             tl.iter()

@@ -143,7 +143,12 @@ fn chain_succeeds_and_each_service_starts_only_after_its_dependency_is_promoted(
     let notices: Vec<String> = sim
         .passes
         .iter()
-        .flat_map(|p| p.decision.notices.iter().map(|n| n.reason.clone()))
+        .flat_map(|p| {
+            p.decision
+                .notices
+                .iter()
+                .map(|n| n.kind.reason().to_owned())
+        })
         .collect();
     assert_eq!(notices.iter().filter(|r| *r == "Started").count(), 1);
     assert_eq!(notices.iter().filter(|r| *r == "Succeeded").count(), 1);
@@ -382,7 +387,7 @@ fn breach_in_wave_two_zeroes_every_canary_at_once_and_restores_in_reverse() {
     );
     assert_eq!(breach.decision.actions[..2], [zero("b"), zero("x")]);
     let cause = breach.decision.status.rollback.clone().unwrap();
-    assert_eq!(cause.reason, "Breach");
+    assert_eq!(cause.reason.as_str(), "Breach");
     assert_eq!(cause.service.as_deref(), Some("b"));
     assert_eq!(cause.first_deviation_at.unwrap().0, breach.now);
     assert!(cause.message.contains("error-rate"), "{}", cause.message);
@@ -402,7 +407,7 @@ fn breach_in_wave_two_zeroes_every_canary_at_once_and_restores_in_reverse() {
             .decision
             .notices
             .iter()
-            .any(|n| n.reason == "Breach" && n.warning)
+            .any(|n| n.kind.reason() == "Breach" && n.kind.warning())
     );
 
     assert_eq!(sim.run(100), Phase::RolledBack);
@@ -441,7 +446,7 @@ fn breach_in_wave_two_zeroes_every_canary_at_once_and_restores_in_reverse() {
             "{s}"
         );
     }
-    assert_eq!(condition(st, "Stalled").reason, "RolledBack");
+    assert_eq!(condition(st, "Stalled").reason.as_str(), "RolledBack");
     assert_eq!(condition(st, "Ready").status, "False");
     assert!(st.message.as_deref().unwrap().contains("Breach"));
 }
@@ -494,7 +499,7 @@ fn abort_mid_flight_rolls_back_everything_changed() {
     let d = sim.pass().clone();
     assert_eq!(d.status.phase, Some(Phase::RollingBack));
     assert_eq!(d.actions[0], zero("b"));
-    assert_eq!(d.status.rollback.as_ref().unwrap().reason, "Abort");
+    assert_eq!(d.status.rollback.as_ref().unwrap().reason.as_str(), "Abort");
     assert_eq!(sim.run(100), Phase::RolledBack);
     assert_eq!(sim.service_phase("a"), Some(ServicePhase::Restored));
     assert_eq!(sim.service_phase("c"), Some(ServicePhase::Skipped));
@@ -549,7 +554,10 @@ fn errors_beyond_the_limit_hold_at_weight_zero_until_resumed() {
     assert_eq!(held.status.services[0].weight, 0);
     assert_eq!(held.status.services[0].bake_started_at, None);
     assert!(held.status.services[0].tally.is_empty());
-    assert_eq!(condition(&held.status, "Stalled").reason, "ErrorLimit");
+    assert_eq!(
+        condition(&held.status, "Stalled").reason.as_str(),
+        "ErrorLimit"
+    );
     assert_eq!(condition(&held.status, "Stalled").status, "True");
     assert_eq!(sim.cluster["a"].canary.as_ref().unwrap().weight, 0);
 
@@ -581,7 +589,7 @@ fn errors_beyond_the_limit_hold_at_weight_zero_until_resumed() {
             weight: 10
         }]
     );
-    assert!(resumed.notices.iter().any(|n| n.reason == "Resumed"));
+    assert!(resumed.notices.iter().any(|n| n.kind.reason() == "Resumed"));
     assert_eq!(sim.run(100), Phase::Succeeded);
     assert_eq!(status(&sim).holds, 1);
 }
@@ -591,7 +599,10 @@ fn inconclusive_beyond_the_limit_holds() {
     let mut sim = Sim::new(spec(&[("a", &[])])).with_measure(|_, _| QueryResult::NoData);
     assert!(sim.run_until(100, |s| s.phase() == Phase::Paused));
     let st = status(&sim);
-    assert_eq!(st.hold.as_ref().unwrap().reason, "InconclusiveLimit");
+    assert_eq!(
+        st.hold.as_ref().unwrap().reason.as_str(),
+        "InconclusiveLimit"
+    );
     // Three inconclusive measurements: one more than the default limit of 2.
     assert_eq!(
         sim.passes
@@ -607,7 +618,10 @@ fn no_data_policy_fail_breaches_instead_of_holding() {
     let mut sim = Sim::new(spec(&[("a", &[])])).with_measure(|_, _| QueryResult::NoData);
     analysis(&mut sim).no_data = Some(NoDataPolicy::Fail);
     assert_eq!(sim.run(100), Phase::RolledBack);
-    assert_eq!(status(&sim).rollback.as_ref().unwrap().reason, "Breach");
+    assert_eq!(
+        status(&sim).rollback.as_ref().unwrap().reason.as_str(),
+        "Breach"
+    );
 }
 
 #[test]
@@ -620,7 +634,7 @@ fn hold_timeout_rolls_back() {
     assert!(sim.passes.last().unwrap().decision.requeue_after.unwrap() <= secs(300));
     assert_eq!(sim.run(100), Phase::RolledBack);
     let cause = status(&sim).rollback.clone().unwrap();
-    assert_eq!(cause.reason, "HoldTimeout");
+    assert_eq!(cause.reason.as_str(), "HoldTimeout");
     assert!(cause.at.0 >= context::plus(since, secs(300)));
     all_settled_as(&sim, TemplateState::Baseline);
 }
@@ -631,7 +645,10 @@ fn abort_while_held_rolls_back() {
     sim.run_until(100, |s| s.phase() == Phase::Paused);
     sim.edit(|s| s.abort = Some(true));
     assert_eq!(sim.run(100), Phase::RolledBack);
-    assert_eq!(status(&sim).rollback.as_ref().unwrap().reason, "Abort");
+    assert_eq!(
+        status(&sim).rollback.as_ref().unwrap().reason.as_str(),
+        "Abort"
+    );
 }
 
 #[test]
@@ -650,7 +667,7 @@ fn a_spec_change_holds_until_restored_and_resumed() {
     });
     let d = sim.pass().clone();
     let hold = d.status.hold.clone().unwrap();
-    assert_eq!(hold.reason, "SpecChanged");
+    assert_eq!(hold.reason.as_str(), "SpecChanged");
     assert!(
         hold.message.starts_with(hold::SPEC_CHANGED),
         "{}",

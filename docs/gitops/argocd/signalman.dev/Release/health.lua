@@ -2,7 +2,7 @@
 -- Maps the release phase (and its kstatus conditions) to an Argo CD health:
 --   Succeeded                          -> Healthy
 --   Pending, AwaitingGates, Progressing -> Progressing
---   Paused (spec.paused or a hold)      -> Suspended
+--   Paused (spec.paused), Held (a hold) -> Suspended
 --   RollingBack, RolledBack, Failed     -> Degraded
 --   Pending refused (Stalled=True)      -> Degraded
 -- A status that describes an older generation is Progressing: the controller
@@ -48,7 +48,7 @@ local stalled = condition(status, "Stalled")
 if phase == "Succeeded" then
   hs.status = "Healthy"
   hs.message = say("Every service promoted")
-elseif phase == "Paused" then
+elseif phase == "Paused" or phase == "Held" then
   hs.status = "Suspended"
   if status.hold ~= nil then
     local id = tostring(status.hold.id)
