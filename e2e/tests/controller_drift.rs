@@ -56,7 +56,7 @@ async fn start(
 }
 
 async fn assert_held_at_zero(client: &kube::Client, ns: &str, status: &serde_json::Value) {
-    assert_eq!(op::phase(status), "Paused", "{status}");
+    assert_eq!(op::phase(status), "Held", "{status}");
     assert_eq!(op::service(status, "web").unwrap()["weight"], 0, "{status}");
     let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
     e2e::wait_for_object(

@@ -112,7 +112,7 @@ spec:
 
     proxy.close();
     let held = op::wait_status(&api, "outage", "a hold", Duration::from_secs(30), |s| {
-        op::phase(s) == "Paused" && s["hold"]["id"].is_string()
+        op::phase(s) == "Held" && s["hold"]["id"].is_string()
     })
     .await;
     let reason = held["hold"]["reason"].as_str().unwrap_or("");
@@ -168,7 +168,7 @@ spec:
     );
     // Still held a while later: nothing moves by itself.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(op::phase(&op::status(&api, "outage").await), "Paused");
+    assert_eq!(op::phase(&op::status(&api, "outage").await), "Held");
 
     proxy.open().await;
     let id = held["hold"]["id"].as_str().unwrap().to_string();

@@ -632,7 +632,7 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
     deploy_apps(&client, ns.name(), &["g"]).await;
     e2e::apply_yaml(&client, Some(ns.name()), &held).await;
     let r = wait_release(&api, "held", "a hold", Duration::from_secs(60), |r| {
-        phase(r) == "Paused" && r["status"]["hold"].is_object()
+        phase(r) == "Held" && r["status"]["hold"].is_object()
     })
     .await;
     capture(&r, "held");

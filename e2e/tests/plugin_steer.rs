@@ -290,7 +290,7 @@ spec:
         s["hold"]["id"] == "hold-1"
     })
     .await;
-    assert_eq!(op::phase(&held), "Paused");
+    assert_eq!(op::phase(&held), "Held");
 
     let view = plugin(&["get", "train", "-n", n]).await;
     assert!(view.stdout.contains("HOLD hold-1"), "{}", view.stdout);
