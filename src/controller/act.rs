@@ -55,37 +55,18 @@ pub async fn apply(
                 .map_err(Error::Missing)?
         }
         Action::PromoteStable { .. } => {
-            let baseline = baseline_of(rel, svc, &objects)?;
-            let new = new_template(&baseline.template, &svc.change);
-            let state = template_state(
-                &stable_of(svc, &objects)?
-                    .spec
-                    .clone()
-                    .unwrap_or_default()
-                    .template,
-                Some(&baseline.template),
-                &svc.change,
-            );
-            let template =
-                (state != TemplateState::New).then(|| template_write(svc, &new, &svc.change));
+            let (baseline, state) = stable_state(rel, svc, &objects)?;
+            let template = (state != TemplateState::New)
+                .then(|| template_write(svc, &new_template(&baseline.template, &svc.change)));
             provider.promote(&objects, template)
         }
         Action::RemoveCanary { .. } => provider.remove(&objects),
         Action::RestoreBaseline { .. } => {
-            let baseline = baseline_of(rel, svc, &objects)?;
-            let state = template_state(
-                &stable_of(svc, &objects)?
-                    .spec
-                    .clone()
-                    .unwrap_or_default()
-                    .template,
-                Some(&baseline.template),
-                &svc.change,
-            );
+            let (baseline, state) = stable_state(rel, svc, &objects)?;
             if state == TemplateState::Baseline {
                 return Ok(());
             }
-            vec![template_write(svc, &baseline.template, &svc.change)]
+            vec![template_write(svc, &baseline.template)]
         }
     };
     for write in &writes {
@@ -118,15 +99,23 @@ fn no_baseline(rel: &Release, svc: &ServiceSpec) -> Error {
     ))
 }
 
-fn baseline_of<'a>(
+/// The baseline, and how the live stable template compares with it and the new version.
+fn stable_state<'a>(
     rel: &Release,
     svc: &ServiceSpec,
     objects: &'a ServiceObjects,
-) -> Result<&'a Baseline, Error> {
-    objects
+) -> Result<(&'a Baseline, TemplateState), Error> {
+    let baseline = objects
         .baseline
         .as_ref()
-        .ok_or_else(|| no_baseline(rel, svc))
+        .ok_or_else(|| no_baseline(rel, svc))?;
+    let live = stable_of(svc, objects)?
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    let state = template_state(&live, Some(&baseline.template), &svc.change);
+    Ok((baseline, state))
 }
 
 /// Store the stable template once. Never overwritten: by the time it exists
@@ -186,8 +175,8 @@ async fn record_baseline(
 
 /// The stable Deployment's containers set to `template`'s images and env for
 /// what the change touches.
-fn template_write(svc: &ServiceSpec, template: &PodTemplateSpec, change: &Change) -> Write {
-    Write::apply::<Deployment>(&svc.deployment, change_patch(template, change))
+fn template_write(svc: &ServiceSpec, template: &PodTemplateSpec) -> Write {
+    Write::apply::<Deployment>(&svc.deployment, change_patch(template, &svc.change))
 }
 
 /// The containers the change touches, as server-side apply entries carrying

@@ -61,6 +61,25 @@ impl Cluster {
             }
             Write::Delete { resource, name } => self.delete(resource, name).await,
             Write::Release { resource, name } => self.release_fields(resource, name).await,
+            Write::Scale {
+                resource,
+                name,
+                replicas,
+            } => {
+                let body = json!({
+                    "apiVersion": "autoscaling/v1",
+                    "kind": "Scale",
+                    "metadata": {"name": name},
+                    "spec": {"replicas": replicas},
+                });
+                self.dynamic(resource)
+                    .patch_scale(name, &apply_params(), &Patch::Apply(&body))
+                    .await
+                    .map_err(Error::Kube)?;
+                self.metrics
+                    .wrote(&format!("{}/scale", resource.kind), "apply");
+                Ok(())
+            }
         }
     }
 

@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use kube::api::DynamicObject;
 use kube::core::ApiResource;
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api::{RELEASE_LABEL, SERVICE_LABEL, ServiceSpec, TRACK_LABEL};
 use crate::engine::{CanaryObservation, RouteObservation};
@@ -127,6 +127,14 @@ pub enum Write {
     Delete { resource: ApiResource, name: String },
     /// Give up Signalman's field ownership, leaving the values as they are.
     Release { resource: ApiResource, name: String },
+    /// Server-side apply of `spec.replicas` through the scale subresource. Its
+    /// field ownership is kept apart from the object's own, so applying the pod
+    /// template later never drops the replica count (or the other way round).
+    Scale {
+        resource: ApiResource,
+        name: String,
+        replicas: i32,
+    },
 }
 
 impl Write {
@@ -354,9 +362,13 @@ pub fn rolled_out(d: &Deployment) -> bool {
         && status.available_replicas.unwrap_or(0) == want
 }
 
-/// A partial Deployment that sets only `spec.replicas`.
+/// The Deployment's `spec.replicas`, through its scale subresource.
 fn replicas_write(deployment: &str, replicas: i32) -> Write {
-    Write::apply::<Deployment>(deployment, json!({"spec": {"replicas": replicas}}))
+    Write::Scale {
+        resource: ApiResource::erase::<Deployment>(&()),
+        name: deployment.to_owned(),
+        replicas,
+    }
 }
 
 /// Percent of `canary / (canary + stable)`, rounded; 0 when neither has any.
@@ -417,42 +429,31 @@ pub(crate) mod testing {
         });
     }
 
+    fn changed(d: &mut Deployment, settle_pods: bool) {
+        if settle_pods {
+            settle(d);
+        } else {
+            d.metadata.generation = Some(d.metadata.generation.unwrap_or(0) + 1);
+        }
+    }
+
     /// Carry out the writes on `objects` the way the API server and the
     /// Deployment controller would (pods appear at once when `settle`).
     pub fn execute(objects: &mut ServiceObjects, writes: &[Write], settle_pods: bool) {
         for w in writes {
             match w {
-                Write::Apply {
-                    resource,
-                    name,
-                    body,
-                } if resource.kind == "Deployment" => {
-                    let target = if Some(name.as_str())
-                        == objects
-                            .stable
-                            .as_ref()
-                            .and_then(|d| d.metadata.name.as_deref())
-                    {
-                        &mut objects.stable
-                    } else {
-                        &mut objects.canary
-                    };
-                    match target {
-                        Some(d) if body.get("spec").and_then(|s| s.get("template")).is_none() => {
-                            let r = body["spec"]["replicas"].as_i64().unwrap_or(1) as i32;
-                            d.spec.get_or_insert_with(Default::default).replicas = Some(r);
-                            if let Some(a) = body["metadata"].get("annotations") {
-                                d.metadata.annotations = serde_json::from_value(a.clone()).ok();
-                            }
-                        }
-                        _ => *target = serde_json::from_value(body.clone()).ok(),
+                Write::Scale { name, replicas, .. } => {
+                    let stable = objects.stable.as_mut().filter(|d| d.name_any() == *name);
+                    if let Some(d) = stable {
+                        d.spec.get_or_insert_with(Default::default).replicas = Some(*replicas);
+                        changed(d, settle_pods);
                     }
-                    if let Some(d) = target.as_mut() {
-                        if settle_pods {
-                            settle(d);
-                        } else {
-                            d.metadata.generation = Some(d.metadata.generation.unwrap_or(0) + 1);
-                        }
+                }
+                // Signalman applies whole canary Deployments.
+                Write::Apply { resource, body, .. } if resource.kind == "Deployment" => {
+                    objects.canary = serde_json::from_value(body.clone()).ok();
+                    if let Some(d) = objects.canary.as_mut() {
+                        changed(d, settle_pods);
                     }
                 }
                 Write::Delete { name, .. } => {

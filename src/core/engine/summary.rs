@@ -107,41 +107,27 @@ fn conditions(cx: &mut Ctx) {
         Phase::Failed => Some("Failed".to_owned()),
         _ => None,
     };
-    let phase_name = phase.as_str().to_owned();
     let succeeded = phase == Phase::Succeeded;
     let reconciling = !succeeded && stalled.is_none();
-    let reason = stalled.clone().unwrap_or_else(|| phase_name.clone());
+    let reason = stalled.clone().unwrap_or_else(|| phase.as_str().to_owned());
     let message = cx.st.message.clone().unwrap_or_default();
     let generation = cx.st.observed_generation;
     let now = cx.time();
-    let cs = &mut cx.st.conditions;
-    set_condition(
-        cs,
-        ConditionType::Ready,
-        succeeded,
-        &reason,
-        &message,
-        generation,
-        now.clone(),
-    );
-    set_condition(
-        cs,
-        ConditionType::Reconciling,
-        reconciling,
-        &reason,
-        &message,
-        generation,
-        now.clone(),
-    );
-    set_condition(
-        cs,
-        ConditionType::Stalled,
-        stalled.is_some(),
-        &reason,
-        &message,
-        generation,
-        now,
-    );
+    for (type_, on) in [
+        (ConditionType::Ready, succeeded),
+        (ConditionType::Reconciling, reconciling),
+        (ConditionType::Stalled, stalled.is_some()),
+    ] {
+        set_condition(
+            &mut cx.st.conditions,
+            type_,
+            on,
+            &reason,
+            &message,
+            generation,
+            now.clone(),
+        );
+    }
 }
 
 /// Drop the oldest entries beyond the cap, but never the start, the first
