@@ -122,12 +122,14 @@ fn scaled_down(objects: &ServiceObjects) -> bool {
         && remembered(objects).is_some()
 }
 
-/// Every stable pod asked for is available (and there are some).
-fn stable_serving(objects: &ServiceObjects) -> bool {
+/// The stable Deployment exists but its pods cannot take the canary's
+/// traffic yet (scaled down, or coming back). With no stable Deployment at
+/// all there is nothing to wait for: taking traffic away works with whatever is left.
+fn stable_coming_back(objects: &ServiceObjects) -> bool {
     objects
         .stable
         .as_ref()
-        .is_some_and(|d| spec_replicas(d) > 0 && available(d) >= spec_replicas(d))
+        .is_some_and(|d| spec_replicas(d) == 0 || available(d) < spec_replicas(d))
 }
 
 /// Every stable pod is gone.
@@ -142,7 +144,7 @@ impl ReplicaRatio {
     /// withdrawing from a scaled-down stable Deployment, the canary keeps its
     /// pods until the stable ones serve again.
     fn wanted_pods(objects: &ServiceObjects, weight: i32, n: i32) -> i32 {
-        if weight == 0 && !stable_serving(objects) {
+        if weight == 0 && stable_coming_back(objects) {
             return objects.live_canary().map_or(0, spec_replicas);
         }
         canary_replicas(n, weight)
@@ -257,7 +259,7 @@ impl Provider for ReplicaRatio {
             return vec![replicas_write(&d.name_any(), user_replicas(objects))];
         }
         // Canary pods leave only when the stable ones can take their traffic.
-        if spec_replicas(canary) > 0 && !stable_serving(objects) {
+        if spec_replicas(canary) > 0 && stable_coming_back(objects) {
             return Vec::new();
         }
         vec![Write::delete::<Deployment>(&canary.name_any())]
@@ -435,5 +437,19 @@ mod tests {
         );
         // removing the canary before the stable pods are back hands them back first
         assert_eq!(ReplicaRatio.remove(&o), vec![replicas_write("web", 3)]);
+    }
+
+    #[test]
+    fn with_the_stable_deployment_gone_withdrawing_still_takes_all_traffic_away() {
+        let mut o = objects(2);
+        converge(&mut o, 50);
+        o.stable = None;
+        let c = converge(&mut o, 0);
+        assert_eq!((c.weight, c.ready), (0, true));
+        assert_eq!(spec_replicas(o.canary.as_ref().unwrap()), 0);
+        assert_eq!(
+            ReplicaRatio.remove(&o),
+            vec![Write::delete::<Deployment>("web-canary")]
+        );
     }
 }
