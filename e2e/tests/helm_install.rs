@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Probe, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use kube::api::Api;
 use signalman_e2e::helm::{Installed, can_i, chart_dir, helm, install};
@@ -166,28 +166,9 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
     let psc = pod.security_context.unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
     assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
-    assert_eq!(
-        c.liveness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap()
-            .path
-            .as_deref(),
-        Some("/healthz")
-    );
-    assert_eq!(
-        c.readiness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap()
-            .path
-            .as_deref(),
-        Some("/readyz")
-    );
+    let probe_path = |p: &Option<Probe>| p.as_ref()?.http_get.as_ref()?.path.clone();
+    assert_eq!(probe_path(&c.liveness_probe).as_deref(), Some("/healthz"));
+    assert_eq!(probe_path(&c.readiness_probe).as_deref(), Some("/readyz"));
     assert!(
         c.args
             .as_ref()

@@ -170,8 +170,12 @@ async fn plan_checks_deployments_and_containers_in_the_cluster() {
     std::fs::write(&bad, serde_yaml::to_string(&text).unwrap()).unwrap();
     let r = plugin(&["plan", "-f", bad.to_str().unwrap(), "-n", n]).await;
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    r.assert_prints("✖ spec.services[0].change.env.sidecar: container \"sidecar\" is not in Deployment \"web\" (it has \"app\"); use one of those names");
-    r.assert_prints(&format!("✖ spec.services[1].deployment: Deployment \"api\" not found in namespace \"{n}\"; create it or fix the name"));
+    r.assert_prints(
+        "✖ spec.services[0].change.env.sidecar: container \"sidecar\" is not in Deployment \"web\" (it has \"app\"); use one of those names",
+    );
+    r.assert_prints(&format!(
+        "✖ spec.services[1].deployment: Deployment \"api\" not found in namespace \"{n}\"; create it or fix the name"
+    ));
     // plan changes nothing in the cluster.
     assert!(
         rel::releases(&client, n)

@@ -52,8 +52,8 @@ async fn abort_withdraws_the_canary_and_restores_what_was_promoted() {
         r.stdout
     );
     r.assert_prints(&format!(
-            "kubectl patch releases.signalman.dev train -n {n} --type merge -p '{{\"spec\":{{\"abort\":true}}}}'"
-        ));
+        "kubectl patch releases.signalman.dev train -n {n} --type merge -p '{{\"spec\":{{\"abort\":true}}}}'"
+    ));
     assert_eq!(api.get("train").await.unwrap().spec.abort, Some(true));
 
     let status = rel::wait_phase(&api, "train", "RolledBack", Duration::from_secs(120)).await;
