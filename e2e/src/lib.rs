@@ -22,8 +22,14 @@
 //! # }
 //! ```
 
+pub mod helm;
 pub mod operator;
+pub mod plugin;
+pub mod release;
+pub mod scenario;
 pub mod sim;
+
+pub use scenario::Scenario;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -71,6 +77,18 @@ pub fn kubeconfig_path() -> PathBuf {
              or use `make e2e` / `make test`"
         ),
     }
+}
+
+/// The workspace root (the clone), for the chart, examples and docs.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A directory for the harness' files (operator logs, kubeconfigs).
+pub fn scratch_dir() -> PathBuf {
+    let d = std::env::temp_dir().join("signalman-e2e");
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
+    d
 }
 
 async fn config_from_kubeconfig() -> anyhow::Result<Config> {
@@ -178,6 +196,16 @@ impl TestNamespace {
     /// The namespace name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// [`apply_yaml`] into this namespace.
+    pub async fn apply_yaml(&self, yaml: &str) -> Vec<DynamicObject> {
+        apply_yaml(&self.client, Some(&self.name), yaml).await
+    }
+
+    /// [`try_apply_yaml`] into this namespace.
+    pub async fn try_apply_yaml(&self, yaml: &str) -> anyhow::Result<Vec<DynamicObject>> {
+        try_apply_yaml(&self.client, Some(&self.name), yaml).await
     }
 
     /// Delete the namespace now (does not wait for its finalization).
@@ -333,6 +361,47 @@ where
     .unwrap_or_else(|e| panic!("applying {} {name}: {e}", K::kind(&())))
 }
 
+/// What one look at an awaited state found (see [`poll`]).
+pub enum Look<T> {
+    /// It is there: stop waiting with this value.
+    Done(T),
+    /// Not yet; what was seen, for the message if the wait times out.
+    NotYet(String),
+    /// It can no longer happen (e.g. a Release ended in another phase): fail
+    /// now rather than at the timeout, saying what was seen.
+    Never(String),
+}
+
+/// The one poller every wait of the harness is built on: call `look` every
+/// `every` until it reports [`Look::Done`] and return that value. Panics
+/// (fails the test) on [`Look::Never`] or after `timeout`, naming `what` and
+/// showing the last thing seen.
+pub async fn poll<T, F, Fut>(what: &str, timeout: Duration, every: Duration, mut look: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Look<T>>,
+{
+    let start = Instant::now();
+    loop {
+        match look().await {
+            Look::Done(v) => return v,
+            Look::Never(seen) => panic!(
+                "gave up waiting for {what} after {:?}: {seen}",
+                start.elapsed()
+            ),
+            Look::NotYet(seen) if start.elapsed() >= timeout => {
+                let seen = if seen.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {seen}")
+                };
+                panic!("timed out after {timeout:?} waiting for {what}{seen}")
+            }
+            Look::NotYet(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
 /// Poll `check` every 250 ms until it returns `Ok(Some(value))`, and return
 /// that value. `Ok(None)` means "not yet"; errors are retried too (and
 /// reported). Panics after `timeout` with `what` and the last error.
@@ -341,24 +410,17 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Option<T>>>,
 {
-    let start = Instant::now();
-    loop {
-        let last_error: Option<String>;
-        match check().await {
-            Ok(Some(v)) => return v,
-            Ok(None) => last_error = None,
-            Err(e) => last_error = Some(format!("{e:#}")),
-        }
-        if start.elapsed() >= timeout {
-            match last_error {
-                Some(e) => {
-                    panic!("timed out after {timeout:?} waiting for {what}; last error: {e}")
-                }
-                None => panic!("timed out after {timeout:?} waiting for {what}"),
+    poll(what, timeout, Duration::from_millis(250), || {
+        let checked = check();
+        async move {
+            match checked.await {
+                Ok(Some(v)) => Look::Done(v),
+                Ok(None) => Look::NotYet(String::new()),
+                Err(e) => Look::NotYet(format!("last error: {e:#}")),
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await
 }
 
 /// Wait until the object `name` exists and satisfies `predicate`; returns it.
@@ -374,30 +436,28 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Serialize,
     P: Fn(&K) -> bool,
 {
-    let start = Instant::now();
-    loop {
-        let current = api.get_opt(name).await;
-        match &current {
-            Ok(Some(obj)) if predicate(obj) => return obj.clone(),
-            _ => {}
-        }
-        if start.elapsed() >= timeout {
-            let seen = match current {
+    poll(
+        &format!("{name}: {what}"),
+        timeout,
+        Duration::from_millis(250),
+        || async {
+            match api.get_opt(name).await {
+                Ok(Some(obj)) if predicate(&obj) => Look::Done(obj),
                 Ok(Some(obj)) => {
                     let v = serde_json::to_value(&obj).unwrap_or_default();
-                    let status = v.get("status").cloned().unwrap_or_default();
-                    format!(
-                        "last status: {}",
-                        serde_json::to_string_pretty(&status).unwrap_or_default()
-                    )
+                    Look::NotYet(format!("last status: {}", pretty(&v["status"])))
                 }
-                Ok(None) => "the object does not exist".to_string(),
-                Err(e) => format!("last error: {e}"),
-            };
-            panic!("timed out after {timeout:?} waiting for {name}: {what}; {seen}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+                Ok(None) => Look::NotYet("the object does not exist".to_string()),
+                Err(e) => Look::NotYet(format!("last error: {e}")),
+            }
+        },
+    )
+    .await
+}
+
+/// A JSON value as indented text, for failure messages.
+pub fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 /// True when a Deployment's rollout is complete with `replicas` available
@@ -440,6 +500,169 @@ pub async fn wait_deployment_ready(
     .await
 }
 
+/// The image of a Deployment's first container.
+pub fn first_image(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+/// The image of Deployment `name`'s first container; fails the test when the
+/// Deployment does not exist.
+pub async fn image_of(deployments: &Api<Deployment>, name: &str) -> String {
+    let d = deployments
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading Deployment {name}: {e}"));
+    first_image(&d)
+}
+
+/// A Deployment (one container, `app`) and a Service of the same name: the
+/// unit every scenario releases. By default 2 replicas of
+/// `registry.example/<name>:v1` with `SIM_ERROR_RATE=0`, i.e. a good version.
+#[derive(Clone, Debug)]
+pub struct WebApp {
+    name: String,
+    replicas: i32,
+    image: String,
+    min_ready_seconds: i32,
+    env: Vec<(String, String)>,
+}
+
+impl WebApp {
+    pub fn new(name: &str) -> WebApp {
+        WebApp {
+            name: name.to_string(),
+            replicas: 2,
+            image: format!("registry.example/{name}:v1"),
+            min_ready_seconds: 0,
+            env: vec![("SIM_ERROR_RATE".into(), "0".into())],
+        }
+    }
+
+    pub fn replicas(mut self, replicas: i32) -> WebApp {
+        self.replicas = replicas;
+        self
+    }
+
+    pub fn image(mut self, image: &str) -> WebApp {
+        self.image = image.to_string();
+        self
+    }
+
+    /// Makes rollouts (a promotion, a restoration) last long enough to be
+    /// interrupted.
+    pub fn min_ready_seconds(mut self, seconds: i32) -> WebApp {
+        self.min_ready_seconds = seconds;
+        self
+    }
+
+    /// Set a container env var (replacing one of the same name): the traffic
+    /// simulator's `SIM_*` knobs.
+    pub fn env(mut self, name: &str, value: &str) -> WebApp {
+        match self.env.iter_mut().find(|(n, _)| n == name) {
+            Some(e) => e.1 = value.to_string(),
+            None => self.env.push((name.to_string(), value.to_string())),
+        }
+        self
+    }
+
+    /// The manifest (Deployment and Service), for [`apply_yaml`]. Apply it
+    /// whole: server-side apply drops the fields a later apply omits.
+    pub fn yaml(&self) -> String {
+        let WebApp {
+            name,
+            replicas,
+            image,
+            min_ready_seconds,
+            env,
+        } = self;
+        let env: String = env
+            .iter()
+            .map(|(n, v)| format!("        - {{name: {n}, value: {}}}\n", json_string(v)))
+            .collect();
+        format!(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  minReadySeconds: {min_ready_seconds}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: app
+        image: {image}
+        env:
+{env}---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"#
+        )
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// Apply every app, then wait until each is rolled out (60 s each).
+pub async fn deploy(client: &Client, namespace: &str, apps: &[WebApp]) {
+    for app in apps {
+        apply_yaml(client, Some(namespace), &app.yaml()).await;
+    }
+    for app in apps {
+        wait_deployment_ready(
+            client,
+            namespace,
+            &app.name,
+            app.replicas,
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+}
+
+/// [`deploy`] the default [`WebApp`] of each name.
+pub async fn deploy_apps(client: &Client, namespace: &str, names: &[&str]) {
+    let apps: Vec<WebApp> = names.iter().map(|n| WebApp::new(n)).collect();
+    deploy(client, namespace, &apps).await;
+}
+
+/// The Gateway API HTTPRoutes of `namespace` (no typed client for them).
+pub fn http_routes(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    let ar = kube::core::ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+        "httproutes",
+    );
+    Api::namespaced_with(client.clone(), namespace, &ar)
+}
+
+/// An HTTPRoute `name` sending all traffic under `/` to Service `backend`
+/// port 80: what a user has before Signalman adds a canary backend.
+pub fn http_route_yaml(name: &str, backend: &str) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}}}
+spec:
+  parentRefs: [{{name: gateway}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /}}}}]
+    backendRefs: [{{name: {backend}, port: 80}}]
+"#
+    )
+}
+
 /// Run `kubectl` against `KUBECONFIG` and return its output (not checked).
 pub async fn kubectl(args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
@@ -448,6 +671,15 @@ pub async fn kubectl(args: &[&str]) -> std::process::Output {
         .output()
         .await
         .expect("running kubectl")
+}
+
+/// What a command printed, stdout then stderr, for assertions and messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A Prometheus HTTP API client (instant queries).
@@ -533,21 +765,18 @@ impl Prometheus {
     where
         P: Fn(f64) -> bool,
     {
-        let start = Instant::now();
-        loop {
-            let last = self.value(promql).await;
-            if let Ok(Some(v)) = last {
-                if predicate(v) {
-                    return v;
+        poll(
+            &format!("Prometheus query `{promql}`"),
+            timeout,
+            Duration::from_millis(500),
+            || async {
+                match self.value(promql).await {
+                    Ok(Some(v)) if predicate(v) => Look::Done(v),
+                    last => Look::NotYet(format!("last result: {last:?}")),
                 }
-            }
-            if start.elapsed() >= timeout {
-                panic!(
-                    "timed out after {timeout:?} waiting for Prometheus query `{promql}`; last result: {last:?}"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+            },
+        )
+        .await
     }
 }
 

@@ -1,95 +1,148 @@
-//! The Signalman operator as a process, for controller scenarios: one operator
-//! per test namespace (`--namespace`), so scenarios run in parallel on one
-//! cluster; plus helpers to read a Release's status and timeline.
+//! The Signalman operator as a process: one operator per test namespace
+//! (`--namespace`), so scenarios run in parallel on one cluster. The same
+//! launcher runs it as the admin or with nothing but a ServiceAccount token
+//! (as the chart would), with or without leader election.
 //!
 //! The binary is `$SIGNALMAN_BIN`, else `$CARGO_TARGET_DIR/debug/signalman`,
 //! else `target/debug/signalman` in the workspace (`make e2e` builds it).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
-use serde_json::Value;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use kube::api::Api;
+use signalman::api::Release;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use crate::{FIELD_MANAGER, kubeconfig_path, prometheus_url};
+use crate::{Look, kubeconfig_path, poll, prometheus_url};
 
 /// Path of the operator binary.
 pub fn operator_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SIGNALMAN_BIN").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("debug/signalman")
+        .unwrap_or_else(|| crate::repo_root().join("target"))
+        .join("debug/signalman")
+}
+
+/// How to start an operator; [`Launch::start`] starts it.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    namespace: String,
+    name: String,
+    kubeconfig: PathBuf,
+    prometheus: String,
+    lease: Option<(String, Duration)>,
+}
+
+impl Launch {
+    /// Name the process: its leader-election identity (`POD_NAME`) and its log file.
+    pub fn name(mut self, name: &str) -> Launch {
+        self.name = name.to_string();
+        self
+    }
+
+    /// Authenticate with this kubeconfig instead of the admin's `KUBECONFIG`
+    /// (e.g. [`crate::helm::Installed::token_kubeconfig`]).
+    pub fn kubeconfig(mut self, path: &Path) -> Launch {
+        self.kubeconfig = path.to_path_buf();
+        self
+    }
+
+    /// Run for the Lease `name` in the watched namespace.
+    pub fn leader_election(mut self, lease: &str, duration: Duration) -> Launch {
+        self.lease = Some((lease.to_string(), duration));
+        self
+    }
+
+    /// Start it. Without leader election it returns once `/readyz` says the
+    /// controller runs; with it, once the process serves `/healthz` (a
+    /// follower never becomes the controller: see [`Operator::wait_ready`]).
+    pub async fn start(self) -> Operator {
+        install_crd().await;
+        let log = crate::scratch_dir().join(format!("{}-{}.log", self.namespace, self.name));
+        // A fresh log per test run: assertions read the whole file.
+        std::fs::File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let mut op = Operator {
+            launch: self,
+            metrics_addr: free_port(),
+            log,
+            child: None,
+        };
+        op.spawn().await;
+        op
+    }
 }
 
 /// A running `signalman run --namespace <ns>`; killed when dropped.
 pub struct Operator {
-    namespace: String,
-    prometheus: String,
+    launch: Launch,
     metrics_addr: SocketAddr,
     log: PathBuf,
     child: Option<Child>,
 }
 
 impl Operator {
-    /// Start the operator for `namespace` with the default Prometheus.
-    pub async fn start(namespace: &str) -> Operator {
-        Operator::start_with_prometheus(namespace, &prometheus_url()).await
-    }
-
-    pub async fn start_with_prometheus(namespace: &str, prometheus: &str) -> Operator {
-        install_crd().await;
-        let dir = std::env::temp_dir().join("signalman-e2e");
-        std::fs::create_dir_all(&dir).expect("creating the operator log directory");
-        let mut op = Operator {
+    /// The operator for `namespace`, as the cluster admin, without leader
+    /// election, with the default Prometheus; started by [`Launch::start`].
+    pub fn launch(namespace: &str) -> Launch {
+        Launch {
             namespace: namespace.to_string(),
-            prometheus: prometheus.to_string(),
-            metrics_addr: free_port(),
-            log: dir.join(format!("{namespace}.log")),
-            child: None,
-        };
-        op.spawn().await;
-        op
+            name: "signalman".to_string(),
+            kubeconfig: kubeconfig_path(),
+            prometheus: prometheus_url(),
+            lease: None,
+        }
     }
 
-    /// Where the operator logs (all its runs, appended).
-    pub fn log_path(&self) -> &PathBuf {
+    /// Start the operator for `namespace` with the defaults of [`Operator::launch`].
+    pub async fn start(namespace: &str) -> Operator {
+        Operator::launch(namespace).start().await
+    }
+
+    /// Where the operator logs (all its runs in this test, appended).
+    pub fn log_path(&self) -> &Path {
         &self.log
+    }
+
+    /// The last 40 lines of the log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
     }
 
     async fn spawn(&mut self) {
         let bin = operator_bin();
         assert!(
             bin.exists(),
-            "operator binary {} not found: run `cargo build -p signalman --bin signalman` \
+            "operator binary {} not found: run `cargo build -p signalman --bins` \
              (make e2e does) or set SIGNALMAN_BIN",
             bin.display()
         );
         let log = std::fs::OpenOptions::new()
-            .create(true)
             .append(true)
             .open(&self.log)
             .expect("opening the operator log");
-        let child = Command::new(&bin)
-            .args([
-                "run",
-                "--namespace",
-                &self.namespace,
-                "--prometheus-url",
-                &self.prometheus,
-                "--metrics-addr",
-                &self.metrics_addr.to_string(),
-                "--kubeconfig",
-            ])
-            .arg(kubeconfig_path())
-            .env("RUST_LOG", "info,kube_runtime=warn,signalman=info")
+        let l = &self.launch;
+        let mut cmd = Command::new(&bin);
+        cmd.args(["run", "--namespace", &l.namespace])
+            .args(["--prometheus-url", &l.prometheus])
+            .args(["--metrics-addr", &self.metrics_addr.to_string()])
+            .arg("--kubeconfig")
+            .arg(&l.kubeconfig);
+        if let Some((lease, duration)) = &l.lease {
+            cmd.args(["--leader-elect", "--lease-name", lease])
+                .args(["--lease-namespace", &l.namespace])
+                .arg(format!("--lease-duration={}s", duration.as_secs()));
+        }
+        let child = cmd
+            .env("POD_NAME", &l.name)
+            .env("RUST_LOG", "info,kube_runtime=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
@@ -97,29 +150,41 @@ impl Operator {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         self.child = Some(child);
-        let start = Instant::now();
-        loop {
-            if let Ok(body) = http_get(self.metrics_addr, "/readyz").await
-                && body.starts_with("ok")
-            {
-                return;
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "the operator exited with {status}; see {}",
-                    self.log.display()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the operator did not become ready in 30s; see {}",
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let path = if self.launch.lease.is_some() {
+            "/healthz"
+        } else {
+            "/readyz"
+        };
+        let what = format!("operator {} to answer {path} ok", self.launch.name);
+        let (child, addr, log) = (&mut self.child, self.metrics_addr, &self.log);
+        poll(
+            &what,
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || {
+                let exited = child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                let tail = log_tail(log);
+                async move {
+                    if let Some(status) = exited {
+                        return Look::Never(format!("it exited with {status}:\n{tail}"));
+                    }
+                    match http_get(addr, path).await {
+                        Ok((200, body)) if body.starts_with("ok") => Look::Done(()),
+                        Ok((code, body)) => Look::NotYet(format!("{code} {body}\n{tail}")),
+                        Err(e) => Look::NotYet(format!("{e}\n{tail}")),
+                    }
+                }
+            },
+        )
+        .await;
     }
 
-    /// SIGKILL: no chance to finish anything in flight.
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// SIGKILL: no chance to finish anything in flight, no lease hand-over.
     pub async fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill().await;
@@ -127,41 +192,105 @@ impl Operator {
         }
     }
 
-    /// SIGKILL, then start again on the same port.
+    /// SIGKILL, then start again on the same port (same log, appended).
     pub async fn crash_and_restart(&mut self) {
         self.kill().await;
         self.spawn().await;
     }
 
+    /// SIGTERM, without waiting: see [`Operator::wait_exit`].
+    pub fn sigterm(&self) {
+        let pid = self.pid().expect("the operator is not running");
+        let st = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("running kill");
+        assert!(st.success(), "kill -TERM {pid}: {st}");
+    }
+
+    /// Wait until the process has exited by itself and return how; panics
+    /// with the log after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let what = format!("operator {} to exit", self.launch.name);
+        let (child, log) = (&mut self.child, &self.log);
+        let status = poll(&what, timeout, Duration::from_millis(50), || {
+            let exited = child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let seen = match exited {
+                Some(status) => Look::Done(status),
+                None => Look::NotYet(format!("it still runs:\n{}", log_tail(log))),
+            };
+            async move { seen }
+        })
+        .await;
+        self.child = None;
+        status
+    }
+
     /// SIGTERM and wait for the exit; returns whether it exited cleanly (code 0).
     pub async fn terminate(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else {
+        if self.child.is_none() {
             return true;
-        };
-        if let Some(pid) = c.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
         }
-        match tokio::time::timeout(Duration::from_secs(20), c.wait()).await {
-            Ok(Ok(status)) => status.success(),
-            _ => {
-                let _ = c.kill().await;
-                false
-            }
-        }
+        self.sigterm();
+        self.wait_exit(Duration::from_secs(20)).await.success()
+    }
+
+    /// `(status code, body)` of a GET on the operator's HTTP port.
+    pub async fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        http_get(self.metrics_addr, path).await
     }
 
     /// The operator's `/metrics` text.
     pub async fn metrics(&self) -> String {
-        http_get(self.metrics_addr, "/metrics")
+        let (code, body) = self
+            .get("/metrics")
             .await
-            .unwrap_or_else(|e| panic!("reading the operator's /metrics: {e}"))
+            .unwrap_or_else(|e| panic!("scraping {}: {e}", self.launch.name));
+        assert_eq!(
+            code, 200,
+            "{}: /metrics answered {code}: {body}",
+            self.launch.name
+        );
+        body
+    }
+
+    /// Scrape until `ready` holds on the text and return it (the release
+    /// gauges follow the operator's watch cache, a moment behind the API
+    /// server).
+    pub async fn wait_metrics(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let what = format!("/metrics of {} to show {what}", self.launch.name);
+        poll(
+            &what,
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || async {
+                let m = self.metrics().await;
+                if ready(&m) {
+                    Look::Done(m)
+                } else {
+                    Look::NotYet(format!("last scrape:\n{m}"))
+                }
+            },
+        )
+        .await
     }
 
     /// Sum of `signalman_api_writes_total` over all kinds and verbs.
     pub async fn api_writes(&self) -> f64 {
         sum_metric(&self.metrics().await, "signalman_api_writes_total")
+    }
+
+    /// Wait until `/readyz` answers 200 and return its body (`ok`, or
+    /// `standby: ...` on a follower).
+    pub async fn wait_ready(&self, timeout: Duration) -> String {
+        let what = format!("operator {} to be ready", self.launch.name);
+        poll(&what, timeout, Duration::from_millis(100), || async {
+            match self.get("/readyz").await {
+                Ok((200, body)) => Look::Done(body),
+                other => Look::NotYet(format!("/readyz: {other:?}\n{}", self.log_tail())),
+            }
+        })
+        .await
     }
 }
 
@@ -173,58 +302,14 @@ impl Drop for Operator {
     }
 }
 
-/// Install (server-side apply) the Release CRD that this operator binary
-/// prints, so the cluster's schema always matches the status it writes.
-pub async fn install_crd() {
-    // Concurrent tests may both apply it: server-side apply is idempotent.
-    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if DONE.load(std::sync::atomic::Ordering::Acquire) {
-        return;
-    }
-    {
-        let out = Command::new(operator_bin())
-            .arg("crd")
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("running {} crd: {e}", operator_bin().display()));
-        assert!(
-            out.status.success(),
-            "signalman crd failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let client = crate::client().await;
-        crate::apply_yaml(&client, None, &String::from_utf8_lossy(&out.stdout)).await;
-        crate::wait_for(
-            "the Release CRD to be served",
-            Duration::from_secs(30),
-            || {
-                let client = client.clone();
-                async move {
-                    let api: Api<DynamicObject> = Api::all_with(client, &release_resource());
-                    Ok(api.list(&Default::default()).await.ok().map(|_| ()))
-                }
-            },
-        )
-        .await;
-    }
-    DONE.store(true, std::sync::atomic::Ordering::Release);
+fn log_tail(log: &Path) -> String {
+    let s = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-/// Sum of every sample of `name` in a Prometheus text exposition.
-pub fn sum_metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    l.local_addr().expect("local address")
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+/// `(status code, body)` of an HTTP/1.1 GET, without an HTTP client crate.
+async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(
         format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes(),
@@ -232,236 +317,72 @@ async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     .await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
-    Ok(out
+    let code = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok((code, body))
 }
 
-// ------------------------------------------------------------ Releases
-
-pub fn release_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("signalman.dev", "v1alpha1", "Release"),
-        "releases",
-    )
-}
-
-pub fn releases(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), namespace, &release_resource())
-}
-
-/// The Release's status (`null` before the first write).
-pub async fn status(api: &Api<DynamicObject>, name: &str) -> Value {
-    api.get(name)
-        .await
-        .map(|r| r.data.get("status").cloned().unwrap_or(Value::Null))
-        .unwrap_or(Value::Null)
-}
-
-pub fn phase(status: &Value) -> &str {
-    status["phase"].as_str().unwrap_or("")
-}
-
-/// Wait until the Release reaches `phase`; panics early when it reaches a
-/// different final phase, showing the status.
-pub async fn wait_phase(
-    api: &Api<DynamicObject>,
-    name: &str,
-    want: &str,
-    timeout: Duration,
-) -> Value {
-    let start = Instant::now();
-    loop {
-        let s = status(api, name).await;
-        let p = phase(&s);
-        if p == want {
-            return s;
-        }
-        if ["Succeeded", "RolledBack", "Failed"].contains(&p) {
-            panic!(
-                "Release {name} ended {p}, expected {want}: {}",
-                serde_json::to_string_pretty(&s).unwrap_or_default()
-            );
-        }
-        if start.elapsed() > timeout {
-            panic!(
-                "Release {name} did not reach {want} in {timeout:?}: {}",
-                serde_json::to_string_pretty(&s).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+/// Install (server-side apply) the Release CRD exactly as `signalman crd`
+/// prints it, from the same source as the operator under test, so the
+/// cluster's schema matches the status it writes; waits until the API server
+/// has Established it.
+pub async fn install_crd() {
+    // Once per test binary; concurrent tests may both apply it, which
+    // server-side apply makes harmless.
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.load(std::sync::atomic::Ordering::Acquire) {
+        return;
     }
-}
-
-/// Wait until `check(status)` holds and return the status.
-pub async fn wait_status(
-    api: &Api<DynamicObject>,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let start = Instant::now();
-    loop {
-        let s = status(api, name).await;
-        if check(&s) {
-            return s;
-        }
-        if start.elapsed() > timeout {
-            panic!(
-                "Release {name}: timed out after {timeout:?} waiting for {what}: {}",
-                serde_json::to_string_pretty(&s).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The condition `type_` of a status.
-pub fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
-    status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
-/// One service's entry in the status.
-pub fn service<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
-    status["services"]
-        .as_array()?
-        .iter()
-        .find(|s| s["name"] == name)
-}
-
-/// `(reason, service)` of every timeline entry, oldest first.
-pub fn timeline(status: &Value) -> Vec<(String, String)> {
-    status["timeline"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["reason"].as_str().unwrap_or("").to_string(),
-                e["service"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
-
-/// Index of the first timeline entry with `reason` (any service when `service` is empty).
-pub fn first(timeline: &[(String, String)], reason: &str, service: &str) -> Option<usize> {
-    timeline
-        .iter()
-        .position(|(r, s)| r == reason && (service.is_empty() || s == service))
-}
-
-/// Wait until no field of Deployment `name` is owned by the field manager
-/// `signalman` any more: a finished release leaves the user's objects to the user.
-pub async fn wait_released(client: &kube::Client, namespace: &str, name: &str) {
-    let api: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(client.clone(), namespace);
-    crate::wait_for(
-        &format!("signalman to drop its fields of Deployment {name}"),
-        Duration::from_secs(15),
-        || {
-            let api = api.clone();
-            async move {
-                let d = api.get(name).await?;
-                let owned = d
-                    .metadata
-                    .managed_fields
-                    .iter()
-                    .flatten()
-                    .any(|m| m.manager.as_deref() == Some("signalman"));
-                Ok((!owned).then_some(()))
-            }
-        },
-    )
+    let client = crate::client().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    let name = Release::crd_name();
+    crate::apply(&crds, &Release::crd()).await;
+    crate::wait_for_object(&crds, name, "Established", Duration::from_secs(30), |crd| {
+        crd.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            })
+    })
     .await;
+    DONE.store(true, std::sync::atomic::Ordering::Release);
 }
 
-/// Merge-patch the Release's spec (e.g. `{"resumeHold": "hold-1"}`).
-pub async fn patch_spec(api: &Api<DynamicObject>, name: &str, spec: Value) {
-    api.patch(
-        name,
-        &PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PatchParams::default()
-        },
-        &Patch::Merge(&serde_json::json!({"spec": spec})),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("patching Release {name}: {e}"));
+/// Sum of every sample of `name` in a Prometheus text exposition.
+pub fn sum_metric(text: &str, name: &str) -> f64 {
+    samples(text)
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(value)
+        .sum()
 }
 
-/// A Deployment and a Service of the same name running `image` (container
-/// `app`), with extra container env.
-pub fn web_app(name: &str, replicas: i32, image: &str, min_ready_seconds: i32) -> String {
-    format!(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: {replicas}
-  minReadySeconds: {min_ready_seconds}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      containers:
-      - name: app
-        image: {image}
-        env:
-        - {{name: SIM_ERROR_RATE, value: "0"}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}}}
-spec:
-  selector: {{app: {name}}}
-  ports: [{{port: 80, targetPort: 8080}}]
-"#
-    )
+/// The value of the first sample whose line starts with `series` (name and
+/// the beginning of its labels), e.g. `signalman_releases{phase="Succeeded"}`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    samples(text)
+        .find(|l| l.starts_with(series))
+        .and_then(value)
 }
 
-/// The error-rate criterion used by the scenarios: canary 5xx share over the
-/// last 5 s, at most 5 %.
-pub const ERROR_RATE_QUERY: &str = r#"sum(rate(sim_http_requests_total{namespace="{{namespace}}",service="{{service}}",track="canary",code="500"}[5s])) / sum(rate(sim_http_requests_total{namespace="{{namespace}}",service="{{service}}",track="canary"}[5s]))"#;
-
-/// A `defaults` block: `steps` as (weight, bake seconds), interval 1 s, the
-/// error-rate metric, generous inconclusive limit (a canary's first seconds
-/// have no samples yet).
-pub fn defaults_yaml(steps: &[(i32, u32)]) -> String {
-    let steps: Vec<String> = steps
-        .iter()
-        .map(|(w, b)| format!("{{weight: {w}, bake: {b}s}}"))
-        .collect();
-    format!(
-        r#"  defaults:
-    steps: [{}]
-    analysis:
-      interval: 1s
-      failureLimit: 0
-      inconclusiveLimit: 20
-      errorLimit: 1
-      metrics:
-      - name: error-rate
-        query: '{}'
-        max: 0.05
-"#,
-        steps.join(", "),
-        ERROR_RATE_QUERY
-    )
+fn samples(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter(|l| !l.starts_with('#'))
 }
 
-/// The image of a Deployment's first container.
-pub fn first_image(d: &k8s_openapi::api::apps::v1::Deployment) -> String {
-    d.spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| p.containers.first())
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default()
+fn value(line: &str) -> Option<f64> {
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+/// An unused local TCP address (bound, then released for the operator).
+pub fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    l.local_addr().expect("local address")
 }

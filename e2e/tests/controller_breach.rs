@@ -9,8 +9,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
-use signalman_e2e::operator::{self as op, Operator};
-use signalman_e2e::{self as e2e, TestNamespace};
+use signalman_e2e::Scenario;
+use signalman_e2e::operator as op;
+use signalman_e2e::release::{self as rel, release, svc};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -45,45 +46,20 @@ fn watch_canary(api: Api<Deployment>, name: &'static str) -> Arc<Mutex<(bool, Op
 
 #[tokio::test]
 async fn breach_in_the_second_wave_rolls_the_train_back() {
-    let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, "ctl-breach").await;
-    let operator = Operator::start(ns.name()).await;
-    for n in ["a", "b", "c"] {
-        e2e::apply_yaml(
-            &client,
-            Some(ns.name()),
-            &op::web_app(n, 2, &format!("registry.example/{n}:v1"), 0),
-        )
-        .await;
-    }
-    for n in ["a", "b", "c"] {
-        e2e::wait_deployment_ready(&client, ns.name(), n, 2, Duration::from_secs(60)).await;
-    }
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
+    let sc = Scenario::start("ctl-breach").await;
+    sc.deploy_apps(&["a", "b", "c"]).await;
+    let deps: Api<Deployment> = Api::namespaced(sc.client.clone(), sc.ns());
     let b_canary = watch_canary(deps.clone(), "b-canary");
     let c_canary = watch_canary(deps.clone(), "c-canary");
 
-    let release = format!(
-        r#"apiVersion: signalman.dev/v1alpha1
-kind: Release
-metadata: {{name: breach}}
-spec:
-  owner: team-e2e
-{}  services:
-  - {{name: a, deployment: a, change: {{images: {{app: "registry.example/a:v2"}}}}}}
-  - name: b
-    deployment: b
-    dependsOn: [a]
-    change:
-      images: {{app: "registry.example/b:v2"}}
-      env: {{app: {{SIM_ERROR_RATE: "0.3"}}}}
-  - {{name: c, deployment: c, dependsOn: [b], change: {{images: {{app: "registry.example/c:v2"}}}}}}
-"#,
-        op::defaults_yaml(&[(50, 4), (100, 1)])
-    );
-    e2e::apply_yaml(&client, Some(ns.name()), &release).await;
-    let api = op::releases(&client, ns.name());
-    let status = op::wait_phase(&api, "breach", "RolledBack", Duration::from_secs(120)).await;
+    let train = release("breach")
+        .defaults(&[(50, 4), (100, 1)])
+        .service(svc("a"))
+        .service(svc("b").after(&["a"]).error_rate("0.3"))
+        .service(svc("c").after(&["b"]))
+        .build();
+    let api = sc.apply(&train).await;
+    let status = rel::wait_phase(&api, "breach", "RolledBack", Duration::from_secs(120)).await;
 
     // a is back on its old image and env; b's stable was never touched.
     for n in ["a", "b", "c"] {
@@ -110,10 +86,10 @@ spec:
             .collect();
         assert_eq!(env, vec![("SIM_ERROR_RATE", Some("0"))], "{n}");
     }
-    assert_eq!(op::service(&status, "a").unwrap()["phase"], "Restored");
-    op::wait_released(&client, ns.name(), "a").await;
-    assert_eq!(op::service(&status, "b").unwrap()["phase"], "Withdrawn");
-    assert_eq!(op::service(&status, "c").unwrap()["phase"], "Skipped");
+    assert_eq!(rel::service(&status, "a").unwrap()["phase"], "Restored");
+    rel::wait_released(&sc.client, sc.ns(), "a").await;
+    assert_eq!(rel::service(&status, "b").unwrap()["phase"], "Withdrawn");
+    assert_eq!(rel::service(&status, "c").unwrap()["phase"], "Skipped");
     assert!(!c_canary.lock().unwrap().0, "c's canary ran");
     assert!(
         deps.get_opt("b-canary").await.unwrap().is_none(),
@@ -132,7 +108,7 @@ spec:
         .expect("b's canary never went to 0");
     // status times have second resolution: the true moment lies within [first, first + 1s)
     let seen_after = (zero_seen - first.0.as_millisecond()) as f64 / 1000.0;
-    let metrics = operator.metrics().await;
+    let metrics = sc.operator.metrics().await;
     let in_operator = op::sum_metric(&metrics, "signalman_breach_to_weight_zero_seconds_sum");
     eprintln!(
         "MEASURE breach-to-zero: operator {in_operator:.3} s (first failing query to weight-0 write); \
@@ -149,18 +125,18 @@ spec:
     );
 
     // The timeline in order: failing measurement, breach, weight 0, restoration, end.
-    let tl = op::timeline(&status);
-    let at = |r, s| op::first(&tl, r, s).unwrap_or_else(|| panic!("no {r} {s}: {tl:?}"));
+    let tl = rel::timeline(&status);
+    let at = |r, s| rel::first(&tl, r, s).unwrap_or_else(|| panic!("no {r} {s}: {tl:?}"));
     assert!(at("Promoted", "a") < at("StepStarted", "b"), "{tl:?}");
     assert!(at("MeasurementFailed", "b") < at("Breach", ""), "{tl:?}");
     assert!(at("Breach", "") <= at("WeightZero", ""), "{tl:?}");
     assert!(at("WeightZero", "") < at("Restored", "a"), "{tl:?}");
     assert!(at("Restored", "a") < at("RolledBack", ""), "{tl:?}");
     assert!(
-        op::first(&tl, "StepStarted", "c").is_none(),
+        rel::first(&tl, "StepStarted", "c").is_none(),
         "c started: {tl:?}"
     );
-    let stalled = op::condition(&status, "Stalled").expect("Stalled condition");
+    let stalled = rel::condition(&status, "Stalled").expect("Stalled condition");
     assert_eq!(stalled["status"], "True");
-    ns.delete().await;
+    sc.end().await;
 }

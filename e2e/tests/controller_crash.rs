@@ -9,30 +9,20 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use serde_json::Value;
-use signalman_e2e::operator::{self as op, Operator};
-use signalman_e2e::{self as e2e, TestNamespace};
+use signalman::api::Release;
+use signalman_e2e::release::{self as rel, release, svc};
+use signalman_e2e::{self as e2e, Scenario, WebApp};
 
 /// A train a -> b. `bad_b`: b's new version fails (30 % 5xx), so the train
-/// rolls back after a was promoted. `minReadySeconds: 2` makes promotions and
-/// restorations last long enough to be interrupted.
-fn release(bad_b: bool) -> String {
-    let b_env = if bad_b {
-        ", env: {app: {SIM_ERROR_RATE: \"0.3\"}}"
-    } else {
-        ""
-    };
-    format!(
-        r#"apiVersion: signalman.dev/v1alpha1
-kind: Release
-metadata: {{name: train}}
-spec:
-  owner: team-e2e
-{}  services:
-  - {{name: a, deployment: a, change: {{images: {{app: "registry.example/a:v2"}}}}}}
-  - {{name: b, deployment: b, dependsOn: [a], change: {{images: {{app: "registry.example/b:v2"}}{b_env}}}}}
-"#,
-        op::defaults_yaml(&[(50, 3), (100, 1)])
-    )
+/// rolls back after a was promoted.
+fn train(bad_b: bool) -> Release {
+    let b = svc("b").after(&["a"]);
+    let b = if bad_b { b.error_rate("0.3") } else { b };
+    release("train")
+        .defaults(&[(50, 3), (100, 1)])
+        .service(svc("a"))
+        .service(b)
+        .build()
 }
 
 struct Outcome {
@@ -42,68 +32,53 @@ struct Outcome {
     services: Vec<(String, String)>,
 }
 
-async fn run(client: &kube::Client, prefix: &str, bad_b: bool, crash: bool) -> Outcome {
-    let ns = TestNamespace::create(client, prefix).await;
-    let mut operator = Operator::start(ns.name()).await;
-    for n in ["a", "b"] {
-        e2e::apply_yaml(
-            client,
-            Some(ns.name()),
-            &op::web_app(n, 2, &format!("registry.example/{n}:v1"), 2),
-        )
+async fn run(prefix: &str, bad_b: bool, crash: bool) -> Outcome {
+    let mut sc = Scenario::start(prefix).await;
+    // minReadySeconds: 2 makes promotions and restorations last long enough
+    // to be interrupted.
+    sc.deploy(&["a", "b"].map(|n| WebApp::new(n).min_ready_seconds(2)))
         .await;
-    }
-    for n in ["a", "b"] {
-        e2e::wait_deployment_ready(client, ns.name(), n, 2, Duration::from_secs(60)).await;
-    }
-    e2e::apply_yaml(client, Some(ns.name()), &release(bad_b)).await;
-    let api = op::releases(client, ns.name());
+    let api = sc.apply(&train(bad_b)).await;
     let svc_phase = |s: &Value, n: &str| {
-        op::service(s, n).map(|x| x["phase"].as_str().unwrap_or("").to_string())
+        rel::service(s, n).map(|x| x["phase"].as_str().unwrap_or("").to_string())
     };
 
     if crash {
         // During a bake: a's first step has started baking.
-        op::wait_status(&api, "train", "a baking", Duration::from_secs(60), |s| {
-            op::service(s, "a").is_some_and(|x| x["bakeStartedAt"].is_string())
+        rel::wait_status(&api, "train", "a baking", Duration::from_secs(60), |s| {
+            rel::service(s, "a").is_some_and(|x| x["bakeStartedAt"].is_string())
         })
         .await;
-        operator.crash_and_restart().await;
+        sc.operator.crash_and_restart().await;
         eprintln!("{prefix}: killed during a's bake");
         // During a promotion: a's stable Deployment is being updated.
-        op::wait_status(&api, "train", "a promoting", Duration::from_secs(60), |s| {
+        rel::wait_status(&api, "train", "a promoting", Duration::from_secs(60), |s| {
             svc_phase(s, "a").as_deref() == Some("Promoting")
         })
         .await;
-        operator.crash_and_restart().await;
+        sc.operator.crash_and_restart().await;
         eprintln!("{prefix}: killed during a's promotion");
         if bad_b {
             // During the rollback: a is being restored.
-            op::wait_status(
+            rel::wait_status(
                 &api,
                 "train",
                 "rolling back",
                 Duration::from_secs(60),
-                |s| op::phase(s) == "RollingBack",
+                |s| rel::phase(s) == "RollingBack",
             )
             .await;
-            operator.crash_and_restart().await;
+            sc.operator.crash_and_restart().await;
             eprintln!("{prefix}: killed during the rollback");
         }
     }
     let want = if bad_b { "RolledBack" } else { "Succeeded" };
-    let status = op::wait_phase(&api, "train", want, Duration::from_secs(120)).await;
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
+    let status = rel::wait_phase(&api, "train", want, Duration::from_secs(120)).await;
+    let deps: Api<Deployment> = Api::namespaced(sc.client.clone(), sc.ns());
     let mut images = Vec::new();
     for n in ["a", "b", "a-canary", "b-canary"] {
         images.push(match deps.get_opt(n).await.unwrap() {
-            Some(d) => format!(
-                "{n}={}",
-                d.spec.unwrap().template.spec.unwrap().containers[0]
-                    .image
-                    .clone()
-                    .unwrap_or_default()
-            ),
+            Some(d) => format!("{n}={}", e2e::first_image(&d)),
             None => format!("{n} absent"),
         });
     }
@@ -111,11 +86,10 @@ async fn run(client: &kube::Client, prefix: &str, bad_b: bool, crash: bool) -> O
         .iter()
         .map(|n| (n.to_string(), svc_phase(&status, n).unwrap_or_default()))
         .collect();
-    drop(operator);
-    ns.delete().await;
+    sc.end().await;
     Outcome {
-        phase: op::phase(&status).to_string(),
-        timeline: op::timeline(&status),
+        phase: rel::phase(&status).to_string(),
+        timeline: rel::timeline(&status),
         images,
         services,
     }
@@ -149,10 +123,9 @@ fn assert_same(crashed: &Outcome, clean: &Outcome) {
 
 #[tokio::test]
 async fn killed_during_bake_and_promotion_ends_like_an_uninterrupted_run() {
-    let client = e2e::client().await;
     let (crashed, clean) = tokio::join!(
-        run(&client, "ctl-crash-ok", false, true),
-        run(&client, "ctl-clean-ok", false, false)
+        run("ctl-crash-ok", false, true),
+        run("ctl-clean-ok", false, false)
     );
     assert_eq!(clean.phase, "Succeeded");
     assert_same(&crashed, &clean);
@@ -160,10 +133,9 @@ async fn killed_during_bake_and_promotion_ends_like_an_uninterrupted_run() {
 
 #[tokio::test]
 async fn killed_during_promotion_and_rollback_ends_like_an_uninterrupted_run() {
-    let client = e2e::client().await;
     let (crashed, clean) = tokio::join!(
-        run(&client, "ctl-crash-rb", true, true),
-        run(&client, "ctl-clean-rb", true, false)
+        run("ctl-crash-rb", true, true),
+        run("ctl-clean-rb", true, false)
     );
     assert_eq!(clean.phase, "RolledBack");
     assert_same(&crashed, &clean);

@@ -7,60 +7,48 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
-use signalman_e2e::operator::{self as op, Operator};
-use signalman_e2e::{self as e2e, TestNamespace};
+use signalman::api::Release;
+use signalman_e2e::release::{self as rel, release, svc};
+use signalman_e2e::{self as e2e, Scenario, WebApp};
 
-fn release() -> String {
-    format!(
-        r#"apiVersion: signalman.dev/v1alpha1
-kind: Release
-metadata: {{name: guarded}}
-spec:
-  owner: team-e2e
-{}  services:
-  - {{name: web, deployment: web, change: {{images: {{app: "registry.example/web:v2"}}}}}}
-"#,
-        op::defaults_yaml(&[(50, 60), (100, 1)])
-    )
+fn guarded() -> Release {
+    release("guarded")
+        .defaults(&[(50, 60), (100, 1)])
+        .service(svc("web"))
+        .build()
 }
 
-async fn start(
-    prefix: &str,
-) -> (
-    kube::Client,
-    TestNamespace,
-    Operator,
-    Api<kube::api::DynamicObject>,
-) {
-    let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, prefix).await;
-    let operator = Operator::start(ns.name()).await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &op::web_app("web", 2, "registry.example/web:v1", 0),
-    )
-    .await;
-    e2e::wait_deployment_ready(&client, ns.name(), "web", 2, Duration::from_secs(60)).await;
-    e2e::apply_yaml(&client, Some(ns.name()), &release()).await;
-    let api = op::releases(&client, ns.name());
-    op::wait_status(
-        &api,
-        "guarded",
-        "web baking",
-        Duration::from_secs(60),
-        |s| op::service(s, "web").is_some_and(|x| x["bakeStartedAt"].is_string()),
-    )
-    .await;
-    (client, ns, operator, api)
+/// web on v1, and the Release `guarded` baking its first (long) step.
+async fn start(prefix: &str) -> (Scenario, Api<Release>, Api<Deployment>) {
+    let sc = Scenario::start(prefix).await;
+    sc.deploy_apps(&["web"]).await;
+    let api = sc.apply(&guarded()).await;
+    rel::wait_baking(&api, "guarded", "web", Duration::from_secs(60)).await;
+    let deps = Api::namespaced(sc.client.clone(), sc.ns());
+    (sc, api, deps)
 }
 
-async fn assert_held_at_zero(client: &kube::Client, ns: &str, status: &serde_json::Value) {
-    assert_eq!(op::phase(status), "Held", "{status}");
-    assert_eq!(op::service(status, "web").unwrap()["weight"], 0, "{status}");
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
+/// Wait for a hold; returns the status and what the hold says (its reason
+/// and the release's message).
+async fn wait_hold(api: &Api<Release>, case: &str) -> (serde_json::Value, String) {
+    let held = rel::wait_status(api, "guarded", "a hold", Duration::from_secs(30), |s| {
+        s["hold"]["id"].is_string()
+    })
+    .await;
+    let said = format!("{} {}", held["hold"]["reason"], held["message"]);
+    eprintln!("{case} hold: {said}");
+    (held, said)
+}
+
+async fn assert_held_at_zero(deps: &Api<Deployment>, status: &serde_json::Value) {
+    assert_eq!(rel::phase(status), "Held", "{status}");
+    assert_eq!(
+        rel::service(status, "web").unwrap()["weight"],
+        0,
+        "{status}"
+    );
     e2e::wait_for_object(
-        &deps,
+        deps,
         "web-canary",
         "canary at 0 pods",
         Duration::from_secs(10),
@@ -71,96 +59,63 @@ async fn assert_held_at_zero(client: &kube::Client, ns: &str, status: &serde_jso
 
 #[tokio::test]
 async fn someone_else_changing_the_deployment_holds_without_a_fight() {
-    let (client, ns, _operator, api) = start("ctl-drift").await;
+    let (sc, api, deps) = start("ctl-drift").await;
     // A hotfix by hand, mid-release.
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &op::web_app("web", 2, "registry.example/web:hotfix", 0),
-    )
-    .await;
-    let held = op::wait_status(&api, "guarded", "a hold", Duration::from_secs(30), |s| {
-        s["hold"]["id"].is_string()
-    })
-    .await;
-    let said = format!("{} {}", held["hold"]["reason"], held["message"]);
-    eprintln!("drift hold: {said}");
+    let hotfix = WebApp::new("web").image("registry.example/web:hotfix");
+    sc.apply_yaml(&hotfix.yaml()).await;
+    let (held, said) = wait_hold(&api, "drift").await;
     assert!(
         said.contains("web"),
         "the hold does not name the Deployment: {said}"
     );
-    assert_held_at_zero(&client, ns.name(), &held).await;
+    assert_held_at_zero(&deps, &held).await;
 
     // Not fought: the hotfix stays.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
-    assert_eq!(
-        op::first_image(&deps.get("web").await.unwrap()),
-        "registry.example/web:hotfix"
-    );
+    let hotfix = "registry.example/web:hotfix";
+    assert_eq!(e2e::image_of(&deps, "web").await, hotfix);
 
     // Abort: the canary goes, the stable Deployment keeps the hotfix.
-    op::patch_spec(&api, "guarded", serde_json::json!({"abort": true})).await;
-    op::wait_phase(&api, "guarded", "RolledBack", Duration::from_secs(60)).await;
+    rel::patch_spec(&api, "guarded", |s| s.abort = Some(true)).await;
+    rel::wait_phase(&api, "guarded", "RolledBack", Duration::from_secs(60)).await;
     assert!(
         deps.get_opt("web-canary").await.unwrap().is_none(),
         "canary left after abort"
     );
-    assert_eq!(
-        op::first_image(&deps.get("web").await.unwrap()),
-        "registry.example/web:hotfix"
-    );
-    ns.delete().await;
+    assert_eq!(e2e::image_of(&deps, "web").await, hotfix);
+    sc.end().await;
 }
 
 #[tokio::test]
 async fn a_spec_changed_in_flight_holds_and_says_so() {
-    let (client, ns, _operator, api) = start("ctl-respec").await;
-    op::patch_spec(
-        &api,
-        "guarded",
-        serde_json::json!({"services": [{"name": "web", "deployment": "web", "change": {"images": {"app": "registry.example/web:v3"}}}]}),
-    )
-    .await;
-    let held = op::wait_status(&api, "guarded", "a hold", Duration::from_secs(30), |s| {
-        s["hold"]["id"].is_string()
+    let (sc, api, deps) = start("ctl-respec").await;
+    rel::patch_spec(&api, "guarded", |s| {
+        s.services[0].change.images =
+            [("app".to_string(), "registry.example/web:v3".to_string())].into();
     })
     .await;
-    let said = format!("{} {}", held["hold"]["reason"], held["message"]);
-    eprintln!("spec-change hold: {said}");
+    let (held, said) = wait_hold(&api, "spec-change").await;
     assert!(
         said.contains("SpecChanged") || said.contains("spec changed"),
         "{said}"
     );
-    assert_held_at_zero(&client, ns.name(), &held).await;
+    assert_held_at_zero(&deps, &held).await;
     // The canary runs the version the release started with, never the new spec's.
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
-    assert_eq!(
-        op::first_image(&deps.get("web-canary").await.unwrap()),
-        "registry.example/web:v2"
-    );
-    assert_eq!(
-        op::first_image(&deps.get("web").await.unwrap()),
-        "registry.example/web:v1"
-    );
-    ns.delete().await;
+    let canary = e2e::image_of(&deps, "web-canary").await;
+    assert_eq!(canary, "registry.example/web:v2");
+    assert_eq!(e2e::image_of(&deps, "web").await, "registry.example/web:v1");
+    sc.end().await;
 }
 
 #[tokio::test]
 async fn a_stable_deployment_deleted_mid_release_holds_at_zero() {
-    let (client, ns, _operator, api) = start("ctl-gone").await;
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
+    let (sc, api, deps) = start("ctl-gone").await;
     deps.delete("web", &Default::default()).await.unwrap();
-    let held = op::wait_status(&api, "guarded", "a hold", Duration::from_secs(30), |s| {
-        s["hold"]["id"].is_string()
-    })
-    .await;
-    let said = format!("{} {}", held["hold"]["reason"], held["message"]);
-    eprintln!("deleted-deployment hold: {said}");
+    let (held, said) = wait_hold(&api, "deleted-deployment").await;
     assert!(
         said.contains("web"),
         "the hold does not name the Deployment: {said}"
     );
-    assert_held_at_zero(&client, ns.name(), &held).await;
-    ns.delete().await;
+    assert_held_at_zero(&deps, &held).await;
+    sc.end().await;
 }

@@ -10,17 +10,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject};
-use kube::core::{ApiResource, GroupVersionKind};
-use signalman_e2e::operator::{self as op, Operator};
-use signalman_e2e::{self as e2e, TestNamespace};
-
-fn routes(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
-        "httproutes",
-    );
-    Api::namespaced_with(client.clone(), ns, &ar)
-}
+use signalman_e2e::release::{self as rel, release, svc};
+use signalman_e2e::{self as e2e, Scenario};
 
 fn backends(route: &DynamicObject) -> Vec<(String, i64)> {
     route.data["spec"]["rules"][0]["backendRefs"]
@@ -36,37 +27,68 @@ fn backends(route: &DynamicObject) -> Vec<(String, i64)> {
         .collect()
 }
 
-const ROUTE: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: shop}
-spec:
-  parentRefs: [{name: gateway}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: web, port: 80}]
-"#;
+fn selector(s: &Service) -> std::collections::BTreeMap<String, String> {
+    s.spec
+        .as_ref()
+        .unwrap()
+        .selector
+        .clone()
+        .unwrap_or_default()
+}
+
+/// web on v1 behind the HTTPRoute `shop`; returns the route API and the
+/// route as the user wrote it.
+async fn shop(sc: &Scenario) -> (Api<DynamicObject>, DynamicObject) {
+    sc.apply_yaml(&e2e::http_route_yaml("shop", "web")).await;
+    sc.deploy_apps(&["web"]).await;
+    let routes = e2e::http_routes(&sc.client, sc.ns());
+    let before = routes.get("shop").await.unwrap();
+    (routes, before)
+}
+
+/// How both scenarios end: the route as the user wrote it, not a field of it
+/// or a canary object left to Signalman, and web running `image`.
+async fn assert_back_to_one_backend(
+    sc: &Scenario,
+    (routes, before): &(Api<DynamicObject>, DynamicObject),
+    image: &str,
+) {
+    let route = routes.get("shop").await.unwrap();
+    assert_eq!(
+        route.data["spec"], before.data["spec"],
+        "route not as the user wrote it"
+    );
+    assert!(
+        !rel::owned_by_signalman(&route.metadata),
+        "signalman still owns fields of the route"
+    );
+    let deps: Api<Deployment> = Api::namespaced(sc.client.clone(), sc.ns());
+    assert_eq!(e2e::image_of(&deps, "web").await, image);
+    assert!(
+        deps.get_opt("web-canary").await.unwrap().is_none(),
+        "canary Deployment left"
+    );
+    let services: Api<Service> = Api::namespaced(sc.client.clone(), sc.ns());
+    assert!(
+        services.get_opt("web-canary").await.unwrap().is_none(),
+        "canary Service left"
+    );
+    let sel = selector(&services.get("web").await.unwrap());
+    assert!(
+        !sel.contains_key("pod-template-hash"),
+        "stable Service still pinned: {sel:?}"
+    );
+}
 
 #[tokio::test]
 async fn route_weights_step_and_return_to_one_backend() {
-    let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, "ctl-gateway").await;
-    let operator = Operator::start(ns.name()).await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &op::web_app("web", 2, "registry.example/web:v1", 0),
-    )
-    .await;
-    e2e::apply_yaml(&client, Some(ns.name()), ROUTE).await;
-    e2e::wait_deployment_ready(&client, ns.name(), "web", 2, Duration::from_secs(60)).await;
-    let route_api = routes(&client, ns.name());
-    let route_before = route_api.get("shop").await.unwrap();
+    let sc = Scenario::start("ctl-gateway").await;
+    let shop = shop(&sc).await;
 
     // Record every canary weight the route carries, every 100 ms.
     let seen = Arc::new(Mutex::new(Vec::<i64>::new()));
     let recorder = {
-        let (api, seen) = (route_api.clone(), seen.clone());
+        let (api, seen) = (shop.0.clone(), seen.clone());
         tokio::spawn(async move {
             loop {
                 if let Ok(r) = api.get("shop").await {
@@ -86,64 +108,37 @@ async fn route_weights_step_and_return_to_one_backend() {
         })
     };
 
-    let release = format!(
-        r#"apiVersion: signalman.dev/v1alpha1
-kind: Release
-metadata: {{name: gw}}
-spec:
-  owner: team-e2e
-{}  services:
-  - name: web
-    deployment: web
-    change: {{images: {{app: "registry.example/web:v2"}}}}
-    traffic: {{gatewayAPI: {{httpRoute: shop}}}}
-"#,
-        op::defaults_yaml(&[(25, 2), (50, 2), (100, 1)])
-    );
-    let writes_before = operator.api_writes().await;
-    e2e::apply_yaml(&client, Some(ns.name()), &release).await;
-    let api = op::releases(&client, ns.name());
+    let gw = release("gw")
+        .defaults(&[(25, 2), (50, 2), (100, 1)])
+        .service(svc("web").route("shop"))
+        .build();
+    let writes_before = sc.operator.api_writes().await;
+    let api = sc.apply(&gw).await;
 
     // While the canary takes traffic, each Service selects only its own pods.
-    let services: Api<Service> = Api::namespaced(client.clone(), ns.name());
-    op::wait_status(
-        &api,
-        "gw",
-        "the first step baking",
-        Duration::from_secs(60),
-        |s| op::service(s, "web").is_some_and(|x| x["bakeStartedAt"].is_string()),
-    )
-    .await;
-    let stable = services.get("web").await.unwrap();
-    let canary = services.get("web-canary").await.expect("canary Service");
-    let sel = |s: &Service| {
-        s.spec
-            .as_ref()
-            .unwrap()
-            .selector
-            .clone()
-            .unwrap_or_default()
-    };
+    let services: Api<Service> = Api::namespaced(sc.client.clone(), sc.ns());
+    rel::wait_baking(&api, "gw", "web", Duration::from_secs(60)).await;
+    let stable = selector(&services.get("web").await.unwrap());
+    let canary_service = services.get("web-canary").await.expect("canary Service");
+    let canary = selector(&canary_service);
     assert!(
-        sel(&stable).contains_key("pod-template-hash"),
-        "stable Service not pinned: {:?}",
-        sel(&stable)
+        stable.contains_key("pod-template-hash"),
+        "stable Service not pinned: {stable:?}"
     );
     assert_eq!(
-        sel(&canary).get("signalman.dev/track").map(String::as_str),
+        canary.get("signalman.dev/track").map(String::as_str),
         Some("canary")
     );
     assert!(
-        sel(&canary).contains_key("pod-template-hash"),
-        "canary Service not pinned: {:?}",
-        sel(&canary)
+        canary.contains_key("pod-template-hash"),
+        "canary Service not pinned: {canary:?}"
     );
     assert_ne!(
-        sel(&canary).get("pod-template-hash"),
-        sel(&stable).get("pod-template-hash")
+        canary.get("pod-template-hash"),
+        stable.get("pod-template-hash")
     );
     assert_eq!(
-        canary
+        canary_service
             .metadata
             .labels
             .as_ref()
@@ -153,8 +148,8 @@ spec:
         Some("web")
     );
 
-    let status = op::wait_phase(&api, "gw", "Succeeded", Duration::from_secs(120)).await;
-    let writes = operator.api_writes().await - writes_before;
+    let status = rel::wait_phase(&api, "gw", "Succeeded", Duration::from_secs(120)).await;
+    let writes = sc.operator.api_writes().await - writes_before;
     eprintln!(
         "MEASURE gateway: {writes} API writes for 1 service x 3 steps = {:.1} writes per step",
         writes / 3.0
@@ -183,115 +178,26 @@ spec:
     );
 
     // Back to the route the user wrote: one backend, the stable Service, now v2.
-    let route = route_api.get("shop").await.unwrap();
-    assert_eq!(
-        route.data["spec"], route_before.data["spec"],
-        "route not as the user wrote it"
-    );
-    assert!(
-        !route
-            .metadata
-            .managed_fields
-            .iter()
-            .flatten()
-            .any(|m| m.manager.as_deref() == Some("signalman")),
-        "signalman still owns fields of the route"
-    );
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
-    let web = deps.get("web").await.unwrap();
-    let image = web.spec.unwrap().template.spec.unwrap().containers[0]
-        .image
-        .clone();
-    assert_eq!(image.as_deref(), Some("registry.example/web:v2"));
-    assert!(
-        deps.get_opt("web-canary").await.unwrap().is_none(),
-        "canary Deployment left"
-    );
-    assert!(
-        services.get_opt("web-canary").await.unwrap().is_none(),
-        "canary Service left"
-    );
-    let stable = services.get("web").await.unwrap();
-    assert!(
-        !sel(&stable).contains_key("pod-template-hash"),
-        "stable Service still pinned"
-    );
-    assert_eq!(op::phase(&status), "Succeeded");
-    ns.delete().await;
+    assert_back_to_one_backend(&sc, &shop, "registry.example/web:v2").await;
+    assert_eq!(rel::phase(&status), "Succeeded");
+    sc.end().await;
 }
 
 #[tokio::test]
 async fn breach_in_gateway_mode_puts_the_route_back_on_the_old_version() {
-    let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, "ctl-gw-breach").await;
-    let _operator = Operator::start(ns.name()).await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &op::web_app("web", 2, "registry.example/web:v1", 0),
-    )
-    .await;
-    e2e::apply_yaml(&client, Some(ns.name()), ROUTE).await;
-    e2e::wait_deployment_ready(&client, ns.name(), "web", 2, Duration::from_secs(60)).await;
-    let route_api = routes(&client, ns.name());
-    let route_before = route_api.get("shop").await.unwrap();
-    let release = format!(
-        r#"apiVersion: signalman.dev/v1alpha1
-kind: Release
-metadata: {{name: gw-bad}}
-spec:
-  owner: team-e2e
-{}  services:
-  - name: web
-    deployment: web
-    change:
-      images: {{app: "registry.example/web:v2"}}
-      env: {{app: {{SIM_ERROR_RATE: "0.3"}}}}
-    traffic: {{gatewayAPI: {{httpRoute: shop}}}}
-"#,
-        op::defaults_yaml(&[(25, 4), (100, 1)])
-    );
-    e2e::apply_yaml(&client, Some(ns.name()), &release).await;
-    let api = op::releases(&client, ns.name());
-    let status = op::wait_phase(&api, "gw-bad", "RolledBack", Duration::from_secs(90)).await;
+    let sc = Scenario::start("ctl-gw-breach").await;
+    let shop = shop(&sc).await;
+    let gw_bad = release("gw-bad")
+        .defaults(&[(25, 4), (100, 1)])
+        .service(svc("web").error_rate("0.3").route("shop"))
+        .build();
+    let api = sc.apply(&gw_bad).await;
+    let status = rel::wait_phase(&api, "gw-bad", "RolledBack", Duration::from_secs(90)).await;
     assert_eq!(
         status["rollback"]["reason"], "Breach",
         "{}",
         status["rollback"]
     );
-
-    let route = route_api.get("shop").await.unwrap();
-    assert_eq!(
-        route.data["spec"], route_before.data["spec"],
-        "route not as the user wrote it"
-    );
-    assert!(
-        !route
-            .metadata
-            .managed_fields
-            .iter()
-            .flatten()
-            .any(|m| m.manager.as_deref() == Some("signalman")),
-        "signalman still owns fields of the route"
-    );
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
-    let web = deps.get("web").await.unwrap();
-    let c = &web.spec.unwrap().template.spec.unwrap().containers[0];
-    assert_eq!(c.image.as_deref(), Some("registry.example/web:v1"));
-    assert!(
-        deps.get_opt("web-canary").await.unwrap().is_none(),
-        "canary Deployment left"
-    );
-    let services: Api<Service> = Api::namespaced(client.clone(), ns.name());
-    assert!(
-        services.get_opt("web-canary").await.unwrap().is_none(),
-        "canary Service left"
-    );
-    let stable = services.get("web").await.unwrap();
-    let sel = stable.spec.unwrap().selector.unwrap_or_default();
-    assert!(
-        !sel.contains_key("pod-template-hash"),
-        "stable Service still pinned: {sel:?}"
-    );
-    ns.delete().await;
+    assert_back_to_one_backend(&sc, &shop, "registry.example/web:v1").await;
+    sc.end().await;
 }

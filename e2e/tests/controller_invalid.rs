@@ -10,148 +10,116 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::{ApiResource, GroupVersionKind};
-use signalman_e2e::operator::{self as op, Operator};
-use signalman_e2e::{self as e2e, TestNamespace};
+use kube::api::{Api, ListParams};
+use signalman::api::Release;
+use signalman_e2e::release::{self as rel, Svc, release, svc};
+use signalman_e2e::{self as e2e, Scenario, WebApp};
 
 async fn resource_versions(client: &kube::Client, ns: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let lp = ListParams::default();
-    for d in Api::<Deployment>::namespaced(client.clone(), ns)
-        .list(&lp)
-        .await
-        .unwrap()
-    {
-        out.insert(
-            format!("Deployment/{}", d.name_any()),
-            d.resource_version().unwrap(),
-        );
-    }
-    for s in Api::<Service>::namespaced(client.clone(), ns)
-        .list(&lp)
-        .await
-        .unwrap()
-    {
-        out.insert(
-            format!("Service/{}", s.name_any()),
-            s.resource_version().unwrap(),
-        );
-    }
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
-        "httproutes",
-    );
-    for r in Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
-        .list(&lp)
-        .await
-        .unwrap()
-    {
-        out.insert(
-            format!("HTTPRoute/{}", r.name_any()),
-            r.resource_version().unwrap(),
-        );
-    }
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+    record(&mut out, "Deployment", deployments).await;
+    let services = Api::<Service>::namespaced(client.clone(), ns);
+    record(&mut out, "Service", services).await;
+    record(&mut out, "HTTPRoute", e2e::http_routes(client, ns)).await;
     out
 }
 
-fn release(name: &str, services: &str) -> String {
-    format!(
-        "apiVersion: signalman.dev/v1alpha1\nkind: Release\nmetadata: {{name: {name}}}\nspec:\n  owner: team-e2e\n{}  services:\n{services}",
-        op::defaults_yaml(&[(50, 1), (100, 1)])
-    )
+/// Note the resourceVersion of every object `api` lists, as `<kind>/<name>`.
+async fn record<K>(out: &mut BTreeMap<String, String>, kind: &str, api: Api<K>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    for o in api.list(&ListParams::default()).await.unwrap() {
+        let version = o.resource_version().unwrap();
+        out.insert(format!("{kind}/{}", o.name_any()), version);
+    }
+}
+
+fn refused(name: &str, services: &[Svc]) -> Release {
+    release(name)
+        .defaults(&[(50, 1), (100, 1)])
+        .services(services.iter().cloned())
+        .build()
 }
 
 #[tokio::test]
 async fn invalid_inputs_stall_with_a_specific_message_and_change_nothing() {
-    let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, "ctl-invalid").await;
-    let _operator = Operator::start(ns.name()).await;
-    for n in ["a", "b"] {
-        e2e::apply_yaml(
-            &client,
-            Some(ns.name()),
-            &op::web_app(n, 1, &format!("registry.example/{n}:v1"), 0),
-        )
-        .await;
-    }
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
+    let sc = Scenario::start("ctl-invalid").await;
+    sc.apply_yaml(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: shop}\nspec:\n  rules:\n  - backendRefs: [{name: b, port: 80}]\n",
     )
     .await;
-    for n in ["a", "b"] {
-        e2e::wait_deployment_ready(&client, ns.name(), n, 1, Duration::from_secs(60)).await;
-    }
-    let before = resource_versions(&client, ns.name()).await;
+    sc.deploy(&["a", "b"].map(|n| WebApp::new(n).replicas(1)))
+        .await;
+    let before = resource_versions(&sc.client, sc.ns()).await;
 
-    // (release, reason, what the message must say)
-    let cases: Vec<(&str, String, &str, Vec<&str>)> = vec![
+    // A service whose new version is `x:v2`.
+    let x = |name: &str, deployment: &str| svc(name).deployment(deployment).image("app", "x:v2");
+    // (release, its services, reason, what the message must say)
+    let cases: Vec<(&str, Vec<Svc>, &str, Vec<&str>)> = vec![
         (
             "unknown-dep",
-            "  - {name: a, deployment: gone-1, dependsOn: [ghost], change: {images: {app: x:v2}}}\n".into(),
+            vec![x("a", "gone-1").after(&["ghost"])],
             "InvalidPlan",
             vec!["spec.services[0].dependsOn", "ghost"],
         ),
         (
             "cycle",
-            "  - {name: a, deployment: gone-2, dependsOn: [b], change: {images: {app: x:v2}}}\n  - {name: b, deployment: gone-3, dependsOn: [a], change: {images: {app: x:v2}}}\n".into(),
+            vec![
+                x("a", "gone-2").after(&["b"]),
+                x("b", "gone-3").after(&["a"]),
+            ],
             "InvalidPlan",
             vec!["dependency cycle", "a -> b -> a"],
         ),
         (
             "no-deployment",
-            "  - {name: a, deployment: nope, change: {images: {app: x:v2}}}\n".into(),
+            vec![x("a", "nope")],
             "DeploymentNotFound",
-            vec!["spec.services[0].deployment", "Deployment \"nope\" not found"],
+            vec![
+                "spec.services[0].deployment",
+                "Deployment \"nope\" not found",
+            ],
         ),
         (
             "no-container",
-            "  - {name: a, deployment: a, change: {images: {sidecar: x:v2}}}\n".into(),
+            vec![svc("a").image("sidecar", "x:v2")],
             "ContainerNotFound",
             vec!["sidecar", "app"],
         ),
         (
             "no-route",
-            "  - {name: b, deployment: b, change: {images: {app: x:v2}}, traffic: {gatewayAPI: {httpRoute: ghost}}}\n".into(),
+            vec![x("b", "b").route("ghost")],
             "RouteNotFound",
             vec!["ghost"],
         ),
     ];
     for (name, services, _, _) in &cases {
-        e2e::apply_yaml(&client, Some(ns.name()), &release(name, services)).await;
+        sc.apply(&refused(name, services)).await;
     }
     // A valid Release for a Deployment that older, unfinished Releases list first.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &release(
-            "late",
-            "  - {name: a, deployment: a, change: {images: {app: x:v2}}}\n",
-        ),
-    )
-    .await;
+    sc.apply(&refused("late", &[x("a", "a")])).await;
 
-    let api = op::releases(&client, ns.name());
+    let api = sc.releases();
     let mut all = cases.clone();
     all.push((
         "late",
-        String::new(),
+        Vec::new(),
         "DeploymentClaimed",
         vec!["is claimed by Release \"no-container\""],
     ));
     for (name, _, reason, says) in &all {
-        let status = op::wait_status(
+        let status = rel::wait_status(
             &api,
             name,
             &format!("Stalled={reason}"),
             Duration::from_secs(30),
-            |s| op::condition(s, "Stalled").is_some_and(|c| c["status"] == "True"),
+            |s| rel::condition(s, "Stalled").is_some_and(|c| c["status"] == "True"),
         )
         .await;
-        let stalled = op::condition(&status, "Stalled").unwrap();
+        let stalled = rel::condition(&status, "Stalled").unwrap();
         assert_eq!(stalled["reason"], *reason, "{name}: {stalled}");
         let message = stalled["message"].as_str().unwrap_or("");
         for s in says {
@@ -160,17 +128,17 @@ async fn invalid_inputs_stall_with_a_specific_message_and_change_nothing() {
                 "{name}: message {message:?} does not say {s:?}"
             );
         }
-        assert_eq!(op::phase(&status), "Pending", "{name}");
+        assert_eq!(rel::phase(&status), "Pending", "{name}");
     }
 
     // Give the operator time to do anything it might (it must not), then compare.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = resource_versions(&client, ns.name()).await;
+    let after = resource_versions(&sc.client, sc.ns()).await;
     assert_eq!(
         before, after,
         "the controller changed objects for invalid Releases"
     );
-    let revisions = Api::<ControllerRevision>::namespaced(client.clone(), ns.name())
+    let revisions = Api::<ControllerRevision>::namespaced(sc.client.clone(), sc.ns())
         .list(&ListParams::default())
         .await
         .unwrap();
@@ -180,7 +148,7 @@ async fn invalid_inputs_stall_with_a_specific_message_and_change_nothing() {
     );
 
     // Each refusal is also an Event on its Release.
-    let events = Api::<Event>::namespaced(client.clone(), ns.name())
+    let events = Api::<Event>::namespaced(sc.client.clone(), sc.ns())
         .list(&ListParams::default())
         .await
         .unwrap();
@@ -193,5 +161,5 @@ async fn invalid_inputs_stall_with_a_specific_message_and_change_nothing() {
             "no Warning Event for Release {name}"
         );
     }
-    ns.delete().await;
+    sc.end().await;
 }

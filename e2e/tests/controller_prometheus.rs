@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
-use signalman_e2e::operator::{self as op, Operator};
-use signalman_e2e::{self as e2e, TestNamespace};
+use signalman_e2e::operator::free_port;
+use signalman_e2e::release::{self as rel, release, svc};
+use signalman_e2e::{self as e2e, Scenario};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -25,11 +26,7 @@ struct Proxy {
 
 impl Proxy {
     async fn start(upstream: String) -> Proxy {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port().port();
         let p = Proxy {
             port,
             upstream,
@@ -70,49 +67,25 @@ impl Proxy {
 
 #[tokio::test]
 async fn prometheus_outage_holds_at_zero_then_resumes() {
-    let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, "ctl-prom").await;
     let upstream = e2e::prometheus_url()
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
     let proxy = Proxy::start(upstream).await;
-    let _operator = Operator::start(ns.name()).await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &op::web_app("web", 2, "registry.example/web:v1", 0),
-    )
-    .await;
-    e2e::wait_deployment_ready(&client, ns.name(), "web", 2, Duration::from_secs(60)).await;
+    let sc = Scenario::start("ctl-prom").await;
+    sc.deploy_apps(&["web"]).await;
 
-    let release = format!(
-        r#"apiVersion: signalman.dev/v1alpha1
-kind: Release
-metadata: {{name: outage}}
-spec:
-  owner: team-e2e
-  prometheus: {{address: "http://127.0.0.1:{}"}}
-{}  services:
-  - {{name: web, deployment: web, change: {{images: {{app: "registry.example/web:v2"}}}}}}
-"#,
-        proxy.port,
-        op::defaults_yaml(&[(50, 5), (100, 1)])
-    );
-    e2e::apply_yaml(&client, Some(ns.name()), &release).await;
-    let api = op::releases(&client, ns.name());
-    op::wait_status(
-        &api,
-        "outage",
-        "the first step baking",
-        Duration::from_secs(60),
-        |s| op::service(s, "web").is_some_and(|x| x["bakeStartedAt"].is_string()),
-    )
-    .await;
+    let outage = release("outage")
+        .prometheus(&format!("http://127.0.0.1:{}", proxy.port))
+        .defaults(&[(50, 5), (100, 1)])
+        .service(svc("web"))
+        .build();
+    let api = sc.apply(&outage).await;
+    rel::wait_baking(&api, "outage", "web", Duration::from_secs(60)).await;
 
     proxy.close();
-    let held = op::wait_status(&api, "outage", "a hold", Duration::from_secs(30), |s| {
-        op::phase(s) == "Held" && s["hold"]["id"].is_string()
+    let held = rel::wait_status(&api, "outage", "a hold", Duration::from_secs(30), |s| {
+        rel::phase(s) == "Held" && s["hold"]["id"].is_string()
     })
     .await;
     let reason = held["hold"]["reason"].as_str().unwrap_or("");
@@ -124,7 +97,7 @@ spec:
         "{message}"
     );
     // The measurement says what went wrong: the address that did not answer.
-    let errors: Vec<&str> = op::service(&held, "web").unwrap()["measurements"]
+    let errors: Vec<&str> = rel::service(&held, "web").unwrap()["measurements"]
         .as_array()
         .into_iter()
         .flatten()
@@ -134,10 +107,10 @@ spec:
     eprintln!("measurement errors: {errors:?}");
     let address = format!("127.0.0.1:{}", proxy.port);
     assert!(errors.iter().any(|e| e.contains(&address)), "{errors:?}");
-    let stalled = op::condition(&held, "Stalled").expect("Stalled condition");
+    let stalled = rel::condition(&held, "Stalled").expect("Stalled condition");
     assert_eq!(stalled["status"], "True", "{stalled}");
-    assert_eq!(op::service(&held, "web").unwrap()["weight"], 0);
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
+    assert_eq!(rel::service(&held, "web").unwrap()["weight"], 0);
+    let deps: Api<Deployment> = Api::namespaced(sc.client.clone(), sc.ns());
     let canary = e2e::wait_for_object(
         &deps,
         "web-canary",
@@ -159,33 +132,21 @@ spec:
         Some("0")
     );
     // Never promoted on missing evidence.
-    let web = deps.get("web").await.unwrap();
-    assert_eq!(
-        web.spec.unwrap().template.spec.unwrap().containers[0]
-            .image
-            .as_deref(),
-        Some("registry.example/web:v1")
-    );
+    assert_eq!(e2e::image_of(&deps, "web").await, "registry.example/web:v1");
     // Still held a while later: nothing moves by itself.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(op::phase(&op::status(&api, "outage").await), "Held");
+    assert_eq!(rel::phase(&rel::status(&api, "outage").await), "Held");
 
     proxy.open().await;
     let id = held["hold"]["id"].as_str().unwrap().to_string();
-    op::patch_spec(&api, "outage", serde_json::json!({"resumeHold": id})).await;
-    let done = op::wait_phase(&api, "outage", "Succeeded", Duration::from_secs(90)).await;
-    let tl = op::timeline(&done);
+    rel::patch_spec(&api, "outage", |s| s.resume_hold = Some(id)).await;
+    let done = rel::wait_phase(&api, "outage", "Succeeded", Duration::from_secs(90)).await;
+    let tl = rel::timeline(&done);
     assert!(
-        op::first(&tl, "Held", "").is_some() || tl.iter().any(|(r, _)| r.contains("Hold")),
+        rel::first(&tl, "Held", "").is_some() || tl.iter().any(|(r, _)| r.contains("Hold")),
         "{tl:?}"
     );
-    let web = deps.get("web").await.unwrap();
-    assert_eq!(
-        web.spec.unwrap().template.spec.unwrap().containers[0]
-            .image
-            .as_deref(),
-        Some("registry.example/web:v2")
-    );
+    assert_eq!(e2e::image_of(&deps, "web").await, "registry.example/web:v2");
     proxy.close();
-    ns.delete().await;
+    sc.end().await;
 }

@@ -6,39 +6,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams};
-use signalman_e2e::operator::{self as op, Operator};
-use signalman_e2e::{self as e2e, TestNamespace};
+use signalman::api::Release;
+use signalman_e2e::release::{self as rel, release, svc};
+use signalman_e2e::{self as e2e, Scenario};
 
-fn service_yaml(name: &str, deps: &[&str]) -> String {
-    format!(
-        "  - {{name: {name}, deployment: {name}, dependsOn: [{}], change: {{images: {{app: \"registry.example/{name}:v2\"}}}}}}\n",
-        deps.join(", ")
-    )
-}
-
-fn release_yaml(name: &str, steps: &[(i32, u32)], services: &[(&str, &[&str])]) -> String {
-    let mut y = format!(
-        "apiVersion: signalman.dev/v1alpha1\nkind: Release\nmetadata: {{name: {name}}}\nspec:\n  owner: team-e2e\n{}  services:\n",
-        op::defaults_yaml(steps)
-    );
-    for (s, deps) in services {
-        y.push_str(&service_yaml(s, deps));
-    }
-    y
-}
-
-async fn deploy_apps(client: &kube::Client, ns: &str, names: &[&str]) {
-    for n in names {
-        e2e::apply_yaml(
-            client,
-            Some(ns),
-            &op::web_app(n, 2, &format!("registry.example/{n}:v1"), 0),
-        )
-        .await;
-    }
-    for n in names {
-        e2e::wait_deployment_ready(client, ns, n, 2, Duration::from_secs(60)).await;
-    }
+/// A Release of `services` (name, dependsOn), each to `:v2`.
+fn train(name: &str, steps: &[(i32, u64)], services: &[(&str, &[&str])]) -> Release {
+    release(name)
+        .defaults(steps)
+        .services(services.iter().map(|(s, deps)| svc(s).after(deps)))
+        .build()
 }
 
 /// Every stable Deployment on v2, and no canary Deployment left.
@@ -47,7 +24,7 @@ async fn assert_all_promoted(client: &kube::Client, ns: &str, names: &[&str]) {
     for n in names {
         let d = deps.get(n).await.unwrap();
         assert_eq!(
-            op::first_image(&d),
+            e2e::first_image(&d),
             format!("registry.example/{n}:v2"),
             "Deployment {n}"
         );
@@ -66,35 +43,29 @@ async fn assert_all_promoted(client: &kube::Client, ns: &str, names: &[&str]) {
 
 #[tokio::test]
 async fn chain_promotes_in_dependency_order() {
-    let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, "ctl-chain").await;
-    let mut operator = Operator::start(ns.name()).await;
-    deploy_apps(&client, ns.name(), &["a", "b", "c"]).await;
-    let writes_before = operator.api_writes().await;
+    let mut sc = Scenario::start("ctl-chain").await;
+    sc.deploy_apps(&["a", "b", "c"]).await;
+    let writes_before = sc.operator.api_writes().await;
 
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &release_yaml(
-            "chain",
-            &[(50, 2), (100, 1)],
-            &[("a", &[]), ("b", &["a"]), ("c", &["b"])],
-        ),
-    )
-    .await;
-    let api = op::releases(&client, ns.name());
-    let status = op::wait_phase(&api, "chain", "Succeeded", Duration::from_secs(120)).await;
-    assert_all_promoted(&client, ns.name(), &["a", "b", "c"]).await;
+    let chain = train(
+        "chain",
+        &[(50, 2), (100, 1)],
+        &[("a", &[]), ("b", &["a"]), ("c", &["b"])],
+    );
+    let api = sc.apply(&chain).await;
+    let status = rel::wait_phase(&api, "chain", "Succeeded", Duration::from_secs(120)).await;
+    assert_all_promoted(&sc.client, sc.ns(), &["a", "b", "c"]).await;
     for n in ["a", "b", "c"] {
-        op::wait_released(&client, ns.name(), n).await;
+        rel::wait_released(&sc.client, sc.ns(), n).await;
     }
 
     // b started only after a was promoted, c only after b.
-    let tl = op::timeline(&status);
+    let tl = rel::timeline(&status);
     let promoted =
-        |s| op::first(&tl, "Promoted", s).unwrap_or_else(|| panic!("{s} not promoted: {tl:?}"));
-    let started =
-        |s| op::first(&tl, "StepStarted", s).unwrap_or_else(|| panic!("{s} never started: {tl:?}"));
+        |s| rel::first(&tl, "Promoted", s).unwrap_or_else(|| panic!("{s} not promoted: {tl:?}"));
+    let started = |s| {
+        rel::first(&tl, "StepStarted", s).unwrap_or_else(|| panic!("{s} never started: {tl:?}"))
+    };
     assert!(
         promoted("a") < started("b"),
         "b started before a was promoted: {tl:?}"
@@ -104,14 +75,14 @@ async fn chain_promotes_in_dependency_order() {
         "c started before b was promoted: {tl:?}"
     );
     assert!(
-        op::first(&tl, "Succeeded", "").is_some_and(|i| i > promoted("c")),
+        rel::first(&tl, "Succeeded", "").is_some_and(|i| i > promoted("c")),
         "{tl:?}"
     );
-    let ready = op::condition(&status, "Ready").expect("Ready condition");
+    let ready = rel::condition(&status, "Ready").expect("Ready condition");
     assert_eq!(ready["status"], "True");
 
     // API writes: per step (3 services x 2 steps), and none while idle.
-    let writes = operator.api_writes().await - writes_before;
+    let writes = sc.operator.api_writes().await - writes_before;
     let steps = 6.0;
     eprintln!(
         "MEASURE chain: {writes} API writes for 3 services x 2 steps = {:.1} writes per step",
@@ -119,56 +90,49 @@ async fn chain_promotes_in_dependency_order() {
     );
     // Let the final status write's own watch events settle, then stay idle a minute.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let idle_start = operator.api_writes().await;
+    let idle_start = sc.operator.api_writes().await;
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let idle = operator.api_writes().await - idle_start;
+    let idle = sc.operator.api_writes().await - idle_start;
     eprintln!("MEASURE idle: {idle} API writes in 60 s after Succeeded");
     assert_eq!(idle, 0.0, "a finished Release must cost no writes");
 
     assert!(
-        operator.terminate().await,
+        sc.operator.terminate().await,
         "the operator did not exit cleanly on SIGTERM"
     );
-    ns.delete().await;
+    sc.end().await;
 }
 
 #[tokio::test]
 async fn diamond_moves_its_middle_wave_in_parallel() {
-    let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, "ctl-diamond").await;
-    let _operator = Operator::start(ns.name()).await;
-    deploy_apps(&client, ns.name(), &["a", "b", "c", "d"]).await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &release_yaml(
-            "diamond",
-            &[(50, 3), (100, 1)],
-            &[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b", "c"])],
-        ),
-    )
-    .await;
-    let api = op::releases(&client, ns.name());
+    let sc = Scenario::start("ctl-diamond").await;
+    sc.deploy_apps(&["a", "b", "c", "d"]).await;
+    let diamond = train(
+        "diamond",
+        &[(50, 3), (100, 1)],
+        &[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b", "c"])],
+    );
+    let api = sc.apply(&diamond).await;
 
     // Seen directly: at one moment b and c both have a canary taking traffic.
-    op::wait_status(
+    rel::wait_status(
         &api,
         "diamond",
         "b and c progressing at once",
         Duration::from_secs(90),
         |s| {
             ["b", "c"].iter().all(|n| {
-                op::service(s, n)
+                rel::service(s, n)
                     .is_some_and(|x| x["phase"] == "Progressing" && x["weight"].as_i64() > Some(0))
             })
         },
     )
     .await;
-    let status = op::wait_phase(&api, "diamond", "Succeeded", Duration::from_secs(120)).await;
-    assert_all_promoted(&client, ns.name(), &["a", "b", "c", "d"]).await;
+    let status = rel::wait_phase(&api, "diamond", "Succeeded", Duration::from_secs(120)).await;
+    assert_all_promoted(&sc.client, sc.ns(), &["a", "b", "c", "d"]).await;
 
-    let tl = op::timeline(&status);
-    let at = |r, s| op::first(&tl, r, s).unwrap_or_else(|| panic!("no {r} for {s}: {tl:?}"));
+    let tl = rel::timeline(&status);
+    let at = |r, s| rel::first(&tl, r, s).unwrap_or_else(|| panic!("no {r} for {s}: {tl:?}"));
     // the waves: a, then b and c together, then d
     assert!(at("Promoted", "a") < at("StepStarted", "b"));
     assert!(at("Promoted", "a") < at("StepStarted", "c"));
@@ -188,5 +152,5 @@ async fn diamond_moves_its_middle_wave_in_parallel() {
         "{}",
         status["plan"]
     );
-    ns.delete().await;
+    sc.end().await;
 }

@@ -2,20 +2,20 @@
 //! RBAC it grants (enough for the controller, nothing more), and the operator
 //! running with nothing but the chart's ServiceAccount token.
 
-mod chart;
-
 use std::time::Duration;
 
-use chart::{can_i, helm, install, text, uninstall};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Probe, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use kube::api::Api;
-use signalman_e2e::{self as e2e, TestNamespace};
+use signalman_e2e::helm::{Installed, can_i, chart_dir, helm, install};
+use signalman_e2e::operator::{self as op, Operator, sample};
+use signalman_e2e::release::{self as rel, phase, release, svc, wait_release};
+use signalman_e2e::{self as e2e, TestNamespace, output_text as text};
 
 #[tokio::test]
 async fn helm_lint_is_clean() {
-    let chart = chart::chart_dir();
+    let chart = chart_dir();
     let out = helm(&["lint", "--strict", chart.to_str().unwrap()]).await;
     let t = text(&out);
     assert!(out.status.success(), "helm lint --strict failed:\n{t}");
@@ -58,8 +58,7 @@ async fn helm_lint_is_clean() {
 
 /// Every `signalman_*` metric the shipped Grafana dashboard queries.
 fn dashboard_metrics() -> std::collections::BTreeSet<String> {
-    let text =
-        std::fs::read_to_string(chart::chart_dir().join("dashboards/signalman.json")).unwrap();
+    let text = std::fs::read_to_string(chart_dir().join("dashboards/signalman.json")).unwrap();
     let mut names = std::collections::BTreeSet::new();
     for (i, _) in text.match_indices("signalman_") {
         let name: String = text[i..]
@@ -151,11 +150,8 @@ async fn invalid_values_fail_with_the_schema_message_and_change_nothing() {
 async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
     let client = e2e::client().await;
     let ns = TestNamespace::create(&client, "helm-rbac").await;
-    let release = ns.name().to_string();
-    let out = install(ns.name(), &release, &["replicaCount=0"]).await;
-    assert!(out.status.success(), "helm install:\n{}", text(&out));
-    let _uninstall = chart::UninstallOnDrop::new(ns.name(), &release);
-    let sa_name = format!("{release}-signalman");
+    let chart = Installed::new(ns.name(), &["replicaCount=0"]).await;
+    let sa_name = chart.service_account();
     let sa = format!("system:serviceaccount:{}:{sa_name}", ns.name());
 
     // The chart's objects are there, hardened as promised.
@@ -170,28 +166,9 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
     let psc = pod.security_context.unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
     assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
-    assert_eq!(
-        c.liveness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap()
-            .path
-            .as_deref(),
-        Some("/healthz")
-    );
-    assert_eq!(
-        c.readiness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap()
-            .path
-            .as_deref(),
-        Some("/readyz")
-    );
+    let probe_path = |p: &Option<Probe>| p.as_ref()?.http_get.as_ref()?.path.clone();
+    assert_eq!(probe_path(&c.liveness_probe).as_deref(), Some("/healthz"));
+    assert_eq!(probe_path(&c.readiness_probe).as_deref(), Some("/readyz"));
     assert!(
         c.args
             .as_ref()
@@ -323,7 +300,7 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
         denied.len()
     );
 
-    uninstall(ns.name(), &release).await;
+    chart.uninstall().await;
     // helm uninstall removes the cluster-scoped objects too.
     e2e::wait_for(
         "the ClusterRole to be gone",
@@ -333,16 +310,6 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
     .await;
     ns.delete().await;
 }
-
-const ROUTE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: shop}
-spec:
-  parentRefs: [{name: gateway}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: h, port: 80}]
-"#;
 
 /// `kubectl wait --for=condition=<cond> release/<name>`; returns whether it
 /// returned 0, and how long it took.
@@ -372,63 +339,47 @@ async fn kubectl_wait(
 /// Argo CD health-check fixtures (`SIGNALMAN_CAPTURE_DIR`).
 #[tokio::test]
 async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
-    use chart::{
-        Launch, Proc, capture, deploy_apps, phase, release_api, release_yaml, sample, wait_release,
-    };
     let client = e2e::client().await;
     let ns = TestNamespace::create(&client, "helm-op").await;
-    let release = ns.name().to_string();
     // No image registry here: the chart's Deployment runs no pod; the same
     // binary runs as a process with the chart ServiceAccount's token instead.
-    let out = install(ns.name(), &release, &["replicaCount=0"]).await;
-    assert!(out.status.success(), "helm install:\n{}", text(&out));
-    let _uninstall = chart::UninstallOnDrop::new(ns.name(), &release);
-    let kubeconfig = chart::token_kubeconfig(
-        ns.name(),
-        &format!("{release}-signalman"),
-        &chart::scratch_dir(),
-    )
-    .await;
-    let operator = Proc::start(Launch {
-        name: &format!("{release}-op"),
-        kubeconfig: &kubeconfig,
-        watch_namespace: ns.name(),
-        lease: Some(("signalman-leader", ns.name(), Duration::from_secs(15))),
-    })
-    .await;
+    let chart = Installed::new(ns.name(), &["replicaCount=0"]).await;
+    let operator = Operator::launch(ns.name())
+        .name("chart-sa")
+        .kubeconfig(&chart.token_kubeconfig().await)
+        .leader_election("signalman-leader", Duration::from_secs(15))
+        .start()
+        .await;
     operator.wait_ready(Duration::from_secs(30)).await;
-    let api = release_api(&client, ns.name());
-    deploy_apps(&client, ns.name(), &["a", "b", "d", "e", "f", "h"]).await;
-    e2e::apply_yaml(&client, Some(ns.name()), ROUTE).await;
+    let api = rel::releases(&client, ns.name());
+    e2e::deploy_apps(&client, ns.name(), &["a", "b", "d", "e", "f", "h"]).await;
+    e2e::apply_yaml(&client, Some(ns.name()), &e2e::http_route_yaml("shop", "h")).await;
 
     // A broken Release: Stalled at once, nothing changed.
-    let broken = release_yaml("broken", &[(50, 2), (100, 1)], &[("missing", &[], 0.0)]);
-    e2e::apply_yaml(&client, Some(ns.name()), &broken).await;
+    let broken = train("broken", &[(50, 2), (100, 1)]).service(good("missing"));
+    e2e::apply(&api, &broken.build()).await;
     let (ok, took, out) = kubectl_wait(ns.name(), "broken", "Stalled", 60).await;
     assert!(ok, "kubectl wait --for=condition=Stalled: {out}");
     eprintln!("MEASURE kubectl wait --for=condition=Stalled returned after {took:?}");
-    let r = release_json_now(&api, "broken").await;
-    assert_eq!(phase(&r), "Pending");
-    capture(&r, "pending-stalled");
+    let r = rel::get(&api, "broken").await;
+    assert_eq!(phase(&r["status"]), "Pending");
+    rel::capture(&r, "pending-stalled");
 
     // Paused before it starts: Pending, Suspended for Argo CD.
-    let paused = release_yaml("paused", &[(50, 2), (100, 1)], &[("f", &[], 0.0)])
-        .replace("  owner: team-e2e\n", "  owner: team-e2e\n  paused: true\n");
-    e2e::apply_yaml(&client, Some(ns.name()), &paused).await;
+    let paused = train("paused", &[(50, 2), (100, 1)]).service(good("f"));
+    e2e::apply(&api, &paused.paused().build()).await;
     let r = wait_release(&api, "paused", "a status", Duration::from_secs(30), |r| {
         r["status"]["observedGeneration"].is_i64()
     })
     .await;
-    assert_eq!(phase(&r), "Pending", "{}", r["status"]);
-    capture(&r, "pending-paused");
+    assert_eq!(phase(&r["status"]), "Pending", "{}", r["status"]);
+    rel::capture(&r, "pending-paused");
 
     // The chain: a, then b.
-    let chain = release_yaml(
-        "chain",
-        &[(50, 4), (100, 2)],
-        &[("a", &[], 0.0), ("b", &["a"], 0.0)],
-    );
-    e2e::apply_yaml(&client, Some(ns.name()), &chain).await;
+    let chain = train("chain", &[(50, 4), (100, 2)])
+        .service(good("a"))
+        .service(good("b").after(&["a"]));
+    e2e::apply(&api, &chain.build()).await;
     let r = wait_release(
         &api,
         "chain",
@@ -441,8 +392,8 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
         },
     )
     .await;
-    assert_eq!(phase(&r), "Progressing");
-    capture(&r, "progressing");
+    assert_eq!(phase(&r["status"]), "Progressing");
+    rel::capture(&r, "progressing");
     // Metrics during the release.
     let m = operator
         .wait_metrics("one Progressing release", |m| {
@@ -465,7 +416,7 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
         w.is_some_and(|w| (1.0..=100.0).contains(&w)),
         "weight of a: {w:?}\n{m}"
     );
-    let all = chart::sum_metric(&m, "signalman_measurements_total");
+    let all = op::sum_metric(&m, "signalman_measurements_total");
     assert!(all >= 1.0, "measurements: {all}\n{m}");
     let passes = sample(
         &m,
@@ -497,44 +448,33 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
     eprintln!(
         "MEASURE kubectl wait --for=condition=Ready returned after {took:?} (chain of 2, bakes 4s+2s each)"
     );
-    let r = release_json_now(&api, "chain").await;
-    assert_eq!(phase(&r), "Succeeded");
-    capture(&r, "succeeded");
+    let r = rel::get(&api, "chain").await;
+    assert_eq!(phase(&r["status"]), "Succeeded");
+    rel::capture(&r, "succeeded");
     let deps: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
     for n in ["a", "b"] {
         let d = deps.get(n).await.unwrap();
-        let image = d.spec.unwrap().template.spec.unwrap().containers[0]
-            .image
-            .clone();
-        assert_eq!(
-            image.as_deref(),
-            Some(format!("registry.example/{n}:v2").as_str())
-        );
+        assert_eq!(e2e::first_image(&d), format!("registry.example/{n}:v2"));
     }
 
     // Gateway API mode (canary Service, weighted HTTPRoute), alongside the breach.
-    let routed = release_yaml("routed", &[(50, 3), (100, 2)], &[("h", &[], 0.0)]).replace(
-        "    deployment: h\n",
-        "    deployment: h\n    traffic: {gatewayAPI: {httpRoute: shop}}\n",
-    );
-    e2e::apply_yaml(&client, Some(ns.name()), &routed).await;
+    let routed = train("routed", &[(50, 3), (100, 2)]).service(good("h").route("shop"));
+    e2e::apply(&api, &routed.build()).await;
     // The breach: d is fine, e's new version answers 30 % 5xx.
-    let breach = release_yaml(
-        "breach",
-        &[(50, 4), (100, 2)],
-        &[("d", &[], 0.0), ("e", &["d"], 0.3)],
-    );
-    e2e::apply_yaml(&client, Some(ns.name()), &breach).await;
+    let breach = train("breach", &[(50, 4), (100, 2)])
+        .service(good("d"))
+        .service(svc("e").after(&["d"]).error_rate("0.3"));
+    e2e::apply(&api, &breach.build()).await;
     let r = wait_release(
         &api,
         "breach",
         "the rollback",
         Duration::from_secs(120),
-        |r| ["RollingBack", "RolledBack"].contains(&phase(r)),
+        |r| ["RollingBack", "RolledBack"].contains(&phase(&r["status"])),
     )
     .await;
-    if phase(&r) == "RollingBack" {
-        capture(&r, "rolling-back");
+    if phase(&r["status"]) == "RollingBack" {
+        rel::capture(&r, "rolling-back");
     }
     let (ok, _, out) = kubectl_wait(ns.name(), "breach", "Stalled", 120).await;
     assert!(
@@ -542,10 +482,10 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
         "kubectl wait --for=condition=Stalled on the rolled-back release: {out}"
     );
     let r = wait_release(&api, "breach", "RolledBack", Duration::from_secs(60), |r| {
-        phase(r) == "RolledBack"
+        phase(&r["status"]) == "RolledBack"
     })
     .await;
-    capture(&r, "rolled-back");
+    rel::capture(&r, "rolled-back");
     let m = operator
         .wait_metrics("one RolledBack release", |m| {
             sample(m, r#"signalman_releases{phase="RolledBack"}"#) == Some(1.0)
@@ -598,19 +538,14 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
     );
 
     let r = wait_release(&api, "routed", "Succeeded", Duration::from_secs(120), |r| {
-        ["Succeeded", "RolledBack", "Failed"].contains(&phase(r))
+        ["Succeeded", "RolledBack", "Failed"].contains(&phase(&r["status"]))
     })
     .await;
-    assert_eq!(phase(&r), "Succeeded", "{}", r["status"]);
-    let routes: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        ns.name(),
-        &kube::core::ApiResource::from_gvk_with_plural(
-            &kube::core::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
-            "httproutes",
-        ),
-    );
-    let route = routes.get("shop").await.unwrap();
+    assert_eq!(phase(&r["status"]), "Succeeded", "{}", r["status"]);
+    let route = e2e::http_routes(&client, ns.name())
+        .get("shop")
+        .await
+        .unwrap();
     let backends: Vec<&str> = route.data["spec"]["rules"][0]["backendRefs"]
         .as_array()
         .unwrap()
@@ -624,55 +559,53 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
     );
 
     // A hold: Prometheus unreachable, measurement errors beyond the limit.
-    let held = release_yaml("held", &[(50, 30), (100, 1)], &[("g", &[], 0.0)])
-        .replace(
-            "  owner: team-e2e\n",
-            "  owner: team-e2e\n  prometheus: {address: \"http://127.0.0.1:9\"}\n",
-        )
-        .replace("errorLimit: 3", "errorLimit: 0");
-    deploy_apps(&client, ns.name(), &["g"]).await;
-    e2e::apply_yaml(&client, Some(ns.name()), &held).await;
+    let held = train("held", &[(50, 30), (100, 1)])
+        .service(good("g"))
+        .prometheus("http://127.0.0.1:9")
+        .error_limit(0);
+    e2e::deploy_apps(&client, ns.name(), &["g"]).await;
+    e2e::apply(&api, &held.build()).await;
     let r = wait_release(&api, "held", "a hold", Duration::from_secs(60), |r| {
-        phase(r) == "Held" && r["status"]["hold"].is_object()
+        phase(&r["status"]) == "Held" && r["status"]["hold"].is_object()
     })
     .await;
-    capture(&r, "held");
-    chart::patch_spec(&api, "held", serde_json::json!({"abort": true})).await;
+    rel::capture(&r, "held");
+    rel::patch_spec(&api, "held", |s| s.abort = Some(true)).await;
     wait_release(&api, "held", "RolledBack", Duration::from_secs(60), |r| {
-        phase(r) == "RolledBack"
+        phase(&r["status"]) == "RolledBack"
     })
     .await;
 
     // A user pause while progressing: Paused (Suspended for Argo CD), then abort.
-    chart::patch_spec(&api, "paused", serde_json::json!({"paused": false})).await;
+    rel::patch_spec(&api, "paused", |s| s.paused = Some(false)).await;
     wait_release(
         &api,
         "paused",
         "Progressing",
         Duration::from_secs(60),
-        |r| phase(r) == "Progressing",
+        |r| phase(&r["status"]) == "Progressing",
     )
     .await;
-    chart::patch_spec(&api, "paused", serde_json::json!({"paused": true})).await;
+    rel::patch_spec(&api, "paused", |s| s.paused = Some(true)).await;
     let r = wait_release(&api, "paused", "Paused", Duration::from_secs(60), |r| {
-        phase(r) == "Paused"
+        phase(&r["status"]) == "Paused"
     })
     .await;
-    capture(&r, "paused");
-    chart::patch_spec(&api, "paused", serde_json::json!({"abort": true})).await;
+    rel::capture(&r, "paused");
+    rel::patch_spec(&api, "paused", |s| s.abort = Some(true)).await;
     wait_release(&api, "paused", "RolledBack", Duration::from_secs(60), |r| {
-        phase(r) == "RolledBack"
+        phase(&r["status"]) == "RolledBack"
     })
     .await;
 
     // The chart's RBAC sufficed: no request was refused.
-    let log = std::fs::read_to_string(&operator.log).unwrap();
+    let log = std::fs::read_to_string(operator.log_path()).unwrap();
     assert!(
         !log.to_lowercase().contains("forbidden"),
         "the operator was refused something:\n{}",
         operator.log_tail()
     );
-    let errors = chart::sum_metric(
+    let errors = op::sum_metric(
         &operator.metrics().await,
         "signalman_reconcile_errors_total",
     );
@@ -693,12 +626,19 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
     }
 
     drop(operator);
-    uninstall(ns.name(), &release).await;
+    chart.uninstall().await;
     ns.delete().await;
 }
 
-async fn release_json_now(api: &Api<kube::api::DynamicObject>, name: &str) -> serde_json::Value {
-    chart::release_json(api, name).await
+/// A Release through `steps` (weight, bake seconds), measured every second
+/// against the 5 % error-rate ceiling, tolerating 3 measurement errors per step.
+fn train(name: &str, steps: &[(i32, u64)]) -> rel::ReleaseBuilder {
+    release(name).defaults(steps).error_limit(3)
+}
+
+/// A service whose new version is good (its change sets `SIM_ERROR_RATE=0`).
+fn good(name: &str) -> rel::Svc {
+    svc(name).error_rate("0")
 }
 
 /// Every query of the shipped Grafana dashboard is valid PromQL: the real
@@ -706,8 +646,7 @@ async fn release_json_now(api: &Api<kube::api::DynamicObject>, name: &str) -> se
 #[tokio::test]
 async fn dashboard_queries_parse_in_prometheus() {
     let prom = e2e::Prometheus::from_env().await;
-    let text =
-        std::fs::read_to_string(chart::chart_dir().join("dashboards/signalman.json")).unwrap();
+    let text = std::fs::read_to_string(chart_dir().join("dashboards/signalman.json")).unwrap();
     let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut checked = 0;
     for panel in dash["panels"].as_array().unwrap() {

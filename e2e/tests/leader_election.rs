@@ -3,16 +3,14 @@
 //! write at all; SIGKILL on the leader mid-release and the follower takes the
 //! Lease and finishes the release without repeating a promotion.
 
-mod chart;
-
 use std::time::{Duration, Instant};
 
-use chart::{
-    Launch, Proc, deploy_apps, install, phase, release_api, release_yaml, text, wait_release,
-};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use signalman_e2e::{self as e2e, TestNamespace};
+use signalman_e2e::helm::Installed;
+use signalman_e2e::operator::{Launch, Operator, sample};
+use signalman_e2e::release::{self as rel, phase, release, svc, wait_release};
+use signalman_e2e::{self as e2e, Look, TestNamespace};
 
 const LEASE: &str = "signalman-leader";
 /// Short, so the test is quick; the chart's default is 15 s.
@@ -27,67 +25,65 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .and_then(|l| l.spec?.holder_identity)
 }
 
+/// Wait until `want` holds the Lease; returns how long that took.
 async fn wait_holder(leases: &Api<Lease>, want: &str, timeout: Duration) -> Duration {
     let start = Instant::now();
-    loop {
-        if holder(leases).await.as_deref() == Some(want) {
-            return start.elapsed();
+    let what = format!("{want} to take the lease");
+    e2e::poll(&what, timeout, Duration::from_millis(50), || async {
+        match holder(leases).await {
+            Some(h) if h == want => Look::Done(()),
+            h => Look::NotYet(format!("holder: {h:?}")),
         }
-        assert!(
-            start.elapsed() < timeout,
-            "{want} did not take the lease in {timeout:?} (holder: {:?})",
-            holder(leases).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    start.elapsed()
+}
+
+/// The chart installed into a fresh namespace, and how to launch the operator
+/// as its ServiceAccount, electing a leader with the Lease [`LEASE`] of `duration`.
+async fn setup(
+    client: &kube::Client,
+    prefix: &str,
+    sets: &[&str],
+    duration: Duration,
+) -> (TestNamespace, Installed, Launch, Api<Lease>) {
+    let ns = TestNamespace::create(client, prefix).await;
+    let chart = Installed::new(ns.name(), sets).await;
+    let launch = Operator::launch(ns.name())
+        .kubeconfig(&chart.token_kubeconfig().await)
+        .leader_election(LEASE, duration);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns.name());
+    (ns, chart, launch, leases)
 }
 
 #[tokio::test]
 async fn only_the_leader_acts_and_the_follower_takes_over_after_sigkill() {
     let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, "leader").await;
-    let release = ns.name().to_string();
-    let out = install(
-        ns.name(),
-        &release,
-        &[
-            "replicaCount=0",
-            &format!("leaderElection.leaseDurationSeconds={}", DURATION.as_secs()),
-        ],
+    let lease_duration = format!("leaderElection.leaseDurationSeconds={}", DURATION.as_secs());
+    let (ns, chart, launch, leases) = setup(
+        &client,
+        "leader",
+        &["replicaCount=0", &lease_duration],
+        DURATION,
     )
     .await;
-    assert!(out.status.success(), "helm install:\n{}", text(&out));
-    let _uninstall = chart::UninstallOnDrop::new(ns.name(), &release);
-    let kubeconfig = chart::token_kubeconfig(
-        ns.name(),
-        &format!("{release}-signalman"),
-        &chart::scratch_dir(),
-    )
-    .await;
-    let launch = |name: &'static str| Launch {
-        name,
-        kubeconfig: &kubeconfig,
-        watch_namespace: ns.name(),
-        lease: Some((LEASE, ns.name(), DURATION)),
-    };
-    let leases: Api<Lease> = Api::namespaced(client.clone(), ns.name());
-
-    let mut first = Proc::start(launch("replica-1")).await;
+    let mut first = launch.clone().name("replica-1").start().await;
     let elected_in = wait_holder(&leases, "replica-1", Duration::from_secs(20)).await;
     first.wait_ready(Duration::from_secs(30)).await;
-    let second = Proc::start(launch("replica-2")).await;
+    let second = launch.name("replica-2").start().await;
     let standby = second.wait_ready(Duration::from_secs(10)).await;
     assert!(standby.contains("standby"), "follower /readyz: {standby}");
     eprintln!("MEASURE first replica elected {elected_in:?} after start");
 
-    deploy_apps(&client, ns.name(), &["a", "b"]).await;
-    let api = release_api(&client, ns.name());
-    let train = release_yaml(
-        "train",
-        &[(50, 6), (100, 3)],
-        &[("a", &[], 0.0), ("b", &["a"], 0.0)],
-    );
-    e2e::apply_yaml(&client, Some(ns.name()), &train).await;
+    e2e::deploy_apps(&client, ns.name(), &["a", "b"]).await;
+    let api = rel::releases(&client, ns.name());
+    let train = release("train")
+        .defaults(&[(50, 6), (100, 3)])
+        .error_limit(3)
+        .service(svc("a").error_rate("0"))
+        .service(svc("b").after(&["a"]).error_rate("0"))
+        .build();
+    rel::apply(&client, ns.name(), &train).await;
     // The leader is mid-release: a's canary runs and is being measured.
     wait_release(
         &api,
@@ -116,18 +112,18 @@ async fn only_the_leader_acts_and_the_follower_takes_over_after_sigkill() {
     assert_eq!(lease.lease_transitions, Some(0), "{lease:?}");
     let follower = second.metrics().await;
     assert_eq!(
-        chart::sample(&follower, "signalman_reconciles_total"),
+        sample(&follower, "signalman_reconciles_total"),
         Some(0.0),
         "{follower}"
     );
     assert_eq!(
-        chart::sample(&follower, "signalman_leader"),
+        sample(&follower, "signalman_leader"),
         Some(0.0),
         "{follower}"
     );
     let leader_metrics = first.metrics().await;
     assert_eq!(
-        chart::sample(&leader_metrics, "signalman_leader"),
+        sample(&leader_metrics, "signalman_leader"),
         Some(1.0),
         "{leader_metrics}"
     );
@@ -153,26 +149,16 @@ async fn only_the_leader_acts_and_the_follower_takes_over_after_sigkill() {
     assert!(killed_at.elapsed() >= takeover);
 
     let r = wait_release(&api, "train", "Succeeded", Duration::from_secs(120), |r| {
-        phase(r) == "Succeeded" || phase(r) == "RolledBack"
+        phase(&r["status"]) == "Succeeded" || phase(&r["status"]) == "RolledBack"
     })
     .await;
-    assert_eq!(phase(&r), "Succeeded", "{}", r["status"]);
+    assert_eq!(phase(&r["status"]), "Succeeded", "{}", r["status"]);
     assert!(
         second.api_writes().await > 0.0,
         "the new leader did not act"
     );
     // Resumed, not restarted: one Promoted per service, one Started.
-    let reasons: Vec<(String, String)> = r["status"]["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["reason"].as_str().unwrap_or("").to_string(),
-                e["service"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
+    let reasons = rel::timeline(&r["status"]);
     for svc in ["a", "b"] {
         let n = reasons
             .iter()
@@ -186,44 +172,23 @@ async fn only_the_leader_acts_and_the_follower_takes_over_after_sigkill() {
         "{reasons:?}"
     );
     drop(second);
-    chart::uninstall(ns.name(), &release).await;
+    chart.uninstall().await;
     ns.delete().await;
 }
 
 #[tokio::test]
 async fn sigterm_hands_the_lease_over_at_once() {
     let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, "leader-term").await;
-    let release = ns.name().to_string();
-    let out = install(ns.name(), &release, &["replicaCount=0"]).await;
-    assert!(out.status.success(), "helm install:\n{}", text(&out));
-    let _uninstall = chart::UninstallOnDrop::new(ns.name(), &release);
-    let kubeconfig = chart::token_kubeconfig(
-        ns.name(),
-        &format!("{release}-signalman"),
-        &chart::scratch_dir(),
-    )
-    .await;
     // A long lease: a hand-over that waited for expiry would take 30 s.
     let long = Duration::from_secs(30);
-    let launch = |name: &'static str| Launch {
-        name,
-        kubeconfig: &kubeconfig,
-        watch_namespace: ns.name(),
-        lease: Some((LEASE, ns.name(), long)),
-    };
-    let leases: Api<Lease> = Api::namespaced(client.clone(), ns.name());
-    let mut first = Proc::start(launch("term-1")).await;
+    let (ns, chart, launch, leases) =
+        setup(&client, "leader-term", &["replicaCount=0"], long).await;
+    let mut first = launch.clone().name("term-1").start().await;
     wait_holder(&leases, "term-1", Duration::from_secs(20)).await;
-    let second = Proc::start(launch("term-2")).await;
+    let second = launch.name("term-2").start().await;
     second.wait_ready(Duration::from_secs(10)).await;
 
-    let pid = first.pid().expect("pid");
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    first.sigterm();
     let handed = wait_holder(&leases, "term-2", Duration::from_secs(15)).await;
     eprintln!(
         "MEASURE hand-over after SIGTERM: {:.2}s (lease duration 30s)",
@@ -231,24 +196,14 @@ async fn sigterm_hands_the_lease_over_at_once() {
     );
     assert!(handed < Duration::from_secs(10), "{handed:?}");
     // The old leader exited cleanly.
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = first.exited() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "SIGTERM did not stop it"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = first.wait_exit(Duration::from_secs(20)).await;
     assert!(
         status.success(),
         "exit after SIGTERM: {status}; {}",
         first.log_tail()
     );
     drop(second);
-    chart::uninstall(ns.name(), &release).await;
+    chart.uninstall().await;
     ns.delete().await;
 }
 
@@ -256,25 +211,9 @@ async fn sigterm_hands_the_lease_over_at_once() {
 async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     use k8s_openapi::api::rbac::v1::RoleBinding;
     let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, "leader-cut").await;
-    let release = ns.name().to_string();
-    let out = install(ns.name(), &release, &["replicaCount=0"]).await;
-    assert!(out.status.success(), "helm install:\n{}", text(&out));
-    let _uninstall = chart::UninstallOnDrop::new(ns.name(), &release);
-    let kubeconfig = chart::token_kubeconfig(
-        ns.name(),
-        &format!("{release}-signalman"),
-        &chart::scratch_dir(),
-    )
-    .await;
-    let leases: Api<Lease> = Api::namespaced(client.clone(), ns.name());
-    let mut leader = Proc::start(Launch {
-        name: "cut-1",
-        kubeconfig: &kubeconfig,
-        watch_namespace: ns.name(),
-        lease: Some((LEASE, ns.name(), DURATION)),
-    })
-    .await;
+    let (ns, chart, launch, leases) =
+        setup(&client, "leader-cut", &["replicaCount=0"], DURATION).await;
+    let mut leader = launch.name("cut-1").start().await;
     wait_holder(&leases, "cut-1", Duration::from_secs(20)).await;
     leader.wait_ready(Duration::from_secs(30)).await;
 
@@ -282,24 +221,14 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns.name());
     bindings
         .delete(
-            &format!("{release}-signalman-leader-election"),
+            &format!("{}-signalman-leader-election", chart.release()),
             &Default::default(),
         )
         .await
         .expect("deleting the leader-election RoleBinding");
     let cut = Instant::now();
-    let status = loop {
-        if let Some(s) = leader.exited() {
-            break s;
-        }
-        assert!(
-            cut.elapsed() < DURATION * 2,
-            "the leader kept running {:?} after it could no longer renew: {}",
-            cut.elapsed(),
-            leader.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // Before the lease could expire twice over, it must have given up.
+    let status = leader.wait_exit(DURATION * 2).await;
     let stopped = cut.elapsed();
     eprintln!(
         "MEASURE leader stopped {:.2}s after losing the right to renew (lease duration {}s, renew deadline {:.1}s)",
@@ -313,6 +242,6 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     );
     // It stopped before anyone could have taken the lease over.
     assert!(stopped < DURATION, "{stopped:?}");
-    chart::uninstall(ns.name(), &release).await;
+    chart.uninstall().await;
     ns.delete().await;
 }

@@ -2,46 +2,42 @@
 //! (view, table, `-o json|yaml`) during a release, `plan` checking the cluster,
 //! `timeline` after a breach, and the one-sentence errors.
 
-mod plugin_support;
-
 use std::time::Duration;
 
 use serde_json::Value;
-use signalman_e2e::operator::{self as op, Operator};
-use signalman_e2e::{self as e2e, TestNamespace};
+use signalman_e2e::operator::install_crd;
+use signalman_e2e::plugin::plugin;
+use signalman_e2e::release::{self as rel, release, svc};
+use signalman_e2e::{self as e2e, Scenario, TestNamespace, WebApp};
 
-use plugin_support::{install_crd, plugin, release_yaml};
+/// A namespace for a test of the plugin alone: the Release CRD is there,
+/// no operator runs.
+async fn without_operator(prefix: &str) -> (kube::Client, TestNamespace) {
+    let client = e2e::client().await;
+    install_crd().await;
+    let ns = TestNamespace::create(&client, prefix).await;
+    (client, ns)
+}
 
 #[tokio::test]
 async fn get_shows_a_running_release_as_view_table_json_and_yaml() {
-    let client = e2e::client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client, "plugin-get").await;
-    let n = ns.name();
-    let _operator = Operator::start(n).await;
-    e2e::apply_yaml(
-        &client,
-        Some(n),
-        &op::web_app("web", 2, "registry.example/web:v1", 0),
-    )
-    .await;
-    e2e::wait_deployment_ready(&client, n, "web", 2, Duration::from_secs(60)).await;
+    let sc = Scenario::start("plugin-get").await;
+    let n = sc.ns();
+    sc.deploy_apps(&["web"]).await;
     // A long first step, so the release is certainly running while we look.
-    e2e::apply_yaml(
-        &client,
-        Some(n),
-        &release_yaml("train", &[("web", &[], &[(50, 40), (100, 1)], "")]),
-    )
-    .await;
-    let api = op::releases(&client, n);
-    op::wait_status(
+    let train = release("train")
+        .defaults(&[(50, 2), (100, 2)])
+        .service(svc("web").steps(&[(50, 40), (100, 1)]))
+        .build();
+    let api = sc.apply(&train).await;
+    rel::wait_status(
         &api,
         "train",
         "web baking at 50%",
         Duration::from_secs(60),
         |s| {
-            op::phase(s) == "Progressing"
-                && op::service(s, "web")
+            rel::phase(s) == "Progressing"
+                && rel::service(s, "web")
                     .is_some_and(|w| w["weight"] == 50 && w["bakeStartedAt"].is_string())
         },
     )
@@ -54,7 +50,7 @@ async fn get_shows_a_running_release_as_view_table_json_and_yaml() {
     assert_eq!(obj["kind"], "Release");
     assert_eq!(obj["metadata"]["name"], "train");
     assert_eq!(obj["status"]["phase"], "Progressing");
-    let web = op::service(&obj["status"], "web").expect("web in status.services");
+    let web = rel::service(&obj["status"], "web").expect("web in status.services");
     assert_eq!(web["phase"], "Progressing");
     assert_eq!(web["weight"], 50);
     assert_eq!(web["step"], 0);
@@ -70,12 +66,7 @@ async fn get_shows_a_running_release_as_view_table_json_and_yaml() {
 
     let view = plugin(&["get", "train", "-n", n]).await;
     assert_eq!(view.code, 0);
-    assert!(
-        view.stdout
-            .contains(&format!("Release train ({n})   ● Progressing")),
-        "{}",
-        view.stdout
-    );
+    view.assert_prints(&format!("Release train ({n})   ● Progressing"));
     let line = view
         .stdout
         .lines()
@@ -105,14 +96,12 @@ async fn get_shows_a_running_release_as_view_table_json_and_yaml() {
         "{}",
         all.stdout
     );
-    ns.delete().await;
+    sc.end().await;
 }
 
 #[tokio::test]
 async fn errors_are_one_sentence_with_the_fix() {
-    let client = e2e::client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client, "plugin-errors").await;
+    let (_, ns) = without_operator("plugin-errors").await;
     let n = ns.name();
 
     let missing = plugin(&["get", "nope", "-n", n]).await;
@@ -151,70 +140,45 @@ async fn errors_are_one_sentence_with_the_fix() {
 
 #[tokio::test]
 async fn plan_checks_deployments_and_containers_in_the_cluster() {
-    let client = e2e::client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client, "plugin-plan").await;
+    let (client, ns) = without_operator("plugin-plan").await;
     let n = ns.name();
-    e2e::apply_yaml(
-        &client,
-        Some(n),
-        &op::web_app("web", 1, "registry.example/web:v1", 0),
-    )
-    .await;
+    ns.apply_yaml(&WebApp::new("web").replicas(1).yaml()).await;
     let dir = std::env::temp_dir().join(format!("signalman-plugin-plan-{n}"));
     std::fs::create_dir_all(&dir).unwrap();
 
     let good = dir.join("good.yaml");
-    std::fs::write(
-        &good,
-        release_yaml("good", &[("web", &[], &[(50, 60), (100, 60)], "")]),
-    )
-    .unwrap();
+    let steps = [(50, 60), (100, 60)];
+    let text = release("good")
+        .defaults(&[(50, 2), (100, 2)])
+        .service(svc("web").steps(&steps))
+        .build();
+    std::fs::write(&good, serde_yaml::to_string(&text).unwrap()).unwrap();
     let ok = plugin(&["plan", "-f", good.to_str().unwrap(), "-n", n]).await;
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
-    assert!(
-        ok.stdout.contains("This train takes at least 2m"),
-        "{}",
-        ok.stdout
-    );
-    assert!(
-        ok.stdout.contains(&format!(
-            "namespace {n}: 1 of 1 Deployment found, with the containers the change names"
-        )),
-        "{}",
-        ok.stdout
-    );
+    ok.assert_prints("This train takes at least 2m");
+    ok.assert_prints(&format!(
+        "namespace {n}: 1 of 1 Deployment found, with the containers the change names"
+    ));
 
     // A container the Deployment does not have, and a Deployment that does not exist.
     let bad = dir.join("bad.yaml");
-    let text = release_yaml(
-        "bad",
-        &[
-            (
-                "web",
-                &[],
-                &[(50, 60), (100, 60)],
-                "      env: {sidecar: {X: \"1\"}}\n",
-            ),
-            ("api", &["web"], &[(50, 60), (100, 60)], ""),
-        ],
-    );
-    std::fs::write(&bad, text).unwrap();
+    let text = release("bad")
+        .defaults(&[(50, 2), (100, 2)])
+        .service(svc("web").steps(&steps).env("sidecar", "X", "1"))
+        .service(svc("api").after(&["web"]).steps(&steps))
+        .build();
+    std::fs::write(&bad, serde_yaml::to_string(&text).unwrap()).unwrap();
     let r = plugin(&["plan", "-f", bad.to_str().unwrap(), "-n", n]).await;
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout.contains("✖ spec.services[0].change.env.sidecar: container \"sidecar\" is not in Deployment \"web\" (it has \"app\"); use one of those names"),
-        "{}",
-        r.stdout
+    r.assert_prints(
+        "✖ spec.services[0].change.env.sidecar: container \"sidecar\" is not in Deployment \"web\" (it has \"app\"); use one of those names",
     );
-    assert!(
-        r.stdout.contains(&format!("✖ spec.services[1].deployment: Deployment \"api\" not found in namespace \"{n}\"; create it or fix the name")),
-        "{}",
-        r.stdout
-    );
+    r.assert_prints(&format!(
+        "✖ spec.services[1].deployment: Deployment \"api\" not found in namespace \"{n}\"; create it or fix the name"
+    ));
     // plan changes nothing in the cluster.
     assert!(
-        op::releases(&client, n)
+        rel::releases(&client, n)
             .get_opt("bad")
             .await
             .unwrap()
@@ -226,31 +190,21 @@ async fn plan_checks_deployments_and_containers_in_the_cluster() {
 
 #[tokio::test]
 async fn timeline_marks_the_first_deviation_of_a_breach() {
-    let client = e2e::client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client, "plugin-timeline").await;
-    let n = ns.name();
-    let _operator = Operator::start(n).await;
-    for s in ["a", "b"] {
-        e2e::apply_yaml(
-            &client,
-            Some(n),
-            &op::web_app(s, 2, &format!("registry.example/{s}:v1"), 0),
+    let sc = Scenario::start("plugin-timeline").await;
+    let n = sc.ns();
+    sc.deploy_apps(&["a", "b"]).await;
+    let bad_b = release("bad-b")
+        .defaults(&[(50, 2), (100, 2)])
+        .service(svc("a").steps(&[(50, 2), (100, 2)]))
+        .service(
+            svc("b")
+                .after(&["a"])
+                .steps(&[(50, 20), (100, 2)])
+                .error_rate("0.3"),
         )
-        .await;
-        e2e::wait_deployment_ready(&client, n, s, 2, Duration::from_secs(60)).await;
-    }
-    let bad = "      env: {app: {SIM_ERROR_RATE: \"0.3\"}}\n";
-    let yaml = release_yaml(
-        "bad-b",
-        &[
-            ("a", &[], &[(50, 2), (100, 2)], ""),
-            ("b", &["a"], &[(50, 20), (100, 2)], bad),
-        ],
-    );
-    e2e::apply_yaml(&client, Some(n), &yaml).await;
-    let api = op::releases(&client, n);
-    let status = op::wait_phase(&api, "bad-b", "RolledBack", Duration::from_secs(180)).await;
+        .build();
+    let api = sc.apply(&bad_b).await;
+    let status = rel::wait_phase(&api, "bad-b", "RolledBack", Duration::from_secs(180)).await;
     let first = status["rollback"]["firstDeviationAt"]
         .as_str()
         .expect("firstDeviationAt")
@@ -296,21 +250,15 @@ async fn timeline_marks_the_first_deviation_of_a_breach() {
     );
 
     let view = plugin(&["get", "bad-b", "-n", n]).await;
-    assert!(
-        view.stdout.contains("ROLLBACK Breach on b"),
-        "{}",
-        view.stdout
-    );
-    ns.delete().await;
+    view.assert_prints("ROLLBACK Breach on b");
+    sc.end().await;
 }
 
 #[tokio::test]
 async fn the_example_releases_pass_the_api_servers_schema_and_rules() {
-    let client = e2e::client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client, "plugin-examples").await;
+    let (client, ns) = without_operator("plugin-examples").await;
     let n = ns.name();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let root = e2e::repo_root().join("examples");
     let dir = std::env::temp_dir().join(format!("signalman-examples-{n}"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut checked = 0;
@@ -340,7 +288,7 @@ async fn the_example_releases_pass_the_api_servers_schema_and_rules() {
     }
     assert_eq!(checked, 4);
     assert!(
-        op::releases(&client, n)
+        rel::releases(&client, n)
             .list(&Default::default())
             .await
             .unwrap()

@@ -2,64 +2,42 @@
 //! is a merge patch of one spec field, says what will happen, and the
 //! controller does exactly that.
 
-mod plugin_support;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
-use signalman_e2e::operator::{self as op, Operator};
-use signalman_e2e::{self as e2e, TestNamespace};
-
-use plugin_support::{install_crd, plugin, release_yaml};
-
-async fn shop(client: &kube::Client, ns: &str, services: &[&str]) {
-    for s in services {
-        e2e::apply_yaml(
-            client,
-            Some(ns),
-            &op::web_app(s, 2, &format!("registry.example/{s}:v1"), 0),
-        )
-        .await;
-    }
-    for s in services {
-        e2e::wait_deployment_ready(client, ns, s, 2, Duration::from_secs(60)).await;
-    }
-}
+use signalman::api::{Analysis, Metric};
+use signalman_e2e::plugin::plugin;
+use signalman_e2e::release::{self as rel, release, svc};
+use signalman_e2e::{self as e2e, Scenario};
 
 #[tokio::test]
 async fn abort_withdraws_the_canary_and_restores_what_was_promoted() {
-    let client = e2e::client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client, "plugin-abort").await;
-    let n = ns.name();
-    let _operator = Operator::start(n).await;
-    shop(&client, n, &["a", "b"]).await;
+    let sc = Scenario::start("plugin-abort").await;
+    let n = sc.ns();
+    sc.deploy_apps(&["a", "b"]).await;
     // a moves quickly and is promoted; b then bakes long enough to be aborted mid-step.
-    let yaml = release_yaml(
-        "train",
-        &[
-            ("a", &[], &[(50, 2), (100, 2)], ""),
-            ("b", &["a"], &[(50, 120), (100, 2)], ""),
-        ],
-    );
-    e2e::apply_yaml(&client, Some(n), &yaml).await;
-    let api = op::releases(&client, n);
-    op::wait_status(
+    let train = release("train")
+        .defaults(&[(50, 2), (100, 2)])
+        .service(svc("a").steps(&[(50, 2), (100, 2)]))
+        .service(svc("b").after(&["a"]).steps(&[(50, 120), (100, 2)]))
+        .build();
+    let api = sc.apply(&train).await;
+    rel::wait_status(
         &api,
         "train",
         "a promoted and b baking at 50%",
         Duration::from_secs(120),
         |s| {
-            op::service(s, "a").is_some_and(|a| a["phase"] == "Promoted")
-                && op::service(s, "b")
+            rel::service(s, "a").is_some_and(|a| a["phase"] == "Promoted")
+                && rel::service(s, "b")
                     .is_some_and(|b| b["phase"] == "Progressing" && b["bakeStartedAt"].is_string())
         },
     )
     .await;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    let deployments: Api<Deployment> = Api::namespaced(sc.client.clone(), n);
     assert_eq!(
-        op::first_image(&deployments.get("a").await.unwrap()),
+        e2e::image_of(&deployments, "a").await,
         "registry.example/a:v2"
     );
 
@@ -73,22 +51,17 @@ async fn abort_withdraws_the_canary_and_restores_what_was_promoted() {
         "{}",
         r.stdout
     );
-    assert!(
-        r.stdout.contains(&format!(
-            "kubectl patch releases.signalman.dev train -n {n} --type merge -p '{{\"spec\":{{\"abort\":true}}}}'"
-        )),
-        "{}",
-        r.stdout
-    );
-    let obj = api.get("train").await.unwrap();
-    assert_eq!(obj.data["spec"]["abort"], true);
+    r.assert_prints(&format!(
+        "kubectl patch releases.signalman.dev train -n {n} --type merge -p '{{\"spec\":{{\"abort\":true}}}}'"
+    ));
+    assert_eq!(api.get("train").await.unwrap().spec.abort, Some(true));
 
-    let status = op::wait_phase(&api, "train", "RolledBack", Duration::from_secs(120)).await;
+    let status = rel::wait_phase(&api, "train", "RolledBack", Duration::from_secs(120)).await;
     assert_eq!(status["rollback"]["reason"], "Abort");
-    assert_eq!(op::service(&status, "b").unwrap()["phase"], "Withdrawn");
-    assert_eq!(op::service(&status, "a").unwrap()["phase"], "Restored");
+    assert_eq!(rel::service(&status, "b").unwrap()["phase"], "Withdrawn");
+    assert_eq!(rel::service(&status, "a").unwrap()["phase"], "Restored");
     assert_eq!(
-        op::first_image(&deployments.get("a").await.unwrap()),
+        e2e::image_of(&deployments, "a").await,
         "registry.example/a:v1"
     );
     assert!(
@@ -107,31 +80,26 @@ async fn abort_withdraws_the_canary_and_restores_what_was_promoted() {
         "{}",
         again.stderr
     );
-    ns.delete().await;
+    sc.end().await;
 }
 
 #[tokio::test]
 async fn pause_holds_the_step_and_resume_continues_it() {
-    let client = e2e::client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client, "plugin-pause").await;
-    let n = ns.name();
-    let _operator = Operator::start(n).await;
-    shop(&client, n, &["web"]).await;
-    e2e::apply_yaml(
-        &client,
-        Some(n),
-        &release_yaml("train", &[("web", &[], &[(25, 6), (50, 6), (100, 2)], "")]),
-    )
-    .await;
-    let api = op::releases(&client, n);
-    op::wait_status(
+    let sc = Scenario::start("plugin-pause").await;
+    let n = sc.ns();
+    sc.deploy_apps(&["web"]).await;
+    let train = release("train")
+        .defaults(&[(50, 2), (100, 2)])
+        .service(svc("web").steps(&[(25, 6), (50, 6), (100, 2)]))
+        .build();
+    let api = sc.apply(&train).await;
+    rel::wait_status(
         &api,
         "train",
         "web baking step 1 at 25%",
         Duration::from_secs(60),
         |s| {
-            op::service(s, "web").is_some_and(|w| {
+            rel::service(s, "web").is_some_and(|w| {
                 w["step"] == 0 && w["weight"] == 25 && w["bakeStartedAt"].is_string()
             })
         },
@@ -140,13 +108,8 @@ async fn pause_holds_the_step_and_resume_continues_it() {
 
     let r = plugin(&["pause", "train", "-n", n]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stdout
-            .contains("canary weights stay where they are (web at 25%)"),
-        "{}",
-        r.stdout
-    );
-    let paused = op::wait_phase(&api, "train", "Paused", Duration::from_secs(20)).await;
+    r.assert_prints("canary weights stay where they are (web at 25%)");
+    let paused = rel::wait_phase(&api, "train", "Paused", Duration::from_secs(20)).await;
     assert!(
         paused["hold"].is_null(),
         "a user pause is not a hold: {paused}"
@@ -155,9 +118,9 @@ async fn pause_holds_the_step_and_resume_continues_it() {
     // Twice the bake passes: a running release would have moved on; a paused one stays.
     let until = Instant::now() + Duration::from_secs(12);
     while Instant::now() < until {
-        let s = op::status(&api, "train").await;
-        assert_eq!(op::phase(&s), "Paused");
-        let web = op::service(&s, "web").unwrap();
+        let s = rel::status(&api, "train").await;
+        assert_eq!(rel::phase(&s), "Paused");
+        let web = rel::service(&s, "web").unwrap();
         assert_eq!(
             (web["step"].as_i64(), web["weight"].as_i64()),
             (Some(0), Some(25)),
@@ -166,11 +129,7 @@ async fn pause_holds_the_step_and_resume_continues_it() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let view = plugin(&["get", "train", "-n", n]).await;
-    assert!(
-        view.stdout.contains("PAUSED by spec.paused"),
-        "{}",
-        view.stdout
-    );
+    view.assert_prints("PAUSED by spec.paused");
     let twice = plugin(&["pause", "train", "-n", n]).await;
     assert_eq!(twice.code, 0);
     assert!(twice.stdout.contains("already paused"), "{}", twice.stdout);
@@ -186,13 +145,9 @@ async fn pause_holds_the_step_and_resume_continues_it() {
 
     let r = plugin(&["resume", "train", "-n", n]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stdout.contains("unpauses it (spec.paused false)"),
-        "{}",
-        r.stdout
-    );
-    let done = op::wait_phase(&api, "train", "Succeeded", Duration::from_secs(90)).await;
-    assert_eq!(op::service(&done, "web").unwrap()["phase"], "Promoted");
+    r.assert_prints("unpauses it (spec.paused false)");
+    let done = rel::wait_phase(&api, "train", "Succeeded", Duration::from_secs(90)).await;
+    assert_eq!(rel::service(&done, "web").unwrap()["phase"], "Promoted");
 
     // Both watches end by themselves once the release is final.
     let plain = tokio::time::timeout(Duration::from_secs(30), plain)
@@ -252,54 +207,39 @@ async fn pause_holds_the_step_and_resume_continues_it() {
         "{phases:?}"
     );
     assert!(phases.iter().any(|p| p == "Progressing"), "{phases:?}");
-    ns.delete().await;
+    sc.end().await;
 }
 
 #[tokio::test]
 async fn resume_lifts_a_hold_by_its_id() {
-    let client = e2e::client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client, "plugin-hold").await;
-    let n = ns.name();
-    let _operator = Operator::start(n).await;
-    shop(&client, n, &["web"]).await;
+    let sc = Scenario::start("plugin-hold").await;
+    let n = sc.ns();
+    sc.deploy_apps(&["web"]).await;
     // A query that never has data: the first empty result beyond inconclusiveLimit 0 holds.
-    let yaml = format!(
-        r#"apiVersion: signalman.dev/v1alpha1
-kind: Release
-metadata: {{name: train}}
-spec:
-  owner: team-e2e
-  services:
-  - name: web
-    deployment: web
-    change: {{images: {{app: "registry.example/web:v2"}}}}
-    steps: [{{weight: 50, bake: 3s}}, {{weight: 100, bake: 1s}}]
-    analysis:
-      interval: 1s
-      inconclusiveLimit: 0
-      metrics:
-      - name: checkout-success
-        query: 'sum(no_such_metric{{namespace="{n}"}})'
-        min: 0.99
-"#
-    );
-    e2e::apply_yaml(&client, Some(n), &yaml).await;
-    let api = op::releases(&client, n);
-    let held = op::wait_status(&api, "train", "hold-1", Duration::from_secs(60), |s| {
+    let analysis = Analysis {
+        interval: Some(Duration::from_secs(1).into()),
+        inconclusive_limit: Some(0),
+        metrics: vec![Metric {
+            name: "checkout-success".to_string(),
+            query: format!(r#"sum(no_such_metric{{namespace="{n}"}})"#),
+            min: Some(0.99),
+            max: None,
+        }],
+        ..Analysis::default()
+    };
+    let train = release("train")
+        .service(svc("web").steps(&[(50, 3), (100, 1)]).analysis(analysis))
+        .build();
+    let api = sc.apply(&train).await;
+    let held = rel::wait_status(&api, "train", "hold-1", Duration::from_secs(60), |s| {
         s["hold"]["id"] == "hold-1"
     })
     .await;
-    assert_eq!(op::phase(&held), "Held");
+    assert_eq!(rel::phase(&held), "Held");
 
     let view = plugin(&["get", "train", "-n", n]).await;
     assert!(view.stdout.contains("HOLD hold-1"), "{}", view.stdout);
-    assert!(
-        view.stdout
-            .contains(&format!("kubectl signalman resume train -n {n}")),
-        "{}",
-        view.stdout
-    );
+    view.assert_prints(&format!("kubectl signalman resume train -n {n}"));
 
     let r = plugin(&["resume", "train", "-n", n]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -309,20 +249,20 @@ spec:
         r.stdout
     );
     assert_eq!(
-        api.get("train").await.unwrap().data["spec"]["resumeHold"],
-        "hold-1"
+        api.get("train").await.unwrap().spec.resume_hold.as_deref(),
+        Some("hold-1")
     );
     // Lifted: the step bakes again, and since the metric still has no data the
     // release holds again under a new id (the old id cannot lift it).
-    let again = op::wait_status(&api, "train", "hold-2", Duration::from_secs(60), |s| {
+    let again = rel::wait_status(&api, "train", "hold-2", Duration::from_secs(60), |s| {
         s["hold"]["id"] == "hold-2"
     })
     .await;
     assert_eq!(again["holds"], 2);
-    let tl = op::timeline(&again);
+    let tl = rel::timeline(&again);
     assert!(
-        op::first(&tl, "Resumed", "").is_some(),
+        rel::first(&tl, "Resumed", "").is_some(),
         "no Resumed entry: {tl:?}"
     );
-    ns.delete().await;
+    sc.end().await;
 }

@@ -2,15 +2,12 @@
 //! plugin in a pseudo-terminal and `capture-pane` reads the screen, which must
 //! redraw in place as the canary's weight moves, and stop when the release ends.
 
-mod plugin_support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use signalman_e2e::operator::{self as op, Operator};
-use signalman_e2e::{self as e2e, TestNamespace};
-
-use plugin_support::{install_crd, plugin_bin, release_yaml};
+use signalman_e2e::plugin::plugin_bin;
+use signalman_e2e::release::{self as rel, release, svc};
+use signalman_e2e::{self as e2e, Scenario, WebApp};
 
 /// A tmux server of our own (its own socket), killed with its session on drop.
 struct Tmux {
@@ -45,31 +42,20 @@ impl Drop for Tmux {
 
 #[tokio::test]
 async fn the_watch_view_redraws_in_a_terminal_as_weights_change() {
-    let client = e2e::client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client, "plugin-watch").await;
-    let n = ns.name();
-    let _operator = Operator::start(n).await;
-    e2e::apply_yaml(
-        &client,
-        Some(n),
-        &op::web_app("web", 3, "registry.example/web:v1", 0),
-    )
-    .await;
-    e2e::wait_deployment_ready(&client, n, "web", 3, Duration::from_secs(60)).await;
-    e2e::apply_yaml(
-        &client,
-        Some(n),
-        &release_yaml("train", &[("web", &[], &[(25, 4), (50, 4), (100, 3)], "")]),
-    )
-    .await;
-    let api = op::releases(&client, n);
-    op::wait_status(
+    let sc = Scenario::start("plugin-watch").await;
+    let n = sc.ns();
+    sc.deploy(&[WebApp::new("web").replicas(3)]).await;
+    let train = release("train")
+        .defaults(&[(50, 2), (100, 2)])
+        .service(svc("web").steps(&[(25, 4), (50, 4), (100, 3)]))
+        .build();
+    let api = sc.apply(&train).await;
+    rel::wait_status(
         &api,
         "train",
         "the release to start",
         Duration::from_secs(60),
-        |s| op::phase(s) == "Progressing",
+        |s| rel::phase(s) == "Progressing",
     )
     .await;
 
@@ -144,5 +130,5 @@ async fn the_watch_view_redraws_in_a_terminal_as_weights_change() {
     assert!(last.contains("WATCH-EXITED-0"), "{last}");
     assert!(last.contains("✔ Succeeded"), "{last}");
     assert!(last.contains("Promoted"), "{last}");
-    ns.delete().await;
+    sc.end().await;
 }

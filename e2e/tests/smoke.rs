@@ -6,42 +6,17 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::{ApiResource, GroupVersionKind};
-use signalman_e2e::{self as e2e, Prometheus, TestNamespace};
+use kube::api::{Api, ListParams};
+use signalman_e2e::{self as e2e, Prometheus, TestNamespace, WebApp};
 
+/// A Deployment and Service answering with `error_rate` 5xx and a 30 ms median.
 fn web_app(name: &str, replicas: i32, image: &str, error_rate: &str) -> String {
-    format!(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-      - name: app
-        image: {image}
-        env:
-        - {{name: SIM_ERROR_RATE, value: "{error_rate}"}}
-        - {{name: SIM_LATENCY_MS, value: "30"}}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-spec:
-  selector: {{app: {name}}}
-  ports:
-  - {{port: 80, targetPort: 8080}}
-"#
-    )
+    WebApp::new(name)
+        .replicas(replicas)
+        .image(image)
+        .env("SIM_ERROR_RATE", error_rate)
+        .env("SIM_LATENCY_MS", "30")
+        .yaml()
 }
 
 fn api_status(err: &anyhow::Error) -> Option<u16> {
@@ -56,12 +31,8 @@ fn api_status(err: &anyhow::Error) -> Option<u16> {
 async fn deployment_becomes_available_and_scales() {
     let client = e2e::client().await;
     let ns = TestNamespace::create(&client, "smoke-deploy").await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &web_app("web", 3, "registry.example/web:v1", "0"),
-    )
-    .await;
+    ns.apply_yaml(&web_app("web", 3, "registry.example/web:v1", "0"))
+        .await;
     e2e::wait_deployment_ready(&client, ns.name(), "web", 3, Duration::from_secs(90)).await;
 
     // The pods were scheduled onto kwok's fake nodes and made Running by kwok.
@@ -83,12 +54,8 @@ async fn deployment_becomes_available_and_scales() {
 
     // Scaling goes through the real Deployment and ReplicaSet controllers.
     // (Server-side apply of the whole manifest: fields we omit would be removed.)
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &web_app("web", 5, "registry.example/web:v1", "0"),
-    )
-    .await;
+    ns.apply_yaml(&web_app("web", 5, "registry.example/web:v1", "0"))
+        .await;
     e2e::wait_deployment_ready(&client, ns.name(), "web", 5, Duration::from_secs(90)).await;
     ns.delete().await;
 }
@@ -97,9 +64,7 @@ async fn deployment_becomes_available_and_scales() {
 async fn job_pods_complete() {
     let client = e2e::client().await;
     let ns = TestNamespace::create(&client, "smoke-job").await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
+    ns.apply_yaml(
         r#"
 apiVersion: batch/v1
 kind: Job
@@ -130,10 +95,9 @@ async fn invalid_objects_are_rejected() {
     let client = e2e::client().await;
     let ns = TestNamespace::create(&client, "smoke-invalid").await;
     // Built-in validation: a Deployment whose selector does not match its template.
-    let err = e2e::try_apply_yaml(
-        &client,
-        Some(ns.name()),
-        r#"
+    let err = ns
+        .try_apply_yaml(
+            r#"
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: broken}
@@ -144,16 +108,15 @@ spec:
     metadata: {labels: {app: b}}
     spec: {containers: [{name: c, image: x}]}
 "#,
-    )
-    .await
-    .expect_err("the API server accepted an invalid Deployment");
+        )
+        .await
+        .expect_err("the API server accepted an invalid Deployment");
     assert_eq!(api_status(&err), Some(422), "{err:#}");
 
     // CRD schema validation: an HTTPRoute backend weight above the schema maximum.
-    let err = e2e::try_apply_yaml(
-        &client,
-        Some(ns.name()),
-        r#"
+    let err = ns
+        .try_apply_yaml(
+            r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: broken}
@@ -161,9 +124,9 @@ spec:
   rules:
   - backendRefs: [{name: web, port: 80, weight: 2000000}]
 "#,
-    )
-    .await
-    .expect_err("the API server accepted an HTTPRoute with weight 2000000");
+        )
+        .await
+        .expect_err("the API server accepted an HTTPRoute with weight 2000000");
     assert_eq!(api_status(&err), Some(422), "{err:#}");
     ns.delete().await;
 }
@@ -172,9 +135,7 @@ spec:
 async fn httproute_is_accepted() {
     let client = e2e::client().await;
     let ns = TestNamespace::create(&client, "smoke-route").await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
+    ns.apply_yaml(
         r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -188,13 +149,10 @@ spec:
 "#,
     )
     .await;
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "gateway.networking.k8s.io",
-        "v1",
-        "HTTPRoute",
-    ));
-    let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &ar);
-    let route = routes.get("web").await.unwrap();
+    let route = e2e::http_routes(&client, ns.name())
+        .get("web")
+        .await
+        .unwrap();
     assert_eq!(
         route.data["spec"]["rules"][0]["backendRefs"][1]["weight"],
         10
@@ -207,12 +165,8 @@ async fn traffic_metrics_reach_prometheus() {
     let client = e2e::client().await;
     let prom = Prometheus::from_env().await;
     let ns = TestNamespace::create(&client, "smoke-traffic").await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &web_app("shop", 2, "registry.example/shop:v7", "0.5"),
-    )
-    .await;
+    ns.apply_yaml(&web_app("shop", 2, "registry.example/shop:v7", "0.5"))
+        .await;
     e2e::wait_deployment_ready(&client, ns.name(), "shop", 2, Duration::from_secs(90)).await;
 
     let selector = format!(r#"namespace="{}",service="shop""#, ns.name());
@@ -300,26 +254,15 @@ spec:
 "#
         )
     };
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &track("api", "stable", "v1", "{}"),
-    )
+    ns.apply_yaml(&track("api", "stable", "v1", "{}")).await;
+    ns.apply_yaml(&track(
+        "api-canary",
+        "canary",
+        "v2",
+        "{signalman.dev/canary-of: api}",
+    ))
     .await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &track(
-            "api-canary",
-            "canary",
-            "v2",
-            "{signalman.dev/canary-of: api}",
-        ),
-    )
-    .await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
+    ns.apply_yaml(
         r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -367,12 +310,8 @@ spec:
 async fn rbac_is_enforced_for_service_account_tokens() {
     let client = e2e::client().await;
     let ns = TestNamespace::create(&client, "smoke-rbac").await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: nobody}\n",
-    )
-    .await;
+    ns.apply_yaml("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: nobody}\n")
+        .await;
     let token = e2e::service_account_token(&client, ns.name(), "nobody").await;
     let as_nobody = e2e::client_with_token(&token).await;
     let pods: Api<Pod> = Api::namespaced(as_nobody, ns.name());

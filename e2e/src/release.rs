@@ -1,0 +1,451 @@
+//! Releases in the scenarios: written with a typed builder on
+//! `signalman::api` (so a test cannot write a field the API does not have),
+//! steered with typed spec patches, and read back as the status JSON the
+//! operator wrote, which the scenarios assert on.
+//!
+//! ```no_run
+//! use signalman_e2e::release::{release, svc};
+//! let train = release("train")
+//!     .defaults(&[(50, 4), (100, 1)])
+//!     .service(svc("a"))
+//!     .service(svc("b").after(&["a"]).error_rate("0.3"))
+//!     .build();
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::Value;
+use signalman::api::{
+    Analysis, Defaults, GatewayApiTraffic, Metric, PrometheusSpec, Release, ReleaseSpec,
+    ServiceSpec, Step, Traffic,
+};
+
+use crate::{FIELD_MANAGER, Look, poll, pretty};
+
+/// The owner every scenario's Release names.
+pub const OWNER: &str = "team-e2e";
+
+/// The error-rate criterion of the scenarios: the canary's 5xx share over the
+/// last 5 s, as the traffic simulator reports it.
+pub const ERROR_RATE_QUERY: &str = r#"sum(rate(sim_http_requests_total{namespace="{{namespace}}",service="{{service}}",track="canary",code="500"}[5s])) / sum(rate(sim_http_requests_total{namespace="{{namespace}}",service="{{service}}",track="canary"}[5s]))"#;
+
+/// A Release named `name`, owned by [`OWNER`], with no services yet.
+pub fn release(name: &str) -> ReleaseBuilder {
+    ReleaseBuilder(Release::new(
+        name,
+        ReleaseSpec {
+            owner: OWNER.to_string(),
+            summary: None,
+            prometheus: None,
+            defaults: None,
+            services: Vec::new(),
+            paused: None,
+            abort: None,
+            resume_hold: None,
+            hold_timeout: None,
+        },
+    ))
+}
+
+/// Builds a [`Release`]; see [`release`].
+#[derive(Clone, Debug)]
+pub struct ReleaseBuilder(Release);
+
+impl ReleaseBuilder {
+    /// `spec.defaults`: these `steps` as (weight, bake seconds), and the
+    /// scenarios' analysis ([`error_rate_analysis`] with `errorLimit: 1`).
+    pub fn defaults(mut self, steps: &[(i32, u64)]) -> ReleaseBuilder {
+        self.0.spec.defaults = Some(Defaults {
+            steps: Some(self::steps(steps)),
+            analysis: Some(error_rate_analysis(1)),
+        });
+        self
+    }
+
+    /// The `errorLimit` of the default analysis (set by [`Self::defaults`]).
+    pub fn error_limit(mut self, limit: i32) -> ReleaseBuilder {
+        self.0
+            .spec
+            .defaults
+            .as_mut()
+            .and_then(|d| d.analysis.as_mut())
+            .expect("error_limit applies to the analysis set by defaults()")
+            .error_limit = Some(limit);
+        self
+    }
+
+    pub fn service(mut self, service: Svc) -> ReleaseBuilder {
+        self.0.spec.services.push(service.0);
+        self
+    }
+
+    pub fn services(mut self, services: impl IntoIterator<Item = Svc>) -> ReleaseBuilder {
+        self.0
+            .spec
+            .services
+            .extend(services.into_iter().map(|s| s.0));
+        self
+    }
+
+    /// `spec.prometheus.address`.
+    pub fn prometheus(mut self, address: &str) -> ReleaseBuilder {
+        self.0.spec.prometheus = Some(PrometheusSpec {
+            address: address.to_string(),
+        });
+        self
+    }
+
+    /// `spec.paused: true`.
+    pub fn paused(mut self) -> ReleaseBuilder {
+        self.0.spec.paused = Some(true);
+        self
+    }
+
+    pub fn build(self) -> Release {
+        self.0
+    }
+}
+
+/// Steps from (weight, bake seconds).
+pub fn steps(steps: &[(i32, u64)]) -> Vec<Step> {
+    steps
+        .iter()
+        .map(|&(weight, bake)| Step {
+            weight,
+            bake: Duration::from_secs(bake).into(),
+        })
+        .collect()
+}
+
+/// The scenarios' analysis: measured every second against the 5 % ceiling of
+/// [`ERROR_RATE_QUERY`], no failure tolerated, and a generous inconclusive
+/// limit (a canary's first seconds have no samples yet).
+pub fn error_rate_analysis(error_limit: i32) -> Analysis {
+    Analysis {
+        interval: Some(Duration::from_secs(1).into()),
+        failure_limit: Some(0),
+        inconclusive_limit: Some(20),
+        error_limit: Some(error_limit),
+        metrics: vec![Metric {
+            name: "error-rate".to_string(),
+            query: ERROR_RATE_QUERY.to_string(),
+            min: None,
+            max: Some(0.05),
+        }],
+        ..Analysis::default()
+    }
+}
+
+/// A service of the train: Deployment `name`, whose container `app` moves to
+/// `registry.example/<name>:v2` (the [`crate::WebApp`] of that name is on `:v1`).
+pub fn svc(name: &str) -> Svc {
+    Svc(ServiceSpec {
+        name: name.to_string(),
+        owner: None,
+        deployment: name.to_string(),
+        change: Default::default(),
+        depends_on: Vec::new(),
+        traffic: None,
+        steps: None,
+        analysis: None,
+    })
+    .image("app", &format!("registry.example/{name}:v2"))
+}
+
+/// Builds one entry of `spec.services`; see [`svc`].
+#[derive(Clone, Debug)]
+pub struct Svc(ServiceSpec);
+
+impl Svc {
+    /// `dependsOn`.
+    pub fn after(mut self, services: &[&str]) -> Svc {
+        self.0.depends_on = services.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn deployment(mut self, deployment: &str) -> Svc {
+        self.0.deployment = deployment.to_string();
+        self
+    }
+
+    /// The change sets `container` to `image`, and no other image.
+    pub fn image(mut self, container: &str, image: &str) -> Svc {
+        self.0.change.images = BTreeMap::from([(container.to_string(), image.to_string())]);
+        self
+    }
+
+    /// The change also sets env var `name` of `container`.
+    pub fn env(mut self, container: &str, name: &str, value: &str) -> Svc {
+        self.0
+            .change
+            .env
+            .entry(container.to_string())
+            .or_default()
+            .insert(name.to_string(), value.to_string());
+        self
+    }
+
+    /// The new version answers this share of requests with 5xx (the traffic
+    /// simulator's `SIM_ERROR_RATE` on container `app`): "0.3" is a bad version.
+    pub fn error_rate(self, rate: &str) -> Svc {
+        self.env("app", "SIM_ERROR_RATE", rate)
+    }
+
+    /// The service's own steps, as (weight, bake seconds).
+    pub fn steps(mut self, s: &[(i32, u64)]) -> Svc {
+        self.0.steps = Some(steps(s));
+        self
+    }
+
+    /// The service's own analysis.
+    pub fn analysis(mut self, analysis: Analysis) -> Svc {
+        self.0.analysis = Some(analysis);
+        self
+    }
+
+    /// Shift traffic on this Gateway API HTTPRoute instead of by replica ratio.
+    pub fn route(mut self, http_route: &str) -> Svc {
+        self.0.traffic = Some(Traffic {
+            gateway_api: Some(GatewayApiTraffic {
+                http_route: http_route.to_string(),
+                service: None,
+            }),
+        });
+        self
+    }
+}
+
+// ------------------------------------------------------------ the cluster
+
+/// The Releases of `namespace`.
+pub fn releases(client: &kube::Client, namespace: &str) -> Api<Release> {
+    Api::namespaced(client.clone(), namespace)
+}
+
+/// Server-side apply `release` into `namespace` (the whole object: fields a
+/// later apply omits are removed).
+pub async fn apply(client: &kube::Client, namespace: &str, release: &Release) -> Release {
+    crate::apply(&releases(client, namespace), release).await
+}
+
+/// The whole Release as JSON (`Null` when it does not exist).
+pub async fn get(api: &Api<Release>, name: &str) -> Value {
+    let r = api
+        .get_opt(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading Release {name}: {e}"));
+    serde_json::to_value(r).expect("serializing a Release")
+}
+
+/// The Release's status (`null` before the first write).
+pub async fn status(api: &Api<Release>, name: &str) -> Value {
+    get(api, name).await["status"].take()
+}
+
+/// Change the Release's spec: `change` edits a copy, and exactly the fields
+/// it changed are sent as a merge patch (a field set to `None` is removed),
+/// the way a person steers a release with `kubectl patch`.
+pub async fn patch_spec(api: &Api<Release>, name: &str, change: impl FnOnce(&mut ReleaseSpec)) {
+    let before = api
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading Release {name}: {e}"))
+        .spec;
+    let mut after = before.clone();
+    change(&mut after);
+    let (Value::Object(before), Value::Object(after)) = (
+        serde_json::to_value(&before).expect("serializing a spec"),
+        serde_json::to_value(&after).expect("serializing a spec"),
+    ) else {
+        unreachable!("a spec serializes to an object")
+    };
+    let mut patch = serde_json::Map::new();
+    for (k, v) in &after {
+        if before.get(k) != Some(v) {
+            patch.insert(k.clone(), v.clone());
+        }
+    }
+    for k in before.keys().filter(|k| !after.contains_key(*k)) {
+        patch.insert(k.clone(), Value::Null);
+    }
+    assert!(
+        !patch.is_empty(),
+        "patch_spec of Release {name} changes nothing"
+    );
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(&serde_json::json!({ "spec": patch })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("patching Release {name}: {e}"));
+}
+
+/// Poll the Release every 100 ms until `check` holds on the whole object (as
+/// JSON) and return it; panics with its status after `timeout`.
+pub async fn wait_release(
+    api: &Api<Release>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    poll(
+        &format!("Release {name}: {what}"),
+        timeout,
+        Duration::from_millis(100),
+        || async {
+            let r = get(api, name).await;
+            if check(&r) {
+                Look::Done(r)
+            } else {
+                Look::NotYet(format!("status: {}", pretty(&r["status"])))
+            }
+        },
+    )
+    .await
+}
+
+/// [`wait_release`] with `check` on the status; returns the status.
+pub async fn wait_status(
+    api: &Api<Release>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_release(api, name, what, timeout, |r| check(&r["status"])).await["status"].take()
+}
+
+/// Wait until `service`'s current step bakes (its weight is in effect) and
+/// return the status.
+pub async fn wait_baking(
+    api: &Api<Release>,
+    name: &str,
+    service: &str,
+    timeout: Duration,
+) -> Value {
+    wait_status(api, name, &format!("{service} baking"), timeout, |s| {
+        self::service(s, service).is_some_and(|x| x["bakeStartedAt"].is_string())
+    })
+    .await
+}
+
+/// Wait until the Release reaches phase `want` and return its status; fails
+/// at once when it ends in a different final phase.
+pub async fn wait_phase(api: &Api<Release>, name: &str, want: &str, timeout: Duration) -> Value {
+    poll(
+        &format!("Release {name} to reach {want}"),
+        timeout,
+        Duration::from_millis(100),
+        || async {
+            let s = status(api, name).await;
+            let p = phase(&s);
+            if p == want {
+                Look::Done(s)
+            } else if ["Succeeded", "RolledBack", "Failed"].contains(&p) {
+                Look::Never(format!("it ended {p}: {}", pretty(&s)))
+            } else {
+                Look::NotYet(format!("status: {}", pretty(&s)))
+            }
+        },
+    )
+    .await
+}
+
+/// The phase of a status (`""` before the first write).
+pub fn phase(status: &Value) -> &str {
+    status["phase"].as_str().unwrap_or("")
+}
+
+/// The condition `type_` of a status.
+pub fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+/// One service's entry in the status.
+pub fn service<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
+    status["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
+/// `(reason, service)` of every timeline entry, oldest first.
+pub fn timeline(status: &Value) -> Vec<(String, String)> {
+    status["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or("").to_string(),
+                e["service"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Index of the first timeline entry with `reason` (any service when `service` is empty).
+pub fn first(timeline: &[(String, String)], reason: &str, service: &str) -> Option<usize> {
+    timeline
+        .iter()
+        .position(|(r, s)| r == reason && (service.is_empty() || s == service))
+}
+
+/// Wait until no field of Deployment `name` is owned by the field manager
+/// `signalman` any more: a finished release leaves the user's objects to the user.
+pub async fn wait_released(client: &kube::Client, namespace: &str, name: &str) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    crate::wait_for(
+        &format!("signalman to drop its fields of Deployment {name}"),
+        Duration::from_secs(15),
+        || async {
+            let d = api.get(name).await?;
+            Ok((!owned_by_signalman(&d.metadata)).then_some(()))
+        },
+    )
+    .await;
+}
+
+/// Whether the field manager `signalman` owns any field of the object.
+pub fn owned_by_signalman(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .any(|m| m.manager.as_deref() == Some(signalman::api::FIELD_MANAGER))
+}
+
+/// When `SIGNALMAN_CAPTURE_DIR` is set, save the Release (whole, as JSON
+/// from [`get`] or [`wait_release`]) as a YAML fixture named `<file>.yaml`
+/// there (for the Argo CD health-check test), without the noise of
+/// managedFields.
+pub fn capture(r: &Value, file: &str) {
+    let Some(dir) = std::env::var_os("SIGNALMAN_CAPTURE_DIR") else {
+        return;
+    };
+    let mut r = r.clone();
+    if let Some(m) = r["metadata"].as_object_mut() {
+        m.remove("managedFields");
+    }
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{file}.yaml")),
+        serde_yaml::to_string(&r).unwrap(),
+    )
+    .unwrap();
+    eprintln!("captured {file}.yaml (phase {})", phase(&r["status"]));
+}
