@@ -13,12 +13,9 @@ use serde_json::Value;
 use super::cluster::Cluster;
 use super::template::{rolled_out, template_state};
 use super::{Context, Error};
-use crate::analysis::{QueryVars, render_query};
+use crate::analysis::{MeasurementRequest, QueryVars, Taken, render_query};
 use crate::api::{Release, ServiceSpec};
-use crate::engine::{
-    MeasurementRequest, Observations, RouteObservation, ServiceObservation, StableObservation,
-    Taken,
-};
+use crate::engine::{Observations, RouteObservation, ServiceObservation, StableObservation};
 use crate::traffic::gateway::{self, POD_TEMPLATE_HASH, canary_service_name, http_route_resource};
 use crate::traffic::{canary_deployment_name, canary_deployment_ready, replica};
 
