@@ -8,3 +8,5 @@ pub mod analysis;
 pub mod api;
 pub mod engine;
 pub mod plan;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
