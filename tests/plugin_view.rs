@@ -48,7 +48,7 @@ fn a_release_in_flight_shows_waves_bars_bake_left_and_latest_measurements() {
     assert!(text.contains("[##########..........]  50%"), "{text}");
     assert!(text.contains("bake 0:08 left"), "{text}");
     assert!(
-        text.contains("0.0034  ✔ pass     needs ≤ 0.01 · 2/4 passes"),
+        text.contains("0.0034  ✔ pass     needs <= 0.01 · 2/4 passes"),
         "{text}"
     );
     assert!(text.contains("waiting for inventory"), "{text}");

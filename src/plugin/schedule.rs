@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use crate::api::{self, Analysis, Plan, Problem, ReleaseSpec};
 use crate::plan;
+use crate::text;
 
-use super::style::{Style, human, number};
+use super::style::Style;
 
 /// What `plan` found in the cluster, for the Release's namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -402,16 +403,25 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
             .map(|((w, d), step)| {
                 let longer = *d > Duration::from(step.bake);
                 stretched |= longer;
-                format!("{w}% {}{}", human(*d), if longer { "*" } else { "" })
+                format!(
+                    "{w}% {}{}",
+                    text::duration(*d),
+                    if longer { "*" } else { "" }
+                )
             })
             .collect();
-        let _ = writeln!(out, "    {}   = {}", steps.join(" → "), human(sched.total));
+        let _ = writeln!(
+            out,
+            "    {}   = {}",
+            steps.join(" → "),
+            text::duration(sched.total)
+        );
         if stretched {
             let _ = writeln!(
                 out,
                 "    * longer than the bake: each metric needs {} passing measurements, one per {}",
                 analysis.min_passes.unwrap_or(1),
-                human(analysis.interval())
+                text::duration(analysis.interval())
             );
         }
         if analysis.metrics.is_empty() {
@@ -423,12 +433,12 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
             let metrics: Vec<String> = analysis
                 .metrics
                 .iter()
-                .map(|m| format!("{} {}", m.name, threshold(m.min, m.max)))
+                .map(|m| format!("{} {}", m.name, text::threshold(m.min, m.max)))
                 .collect();
             let _ = writeln!(
                 out,
                 "    measured every {}: {}",
-                human(analysis.interval()),
+                text::duration(analysis.interval()),
                 metrics.join(" · ")
             );
             let _ = writeln!(
@@ -461,25 +471,15 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
                 .find(|x| &x.name == n)
                 .map(|x| x.total)
                 .unwrap_or_default();
-            format!("{n} {}", human(t))
+            format!("{n} {}", text::duration(t))
         })
         .collect();
     let _ = writeln!(
         out,
         "This train takes at least {}: {} (bakes along the longest dependency chain; rollouts and promotions add to it).",
-        style.bold(&human(s.minimum)),
+        style.bold(&text::duration(s.minimum)),
         path.join(" → ")
     );
-}
-
-/// `≤ 0.01`, `≥ 0.99` or `in [0.9, 1.1]`.
-pub fn threshold(min: Option<f64>, max: Option<f64>) -> String {
-    match (min, max) {
-        (Some(lo), Some(hi)) => format!("in [{}, {}]", number(lo), number(hi)),
-        (Some(lo), None) => format!("≥ {}", number(lo)),
-        (None, Some(hi)) => format!("≤ {}", number(hi)),
-        (None, None) => "(no threshold)".to_owned(),
-    }
 }
 
 fn plural(n: usize) -> &'static str {

@@ -4,9 +4,10 @@
 //! `spec.resumeHold` set to the hold's id lifts it once its cause is gone,
 //! `spec.abort` rolls back, and `spec.holdTimeout` rolls back on its own.
 
-use super::context::{Ctx, human, plus};
+use super::context::{Ctx, plus};
 use super::{Action, CONVERGE, TemplateState};
 use crate::api::{Hold, Phase, ServicePhase};
+use crate::text;
 
 pub(super) const SPEC_CHANGED: &str = "the spec changed while the release is in flight; restore it, or abort and create a new Release";
 
@@ -60,7 +61,7 @@ pub(super) fn expired(cx: &Ctx) -> Option<(Option<String>, String)> {
                 "{} ({}) lasted longer than spec.holdTimeout {}",
                 hold.id,
                 hold.reason,
-                human(timeout)
+                text::duration(timeout)
             ),
         )
     })
