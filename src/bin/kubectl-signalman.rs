@@ -86,8 +86,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
-        Err(Failure(message)) => {
-            eprintln!("error: {message}");
+        Err(failure) => {
+            eprintln!("error: {}", failure.shown());
             ExitCode::FAILURE
         }
     }

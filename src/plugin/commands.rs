@@ -15,6 +15,7 @@ use super::cluster::{self, Connection, Target};
 use super::schedule::{ClusterCheck, PlanInput, render_plan};
 use super::steer::{self, Steer};
 use super::style::Style;
+use super::untrusted;
 use super::{read_releases, timeline, view};
 
 /// How `get` prints objects for scripts (`-o`).
@@ -27,6 +28,13 @@ pub enum Output {
 /// A failure to report: one sentence, already saying how to fix it.
 #[derive(Debug)]
 pub struct Failure(pub String);
+
+impl Failure {
+    /// The sentence as the terminal gets it: it may quote the API server or a Release.
+    pub fn shown(&self) -> std::borrow::Cow<'_, str> {
+        untrusted::escape(&self.0)
+    }
+}
 
 impl From<cluster::Error> for Failure {
     fn from(e: cluster::Error) -> Self {
@@ -248,15 +256,36 @@ pub async fn steer_release(
     match decide(&r) {
         Ok(s) => {
             conn.patch(&ns, name, &s.patch).await?;
-            println!("{}", s.says);
-            println!("  done with: {}", steer::kubectl_equivalent(&r, &s));
-            println!("  follow it: kubectl signalman get {name} -n {ns} --watch");
+            println!("{}", untrusted::escape(&s.says));
+            println!(
+                "  done with: {}",
+                untrusted::escape(&steer::kubectl_equivalent(&r, &s))
+            );
+            println!(
+                "  follow it: kubectl signalman get {} -n {} --watch",
+                untrusted::escape(name),
+                untrusted::escape(&ns)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(refusal) if refusal.done => {
-            println!("{}", refusal.message);
+            println!("{}", untrusted::escape(&refusal.message));
             Ok(ExitCode::SUCCESS)
         }
         Err(refusal) => Err(Failure(refusal.message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_shown_escaped_since_it_may_quote_the_server_or_a_release() {
+        let f = Failure("Release \"x\" was refused: \x1b]0;owned\x07".into());
+        assert_eq!(
+            f.shown(),
+            "Release \"x\" was refused: \\u{1b}]0;owned\\u{7}"
+        );
     }
 }

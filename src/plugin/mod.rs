@@ -5,7 +5,8 @@
 //! [`screen`] are pure: text is rendered from a Release (or a spec) and the
 //! time, so the live view, piped output and tests share one code path.
 //! [`cluster`] is the only contact with the cluster; [`commands`] and
-//! [`watch`] join the two for each command the bin dispatches to.
+//! [`watch`] join the two for each command the bin dispatches to. Whatever a
+//! Release (or the cluster) says is printed through [`untrusted`].
 
 pub mod cluster;
 pub mod commands;
@@ -14,6 +15,7 @@ pub mod screen;
 pub mod steer;
 pub mod style;
 pub mod timeline;
+pub mod untrusted;
 pub mod view;
 pub mod watch;
 

@@ -11,6 +11,7 @@ use crate::api::{Outcome, Release};
 use crate::text;
 
 use super::style::{Style, number};
+use super::untrusted;
 use super::view::since;
 
 /// Marker put on the first deviation, greppable in plain output.
@@ -29,6 +30,8 @@ struct Row {
 /// The history of `r`: timeline entries and the measurements still kept in
 /// status, oldest first, with times in the local zone and offsets from the start.
 pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
+    let r = untrusted::escaped(r);
+    let r = r.as_ref();
     let status = r.status.clone().unwrap_or_default();
     let mut rows: Vec<Row> = status
         .timeline

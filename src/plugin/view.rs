@@ -18,6 +18,7 @@ use crate::plan;
 use crate::text;
 
 use super::style::{Style, clock, number};
+use super::untrusted;
 
 /// Width of the weight bar in cells.
 const BAR: usize = 20;
@@ -25,6 +26,8 @@ const BAR: usize = 20;
 /// The detailed view of one Release.
 /// Times are shown in `zone` (the system zone in the plugin).
 pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style) -> String {
+    let r = untrusted::escaped(r);
+    let r = r.as_ref();
     let mut out = String::new();
     let name = r.name_any();
     let ns = r.namespace().unwrap_or_default();
@@ -456,6 +459,7 @@ pub fn render_table(
     }
     rows.push(header.into_iter().map(str::to_owned).collect());
     for r in releases {
+        let r = untrusted::escaped(r);
         let status = r.status.clone().unwrap_or_default();
         let mut row = vec![
             r.name_any(),

@@ -20,6 +20,7 @@ use super::cluster::Connection;
 use super::commands::{Failure, Output, encode, find};
 use super::screen::{FALLBACK_SIZE, Screen, terminal_size};
 use super::style::Style;
+use super::untrusted;
 use super::view;
 
 /// Redraw in place on a terminal; elsewhere print a new block whenever the release changes.
@@ -86,7 +87,7 @@ pub async fn watch(
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    let msg = format!("watch interrupted ({e}); retrying");
+                    let msg = format!("watch interrupted ({}); retrying", untrusted::escape(&e.to_string()));
                     if !tty && trouble.as_deref() != Some(msg.as_str()) {
                         eprintln!("{msg}");
                     }
