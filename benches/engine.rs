@@ -6,12 +6,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use signalman::api::{
-    Analysis, Change, Defaults, Metric, ReleaseSpec, ServicePhase, ServiceSpec, Step,
-};
+use signalman::api::{ReleaseSpec, ServicePhase};
 use signalman::engine::decide;
 use signalman::engine::sim::Sim;
 use signalman::plan::plan;
+use signalman_core::testing;
 
 /// xorshift64*, so the graph is the same on every run without a rand dependency.
 struct Rng(u64);
@@ -25,57 +24,17 @@ impl Rng {
     }
 }
 
-fn service(name: String, depends_on: Vec<String>) -> ServiceSpec {
-    ServiceSpec {
-        deployment: name.clone(),
-        name,
-        owner: None,
-        change: Change {
-            images: [("main".into(), "registry.example/app:v2".into())].into(),
-            ..Default::default()
-        },
-        depends_on,
-        traffic: None,
-        steps: None,
-        analysis: None,
-    }
-}
-
-fn release(services: Vec<ServiceSpec>) -> ReleaseSpec {
-    ReleaseSpec {
-        owner: "team".into(),
-        summary: None,
-        prometheus: None,
-        defaults: Some(Defaults {
-            steps: Some(
-                [5, 25, 50, 100]
-                    .iter()
-                    .map(|&weight| Step {
-                        weight,
-                        bake: Duration::from_secs(60).into(),
-                    })
-                    .collect(),
-            ),
-            analysis: Some(Analysis {
-                interval: Some(Duration::from_secs(10).into()),
-                metrics: ["error-rate", "latency-p99"]
-                    .iter()
-                    .map(|n| Metric {
-                        name: (*n).into(),
-                        query: "q".into(),
-                        min: None,
-                        max: Some(1.0),
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
-        }),
-        services,
-        paused: None,
-        abort: None,
-        resume_hold: None,
-        hold_timeout: None,
-    }
+/// Four steps of 60 s, two metrics measured every 10 s; service `name` depends on its list.
+fn release(services: impl IntoIterator<Item = (String, Vec<String>)>) -> ReleaseSpec {
+    let base = testing::spec()
+        .steps([5, 25, 50, 100].map(|weight| (weight, Duration::from_secs(60))))
+        .interval(Duration::from_secs(10))
+        .metric_at_most("error-rate", "q", 1.0)
+        .metric_at_most("latency-p99", "q", 1.0);
+    services
+        .into_iter()
+        .fold(base, |b, (name, deps)| b.service(name, deps))
+        .build()
 }
 
 /// 1,000 services, each depending on up to 3 random earlier ones.
@@ -94,9 +53,9 @@ fn random_dag(n: usize) -> ReleaseSpec {
                 d.dedup();
                 d
             };
-            service(format!("svc-{i}"), deps)
+            (format!("svc-{i}"), deps)
         })
-        .collect();
+        .collect::<Vec<_>>();
     release(services)
 }
 
@@ -119,9 +78,9 @@ fn bench(c: &mut Criterion) {
                     .map(|j| format!("svc-{}", (wave - 1) * 4 + j))
                     .collect()
             };
-            service(format!("svc-{i}"), deps)
+            (format!("svc-{i}"), deps)
         })
-        .collect();
+        .collect::<Vec<_>>();
     let mut sim = Sim::new(release(services));
     // Run until wave 2 bakes and the decision has measurements to count: the busiest kind of decision.
     sim.run_until(10_000, |s| {

@@ -7,11 +7,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use proptest::prelude::*;
 use signalman::analysis::QueryResult;
-use signalman::api::{
-    Analysis, Change, Defaults, Metric, Phase, ReleaseSpec, ServicePhase, ServiceSpec, Step,
-};
+use signalman::api::{Phase, ReleaseSpec, ServicePhase};
 use signalman::engine::sim::{Pass, Sim};
 use signalman::engine::{Action, TemplateState, decide};
+use signalman_core::testing;
 
 const MAX: f64 = 0.01;
 
@@ -49,53 +48,20 @@ fn train() -> impl Strategy<Value = Train> {
 
 fn spec(t: &Train) -> ReleaseSpec {
     let last = t.bakes.len() - 1;
-    let steps = t
-        .bakes
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| Step {
-            weight: if i == last { 100 } else { (i as i32 + 1) * 10 },
-            bake: Duration::from_secs(b).into(),
+    let steps = t.bakes.iter().enumerate().map(|(i, &b)| {
+        let weight = if i == last { 100 } else { (i as i32 + 1) * 10 };
+        (weight, Duration::from_secs(b))
+    });
+    let train = testing::spec()
+        .steps(steps)
+        .interval(Duration::from_secs(t.interval))
+        .failure_limit(t.failure_limit)
+        .metric_at_most("error-rate", "q", MAX);
+    (0..t.deps.len())
+        .fold(train, |b, i| {
+            b.service(format!("s{i}"), t.deps[i].iter().map(|d| format!("s{d}")))
         })
-        .collect();
-    ReleaseSpec {
-        owner: "team".into(),
-        summary: None,
-        prometheus: None,
-        defaults: Some(Defaults {
-            steps: Some(steps),
-            analysis: Some(Analysis {
-                interval: Some(Duration::from_secs(t.interval).into()),
-                failure_limit: Some(t.failure_limit),
-                metrics: vec![Metric {
-                    name: "error-rate".into(),
-                    query: "q".into(),
-                    min: None,
-                    max: Some(MAX),
-                }],
-                ..Default::default()
-            }),
-        }),
-        services: (0..t.deps.len())
-            .map(|i| ServiceSpec {
-                name: format!("s{i}"),
-                owner: None,
-                deployment: format!("s{i}"),
-                change: Change {
-                    images: [("main".into(), "x:v2".into())].into(),
-                    ..Default::default()
-                },
-                depends_on: t.deps[i].iter().map(|d| format!("s{d}")).collect(),
-                traffic: None,
-                steps: None,
-                analysis: None,
-            })
-            .collect(),
-        paused: None,
-        abort: None,
-        resume_hold: None,
-        hold_timeout: None,
-    }
+        .build()
 }
 
 fn sim(t: &Train) -> Sim {

@@ -3,37 +3,18 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use signalman::api::{Change, ReleaseSpec, ServiceSpec};
+use signalman::api::ReleaseSpec;
 use signalman::plan::{PlanError, plan};
+use signalman_core::testing;
 
 /// A spec whose service `i` is named `s{i}` and depends on `deps[i]`, listed in `order`.
 fn spec(deps: &[Vec<usize>], order: &[usize]) -> ReleaseSpec {
-    ReleaseSpec {
-        owner: "team".into(),
-        summary: None,
-        prometheus: None,
-        defaults: None,
-        services: order
-            .iter()
-            .map(|&i| ServiceSpec {
-                name: format!("s{i}"),
-                owner: None,
-                deployment: format!("s{i}"),
-                change: Change {
-                    images: [("main".into(), "x:v2".into())].into(),
-                    ..Default::default()
-                },
-                depends_on: deps[i].iter().map(|d| format!("s{d}")).collect(),
-                traffic: None,
-                steps: None,
-                analysis: None,
-            })
-            .collect(),
-        paused: None,
-        abort: None,
-        resume_hold: None,
-        hold_timeout: None,
-    }
+    order
+        .iter()
+        .fold(testing::spec(), |b, &i| {
+            b.service(format!("s{i}"), deps[i].iter().map(|d| format!("s{d}")))
+        })
+        .build()
 }
 
 /// `n` services, each depending on some of the ones before it (so acyclic), in a shuffled spec order.

@@ -48,7 +48,7 @@ fn a_release_in_flight_shows_waves_bars_bake_left_and_latest_measurements() {
     assert!(text.contains("[##########..........]  50%"), "{text}");
     assert!(text.contains("bake 0:08 left"), "{text}");
     assert!(
-        text.contains("0.0034  ✔ pass     needs ≤ 0.01 · 2/4 passes"),
+        text.contains("0.0034  ✔ pass     needs <= 0.01 · 2/4 passes"),
         "{text}"
     );
     assert!(text.contains("waiting for inventory"), "{text}");
@@ -224,4 +224,116 @@ fn a_stalled_release_lists_each_problem_once_with_its_field() {
     assert!(text.contains("    ✖ spec.services[1].deployment: Deployment \"api\" not found in namespace \"shop\"; create it or fix the name"), "{text}");
     let table = view::render_table(&[r], now(), false, Style::plain());
     assert!(table.contains("Pending (stalled)"), "{table}");
+}
+
+/// A Release whose author (or whoever can write its status, or the Prometheus
+/// errors in it) tries to steer the terminal of everyone who looks at it.
+fn hostile(name: &str) -> Release {
+    let mut r = release(name);
+    r.spec.owner = "\x1b[2Jteam-checkout".into();
+    r.spec.summary = Some("fix\u{9b}31m it\x1b]0;owned\x07".into());
+    let status = r.status.as_mut().unwrap();
+    status.message = Some("rolled back\x1b[1A\x1b[K".into());
+    status.progress = Some("0/2\x1b[8m promoted".into());
+    for s in &mut status.services {
+        s.message = Some(format!("{}\x1b[31m", s.name));
+        for m in &mut s.measurements {
+            m.message = Some("connection refused\x1b[2K".into());
+        }
+    }
+    for e in &mut status.timeline {
+        e.message.push_str("\x1b[?1049h");
+    }
+    if let Some(rb) = status.rollback.as_mut() {
+        rb.message.push_str("\r\x1b[2K");
+    }
+    if let Some(h) = status.hold.as_mut() {
+        h.message.push_str("\x1b[3J");
+    }
+    r
+}
+
+/// No escape or other control character reaches the terminal: plain output has
+/// line breaks and nothing else below a space.
+fn assert_inert(view: &str, text: &str) {
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .collect();
+    assert!(bad.is_empty(), "{view} passes {bad:?} on:\n{text}");
+}
+
+#[test]
+fn every_view_shows_what_a_release_says_escaped() {
+    let zone = TimeZone::UTC;
+    let plain = Style::plain();
+    for name in ["progressing", "held", "rolledback", "stalled"] {
+        let r = hostile(name);
+        let detail = view::render_release(&r, now(), &zone, plain);
+        assert_inert("get", &detail);
+        assert!(
+            detail.contains(
+                "owner    \\u{1b}[2Jteam-checkout — fix\\u{9b}31m it\\u{1b}]0;owned\\u{7}"
+            ),
+            "{detail}"
+        );
+        assert_inert("timeline", &timeline::render_timeline(&r, &zone, plain));
+        let table = view::render_table(std::slice::from_ref(&r), now(), true, plain);
+        assert_inert("get (table)", &table);
+        assert!(table.contains("\\u{1b}[2Jteam-checkout"), "{table}");
+        for (verb, said) in [
+            ("pause", steer::pause(&r)),
+            ("resume", steer::resume(&r)),
+            ("abort", steer::abort(&r)),
+        ] {
+            // What the bin prints of a steer goes through the same helper.
+            let text = match said {
+                Ok(s) => format!("{}\n{}", s.says, steer::kubectl_equivalent(&r, &s)),
+                Err(refusal) => refusal.message,
+            };
+            assert_inert(verb, &signalman::plugin::untrusted::escape(&text));
+        }
+    }
+    let timeline = timeline::render_timeline(&hostile("rolledback"), &zone, plain);
+    assert!(
+        timeline.contains("every change reversed\\u{1b}[?1049h"),
+        "{timeline}"
+    );
+    assert!(timeline.contains("\\u{d}\\u{1b}[2K"), "{timeline}");
+}
+
+#[test]
+fn plan_shows_a_hostile_file_escaped_and_judges_it_as_written() {
+    use signalman::plugin::schedule::{ClusterCheck, PlanInput, render_plan};
+    let r = hostile("progressing");
+    let input = PlanInput {
+        name: Some("checkout\x1b[2J"),
+        namespace: Some("shop"),
+        spec: &r.spec,
+    };
+    let check = ClusterCheck::Skipped("the cluster at \x1b[5mhttps://k8s is unreachable".into());
+    let (text, valid) = render_plan(&input, &check, Style::plain());
+    assert_inert("plan", &text);
+    assert!(
+        valid,
+        "escaping for display does not change the verdict:\n{text}"
+    );
+    assert!(
+        text.starts_with("Release checkout\\u{1b}[2J (namespace shop): valid"),
+        "{text}"
+    );
+    assert!(text.contains("owner    \\u{1b}[2Jteam-checkout"), "{text}");
+    assert!(text.contains("\\u{1b}[5mhttps://k8s"), "{text}");
+
+    // A blank owner made of a control character stays invalid, though its escaped form is not blank.
+    let mut blank = r.spec.clone();
+    blank.owner = "\t".into();
+    let input = PlanInput {
+        spec: &blank,
+        ..input
+    };
+    let (text, valid) = render_plan(&input, &check, Style::plain());
+    assert!(!valid, "{text}");
+    assert!(text.contains("spec.owner"), "{text}");
+    assert_inert("plan", &text);
 }

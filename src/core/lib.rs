@@ -1,6 +1,7 @@
 //! The pure core of Signalman: what a Release is ([`api`]), the order its
 //! services move in ([`plan`]), what to do next ([`engine`]) and how a
-//! measurement is judged ([`analysis`]). Data in, data out: no client, no
+//! measurement is judged ([`analysis`]), and how durations and bounds are
+//! written wherever they are shown ([`text`]). Data in, data out: no client, no
 //! clock, no network. The `signalman` crate is the shell that observes the
 //! cluster and acts on these decisions.
 
@@ -8,3 +9,6 @@ pub mod analysis;
 pub mod api;
 pub mod engine;
 pub mod plan;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod text;

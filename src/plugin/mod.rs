@@ -1,15 +1,23 @@
 //! The `kubectl signalman` plugin: plan a Release before applying it, watch a
 //! train move, and steer it (pause, resume, abort) with declarative spec fields.
 //!
-//! Everything here but [`cluster`] is pure: text is rendered from a Release (or
-//! a spec) and the time, so the live view, piped output and tests share one code path.
+//! The views ([`view`], [`timeline`], [`schedule`], [`steer`]) and the
+//! [`screen`] are pure: text is rendered from a Release (or a spec) and the
+//! time, so the live view, piped output and tests share one code path.
+//! [`cluster`] is the only contact with the cluster; [`commands`] and
+//! [`watch`] join the two for each command the bin dispatches to. Whatever a
+//! Release (or the cluster) says is printed through [`untrusted`].
 
 pub mod cluster;
+pub mod commands;
 pub mod schedule;
+pub mod screen;
 pub mod steer;
 pub mod style;
 pub mod timeline;
+pub mod untrusted;
 pub mod view;
+pub mod watch;
 
 use serde::Deserialize;
 

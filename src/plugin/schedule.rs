@@ -9,10 +9,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::api::{self, Analysis, Plan, Problem, ReleaseSpec};
 use crate::plan;
+use crate::text;
 
-use super::style::{Style, human, number};
+use super::style::Style;
+use super::untrusted;
 
 /// What `plan` found in the cluster, for the Release's namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,7 +31,7 @@ pub struct ClusterFacts {
 }
 
 /// One service's part of the schedule.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSchedule {
     pub name: String,
     /// `(weight, time the step takes at least)` in order.
@@ -37,7 +41,7 @@ pub struct ServiceSchedule {
 }
 
 /// The computed schedule of a valid Release.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
     pub plan: Plan,
     pub services: Vec<ServiceSchedule>,
@@ -240,16 +244,10 @@ pub struct PlanInput<'a> {
 
 /// The text of `plan` for one Release, and whether it is valid (spec and cluster).
 pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) -> (String, bool) {
-    let spec = input.spec;
     let mut out = String::new();
-    let title = match (input.name, input.namespace) {
-        (Some(n), Some(ns)) => format!("Release {n} (namespace {ns})"),
-        (Some(n), None) => format!("Release {n}"),
-        (None, _) => "Release (unnamed)".to_owned(),
-    };
-    let sched = schedule(spec);
+    let sched = schedule(input.spec);
     let cluster = match (&sched, check) {
-        (Ok(_), ClusterCheck::Checked { facts, .. }) => cluster_problems(spec, facts),
+        (Ok(_), ClusterCheck::Checked { facts, .. }) => cluster_problems(input.spec, facts),
         _ => Vec::new(),
     };
     let problems: Vec<Problem> = match &sched {
@@ -257,6 +255,15 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
         Ok(_) => cluster.clone(),
     };
     let valid = problems.is_empty();
+    // The verdict above is the file's own; what is printed below comes from
+    // escaped copies, since escaping can change what a check sees (a length, a blank).
+    let spec = untrusted::escaped(input.spec);
+    let spec = spec.as_ref();
+    let title = match (input.name.map(untrusted::escape), input.namespace) {
+        (Some(n), Some(ns)) => format!("Release {n} (namespace {})", untrusted::escape(ns)),
+        (Some(n), None) => format!("Release {n}"),
+        (None, _) => "Release (unnamed)".to_owned(),
+    };
     let verdict = if valid {
         style.green("valid")
     } else {
@@ -267,7 +274,7 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
         ))
     };
     let _ = writeln!(out, "{}: {verdict}", style.bold(&title));
-    let owner = if spec.owner.trim().is_empty() {
+    let owner = if input.spec.owner.trim().is_empty() {
         "(none)"
     } else {
         spec.owner.as_str()
@@ -279,7 +286,7 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
 
     if let Ok(s) = &sched {
         out.push('\n');
-        render_schedule(&mut out, spec, s, style);
+        render_schedule(&mut out, spec, &untrusted::escaped(s), style);
     }
 
     if !problems.is_empty() {
@@ -290,8 +297,8 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
                 out,
                 "  {} {}: {}",
                 style.red("✖"),
-                style.bold(&p.field),
-                p.message
+                style.bold(&untrusted::escape(&p.field)),
+                untrusted::escape(&p.message)
             );
         }
         let why = if sched.is_err() {
@@ -308,15 +315,19 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
             let _ = writeln!(
                 out,
                 "{}",
-                style.dim(&format!("Cluster: not checked ({why})."))
+                style.dim(&format!(
+                    "Cluster: not checked ({}).",
+                    untrusted::escape(why)
+                ))
             );
         }
         ClusterCheck::Checked { server, facts } => {
             let deployments = facts.deployments.values().filter(|d| d.is_some()).count();
             let _ = writeln!(
                 out,
-                "Cluster: checked against {server}, namespace {}: {deployments} of {} Deployment{} found{}.",
-                facts.namespace,
+                "Cluster: checked against {}, namespace {}: {deployments} of {} Deployment{} found{}.",
+                untrusted::escape(server),
+                untrusted::escape(&facts.namespace),
                 facts.deployments.len(),
                 plural(facts.deployments.len()),
                 if cluster.is_empty() && sched.is_ok() {
@@ -402,16 +413,25 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
             .map(|((w, d), step)| {
                 let longer = *d > Duration::from(step.bake);
                 stretched |= longer;
-                format!("{w}% {}{}", human(*d), if longer { "*" } else { "" })
+                format!(
+                    "{w}% {}{}",
+                    text::duration(*d),
+                    if longer { "*" } else { "" }
+                )
             })
             .collect();
-        let _ = writeln!(out, "    {}   = {}", steps.join(" → "), human(sched.total));
+        let _ = writeln!(
+            out,
+            "    {}   = {}",
+            steps.join(" → "),
+            text::duration(sched.total)
+        );
         if stretched {
             let _ = writeln!(
                 out,
                 "    * longer than the bake: each metric needs {} passing measurements, one per {}",
                 analysis.min_passes.unwrap_or(1),
-                human(analysis.interval())
+                text::duration(analysis.interval())
             );
         }
         if analysis.metrics.is_empty() {
@@ -423,12 +443,12 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
             let metrics: Vec<String> = analysis
                 .metrics
                 .iter()
-                .map(|m| format!("{} {}", m.name, threshold(m.min, m.max)))
+                .map(|m| format!("{} {}", m.name, text::threshold(m.min, m.max)))
                 .collect();
             let _ = writeln!(
                 out,
                 "    measured every {}: {}",
-                human(analysis.interval()),
+                text::duration(analysis.interval()),
                 metrics.join(" · ")
             );
             let _ = writeln!(
@@ -461,25 +481,15 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
                 .find(|x| &x.name == n)
                 .map(|x| x.total)
                 .unwrap_or_default();
-            format!("{n} {}", human(t))
+            format!("{n} {}", text::duration(t))
         })
         .collect();
     let _ = writeln!(
         out,
         "This train takes at least {}: {} (bakes along the longest dependency chain; rollouts and promotions add to it).",
-        style.bold(&human(s.minimum)),
+        style.bold(&text::duration(s.minimum)),
         path.join(" → ")
     );
-}
-
-/// `≤ 0.01`, `≥ 0.99` or `in [0.9, 1.1]`.
-pub fn threshold(min: Option<f64>, max: Option<f64>) -> String {
-    match (min, max) {
-        (Some(lo), Some(hi)) => format!("in [{}, {}]", number(lo), number(hi)),
-        (Some(lo), None) => format!("≥ {}", number(lo)),
-        (None, Some(hi)) => format!("≤ {}", number(hi)),
-        (None, None) => "(no threshold)".to_owned(),
-    }
 }
 
 fn plural(n: usize) -> &'static str {

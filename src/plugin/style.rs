@@ -81,26 +81,6 @@ impl Style {
     }
 }
 
-/// A duration the way a release manager says it: `47m`, `1h5m`, `2m30s`, `45s`.
-pub fn human(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs == 0 && d.as_millis() > 0 {
-        return format!("{}ms", d.as_millis());
-    }
-    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
-}
-
 /// A countdown: `4:05`, or `1:02:03` past an hour; what changes every second on screen.
 pub fn clock(d: Duration) -> String {
     let secs = d.as_secs();
@@ -140,12 +120,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_read_like_a_person_says_them() {
-        assert_eq!(human(Duration::from_secs(47 * 60)), "47m");
-        assert_eq!(human(Duration::from_secs(3900)), "1h5m");
-        assert_eq!(human(Duration::from_secs(150)), "2m30s");
-        assert_eq!(human(Duration::from_secs(45)), "45s");
-        assert_eq!(human(Duration::ZERO), "0s");
+    fn countdowns_read_like_a_clock() {
+        assert_eq!(clock(Duration::from_secs(5)), "0:05");
         assert_eq!(clock(Duration::from_secs(245)), "4:05");
         assert_eq!(clock(Duration::from_secs(3723)), "1:02:03");
     }

@@ -8,9 +8,10 @@ use jiff::tz::TimeZone;
 use kube::ResourceExt;
 
 use crate::api::{Outcome, Release};
+use crate::text;
 
-use super::schedule::threshold;
-use super::style::{Style, human, number};
+use super::style::{Style, number};
+use super::untrusted;
 use super::view::since;
 
 /// Marker put on the first deviation, greppable in plain output.
@@ -29,6 +30,8 @@ struct Row {
 /// The history of `r`: timeline entries and the measurements still kept in
 /// status, oldest first, with times in the local zone and offsets from the start.
 pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
+    let r = untrusted::escaped(r);
+    let r = r.as_ref();
     let status = r.status.clone().unwrap_or_default();
     let mut rows: Vec<Row> = status
         .timeline
@@ -60,7 +63,7 @@ pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
             let def = analysis.metrics.iter().find(|x| x.name == m.metric);
             let value = m.value.map(number).unwrap_or_else(|| "no value".to_owned());
             let bound = def
-                .map(|d| format!(" (pass {})", threshold(d.min, d.max)))
+                .map(|d| format!(" (pass {})", text::threshold(d.min, d.max)))
                 .unwrap_or_default();
             let note = m
                 .message
@@ -141,7 +144,7 @@ pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
             .strftime("%H:%M:%S")
             .to_string();
         let offset = start
-            .map(|s| format!("+{}", human(since(s, row.at))))
+            .map(|s| format!("+{}", text::duration(since(s, row.at))))
             .unwrap_or_default();
         let mut line = format!("{clock}  {offset:>8}  ");
         if row.kind == 0 {
@@ -180,7 +183,7 @@ pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
             "{}  {}  {} ({}the measurement itself is no longer kept)",
             at.to_zoned(zone.clone()).strftime("%H:%M:%S"),
             start
-                .map(|s| format!("+{}", human(since(s, *at))))
+                .map(|s| format!("+{}", text::duration(since(s, *at))))
                 .unwrap_or_default(),
             style.red(&style.bold(FIRST_DEVIATION)),
             svc.as_ref().map(|s| format!("{s}; ")).unwrap_or_default()

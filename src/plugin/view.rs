@@ -15,9 +15,10 @@ use crate::api::{
     Measurement, Outcome, Phase, Release, ReleaseStatus, ServicePhase, ServiceSpec, ServiceStatus,
 };
 use crate::plan;
+use crate::text;
 
-use super::schedule::threshold;
-use super::style::{Style, clock, human, number};
+use super::style::{Style, clock, number};
+use super::untrusted;
 
 /// Width of the weight bar in cells.
 const BAR: usize = 20;
@@ -25,6 +26,8 @@ const BAR: usize = 20;
 /// The detailed view of one Release.
 /// Times are shown in `zone` (the system zone in the plugin).
 pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style) -> String {
+    let r = untrusted::escaped(r);
+    let r = r.as_ref();
     let mut out = String::new();
     let name = r.name_any();
     let ns = r.namespace().unwrap_or_default();
@@ -52,8 +55,8 @@ pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style
         facts.push(p.clone());
     }
     match (&status.started_at, &status.finished_at) {
-        (Some(s), Some(f)) => facts.push(format!("took {}", human(since(s.0, f.0)))),
-        (Some(s), None) => facts.push(format!("started {} ago", human(since(s.0, now)))),
+        (Some(s), Some(f)) => facts.push(format!("took {}", text::duration(since(s.0, f.0)))),
+        (Some(s), None) => facts.push(format!("started {} ago", text::duration(since(s.0, now)))),
         _ => {}
     }
     if !facts.is_empty() {
@@ -130,7 +133,7 @@ fn render_attention(
             "  {} {} (for {}{on}): {}{}",
             style.yellow(&style.bold("HOLD")),
             h.id,
-            human(since(h.since.0, now)),
+            text::duration(since(h.since.0, now)),
             h.reason,
             if h.message.is_empty() {
                 String::new()
@@ -388,7 +391,10 @@ fn render_metrics(
                 let _ = write!(
                     line,
                     "{}",
-                    style.dim(&format!("not measured yet ({})", threshold(m.min, m.max)))
+                    style.dim(&format!(
+                        "not measured yet ({})",
+                        text::threshold(m.min, m.max)
+                    ))
                 );
             }
             Some(x) => {
@@ -403,7 +409,7 @@ fn render_metrics(
                 let _ = write!(
                     line,
                     "{value:>8}  {verdict}  needs {}",
-                    threshold(m.min, m.max)
+                    text::threshold(m.min, m.max)
                 );
                 if st.step.is_some_and(|s| s != x.step) {
                     let _ = write!(line, " {}", style.dim(&format!("(in step {})", x.step + 1)));
@@ -457,6 +463,7 @@ pub fn render_table(
     }
     rows.push(header.into_iter().map(str::to_owned).collect());
     for r in releases {
+        let r = untrusted::escaped(r);
         let status = r.status.clone().unwrap_or_default();
         let mut row = vec![
             r.name_any(),
@@ -467,7 +474,7 @@ pub fn render_table(
             r.metadata
                 .creation_timestamp
                 .as_ref()
-                .map(|t| human(since(t.0, now)))
+                .map(|t| text::duration(since(t.0, now)))
                 .unwrap_or_else(|| "-".into()),
         ];
         if stalled(&status).is_some() {

@@ -72,17 +72,6 @@ fn no_data_outcome(policy: NoDataPolicy) -> Outcome {
     }
 }
 
-/// The bounds of `metric` in words, e.g. `<= 0.01` or `in [1, 5]`, for timeline
-/// entries and messages.
-pub fn threshold(metric: &Metric) -> String {
-    match (metric.min, metric.max) {
-        (Some(lo), Some(hi)) => format!("in [{lo}, {hi}]"),
-        (Some(lo), None) => format!(">= {lo}"),
-        (None, Some(hi)) => format!("<= {hi}"),
-        (None, None) => "any value".to_owned(),
-    }
-}
-
 /// The values a query template may refer to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueryVars {
@@ -217,12 +206,6 @@ mod tests {
         let m = metric(None, Some(1.0));
         let r = QueryResult::Error("connection refused".into());
         assert_eq!(judge(&m, &r, NoDataPolicy::Pass), Outcome::Error);
-    }
-
-    #[test]
-    fn threshold_reads_like_the_bounds() {
-        assert_eq!(threshold(&metric(None, Some(0.01))), "<= 0.01");
-        assert_eq!(threshold(&metric(Some(1.0), Some(5.0))), "in [1, 5]");
     }
 
     fn vars() -> QueryVars {

@@ -5,9 +5,10 @@
 //! `spec.abort` rolls back, and `spec.holdTimeout` rolls back on its own.
 
 use super::NoticeKind;
-use super::context::{Ctx, human, plus};
+use super::context::{Ctx, plus};
 use super::{Action, CONVERGE, TemplateState};
 use crate::api::{Hold, HoldReason, Phase, ServicePhase};
+use crate::text;
 
 pub(super) const SPEC_CHANGED: &str = "the spec changed while the release is in flight; restore it, or abort and create a new Release";
 
@@ -65,7 +66,7 @@ pub(super) fn expired(cx: &Ctx) -> Option<(Option<String>, String)> {
                 "{} ({}) lasted longer than spec.holdTimeout {}",
                 hold.id,
                 hold.reason,
-                human(timeout)
+                text::duration(timeout)
             ),
         )
     })

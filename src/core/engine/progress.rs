@@ -3,14 +3,15 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::context::{Ctx, human, plus};
+use super::context::{Ctx, plus};
 use super::{Action, CONVERGE, MeasurementRequest, QueryResult, TemplateState, hold, rollback};
 use super::{Judged, NoticeKind};
-use crate::analysis::{judge, threshold};
+use crate::analysis::judge;
 use crate::api::{
     HoldReason, Measurement, MetricTally, Outcome, Phase, Release, RollbackReason, ServicePhase,
     default::MEASUREMENTS_KEPT,
 };
+use crate::text;
 
 /// The measurements due now: for every service baking a step, each metric one
 /// `interval` after its last measurement in this step (or after the bake began).
@@ -208,7 +209,7 @@ fn ingest(cx: &mut Ctx) -> Verdict {
                 t.metric,
                 step + 1,
                 s.weight,
-                threshold(metric)
+                text::threshold(metric.min, metric.max)
             );
             let service = t.service.clone();
             cx.record("MeasurementFailed", Some(&service), message);
@@ -374,7 +375,7 @@ fn bake(cx: &mut Ctx, i: usize) {
                     "step {}/{of}: {}% of traffic on the new version, baking for {}",
                     k + 1,
                     step.weight,
-                    human(step.bake.into())
+                    text::duration(step.bake.into())
                 ),
             );
             return bake(cx, i);

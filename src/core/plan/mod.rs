@@ -237,37 +237,11 @@ impl<'a> Graph<'a> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::api::{Change, ServiceSpec};
 
-    pub(crate) fn spec(edges: &[(&str, &[&str])]) -> ReleaseSpec {
-        ReleaseSpec {
-            owner: "team".into(),
-            summary: None,
-            prometheus: None,
-            defaults: None,
-            services: edges
-                .iter()
-                .map(|(name, deps)| ServiceSpec {
-                    name: (*name).into(),
-                    owner: None,
-                    deployment: (*name).into(),
-                    change: Change {
-                        images: [("main".to_owned(), format!("{name}:v2"))].into(),
-                        ..Default::default()
-                    },
-                    depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
-                    traffic: None,
-                    steps: None,
-                    analysis: None,
-                })
-                .collect(),
-            paused: None,
-            abort: None,
-            resume_hold: None,
-            hold_timeout: None,
-        }
+    fn spec(edges: &[(&str, &[&str])]) -> ReleaseSpec {
+        crate::testing::spec().services(edges).build()
     }
 
     fn waves(p: &Plan) -> Vec<Vec<&str>> {

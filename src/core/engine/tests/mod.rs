@@ -1,0 +1,103 @@
+//! Every rule of the engine, driven by the simulated cluster and clock in `sim`,
+//! one module per part of the rules; the helpers they share are here.
+
+mod bad_input;
+mod bake;
+mod crash;
+mod holds;
+mod order;
+mod pause;
+mod rollback;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::sim::{Crash, Sim, epoch};
+use super::*;
+use crate::api::{
+    Analysis, GatewayApiTraffic, NoDataPolicy, Phase, ReleaseSpec, ServicePhase, Step, Traffic,
+};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Three steps (10 %, 50 %, 100 %) of 60 s each, error rate measured every 20 s
+/// (so 3 passing measurements per step), at most 1 %.
+fn spec(edges: &[(&str, &[&str])]) -> ReleaseSpec {
+    crate::testing::spec()
+        .owner("team-checkout")
+        .services(edges)
+        .steps([10, 50, 100].map(|weight| (weight, secs(60))))
+        .interval(secs(20))
+        .metric_at_most(
+            "error-rate",
+            r#"rate(errors{service="{{service}}"}[1m])"#,
+            0.01,
+        )
+        .build()
+}
+
+fn analysis(sim: &mut Sim) -> &mut Analysis {
+    sim.release
+        .spec
+        .defaults
+        .as_mut()
+        .unwrap()
+        .analysis
+        .as_mut()
+        .unwrap()
+}
+
+fn status(sim: &Sim) -> &ReleaseStatus {
+    sim.release.status.as_ref().unwrap()
+}
+
+fn touches(a: &Action, name: &str) -> bool {
+    match a {
+        Action::RecordBaseline { service }
+        | Action::SetCanaryWeight { service, .. }
+        | Action::PromoteStable { service }
+        | Action::RemoveCanary { service }
+        | Action::RestoreBaseline { service } => service == name,
+    }
+}
+
+fn first_pass_touching(sim: &Sim, name: &str) -> usize {
+    sim.passes
+        .iter()
+        .position(|p| p.decision.actions.iter().any(|a| touches(a, name)))
+        .unwrap()
+}
+
+fn phase_in(p: &sim::Pass, name: &str) -> ServicePhase {
+    p.decision
+        .status
+        .services
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap()
+        .phase
+}
+
+fn zero(name: &str) -> Action {
+    Action::SetCanaryWeight {
+        service: name.into(),
+        weight: 0,
+    }
+}
+
+fn condition<'a>(
+    st: &'a ReleaseStatus,
+    t: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    st.conditions.iter().find(|c| c.type_ == t).unwrap()
+}
+
+fn all_settled_as(sim: &Sim, template: TemplateState) {
+    for (name, s) in &sim.cluster {
+        assert_eq!(s.template, template, "{name}");
+        assert_eq!(s.canary, None, "{name}");
+    }
+}

@@ -1,0 +1,291 @@
+//! What each `kubectl signalman` command does, given its parsed arguments:
+//! read the cluster or a file, render with the pure views, print, and say
+//! which exit code the command ends with. The bin parses and dispatches here.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use kube::ResourceExt;
+
+use crate::api::Release;
+
+use super::cluster::{self, Connection, Target};
+use super::schedule::{ClusterCheck, PlanInput, render_plan};
+use super::steer::{self, Steer};
+use super::style::Style;
+use super::untrusted;
+use super::{read_releases, timeline, view};
+
+/// How `get` prints objects for scripts (`-o`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Json,
+    Yaml,
+}
+
+/// A failure to report: one sentence, already saying how to fix it.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+impl Failure {
+    /// The sentence as the terminal gets it: it may quote the API server or a Release.
+    pub fn shown(&self) -> std::borrow::Cow<'_, str> {
+        untrusted::escape(&self.0)
+    }
+}
+
+impl From<cluster::Error> for Failure {
+    fn from(e: cluster::Error) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+/// `plan -f FILE`: check every Release in the file, against the cluster when it can be reached.
+pub async fn plan(
+    target: &Target,
+    file: &Path,
+    offline: bool,
+    style: Style,
+) -> Result<ExitCode, Failure> {
+    let shown = file.display().to_string();
+    let text = if shown == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .map_err(|e| Failure(format!("reading stdin: {e}")))?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| {
+            Failure(format!(
+                "cannot read {shown}: {e}; pass the Release manifest with -f"
+            ))
+        })?
+    };
+    let releases = read_releases(&text).map_err(|e| Failure(format!("{shown}: {e}")))?;
+    if releases.is_empty() {
+        return Err(Failure(format!(
+            "{shown} holds no Release; a Release document has apiVersion: signalman.dev/v1alpha1 and kind: Release"
+        )));
+    }
+
+    // The cluster is a bonus: without one, the file is still checked on its own.
+    let conn = if offline {
+        Err("--offline".to_owned())
+    } else {
+        match cluster::connect(target).await {
+            Ok(c) => match c.check().await {
+                Ok(()) => Ok(c),
+                Err(cluster::Error::CrdMissing { .. }) => {
+                    eprintln!(
+                        "note: the Release CRD is not installed in the cluster at {}; install it with kubectl apply -f crds/",
+                        c.server
+                    );
+                    Ok(c)
+                }
+                Err(cluster::Error::Unreachable { server, reason, .. }) => {
+                    Err(format!("the cluster at {server} is unreachable: {reason}"))
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Err(cluster::Error::Kubeconfig(_)) => Err(
+                "no kubeconfig; use --kubeconfig to check Deployments and containers too"
+                    .to_owned(),
+            ),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+
+    let mut all_valid = true;
+    for (i, r) in releases.iter().enumerate() {
+        let namespace = r
+            .metadata
+            .namespace
+            .clone()
+            .or_else(|| conn.as_ref().ok().map(|c| c.namespace.clone()));
+        let check = match &conn {
+            Err(why) => ClusterCheck::Skipped(why.clone()),
+            Ok(c) => {
+                let ns = namespace.clone().unwrap_or_else(|| c.namespace.clone());
+                let facts = c.facts(&ns, r.metadata.name.as_deref(), &r.spec).await?;
+                ClusterCheck::Checked {
+                    server: c.server.clone(),
+                    facts,
+                }
+            }
+        };
+        let input = PlanInput {
+            name: r.metadata.name.as_deref(),
+            namespace: namespace.as_deref(),
+            spec: &r.spec,
+        };
+        let (text, valid) = render_plan(&input, &check, style);
+        if i > 0 {
+            println!();
+        }
+        print!("{text}");
+        all_valid &= valid;
+    }
+    Ok(if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `get [NAME] [--watch]`: the table of releases, or one in detail; in
+/// `all_namespaces` when asked (`-A`), else in the connection's namespace.
+pub async fn get(
+    target: &Target,
+    all_namespaces: bool,
+    name: Option<String>,
+    watch: bool,
+    output: Option<Output>,
+    style: Style,
+) -> Result<ExitCode, Failure> {
+    let conn = cluster::connect(target).await?;
+    let ns = (!all_namespaces).then(|| conn.namespace.clone());
+    if watch {
+        super::watch::watch(&conn, ns, name, output, style).await
+    } else {
+        show(&conn, ns, name, output, style).await
+    }
+}
+
+async fn show(
+    conn: &Connection,
+    ns: Option<String>,
+    name: Option<String>,
+    output: Option<Output>,
+    style: Style,
+) -> Result<ExitCode, Failure> {
+    let now = Timestamp::now();
+    match name {
+        Some(name) => {
+            let r = find(conn, ns.as_deref(), &name).await?;
+            match output {
+                Some(o) => print!("{}", encode(&r, o)?),
+                None => print!(
+                    "{}",
+                    view::render_release(&r, now, &TimeZone::system(), style)
+                ),
+            }
+        }
+        None => {
+            let list = conn.list(ns.as_deref()).await?;
+            match output {
+                Some(o) => {
+                    let list =
+                        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": list});
+                    print!("{}", encode(&list, o)?);
+                }
+                None => {
+                    if list.is_empty() {
+                        let where_ = ns
+                            .map(|n| format!("namespace {n}"))
+                            .unwrap_or_else(|| "any namespace".into());
+                        println!("No Releases in {where_}.");
+                    } else {
+                        print!("{}", view::render_table(&list, now, ns.is_none(), style));
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `timeline NAME`.
+pub async fn timeline(target: &Target, name: &str, style: Style) -> Result<ExitCode, Failure> {
+    let conn = cluster::connect(target).await?;
+    let r = conn.get(&conn.namespace, name).await?;
+    print!(
+        "{}",
+        timeline::render_timeline(&r, &TimeZone::system(), style)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The Release `name` in `ns`, or the only one of that name in any namespace (`-A`).
+pub(super) async fn find(
+    conn: &Connection,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Release, Failure> {
+    if let Some(ns) = ns {
+        return Ok(conn.get(ns, name).await?);
+    }
+    let mut found: Vec<Release> = conn
+        .list(None)
+        .await?
+        .into_iter()
+        .filter(|r| r.name_any() == name)
+        .collect();
+    match found.len() {
+        0 => Err(Failure(format!(
+            "no Release \"{name}\" in any namespace; list them with kubectl signalman get -A"
+        ))),
+        1 => Ok(found.remove(0)),
+        _ => Err(Failure(format!(
+            "Releases named \"{name}\" exist in namespaces {}; pick one with -n",
+            found
+                .iter()
+                .map(|r| r.namespace().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+pub(super) fn encode<T: serde::Serialize>(value: &T, output: Output) -> Result<String, Failure> {
+    match output {
+        Output::Json => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| Failure(e.to_string())),
+        Output::Yaml => serde_yaml::to_string(value).map_err(|e| Failure(e.to_string())),
+    }
+}
+
+/// `pause`, `resume` or `abort NAME`: patch the spec field that `decide` picks, and say what follows.
+pub async fn steer_release(
+    target: &Target,
+    name: &str,
+    decide: fn(&Release) -> Result<Steer, steer::Refusal>,
+) -> Result<ExitCode, Failure> {
+    let conn = cluster::connect(target).await?;
+    let ns = conn.namespace.clone();
+    let r = conn.get(&ns, name).await?;
+    match decide(&r) {
+        Ok(s) => {
+            conn.patch(&ns, name, &s.patch).await?;
+            println!("{}", untrusted::escape(&s.says));
+            println!(
+                "  done with: {}",
+                untrusted::escape(&steer::kubectl_equivalent(&r, &s))
+            );
+            println!(
+                "  follow it: kubectl signalman get {} -n {} --watch",
+                untrusted::escape(name),
+                untrusted::escape(&ns)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(refusal) if refusal.done => {
+            println!("{}", untrusted::escape(&refusal.message));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(refusal) => Err(Failure(refusal.message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_shown_escaped_since_it_may_quote_the_server_or_a_release() {
+        let f = Failure("Release \"x\" was refused: \x1b]0;owned\x07".into());
+        assert_eq!(
+            f.shown(),
+            "Release \"x\" was refused: \\u{1b}]0;owned\\u{7}"
+        );
+    }
+}
