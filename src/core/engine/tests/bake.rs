@@ -178,3 +178,21 @@ fn promotion_waits_for_the_stable_rollout_then_removes_the_canary() {
     assert_eq!(d.status.services[0].phase, ServicePhase::Promoting);
     assert_eq!(sim.run(10), Phase::Succeeded);
 }
+
+#[test]
+fn status_reports_the_effective_weight_beside_the_declared_one() {
+    let mut sim = Sim::new(spec(&[("a", &[])]));
+    sim.run_until(50, |s| {
+        s.release
+            .status
+            .as_ref()
+            .is_some_and(|st| st.services[0].bake_started_at.is_some())
+    });
+    // Small Deployments overshoot: the shell sees a third of the pods on the canary.
+    sim.cluster.get_mut("a").unwrap().canary.as_mut().unwrap().effective = 33;
+    sim.pass();
+    let a = &status(&sim).services[0];
+    assert_eq!((a.weight, a.effective_weight), (10, Some(33)));
+    assert_eq!(sim.run(400), Phase::Succeeded);
+    assert_eq!(status(&sim).services[0].effective_weight, None);
+}
