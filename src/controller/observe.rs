@@ -13,12 +13,10 @@ use serde_json::Value;
 use super::cluster::Cluster;
 use super::template::{rolled_out, template_state};
 use super::{Context, Error};
-use crate::analysis::{QueryVars, render_query};
+use crate::analysis::{MeasurementRequest, QueryVars, Taken, render_query};
 use crate::api::{Release, ServiceSpec};
-use crate::engine::{
-    MeasurementRequest, Observations, RouteObservation, ServiceObservation, StableObservation,
-    Taken,
-};
+use crate::engine::{Observations, RouteObservation, ServiceObservation, StableObservation};
+use crate::preflight::Claimant;
 use crate::traffic::gateway::{self, POD_TEMPLATE_HASH, canary_service_name, http_route_resource};
 use crate::traffic::{canary_deployment_name, canary_deployment_ready, replica};
 
@@ -61,8 +59,6 @@ pub struct ServiceWorld {
     pub stable_service: Option<Service>,
     pub canary_service: Option<Service>,
     pub route: Option<DynamicObject>,
-    /// Another unfinished Release that has this Deployment first.
-    pub claimed_by: Option<String>,
 }
 
 /// Everything read for one Release, by service name.
@@ -70,6 +66,8 @@ pub struct ServiceWorld {
 pub struct World {
     pub services: BTreeMap<String, ServiceWorld>,
     pub replica_sets: Vec<ReplicaSet>,
+    /// The Releases in the namespace, for the claim rule.
+    pub releases: Vec<Claimant>,
 }
 
 /// The Gateway API settings of a service: (route, stable Service).
@@ -84,13 +82,17 @@ pub fn gateway_of(svc: &ServiceSpec) -> Option<(String, String)> {
 impl World {
     pub async fn read(cluster: &Cluster, rel: &Release) -> Result<World, Error> {
         let name = rel.name_any();
-        let others = cluster
+        let releases = cluster
             .api::<Release>()
             .list(&ListParams::default())
             .await
             .map_err(Error::Kube)?
-            .items;
+            .items
+            .iter()
+            .map(Claimant::of)
+            .collect();
         let mut world = World {
+            releases,
             replica_sets: cluster
                 .api::<ReplicaSet>()
                 .list(&ListParams::default())
@@ -112,7 +114,6 @@ impl World {
                     Some(cr) => Some(Baseline::from_revision(&cr)?),
                     None => None,
                 },
-                claimed_by: claimed_by(rel, &svc.deployment, &others),
                 ..ServiceWorld::default()
             };
             if let Some((route, service)) = gateway_of(svc) {
@@ -149,6 +150,7 @@ impl World {
         Observations {
             services,
             measurements: Vec::new(),
+            releases: self.releases.clone(),
         }
     }
 
@@ -187,7 +189,6 @@ impl World {
             stable,
             canary,
             baseline_recorded: w.baseline.is_some(),
-            claimed_by: w.claimed_by.clone(),
             route,
         }
     }
@@ -275,27 +276,6 @@ pub fn current_hash(replica_sets: &[ReplicaSet], d: &Deployment) -> Option<Strin
         .and_then(|rs| rs.labels().get(POD_TEMPLATE_HASH).cloned())
 }
 
-/// Another Release, not finished, that lists `deployment` and comes first: it
-/// is in flight, or neither is and it is older (creation time, then name).
-fn claimed_by(rel: &Release, deployment: &str, others: &[Release]) -> Option<String> {
-    let phase = |r: &Release| r.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
-    let key = |r: &Release| {
-        (
-            r.metadata.creation_timestamp.clone().map(|t| t.0),
-            r.name_any(),
-        )
-    };
-    let mine_in_flight = phase(rel).is_in_flight();
-    others
-        .iter()
-        .filter(|o| o.name_any() != rel.name_any())
-        .filter(|o| !phase(o).is_final())
-        .filter(|o| o.spec.services.iter().any(|s| s.deployment == deployment))
-        .filter(|o| phase(o).is_in_flight() || (!mine_in_flight && key(o) < key(rel)))
-        .map(|o| o.name_any())
-        .min()
-}
-
 /// Run the measurements the engine asked for, concurrently.
 pub async fn measure(
     ctx: &Context,
@@ -356,49 +336,4 @@ pub async fn measure(
         }
     });
     futures::future::join_all(runs).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::{Phase, ReleaseSpec, ReleaseStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    fn release(name: &str, created: i64, phase: Option<Phase>) -> Release {
-        let spec: ReleaseSpec = serde_json::from_value(serde_json::json!({
-            "owner": "o",
-            "services": [{"name": "a", "deployment": "web", "change": {"images": {"app": "x"}}}]
-        }))
-        .unwrap();
-        let mut r = Release::new(name, spec);
-        r.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(created).unwrap()));
-        r.status = phase.map(|p| ReleaseStatus {
-            phase: Some(p),
-            ..Default::default()
-        });
-        r
-    }
-
-    #[test]
-    fn the_release_in_flight_or_else_the_older_one_claims_a_deployment() {
-        let me = release("me", 10, None);
-        let older = release("older", 5, None);
-        let newer = release("newer", 20, None);
-        let flying = release("flying", 30, Some(Phase::Progressing));
-        let done = release("done", 1, Some(Phase::Succeeded));
-        assert_eq!(claimed_by(&me, "web", &[me.clone(), newer.clone()]), None);
-        assert_eq!(
-            claimed_by(&me, "web", std::slice::from_ref(&older)),
-            Some("older".into())
-        );
-        assert_eq!(
-            claimed_by(&me, "web", std::slice::from_ref(&flying)),
-            Some("flying".into())
-        );
-        assert_eq!(claimed_by(&me, "web", &[done]), None);
-        assert_eq!(claimed_by(&me, "other", &[older]), None);
-        // once in flight, a Pending Release never takes it away
-        let me_flying = release("me", 10, Some(Phase::Progressing));
-        assert_eq!(claimed_by(&me_flying, "web", &[newer]), None);
-    }
 }

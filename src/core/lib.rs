@@ -1,10 +1,12 @@
 //! The pure core of Signalman: what a Release is ([`api`]), the order its
-//! services move in ([`plan`]), what to do next ([`engine`]) and how a
-//! measurement is judged ([`analysis`]). Data in, data out: no client, no
-//! clock, no network. The `signalman` crate is the shell that observes the
+//! services move in ([`plan`]), what to do next ([`engine`]), how a
+//! measurement is judged ([`analysis`]) and what the cluster must hold before
+//! a Release starts ([`preflight`]). Data in, data out: no client, no clock,
+//! no network. The `signalman` crate is the shell that observes the
 //! cluster and acts on these decisions.
 
 pub mod analysis;
 pub mod api;
 pub mod engine;
 pub mod plan;
+pub mod preflight;

@@ -87,6 +87,8 @@ pub struct Observations {
     pub services: BTreeMap<String, ServiceObservation>,
     /// Measurements the shell took, as asked by [`due_measurements`], since the last decision.
     pub measurements: Vec<Taken>,
+    /// The Releases in the namespace, for the claim rule of [`crate::preflight`].
+    pub releases: Vec<crate::preflight::Claimant>,
 }
 
 /// One service's objects as the shell found them.
@@ -98,8 +100,6 @@ pub struct ServiceObservation {
     pub canary: Option<CanaryObservation>,
     /// The ControllerRevision with this service's baseline exists.
     pub baseline_recorded: bool,
-    /// Another unfinished Release that claims this Deployment first (its name).
-    pub claimed_by: Option<String>,
     /// The HTTPRoute, for Gateway API traffic; `None` for replica ratio.
     pub route: Option<RouteObservation>,
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::context::Ctx;
 use super::progress;
 use crate::api::{self, Phase, ServicePhase, ServiceStatus};
+use crate::preflight::{Claimant, ClusterView, ServiceView};
 
 /// How soon a release refused for what is in the cluster looks again: the
 /// missing Deployment or route may appear without the Release changing.
@@ -92,77 +93,29 @@ fn stall(cx: &mut Ctx, reason: &str, lines: Vec<String>, recheck: Option<Duratio
     }
 }
 
-/// What the cluster must have before the release may touch it, per service.
+/// What the cluster must have before the release may touch it: the same
+/// preflight `kubectl signalman plan` runs, on what the shell observed.
 fn cluster_problems(cx: &Ctx) -> Vec<(&'static str, String)> {
-    let ns = cx.namespace();
-    let mut out = Vec::new();
-    for (i, svc) in cx.spec.services.iter().enumerate() {
-        let at = format!("spec.services[{i}]");
-        let seen = cx.seen(&svc.name);
-        match &seen.stable {
-            None => out.push((
-                "DeploymentNotFound",
-                format!(
-                    "{at}.deployment: Deployment {:?} not found in namespace {ns:?}; create it or fix the name",
-                    svc.deployment
-                ),
-            )),
-            Some(stable) => {
-                let changed = svc
-                    .change
-                    .images
-                    .keys()
-                    .map(|c| (c, "images"))
-                    .chain(svc.change.env.keys().map(|c| (c, "env")));
-                for (container, field) in changed {
-                    if !stable.containers.contains(container) {
-                        out.push((
-                            "ContainerNotFound",
-                            format!(
-                                "{at}.change.{field}.{container}: Deployment {:?} has no container {container:?} \
-                                 (it has {}); use one of those names",
-                                svc.deployment,
-                                list(&stable.containers)
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        if let Some(gw) = svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref())
-            && !seen.route.as_ref().is_some_and(|r| r.found)
-        {
-            let backend = gw.service.as_deref().unwrap_or(&svc.name);
-            out.push((
-                "RouteNotFound",
-                format!(
-                    "{at}.traffic.gatewayAPI.httpRoute: HTTPRoute {:?} not found in namespace {ns:?}, \
-                     or it has no backendRef to Service {backend:?}; create it or fix the name",
-                    gw.http_route
-                ),
-            ));
-        }
-        if let Some(other) = &seen.claimed_by {
-            out.push((
-                "DeploymentClaimed",
-                format!(
-                    "{at}.deployment: Deployment {:?} is claimed by Release {other:?}, which is still in flight; \
-                     wait for it or abort it",
-                    svc.deployment
-                ),
-            ));
-        }
-    }
-    out
-}
-
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        return "no containers".to_owned();
-    }
-    names
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let view = ClusterView {
+        namespace: cx.namespace().to_owned(),
+        release: Some(Claimant::of(cx.release)),
+        services: cx
+            .spec
+            .services
+            .iter()
+            .map(|svc| {
+                let seen = cx.seen(&svc.name);
+                let view = ServiceView {
+                    containers: seen.stable.as_ref().map(|s| s.containers.clone()),
+                    route_found: seen.route.as_ref().is_some_and(|r| r.found),
+                };
+                (svc.name.clone(), view)
+            })
+            .collect(),
+        releases: cx.obs.releases.clone(),
+    };
+    crate::preflight::cluster_problems(cx.spec, &view)
+        .into_iter()
+        .map(|r| (r.reason, r.problem.to_string()))
+        .collect()
 }
