@@ -312,7 +312,7 @@ pub async fn measure(
                     };
                     let vars = QueryVars {
                         namespace: ns.clone(),
-                        service: svc.name.clone(),
+                        service: svc.kubernetes_service().to_owned(),
                         release: rel.name_any(),
                         canary_hash: hash(w.and_then(|w| w.canary.as_ref())),
                         stable_hash: hash(w.and_then(|w| w.stable.as_ref())),

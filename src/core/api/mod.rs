@@ -198,7 +198,8 @@ pub struct Metric {
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
     /// PromQL returning one number. `{{namespace}}`, `{{service}}`, `{{release}}`, `{{canary_hash}}`
-    /// and `{{stable_hash}}` are replaced (escaped for PromQL strings) before it runs.
+    /// and `{{stable_hash}}` are replaced (escaped for PromQL strings) before it runs; `{{service}}`
+    /// is the Kubernetes Service's name (`traffic.gatewayAPI.service` when set, else the service's `name`).
     #[schemars(length(min = 1))]
     pub query: String,
     /// Lowest passing value (inclusive).
@@ -214,7 +215,8 @@ pub struct Metric {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.dependsOn) || !(self.name in self.dependsOn)").message("spec.services[].dependsOn: a service cannot depend on itself"))]
 pub struct ServiceSpec {
-    /// Name of the service in this Release; also its Kubernetes Service name in `{{service}}`.
+    /// Name of the service in this Release. Also the Kubernetes Service that `{{service}}` names in
+    /// queries, unless `traffic.gatewayAPI.service` names another one.
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     /// Team or person who owns this service's change.
@@ -292,7 +294,8 @@ pub struct GatewayApiTraffic {
     /// The HTTPRoute, in the Release's namespace, whose backendRef to the stable Service gets a weighted canary beside it.
     #[schemars(length(min = 1, max = 253))]
     pub http_route: String,
-    /// The stable Service the route points at. Default: the service's `name`.
+    /// The stable Service the route points at. Default: the service's `name`. When set, it is also
+    /// what `{{service}}` stands for in analysis queries, since metrics are labelled by the Kubernetes Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
 }
@@ -636,6 +639,18 @@ impl Analysis {
             let per_bake = bake.as_millis() / self.interval().as_millis().max(1);
             i32::try_from(per_bake).unwrap_or(i32::MAX).max(1)
         })
+    }
+}
+
+impl ServiceSpec {
+    /// The Kubernetes Service that carries this service's traffic, and so its
+    /// metrics' labels: `traffic.gatewayAPI.service` when set, else `name`.
+    pub fn kubernetes_service(&self) -> &str {
+        self.traffic
+            .as_ref()
+            .and_then(|t| t.gateway_api.as_ref())
+            .and_then(|g| g.service.as_deref())
+            .unwrap_or(&self.name)
     }
 }
 
