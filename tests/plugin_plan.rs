@@ -76,6 +76,11 @@ fn built_in_steps_apply_when_none_are_given() {
 }
 
 #[test]
+fn a_service_with_nothing_to_measure_and_no_opt_out_is_refused() {
+    golden("unmeasured", 1);
+}
+
+#[test]
 fn every_static_problem_is_reported_with_its_field() {
     golden("invalid-fields", 1);
 }

@@ -225,3 +225,29 @@ fn a_stalled_release_lists_each_problem_once_with_its_field() {
     let table = view::render_table(&[r], now(), false, Style::plain());
     assert!(table.contains("Pending (stalled)"), "{table}");
 }
+
+#[test]
+fn a_service_released_without_metrics_shows_the_opt_out_and_its_reason() {
+    let mut r = release("progressing");
+    let svc = &mut r.spec.services[0];
+    svc.analysis = Some(signalman::api::Analysis {
+        skip_analysis: Some(signalman::api::SkipAnalysis {
+            reason: "queue consumer, no requests to measure".into(),
+        }),
+        ..Default::default()
+    });
+    let name = svc.name.clone();
+    let text = view::render_release(&r, now(), &TimeZone::UTC, Style::plain());
+    assert!(
+        text.contains(
+            "not measured (skipAnalysis: queue consumer, no requests to measure): steps pass on bake time alone"
+        ),
+        "{text}"
+    );
+    // Under its own service, not another's.
+    let at = text
+        .find(&format!(" {name} "))
+        .expect("a line for the service");
+    let note = text.find("not measured (skipAnalysis").unwrap();
+    assert!(note > at, "{text}");
+}

@@ -350,9 +350,17 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
             );
         }
         if analysis.metrics.is_empty() {
+            let reason = analysis
+                .skip_analysis
+                .as_ref()
+                .map(|s| s.reason.as_str())
+                .unwrap_or("no reason given");
             let _ = writeln!(
                 out,
-                "    no metrics: each step passes on its bake time alone"
+                "    {}",
+                style.yellow(&format!(
+                    "not measured (skipAnalysis: {reason}): each step passes on its bake time alone"
+                ))
             );
         } else {
             let metrics: Vec<String> = analysis

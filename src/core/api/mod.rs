@@ -52,9 +52,10 @@ pub const FIELD_MANAGER: &str = "signalman";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(EVERY_SERVICE_MEASURED).message(NOT_MEASURED))]
 pub struct ReleaseSpec {
     /// The single person or team accountable for this release.
-    #[x_kube(validation = Rule::new("self != ''").message("spec.owner must name the accountable release owner"))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("spec.owner must name the accountable release owner"))]
     pub owner: String,
 
     /// One line on what this release ships and why.
@@ -122,6 +123,18 @@ pub struct Defaults {
     pub analysis: Option<Analysis>,
 }
 
+/// A service is judged by its own `analysis`, which replaces the defaults'
+/// whole, else by `spec.defaults.analysis`; either must measure something or
+/// say why not, because a step with nothing to measure passes on time alone.
+const EVERY_SERVICE_MEASURED: &str = "self.services.all(s, has(s.analysis) \
+    ? ((has(s.analysis.metrics) && size(s.analysis.metrics) > 0) || has(s.analysis.skipAnalysis)) \
+    : (has(self.defaults) && has(self.defaults.analysis) \
+       && ((has(self.defaults.analysis.metrics) && size(self.defaults.analysis.metrics) > 0) \
+           || has(self.defaults.analysis.skipAnalysis))))";
+const NOT_MEASURED: &str = "spec.services: every service needs at least one metric (in its analysis.metrics, \
+    or in spec.defaults.analysis.metrics when it has no analysis of its own), or an explicit opt-out: \
+    analysis.skipAnalysis.reason";
+
 const STEPS_INCREASING: &str =
     "self.map(s, s.weight).isSorted() && self.all(a, self.exists_one(b, b.weight == a.weight))";
 const STEPS_END_AT_100: &str = "self[size(self) - 1].weight == 100";
@@ -141,6 +154,7 @@ pub struct Step {
 /// How a step is measured and judged.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.skipAnalysis) || !has(self.metrics) || size(self.metrics) == 0").message("analysis: set metrics or skipAnalysis, not both"))]
 pub struct Analysis {
     /// Time between two measurements of each metric during a bake (Go duration, at least `1s`; default `30s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,6 +185,21 @@ pub struct Analysis {
     #[schemars(length(max = 20))]
     #[x_kube(validation = Rule::new("self.all(m, self.exists_one(n, n.name == m.name))").message("analysis.metrics: metric names must be unique"))]
     pub metrics: Vec<Metric>,
+    /// Release without measuring: each step passes on its bake time alone. Only
+    /// allowed with no `metrics`, and only with a reason, which `kubectl signalman
+    /// plan` and `get` show. Without metrics and without this, the Release is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_analysis: Option<SkipAnalysis>,
+}
+
+/// An explicit decision to release without metrics.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SkipAnalysis {
+    /// Why this service is released on bake time alone, e.g. `batch worker, no traffic to measure`.
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("analysis.skipAnalysis.reason must say why the service is not measured"))]
+    pub reason: String,
 }
 
 /// What an empty query result counts as.
@@ -200,7 +229,9 @@ pub struct Metric {
     /// PromQL returning one number. `{{namespace}}`, `{{service}}`, `{{release}}`, `{{canary_hash}}`
     /// and `{{stable_hash}}` are replaced (escaped for PromQL strings) before it runs; `{{service}}`
     /// is the Kubernetes Service's name (`traffic.gatewayAPI.service` when set, else the service's `name`).
-    #[schemars(length(min = 1))]
+    // Bounded so the API server can afford the CEL rule on every query of every service.
+    #[schemars(length(min = 1, max = 4096))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("analysis.metrics[].query must be a PromQL query"))]
     pub query: String,
     /// Lowest passing value (inclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,7 +248,10 @@ pub struct Metric {
 pub struct ServiceSpec {
     /// Name of the service in this Release. Also the Kubernetes Service that `{{service}}` names in
     /// queries, unless `traffic.gatewayAPI.service` names another one.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Team or person who owns this service's change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -262,7 +296,9 @@ pub struct Change {
 }
 
 /// The kind of change, from least to most risky.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
 pub enum ChangeClass {
     #[serde(rename = "copy")]
     Copy,
@@ -283,7 +319,11 @@ pub enum ChangeClass {
 #[serde(rename_all = "camelCase")]
 pub struct Traffic {
     /// Shift traffic with weighted backendRefs on a Gateway API HTTPRoute.
-    #[serde(rename = "gatewayAPI", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayAPI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_api: Option<GatewayApiTraffic>,
 }
 
@@ -297,6 +337,10 @@ pub struct GatewayApiTraffic {
     /// The stable Service the route points at. Default: the service's `name`. When set, it is also
     /// what `{{service}}` stands for in analysis queries, since metrics are labelled by the Kubernetes Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub service: Option<String>,
 }
 
@@ -606,12 +650,16 @@ impl ReleaseSpec {
             .unwrap_or_else(|| {
                 default::steps()
                     .into_iter()
-                    .map(|(weight, bake)| Step { weight, bake: bake.into() })
+                    .map(|(weight, bake)| Step {
+                        weight,
+                        bake: bake.into(),
+                    })
                     .collect()
             })
     }
 
-    /// The analysis service `svc` is judged by: its own, else the defaults, else none (no metrics).
+    /// The analysis service `svc` is judged by: its own, else the defaults, else none (no metrics,
+    /// which [`validate`] refuses unless it opts out with `skipAnalysis`).
     pub fn analysis_of(&self, svc: &ServiceSpec) -> Analysis {
         svc.analysis
             .clone()
@@ -628,7 +676,8 @@ impl Analysis {
         self.failure_limit.unwrap_or(default::FAILURE_LIMIT)
     }
     pub fn inconclusive_limit(&self) -> i32 {
-        self.inconclusive_limit.unwrap_or(default::INCONCLUSIVE_LIMIT)
+        self.inconclusive_limit
+            .unwrap_or(default::INCONCLUSIVE_LIMIT)
     }
     pub fn error_limit(&self) -> i32 {
         self.error_limit.unwrap_or(default::ERROR_LIMIT)

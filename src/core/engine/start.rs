@@ -74,6 +74,22 @@ pub(super) fn pending(cx: &mut Ctx) {
     cx.st.plan = Some(plan);
     cx.record("Started", None, message.clone());
     cx.notice("Started", message, false);
+    // The opt-out from metrics is on the record of the release, with its reason.
+    for svc in &spec.services {
+        let analysis = spec.analysis_of(svc);
+        if let Some(skip) = &analysis.skip_analysis
+            && analysis.metrics.is_empty()
+        {
+            cx.record(
+                "SkipAnalysis",
+                Some(&svc.name),
+                format!(
+                    "released without metrics ({}): each step passes on its bake time alone",
+                    skip.reason
+                ),
+            );
+        }
+    }
     progress::run(cx);
 }
 
@@ -118,4 +134,74 @@ fn cluster_problems(cx: &Ctx) -> Vec<(&'static str, String)> {
         .into_iter()
         .map(|r| (r.reason, r.problem.to_string()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sim::Sim;
+    use crate::api::{Analysis, Phase, ReleaseSpec, SkipAnalysis};
+
+    fn unmeasured() -> ReleaseSpec {
+        // The planner's test spec has no analysis at all.
+        crate::plan::tests::spec(&[("a", &[]), ("b", &["a"])])
+    }
+
+    fn stalled(sim: &mut Sim) -> (String, String) {
+        let d = sim.pass().clone();
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        assert_eq!(d.status.phase, Some(Phase::Pending));
+        let c = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled" && c.status == "True")
+            .expect("Stalled=True");
+        (c.reason.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn a_service_with_no_metrics_and_no_opt_out_is_refused_naming_the_fix() {
+        let (reason, message) = stalled(&mut Sim::new(unmeasured()));
+        assert_eq!(reason, "InvalidSpec");
+        assert!(
+            message.starts_with("spec.services[0].analysis: no metrics"),
+            "{message}"
+        );
+        assert!(message.contains("analysis.skipAnalysis"), "{message}");
+        assert!(
+            message.contains("spec.services[1].analysis: no metrics"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_opt_out_starts_and_is_on_the_record_with_its_reason() {
+        let mut spec = unmeasured();
+        spec.services[0].analysis = Some(Analysis {
+            skip_analysis: Some(SkipAnalysis {
+                reason: "queue consumer, no requests to measure".into(),
+            }),
+            ..Default::default()
+        });
+        spec.services[1].analysis = spec.services[0].analysis.clone();
+        let mut sim = Sim::new(spec);
+        let d = sim.pass().clone();
+        assert_eq!(d.status.phase, Some(Phase::Progressing));
+        let skipped: Vec<_> = d
+            .status
+            .timeline
+            .iter()
+            .filter(|t| t.reason == "SkipAnalysis")
+            .map(|t| (t.service.clone().unwrap_or_default(), t.message.clone()))
+            .collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0].0, "a");
+        assert!(
+            skipped[0]
+                .1
+                .contains("queue consumer, no requests to measure"),
+            "{}",
+            skipped[0].1
+        );
+    }
 }

@@ -270,7 +270,12 @@ fn enough_passes_early_still_wait_for_the_bake() {
 #[test]
 fn no_metrics_means_bake_time_alone() {
     let mut s = spec(&[("a", &[])]);
-    s.defaults.as_mut().unwrap().analysis = None;
+    s.defaults.as_mut().unwrap().analysis = Some(Analysis {
+        skip_analysis: Some(crate::api::SkipAnalysis {
+            reason: "batch worker, no traffic".into(),
+        }),
+        ..Default::default()
+    });
     let mut sim = Sim::new(s);
     assert_eq!(sim.run(100), Phase::Succeeded);
     assert!(
