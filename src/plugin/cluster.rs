@@ -303,8 +303,13 @@ impl Connection {
                 },
             );
         }
-        // Without the list the claim rule cannot be applied: say so rather than pass.
-        let others = self.list(Some(namespace)).await?;
+        // Without the list the claim rule cannot be applied: say so rather
+        // than pass. Without the CRD there is no Release to claim anything.
+        let others = match self.list(Some(namespace)).await {
+            Ok(list) => list,
+            Err(Error::CrdMissing { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
         view.releases = others.iter().map(Claimant::of).collect();
         // The Release as stored, when it is; otherwise it would be created now,
         // after every Release already there.
