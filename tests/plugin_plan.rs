@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use signalman::api::Phase;
 use signalman::plugin::read_releases;
-use signalman::plugin::schedule::{ClusterFacts, cluster_problems, schedule};
+use signalman::plugin::schedule::{cluster_problems, schedule};
+use signalman::preflight::{Claimant, ClusterView, ServiceView};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan")
@@ -74,6 +76,11 @@ fn built_in_steps_apply_when_none_are_given() {
 }
 
 #[test]
+fn a_service_with_nothing_to_measure_and_no_opt_out_is_refused() {
+    golden("unmeasured", 1);
+}
+
+#[test]
 fn every_static_problem_is_reported_with_its_field() {
     golden("invalid-fields", 1);
 }
@@ -125,34 +132,50 @@ fn the_least_duration_is_the_longest_chain_of_bakes() {
 fn cluster_facts_name_missing_deployments_containers_routes_and_claims() {
     let text = std::fs::read_to_string(fixtures().join("shop.yaml")).unwrap();
     let spec = read_releases(&text).unwrap().remove(0).spec;
-    let mut facts = ClusterFacts {
-        namespace: "shop".into(),
-        ..Default::default()
+    let seen = |containers: Option<&[&str]>, route_found| ServiceView {
+        containers: containers.map(|c| c.iter().map(|s| (*s).to_owned()).collect()),
+        route_found,
     };
-    facts
-        .deployments
-        .insert("payments-api".into(), Some(vec!["api".into()]));
-    facts.deployments.insert(
-        "inventory".into(),
-        Some(vec!["app".into(), "sidecar".into()]),
-    );
-    facts.deployments.insert("checkout-web".into(), None);
-    facts
-        .deployments
-        .insert("emails".into(), Some(vec!["worker".into()]));
-    facts.routes.insert("payments".into(), false);
-    facts
-        .claims
-        .insert("emails".into(), "growth-week-48".into());
-    let problems: Vec<String> = cluster_problems(&spec, &facts)
+    let at = |s| Some(jiff::Timestamp::from_second(s).unwrap());
+    let view = ClusterView {
+        namespace: "shop".into(),
+        release: None,
+        services: [
+            ("payments-api".to_owned(), seen(Some(&["api"]), false)),
+            (
+                "inventory".to_owned(),
+                seen(Some(&["app", "sidecar"]), false),
+            ),
+            ("checkout-web".to_owned(), seen(None, false)),
+            ("emails".to_owned(), seen(Some(&["worker"]), false)),
+        ]
+        .into(),
+        releases: vec![
+            Claimant {
+                name: "growth-week-48".into(),
+                phase: Phase::Progressing,
+                created: at(100),
+                deployments: vec!["emails".into()],
+            },
+            // Older and not started: it still goes first.
+            Claimant {
+                name: "inventory-hotfix".into(),
+                phase: Phase::Pending,
+                created: at(50),
+                deployments: vec!["inventory".into()],
+            },
+        ],
+    };
+    let problems: Vec<String> = cluster_problems(&spec, &view)
         .iter()
         .map(|p| p.to_string())
         .collect();
     assert_eq!(
         problems,
         [
-            "spec.services[0].traffic.gatewayAPI.httpRoute: HTTPRoute \"payments\" not found in namespace \"shop\"; create it (pointing at Service \"payments-api\") or fix the name",
-            "spec.services[1].change.env.api: container \"api\" is not in Deployment \"inventory\" (it has \"app\", \"sidecar\"); use one of those names",
+            "spec.services[0].traffic.gatewayAPI.httpRoute: HTTPRoute \"payments\" not found in namespace \"shop\", or it has no backendRef to Service \"payments-api\"; create it or fix the name",
+            "spec.services[1].change.env.api: Deployment \"inventory\" has no container \"api\" (it has \"app\", \"sidecar\"); use one of those names",
+            "spec.services[1].deployment: Deployment \"inventory\" is claimed by Release \"inventory-hotfix\", which was created first and has not finished (Pending); it goes first: wait for it, or delete it",
             "spec.services[2].deployment: Deployment \"checkout-web\" not found in namespace \"shop\"; create it or fix the name",
             "spec.services[3].deployment: Deployment \"emails\" is claimed by Release \"growth-week-48\", which is still in flight; wait for it or abort it",
         ]

@@ -337,3 +337,29 @@ fn plan_shows_a_hostile_file_escaped_and_judges_it_as_written() {
     assert!(text.contains("spec.owner"), "{text}");
     assert_inert("plan", &text);
 }
+
+#[test]
+fn a_service_released_without_metrics_shows_the_opt_out_and_its_reason() {
+    let mut r = release("progressing");
+    let svc = &mut r.spec.services[0];
+    svc.analysis = Some(signalman::api::Analysis {
+        skip_analysis: Some(signalman::api::SkipAnalysis {
+            reason: "queue consumer, no requests to measure".into(),
+        }),
+        ..Default::default()
+    });
+    let name = svc.name.clone();
+    let text = view::render_release(&r, now(), &TimeZone::UTC, Style::plain());
+    assert!(
+        text.contains(
+            "not measured (skipAnalysis: queue consumer, no requests to measure): steps pass on bake time alone"
+        ),
+        "{text}"
+    );
+    // Under its own service, not another's.
+    let at = text
+        .find(&format!(" {name} "))
+        .expect("a line for the service");
+    let note = text.find("not measured (skipAnalysis").unwrap();
+    assert!(note > at, "{text}");
+}

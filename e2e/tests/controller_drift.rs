@@ -119,3 +119,26 @@ async fn a_stable_deployment_deleted_mid_release_holds_at_zero() {
     assert_held_at_zero(&deps, &held).await;
     sc.end().await;
 }
+
+#[tokio::test]
+async fn editing_who_owns_a_release_in_flight_changes_nothing_released() {
+    let (_client, ns, _operator, api) = start("ctl-reowner").await;
+    let before = op::status(&api, "guarded").await;
+    let bake = before["services"][0]["bakeStartedAt"].clone();
+    op::patch_spec(
+        &api,
+        "guarded",
+        serde_json::json!({"owner": "team-other", "summary": "typo fixed", "holdTimeout": "1h"}),
+    )
+    .await;
+    // The controller sees the edit at once (a watch event); give it time to
+    // act on it if it were going to, then check that nothing moved.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = op::status(&api, "guarded").await;
+    assert!(after["hold"].is_null(), "held: {}", after["hold"]);
+    assert_eq!(op::phase(&after), "Progressing", "{after}");
+    let web = op::service(&after, "web").unwrap();
+    assert_eq!(web["weight"], 50, "{after}");
+    assert_eq!(web["bakeStartedAt"], bake, "the bake started over: {after}");
+    ns.delete().await;
+}

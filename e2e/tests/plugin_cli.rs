@@ -171,7 +171,8 @@ async fn plan_checks_deployments_and_containers_in_the_cluster() {
     let r = plugin(&["plan", "-f", bad.to_str().unwrap(), "-n", n]).await;
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     r.assert_prints(
-        "✖ spec.services[0].change.env.sidecar: container \"sidecar\" is not in Deployment \"web\" (it has \"app\"); use one of those names",
+        // The words of the controller's ContainerNotFound: both come from the one preflight.
+        "✖ spec.services[0].change.env.sidecar: Deployment \"web\" has no container \"sidecar\" (it has \"app\"); use one of those names",
     );
     r.assert_prints(&format!(
         "✖ spec.services[1].deployment: Deployment \"api\" not found in namespace \"{n}\"; create it or fix the name"

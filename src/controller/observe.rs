@@ -15,6 +15,7 @@ use super::{Context, Error};
 use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, render_query};
 use crate::api::{Release, ServiceSpec};
 use crate::engine::{Observations, ServiceObservation, StableObservation};
+use crate::preflight::Claimant;
 use crate::traffic::gateway::{POD_TEMPLATE_HASH, canary_service_name, http_route_resource};
 use crate::traffic::{
     self, Baseline, ServiceObjects, baseline_name, canary_deployment_name, rolled_out,
@@ -24,26 +25,32 @@ use crate::traffic::{
 #[derive(Clone, Debug, Default)]
 pub struct World {
     pub services: BTreeMap<String, ServiceObjects>,
-    /// Another unfinished Release that has the service's Deployment first.
-    pub claimed_by: BTreeMap<String, String>,
+    /// The Releases in the namespace, for the claim rule.
+    pub releases: Vec<Claimant>,
 }
 
 impl World {
     pub async fn read(cluster: &Cluster, rel: &Release) -> Result<World, Error> {
         let name = rel.name_any();
-        let others = cluster
+        let releases = cluster
             .api::<Release>()
             .list(&ListParams::default())
             .await
             .map_err(Error::Kube)?
-            .items;
+            .items
+            .iter()
+            .map(Claimant::of)
+            .collect();
         let replica_sets = cluster
             .api::<ReplicaSet>()
             .list(&ListParams::default())
             .await
             .map_err(Error::Kube)?
             .items;
-        let mut world = World::default();
+        let mut world = World {
+            releases,
+            ..World::default()
+        };
         for svc in &rel.spec.services {
             let stable = cluster.get::<Deployment>(&svc.deployment).await?;
             let canary = cluster
@@ -81,9 +88,6 @@ impl World {
                     .await
                     .map_err(Error::Kube)?;
             }
-            if let Some(other) = claimed_by(rel, &svc.deployment, &others) {
-                world.claimed_by.insert(svc.name.clone(), other);
-            }
             world.services.insert(svc.name.clone(), o);
         }
         Ok(world)
@@ -104,6 +108,7 @@ impl World {
         Observations {
             services,
             measurements: Vec::new(),
+            releases: self.releases.clone(),
         }
     }
 
@@ -135,7 +140,6 @@ impl World {
             stable,
             canary: in_effect.canary,
             baseline_recorded: o.baseline.is_some(),
-            claimed_by: self.claimed_by.get(&svc.name).cloned(),
             route: in_effect.route,
         }
     }
@@ -151,27 +155,6 @@ pub fn current_hash(replica_sets: &[ReplicaSet], d: &Deployment) -> Option<Strin
         .filter(|rs| rs.owner_references().iter().any(|o| o.uid == uid))
         .find(|rs| rs.annotations().get(REVISION) == Some(revision))
         .and_then(|rs| rs.labels().get(POD_TEMPLATE_HASH).cloned())
-}
-
-/// Another Release, not finished, that lists `deployment` and comes first: it
-/// is in flight, or neither is and it is older (creation time, then name).
-fn claimed_by(rel: &Release, deployment: &str, others: &[Release]) -> Option<String> {
-    let phase = |r: &Release| r.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
-    let key = |r: &Release| {
-        (
-            r.metadata.creation_timestamp.clone().map(|t| t.0),
-            r.name_any(),
-        )
-    };
-    let mine_in_flight = phase(rel).is_in_flight();
-    others
-        .iter()
-        .filter(|o| o.name_any() != rel.name_any())
-        .filter(|o| !phase(o).is_final())
-        .filter(|o| o.spec.services.iter().any(|s| s.deployment == deployment))
-        .filter(|o| phase(o).is_in_flight() || (!mine_in_flight && key(o) < key(rel)))
-        .map(|o| o.name_any())
-        .min()
 }
 
 /// Run the measurements the engine asked for, concurrently.
@@ -207,7 +190,7 @@ pub async fn measure(
                     let o = world.objects(&svc.name);
                     let vars = QueryVars {
                         namespace: ns.clone(),
-                        service: svc.name.clone(),
+                        service: svc.kubernetes_service().to_owned(),
                         release: rel.name_any(),
                         canary_hash: o.canary_hash.unwrap_or_default(),
                         stable_hash: o.stable_hash.unwrap_or_default(),
@@ -231,49 +214,4 @@ pub async fn measure(
         }
     });
     futures::future::join_all(runs).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::{Phase, ReleaseSpec, ReleaseStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    fn release(name: &str, created: i64, phase: Option<Phase>) -> Release {
-        let spec: ReleaseSpec = serde_json::from_value(serde_json::json!({
-            "owner": "o",
-            "services": [{"name": "a", "deployment": "web", "change": {"images": {"app": "x"}}}]
-        }))
-        .unwrap();
-        let mut r = Release::new(name, spec);
-        r.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(created).unwrap()));
-        r.status = phase.map(|p| ReleaseStatus {
-            phase: Some(p),
-            ..Default::default()
-        });
-        r
-    }
-
-    #[test]
-    fn the_release_in_flight_or_else_the_older_one_claims_a_deployment() {
-        let me = release("me", 10, None);
-        let older = release("older", 5, None);
-        let newer = release("newer", 20, None);
-        let flying = release("flying", 30, Some(Phase::Progressing));
-        let done = release("done", 1, Some(Phase::Succeeded));
-        assert_eq!(claimed_by(&me, "web", &[me.clone(), newer.clone()]), None);
-        assert_eq!(
-            claimed_by(&me, "web", std::slice::from_ref(&older)),
-            Some("older".into())
-        );
-        assert_eq!(
-            claimed_by(&me, "web", std::slice::from_ref(&flying)),
-            Some("flying".into())
-        );
-        assert_eq!(claimed_by(&me, "web", &[done]), None);
-        assert_eq!(claimed_by(&me, "other", &[older]), None);
-        // once in flight, a Pending Release never takes it away
-        let me_flying = release("me", 10, Some(Phase::Progressing));
-        assert_eq!(claimed_by(&me_flying, "web", &[newer]), None);
-    }
 }

@@ -1,7 +1,8 @@
 //! The pure core of Signalman: what a Release is ([`api`]), the order its
-//! services move in ([`plan`]), what to do next ([`engine`]) and how a
-//! measurement is judged ([`analysis`]), and how durations and bounds are
-//! written wherever they are shown ([`text`]). Data in, data out: no client, no
+//! services move in ([`plan`]), what to do next ([`engine`]), how a
+//! measurement is judged ([`analysis`]), what the cluster must hold before a
+//! Release starts ([`preflight`]), and how durations and bounds are written
+//! wherever they are shown ([`text`]). Data in, data out: no client, no
 //! clock, no network. The `signalman` crate is the shell that observes the
 //! cluster and acts on these decisions.
 
@@ -9,6 +10,7 @@ pub mod analysis;
 pub mod api;
 pub mod engine;
 pub mod plan;
+pub mod preflight;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;

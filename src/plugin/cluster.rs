@@ -2,7 +2,6 @@
 //! read Releases and the objects a plan names, and patch the three control
 //! fields. Every failure becomes one sentence that says how to fix it.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,9 +11,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config, ResourceExt};
 
-use crate::api::{Release, ReleaseSpec};
-
-use super::schedule::ClusterFacts;
+use crate::api::{Phase, Release, ReleaseSpec};
+use crate::preflight::{Claimant, ClusterView, ServiceView};
 
 /// Field manager of the plugin's patches, so `managedFields` shows who paused a release.
 pub const PLUGIN_FIELD_MANAGER: &str = "kubectl-signalman";
@@ -245,23 +243,27 @@ impl Connection {
         }
     }
 
-    /// What `plan` checks in the cluster: the Deployments and their containers,
-    /// the HTTPRoutes, and which Deployments another unfinished Release already claims.
+    /// What `plan` checks in the cluster, as the controller's preflight sees it:
+    /// the Deployments and their containers, the HTTPRoutes and whether they
+    /// point at the stable Service, and the Releases that may claim a Deployment.
     pub async fn facts(
         &self,
         namespace: &str,
         name: Option<&str>,
         spec: &ReleaseSpec,
-    ) -> Result<ClusterFacts, Error> {
+    ) -> Result<ClusterView, Error> {
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-        let mut facts = ClusterFacts {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "gateway.networking.k8s.io",
+            "v1",
+            "HTTPRoute",
+        ));
+        let routes: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &ar);
+        let mut view = ClusterView {
             namespace: namespace.to_owned(),
             ..Default::default()
         };
         for svc in &spec.services {
-            if facts.deployments.contains_key(&svc.deployment) {
-                continue;
-            }
             let found = match deployments.get_opt(&svc.deployment).await {
                 Ok(d) => d,
                 Err(e) => {
@@ -279,54 +281,52 @@ impl Connection {
                     .map(|p| p.containers.into_iter().map(|c| c.name).collect())
                     .unwrap_or_default()
             });
-            facts.deployments.insert(svc.deployment.clone(), containers);
-        }
-        let routes_named: Vec<&str> = spec
-            .services
-            .iter()
-            .filter_map(|s| {
-                s.traffic
-                    .as_ref()?
-                    .gateway_api
-                    .as_ref()
-                    .map(|g| g.http_route.as_str())
-            })
-            .collect();
-        if !routes_named.is_empty() {
-            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-                "gateway.networking.k8s.io",
-                "v1",
-                "HTTPRoute",
-            ));
-            let routes: Api<DynamicObject> =
-                Api::namespaced_with(self.client.clone(), namespace, &ar);
-            for route in routes_named {
+            let mut route_found = false;
+            if let Some(g) = svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
                 // A missing Gateway API CRD also means the route cannot be found.
-                let exists = matches!(routes.get_opt(route).await, Ok(Some(_)));
-                facts.routes.insert(route.to_owned(), exists);
+                if let Ok(Some(route)) = routes.get_opt(&g.http_route).await {
+                    let stable = g.service.as_deref().unwrap_or(&svc.name);
+                    let rules = route
+                        .data
+                        .get("spec")
+                        .and_then(|s| s.get("rules"))
+                        .cloned()
+                        .unwrap_or_default();
+                    route_found = crate::traffic::gateway::routes_to(&rules, stable);
+                }
             }
+            view.services.insert(
+                svc.name.clone(),
+                ServiceView {
+                    containers,
+                    route_found,
+                },
+            );
         }
-        let others = self.list(Some(namespace)).await.unwrap_or_default();
-        facts.claims = claims(&others, name);
-        Ok(facts)
+        // Without the list the claim rule cannot be applied: say so rather
+        // than pass. Without the CRD there is no Release to claim anything.
+        let others = match self.list(Some(namespace)).await {
+            Ok(list) => list,
+            Err(Error::CrdMissing { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        view.releases = others.iter().map(Claimant::of).collect();
+        // The Release as stored, when it is; otherwise it would be created now,
+        // after every Release already there.
+        view.release = Some(
+            others
+                .iter()
+                .find(|r| name.is_some_and(|n| r.name_any() == n))
+                .map(Claimant::of)
+                .unwrap_or_else(|| Claimant {
+                    name: name.unwrap_or_default().to_owned(),
+                    phase: Phase::Pending,
+                    created: None,
+                    deployments: spec.services.iter().map(|s| s.deployment.clone()).collect(),
+                }),
+        );
+        Ok(view)
     }
-}
-
-/// Deployment name to the unfinished Release (other than `except`) that claims it.
-fn claims(releases: &[Release], except: Option<&str>) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for r in releases {
-        let name = r.name_any();
-        let phase = r.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
-        if Some(name.as_str()) == except || !phase.is_in_flight() {
-            continue;
-        }
-        for svc in &r.spec.services {
-            out.entry(svc.deployment.clone())
-                .or_insert_with(|| name.clone());
-        }
-    }
-    out
 }
 
 /// The innermost cause, which is the part that says what happened ("connection refused").

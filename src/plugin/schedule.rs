@@ -5,7 +5,7 @@
 //! it), and the schedule a release manager wants up front: waves, each
 //! service's steps, the rollback order and the least time the train can take.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -13,22 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{self, Analysis, Plan, Problem, ReleaseSpec};
 use crate::plan;
+use crate::preflight::{self, ClusterView};
 use crate::text;
 
 use super::style::Style;
 use super::untrusted;
-
-/// What `plan` found in the cluster, for the Release's namespace.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClusterFacts {
-    pub namespace: String,
-    /// Deployment name to its container names; `None` when it does not exist.
-    pub deployments: BTreeMap<String, Option<Vec<String>>>,
-    /// HTTPRoute name to whether it exists.
-    pub routes: BTreeMap<String, bool>,
-    /// Deployment name to the unfinished Release that already claims it.
-    pub claims: BTreeMap<String, String>,
-}
 
 /// One service's part of the schedule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,83 +48,13 @@ pub fn spec_problems(spec: &ReleaseSpec) -> Vec<Problem> {
     out
 }
 
-/// What the cluster says against the spec: missing Deployments, containers or
-/// routes, and Deployments another unfinished Release holds. The same words the
-/// controller would put in its `Stalled` condition.
-pub fn cluster_problems(spec: &ReleaseSpec, facts: &ClusterFacts) -> Vec<Problem> {
-    let ns = &facts.namespace;
-    let mut out = Vec::new();
-    for (i, svc) in spec.services.iter().enumerate() {
-        let at = format!("spec.services[{i}]");
-        match facts.deployments.get(&svc.deployment) {
-            Some(Some(containers)) => {
-                let named = svc
-                    .change
-                    .images
-                    .keys()
-                    .map(|c| (format!("{at}.change.images.{c}"), c))
-                    .chain(
-                        svc.change
-                            .env
-                            .keys()
-                            .map(|c| (format!("{at}.change.env.{c}"), c)),
-                    );
-                for (field, c) in named {
-                    if !containers.contains(c) {
-                        out.push(Problem {
-                            field,
-                            message: format!(
-                                "container {c:?} is not in Deployment {:?} (it has {}); use one of those names",
-                                svc.deployment,
-                                quoted(containers)
-                            ),
-                        });
-                    }
-                }
-            }
-            Some(None) => out.push(Problem {
-                field: format!("{at}.deployment"),
-                message: format!(
-                    "Deployment {:?} not found in namespace {ns:?}; create it or fix the name",
-                    svc.deployment
-                ),
-            }),
-            None => {}
-        }
-        if let Some(g) = svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref())
-            && facts.routes.get(&g.http_route) == Some(&false)
-        {
-            out.push(Problem {
-                field: format!("{at}.traffic.gatewayAPI.httpRoute"),
-                message: format!(
-                    "HTTPRoute {:?} not found in namespace {ns:?}; create it (pointing at Service {:?}) or fix the name",
-                    g.http_route,
-                    g.service.as_deref().unwrap_or(&svc.name)
-                ),
-            });
-        }
-        if let Some(other) = facts.claims.get(&svc.deployment) {
-            out.push(Problem {
-                field: format!("{at}.deployment"),
-                message: format!(
-                    "Deployment {:?} is claimed by Release {other:?}, which is still in flight; wait for it or abort it",
-                    svc.deployment
-                ),
-            });
-        }
-    }
-    out
-}
-
-fn quoted(names: &[String]) -> String {
-    if names.is_empty() {
-        return "no containers".to_owned();
-    }
-    names
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// What the cluster says against the spec: the controller's own preflight
+/// ([`preflight::cluster_problems`]), so `plan` and the `Stalled` condition use the same words.
+pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Problem> {
+    preflight::cluster_problems(spec, view)
+        .into_iter()
+        .map(|r| r.problem)
+        .collect()
 }
 
 /// The least time a step of `analysis` with bake `bake` can take: its bake, or
@@ -232,7 +151,7 @@ pub enum ClusterCheck {
     /// Not checked, and why (`--offline`, no kubeconfig, unreachable).
     Skipped(String),
     /// Checked against `server` (and context), with what was found.
-    Checked { server: String, facts: ClusterFacts },
+    Checked { server: String, facts: ClusterView },
 }
 
 /// One Release document to plan.
@@ -322,14 +241,30 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
             );
         }
         ClusterCheck::Checked { server, facts } => {
-            let deployments = facts.deployments.values().filter(|d| d.is_some()).count();
+            let named: std::collections::BTreeSet<&str> = spec
+                .services
+                .iter()
+                .map(|s| s.deployment.as_str())
+                .collect();
+            let found: std::collections::BTreeSet<&str> = spec
+                .services
+                .iter()
+                .filter(|s| {
+                    facts
+                        .services
+                        .get(&s.name)
+                        .is_some_and(|v| v.containers.is_some())
+                })
+                .map(|s| s.deployment.as_str())
+                .collect();
             let _ = writeln!(
                 out,
-                "Cluster: checked against {}, namespace {}: {deployments} of {} Deployment{} found{}.",
+                "Cluster: checked against {}, namespace {}: {} of {} Deployment{} found{}.",
                 untrusted::escape(server),
                 untrusted::escape(&facts.namespace),
-                facts.deployments.len(),
-                plural(facts.deployments.len()),
+                found.len(),
+                named.len(),
+                plural(named.len()),
                 if cluster.is_empty() && sched.is_ok() {
                     ", with the containers the change names"
                 } else {
@@ -435,9 +370,17 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
             );
         }
         if analysis.metrics.is_empty() {
+            let reason = analysis
+                .skip_analysis
+                .as_ref()
+                .map(|s| s.reason.as_str())
+                .unwrap_or("no reason given");
             let _ = writeln!(
                 out,
-                "    no metrics: each step passes on its bake time alone"
+                "    {}",
+                style.yellow(&format!(
+                    "not measured (skipAnalysis: {reason}): each step passes on its bake time alone"
+                ))
             );
         } else {
             let metrics: Vec<String> = analysis

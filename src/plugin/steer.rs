@@ -108,7 +108,7 @@ pub fn resume(r: &Release) -> Result<Steer, Refusal> {
         says.push(format!("lifts hold {} ({})", h.id, h.reason));
         let started_with = r.status.as_ref().and_then(|s| s.spec_hash.as_deref());
         if h.reason == crate::api::HoldReason::SpecChanged
-            && started_with.is_some_and(|hash| hash != crate::engine::spec_hash(&r.spec))
+            && started_with.is_some_and(|hash| !crate::engine::spec_matches(hash, &r.spec))
         {
             return Err(refuse(format!(
                 "hold {} of Release {name} is there because its spec changed in flight, and the spec still differs from the one it started with; \

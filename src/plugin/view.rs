@@ -322,6 +322,20 @@ fn render_service(
     ) || !st.measurements.is_empty()
     {
         render_metrics(out, r, spec, st, style);
+    } // Released without metrics is a decision someone made; it stays in sight
+    // for the whole release, not only while a step bakes.
+    let analysis = r.spec.analysis_of(spec);
+    if let Some(skip) = &analysis.skip_analysis
+        && analysis.metrics.is_empty()
+    {
+        let _ = writeln!(
+            out,
+            "      {}",
+            style.yellow(&format!(
+                "not measured (skipAnalysis: {}): steps pass on bake time alone",
+                skip.reason
+            ))
+        );
     }
 }
 

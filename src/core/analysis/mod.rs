@@ -77,7 +77,9 @@ fn no_data_outcome(policy: NoDataPolicy) -> Outcome {
 pub struct QueryVars {
     /// `{{namespace}}`: the Release's namespace.
     pub namespace: String,
-    /// `{{service}}`: the service's name in `spec.services`.
+    /// `{{service}}`: the Kubernetes Service the traffic goes through, whose
+    /// name metrics are labelled with: `traffic.gatewayAPI.service` when set,
+    /// else the service's name in `spec.services` ([`crate::api::ServiceSpec::kubernetes_service`]).
     pub service: String,
     /// `{{release}}`: the Release's name.
     pub release: String,
@@ -247,5 +249,36 @@ mod tests {
             "a{{nope}}bcheckout"
         );
         assert_eq!(render_query("a{{service", &vars()), "a{{service");
+    }
+
+    #[test]
+    fn service_is_the_kubernetes_service_the_traffic_and_its_metrics_go_through() {
+        use crate::api::{GatewayApiTraffic, ServiceSpec, Traffic};
+        let mut svc: ServiceSpec = serde_json::from_value(serde_json::json!({
+            "name": "payments", "deployment": "payments-api", "change": {"images": {"api": "x:v2"}}
+        }))
+        .unwrap();
+        let query = r#"rate(http_requests_total{service="{{service}}"}[1m])"#;
+        let render = |svc: &ServiceSpec| {
+            let vars = QueryVars {
+                service: svc.kubernetes_service().to_owned(),
+                ..Default::default()
+            };
+            render_query(query, &vars)
+        };
+        assert_eq!(
+            render(&svc),
+            r#"rate(http_requests_total{service="payments"}[1m])"#
+        );
+        svc.traffic = Some(Traffic {
+            gateway_api: Some(GatewayApiTraffic {
+                http_route: "shop".into(),
+                service: Some("payments-stable".into()),
+            }),
+        });
+        assert_eq!(
+            render(&svc),
+            r#"rate(http_requests_total{service="payments-stable"}[1m])"#
+        );
     }
 }

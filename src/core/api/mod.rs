@@ -52,9 +52,10 @@ pub const FIELD_MANAGER: &str = "signalman";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(EVERY_SERVICE_MEASURED).message(NOT_MEASURED))]
 pub struct ReleaseSpec {
     /// The single person or team accountable for this release.
-    #[x_kube(validation = Rule::new("self != ''").message("spec.owner must name the accountable release owner"))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("spec.owner must name the accountable release owner"))]
     pub owner: String,
 
     /// One line on what this release ships and why.
@@ -122,6 +123,18 @@ pub struct Defaults {
     pub analysis: Option<Analysis>,
 }
 
+/// A service is judged by its own `analysis`, which replaces the defaults'
+/// whole, else by `spec.defaults.analysis`; either must measure something or
+/// say why not, because a step with nothing to measure passes on time alone.
+const EVERY_SERVICE_MEASURED: &str = "self.services.all(s, has(s.analysis) \
+    ? ((has(s.analysis.metrics) && size(s.analysis.metrics) > 0) || has(s.analysis.skipAnalysis)) \
+    : (has(self.defaults) && has(self.defaults.analysis) \
+       && ((has(self.defaults.analysis.metrics) && size(self.defaults.analysis.metrics) > 0) \
+           || has(self.defaults.analysis.skipAnalysis))))";
+const NOT_MEASURED: &str = "spec.services: every service needs at least one metric (in its analysis.metrics, \
+    or in spec.defaults.analysis.metrics when it has no analysis of its own), or an explicit opt-out: \
+    analysis.skipAnalysis.reason";
+
 const STEPS_INCREASING: &str =
     "self.map(s, s.weight).isSorted() && self.all(a, self.exists_one(b, b.weight == a.weight))";
 const STEPS_END_AT_100: &str = "self[size(self) - 1].weight == 100";
@@ -141,6 +154,7 @@ pub struct Step {
 /// How a step is measured and judged.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.skipAnalysis) || !has(self.metrics) || size(self.metrics) == 0").message("analysis: set metrics or skipAnalysis, not both"))]
 pub struct Analysis {
     /// Time between two measurements of each metric during a bake (Go duration, at least `1s`; default `30s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,6 +185,21 @@ pub struct Analysis {
     #[schemars(length(max = 20))]
     #[x_kube(validation = Rule::new("self.all(m, self.exists_one(n, n.name == m.name))").message("analysis.metrics: metric names must be unique"))]
     pub metrics: Vec<Metric>,
+    /// Release without measuring: each step passes on its bake time alone. Only
+    /// allowed with no `metrics`, and only with a reason, which `kubectl signalman
+    /// plan` and `get` show. Without metrics and without this, the Release is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_analysis: Option<SkipAnalysis>,
+}
+
+/// An explicit decision to release without metrics.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SkipAnalysis {
+    /// Why this service is released on bake time alone, e.g. `batch worker, no traffic to measure`.
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("analysis.skipAnalysis.reason must say why the service is not measured"))]
+    pub reason: String,
 }
 
 /// What an empty query result counts as.
@@ -198,8 +227,11 @@ pub struct Metric {
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
     /// PromQL returning one number. `{{namespace}}`, `{{service}}`, `{{release}}`, `{{canary_hash}}`
-    /// and `{{stable_hash}}` are replaced (escaped for PromQL strings) before it runs.
-    #[schemars(length(min = 1))]
+    /// and `{{stable_hash}}` are replaced (escaped for PromQL strings) before it runs; `{{service}}`
+    /// is the Kubernetes Service's name (`traffic.gatewayAPI.service` when set, else the service's `name`).
+    // Bounded so the API server can afford the CEL rule on every query of every service.
+    #[schemars(length(min = 1, max = 4096))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("analysis.metrics[].query must be a PromQL query"))]
     pub query: String,
     /// Lowest passing value (inclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,7 +246,8 @@ pub struct Metric {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.dependsOn) || !(self.name in self.dependsOn)").message("spec.services[].dependsOn: a service cannot depend on itself"))]
 pub struct ServiceSpec {
-    /// Name of the service in this Release; also its Kubernetes Service name in `{{service}}`.
+    /// Name of the service in this Release. Also the Kubernetes Service that `{{service}}` names in
+    /// queries, unless `traffic.gatewayAPI.service` names another one.
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -301,8 +334,13 @@ pub struct GatewayApiTraffic {
     /// The HTTPRoute, in the Release's namespace, whose backendRef to the stable Service gets a weighted canary beside it.
     #[schemars(length(min = 1, max = 253))]
     pub http_route: String,
-    /// The stable Service the route points at. Default: the service's `name`.
+    /// The stable Service the route points at. Default: the service's `name`. When set, it is also
+    /// what `{{service}}` stands for in analysis queries, since metrics are labelled by the Kubernetes Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub service: Option<String>,
 }
 
@@ -708,7 +746,8 @@ impl ReleaseSpec {
             })
     }
 
-    /// The analysis service `svc` is judged by: its own, else the defaults, else none (no metrics).
+    /// The analysis service `svc` is judged by: its own, else the defaults, else none (no metrics,
+    /// which [`validate`] refuses unless it opts out with `skipAnalysis`).
     pub fn analysis_of(&self, svc: &ServiceSpec) -> Analysis {
         svc.analysis
             .clone()
@@ -737,6 +776,18 @@ impl Analysis {
             let per_bake = bake.as_millis() / self.interval().as_millis().max(1);
             i32::try_from(per_bake).unwrap_or(i32::MAX).max(1)
         })
+    }
+}
+
+impl ServiceSpec {
+    /// The Kubernetes Service that carries this service's traffic, and so its
+    /// metrics' labels: `traffic.gatewayAPI.service` when set, else `name`.
+    pub fn kubernetes_service(&self) -> &str {
+        self.traffic
+            .as_ref()
+            .and_then(|t| t.gateway_api.as_ref())
+            .and_then(|g| g.service.as_deref())
+            .unwrap_or(&self.name)
     }
 }
 

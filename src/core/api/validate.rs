@@ -27,6 +27,15 @@ impl fmt::Display for Problem {
 }
 
 const MIN_DURATION: Duration = Duration::from_secs(1);
+// The bounds the CRD schema sets (`maxItems`, `maxLength`); kept equal by
+// e2e/tests/crd_agreement.rs, which sends generated specs to an API server.
+const MAX_SERVICES: usize = 100;
+const MAX_STEPS: usize = 20;
+const MAX_METRICS: usize = 20;
+const MAX_OBJECT_NAME: usize = 253;
+const MAX_METRIC_NAME: usize = 63;
+const MAX_SKIP_REASON: usize = 512;
+const MAX_QUERY: usize = 4096;
 
 /// Every problem in `spec` that needs nothing but the spec to see.
 pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
@@ -63,6 +72,12 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
     if spec.services.is_empty() {
         problem("spec.services".into(), "list at least one service");
     }
+    if spec.services.len() > MAX_SERVICES {
+        problem(
+            "spec.services".into(),
+            "at most 100 services; split the train into Releases that depend on fewer services each",
+        );
+    }
     if let Some(d) = &spec.defaults {
         if let Some(steps) = &d.steps {
             check_steps("spec.defaults.steps", steps, &mut problem);
@@ -96,11 +111,37 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
                 "name the Deployment this service runs as",
             );
         }
+        if svc.deployment.chars().count() > MAX_OBJECT_NAME {
+            problem(
+                format!("{at}.deployment"),
+                "a Deployment name has at most 253 characters",
+            );
+        }
+        if svc.depends_on.len() > MAX_SERVICES {
+            problem(format!("{at}.dependsOn"), "at most 100 dependencies");
+        }
         if svc.depends_on.iter().any(|d| d == &svc.name) {
             problem(
                 format!("{at}.dependsOn"),
                 "a service cannot depend on itself",
             );
+        }
+        if let Some(g) = svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+            if g.http_route.is_empty() || g.http_route.chars().count() > MAX_OBJECT_NAME {
+                problem(
+                    format!("{at}.traffic.gatewayAPI.httpRoute"),
+                    "name the HTTPRoute (1 to 253 characters)",
+                );
+            }
+            if let Some(service) = &g.service
+                && !is_dns_label(service)
+            {
+                problem(
+                    format!("{at}.traffic.gatewayAPI.service"),
+                    "must be a Service name: lower-case letters, digits and '-', at most 63 characters; \
+                     leave it out to use the service's name",
+                );
+            }
         }
         if svc.change.images.is_empty() && svc.change.env.is_empty() {
             problem(format!("{at}.change"), "must set images or env");
@@ -111,8 +152,35 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
         if let Some(a) = &svc.analysis {
             check_analysis(&format!("{at}.analysis"), a, &mut problem);
         }
+        check_measured(spec, i, &mut problem);
     }
     out
+}
+
+/// A service with nothing to measure would pass every step on bake time
+/// alone; that has to be a visible decision (`skipAnalysis`), never an omission.
+fn check_measured(spec: &ReleaseSpec, i: usize, problem: &mut impl FnMut(String, &str)) {
+    let svc = &spec.services[i];
+    let analysis = spec.analysis_of(svc);
+    if !analysis.metrics.is_empty() || analysis.skip_analysis.is_some() {
+        return;
+    }
+    let at = format!("spec.services[{i}]");
+    if svc.analysis.is_some() {
+        problem(
+            format!("{at}.analysis.metrics"),
+            "no metrics: this service's analysis replaces spec.defaults.analysis and measures nothing, \
+             so every step would pass on bake time alone; add a metric here, or opt out with \
+             analysis.skipAnalysis: {reason: \"...\"}",
+        );
+    } else {
+        problem(
+            format!("{at}.analysis"),
+            "no metrics: neither this service nor spec.defaults.analysis has any, so every step would \
+             pass on bake time alone; add one to spec.defaults.analysis.metrics or to this service's \
+             analysis.metrics, or opt out with analysis.skipAnalysis: {reason: \"...\"}",
+        );
+    }
 }
 
 fn check_steps(at: &str, steps: &[Step], problem: &mut impl FnMut(String, &str)) {
@@ -121,6 +189,9 @@ fn check_steps(at: &str, steps: &[Step], problem: &mut impl FnMut(String, &str))
             at.to_owned(),
             "needs at least two steps (a single jump to 100 is not a canary), e.g. 10 then 100",
         );
+    }
+    if steps.len() > MAX_STEPS {
+        problem(at.to_owned(), "at most 20 steps");
     }
     for (i, s) in steps.iter().enumerate() {
         if !(1..=100).contains(&s.weight) {
@@ -170,6 +241,23 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
     if a.min_passes.is_some_and(|v| v < 1) {
         problem(format!("{at}.minPasses"), "must be at least 1");
     }
+    if a.metrics.len() > MAX_METRICS {
+        problem(format!("{at}.metrics"), "at most 20 metrics");
+    }
+    if let Some(skip) = &a.skip_analysis {
+        if !a.metrics.is_empty() {
+            problem(
+                format!("{at}.skipAnalysis"),
+                "set metrics or skipAnalysis, not both; remove skipAnalysis to measure the metrics",
+            );
+        }
+        if skip.reason.trim().is_empty() || skip.reason.chars().count() > MAX_SKIP_REASON {
+            problem(
+                format!("{at}.skipAnalysis.reason"),
+                "say why the service is released without metrics (1 to 512 characters)",
+            );
+        }
+    }
     let mut seen = BTreeSet::new();
     for (i, m) in a.metrics.iter().enumerate() {
         if !seen.insert(m.name.as_str()) {
@@ -178,8 +266,20 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
                 "metric names must be unique",
             );
         }
+        if m.name.is_empty() || m.name.chars().count() > MAX_METRIC_NAME {
+            problem(
+                format!("{at}.metrics[{i}].name"),
+                "must be 1 to 63 characters, e.g. error-rate",
+            );
+        }
         if m.query.trim().is_empty() {
             problem(format!("{at}.metrics[{i}].query"), "must be a PromQL query");
+        }
+        if m.query.chars().count() > MAX_QUERY {
+            problem(
+                format!("{at}.metrics[{i}].query"),
+                "at most 4096 characters; move long expressions into a recording rule",
+            );
         }
         match (m.min, m.max) {
             (None, None) => problem(format!("{at}.metrics[{i}]"), "needs min, max or both"),
@@ -198,4 +298,92 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{GatewayApiTraffic, Metric, SkipAnalysis, Traffic};
+
+    fn spec() -> ReleaseSpec {
+        let mut s = crate::testing::spec().services(&[("a", &[])]).build();
+        s.defaults = Some(crate::api::Defaults {
+            steps: None,
+            analysis: Some(Analysis {
+                metrics: vec![Metric {
+                    name: "error-rate".into(),
+                    query: "up".into(),
+                    min: None,
+                    max: Some(0.01),
+                }],
+                ..Default::default()
+            }),
+        });
+        s
+    }
+
+    fn fields(spec: &ReleaseSpec) -> Vec<String> {
+        validate(spec).into_iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn a_blank_owner_is_no_owner() {
+        let mut s = spec();
+        assert!(fields(&s).is_empty());
+        s.owner = " \t".into();
+        assert_eq!(fields(&s), ["spec.owner"]);
+    }
+
+    #[test]
+    fn an_own_analysis_without_metrics_is_refused_even_when_the_defaults_have_some() {
+        let mut s = spec();
+        s.services[0].analysis = Some(Analysis {
+            interval: Some(std::time::Duration::from_secs(10).into()),
+            ..Default::default()
+        });
+        assert_eq!(fields(&s), ["spec.services[0].analysis.metrics"]);
+        s.services[0].analysis.as_mut().unwrap().skip_analysis = Some(SkipAnalysis {
+            reason: "cron job".into(),
+        });
+        assert!(fields(&s).is_empty());
+    }
+
+    #[test]
+    fn skip_analysis_needs_a_reason_and_no_metrics() {
+        let mut s = spec();
+        let a = s.defaults.as_mut().unwrap().analysis.as_mut().unwrap();
+        a.skip_analysis = Some(SkipAnalysis {
+            reason: "  ".into(),
+        });
+        assert_eq!(
+            fields(&s),
+            [
+                "spec.defaults.analysis.skipAnalysis",
+                "spec.defaults.analysis.skipAnalysis.reason"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_schema_bounds_are_checked_too() {
+        let mut s = spec();
+        let a = s.defaults.as_mut().unwrap().analysis.as_mut().unwrap();
+        a.metrics[0].name = "m".repeat(64);
+        a.metrics[0].query = " ".into();
+        s.services[0].traffic = Some(Traffic {
+            gateway_api: Some(GatewayApiTraffic {
+                http_route: String::new(),
+                service: Some("Not_A_Service".into()),
+            }),
+        });
+        assert_eq!(
+            fields(&s),
+            [
+                "spec.defaults.analysis.metrics[0].name",
+                "spec.defaults.analysis.metrics[0].query",
+                "spec.services[0].traffic.gatewayAPI.httpRoute",
+                "spec.services[0].traffic.gatewayAPI.service",
+            ]
+        );
+    }
 }

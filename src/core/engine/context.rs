@@ -150,7 +150,7 @@ impl<'a> Ctx<'a> {
         self.st
             .spec_hash
             .as_deref()
-            .is_some_and(|h| h != super::spec_hash(self.spec))
+            .is_some_and(|h| !super::spec_matches(h, self.spec))
     }
 }
 

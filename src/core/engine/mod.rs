@@ -62,17 +62,49 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
     cx.into_decision()
 }
 
-/// A stable fingerprint of `spec` without its control fields (`paused`, `abort`,
-/// `resumeHold`): a different value mid-flight means someone changed what is
-/// being released. FNV-1a (64 bit) over the canonical JSON, as 16 hex digits.
+/// A stable fingerprint of what `spec` releases: a different value mid-flight
+/// means someone changed the Deployments, the change, the order, the traffic,
+/// the steps or the analysis, and the release holds (`SpecChanged`).
+///
+/// Left out, because editing them changes nothing that is being released:
+/// the control fields (`paused`, `abort`, `resumeHold`, `holdTimeout`) and
+/// who is accountable (`owner`, `summary`, each service's `owner`). Correcting
+/// a typo in the summary must not send every canary to 0 %.
+/// FNV-1a (64 bit) over the canonical JSON, as 16 hex digits.
 pub fn spec_hash(spec: &ReleaseSpec) -> String {
     let mut what = spec.clone();
     what.paused = None;
     what.abort = None;
     what.resume_hold = None;
+    what.hold_timeout = None;
+    what.owner = String::new();
+    what.summary = None;
+    for svc in &mut what.services {
+        svc.owner = None;
+    }
+    fnv1a(&what)
+}
+
+/// `stored` (a `status.specHash`) is the fingerprint of `spec`. Releases
+/// started by an earlier operator carry the earlier fingerprint, which also
+/// covered owner, summary and holdTimeout; it is accepted too, so an upgrade
+/// mid-flight does not look like a changed spec.
+pub fn spec_matches(stored: &str, spec: &ReleaseSpec) -> bool {
+    stored == spec_hash(spec) || stored == legacy_spec_hash(spec)
+}
+
+fn legacy_spec_hash(spec: &ReleaseSpec) -> String {
+    let mut what = spec.clone();
+    what.paused = None;
+    what.abort = None;
+    what.resume_hold = None;
+    fnv1a(&what)
+}
+
+fn fnv1a(what: &ReleaseSpec) -> String {
     // Serializing plain structs and BTreeMaps cannot fail and is canonical:
     // field order is fixed by the types, map keys are sorted.
-    let bytes = serde_json::to_vec(&what).unwrap_or_default();
+    let bytes = serde_json::to_vec(what).unwrap_or_default();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(b);
@@ -88,6 +120,8 @@ pub struct Observations {
     pub services: BTreeMap<String, ServiceObservation>,
     /// Measurements the shell took, as asked by [`due_measurements`], since the last decision.
     pub measurements: Vec<Taken>,
+    /// The Releases in the namespace, for the claim rule of [`crate::preflight`].
+    pub releases: Vec<crate::preflight::Claimant>,
 }
 
 /// One service's objects as the shell found them.
@@ -99,8 +133,6 @@ pub struct ServiceObservation {
     pub canary: Option<CanaryObservation>,
     /// The ControllerRevision with this service's baseline exists.
     pub baseline_recorded: bool,
-    /// Another unfinished Release that claims this Deployment first (its name).
-    pub claimed_by: Option<String>,
     /// The HTTPRoute, for Gateway API traffic; `None` for replica ratio.
     pub route: Option<RouteObservation>,
 }
@@ -246,4 +278,111 @@ pub struct Decision {
     pub notices: Vec<Notice>,
     /// The measurements judged, for the shell's counters.
     pub judged: Vec<Judged>,
+}
+
+#[cfg(test)]
+mod fingerprint {
+    use super::*;
+    use crate::api::{Analysis, Metric, Step};
+
+    fn spec() -> ReleaseSpec {
+        let mut s = crate::testing::spec()
+            .services(&[("a", &[]), ("b", &["a"])])
+            .build();
+        s.defaults = Some(crate::api::Defaults {
+            steps: Some(vec![
+                Step {
+                    weight: 50,
+                    bake: Duration::from_secs(60).into(),
+                },
+                Step {
+                    weight: 100,
+                    bake: Duration::from_secs(60).into(),
+                },
+            ]),
+            analysis: Some(Analysis {
+                metrics: vec![Metric {
+                    name: "error-rate".into(),
+                    query: "up".into(),
+                    min: None,
+                    max: Some(0.01),
+                }],
+                ..Default::default()
+            }),
+        });
+        s
+    }
+
+    #[test]
+    fn who_is_accountable_and_the_control_fields_are_not_what_is_released() {
+        let s = spec();
+        let mut edited = s.clone();
+        edited.owner = "team-other".into();
+        edited.summary = Some("fixed a typo".into());
+        edited.services[1].owner = Some("team-b".into());
+        edited.paused = Some(true);
+        edited.abort = Some(false);
+        edited.resume_hold = Some("hold-3".into());
+        edited.hold_timeout = Some(Duration::from_secs(3600).into());
+        assert_eq!(spec_hash(&edited), spec_hash(&s));
+        assert!(spec_matches(&spec_hash(&s), &edited));
+    }
+
+    #[test]
+    fn every_part_of_what_is_released_counts() {
+        let s = spec();
+        let h = spec_hash(&s);
+        type Edit = fn(&mut ReleaseSpec);
+        let changes: Vec<(&str, Edit)> = vec![
+            ("image", |s| {
+                s.services[0]
+                    .change
+                    .images
+                    .insert("main".into(), "a:v3".into());
+            }),
+            ("deployment", |s| s.services[0].deployment = "other".into()),
+            ("dependsOn", |s| s.services[1].depends_on.clear()),
+            ("steps", |s| {
+                s.defaults.as_mut().unwrap().steps.as_mut().unwrap()[0].weight = 10;
+            }),
+            ("threshold", |s| {
+                s.defaults
+                    .as_mut()
+                    .unwrap()
+                    .analysis
+                    .as_mut()
+                    .unwrap()
+                    .metrics[0]
+                    .max = Some(0.5);
+            }),
+            ("prometheus", |s| {
+                s.prometheus = Some(crate::api::PrometheusSpec {
+                    address: "http://p:9090".into(),
+                });
+            }),
+            ("a new service", |s| {
+                let mut extra = s.services[0].clone();
+                extra.name = "c".into();
+                s.services.push(extra);
+            }),
+        ];
+        for (what, change) in changes {
+            let mut changed = s.clone();
+            change(&mut changed);
+            assert_ne!(spec_hash(&changed), h, "{what}");
+            assert!(!spec_matches(&h, &changed), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_release_started_by_the_earlier_operator_is_not_a_changed_spec() {
+        let s = spec();
+        assert!(spec_matches(&legacy_spec_hash(&s), &s));
+        let mut edited = s.clone();
+        edited.services[0]
+            .change
+            .images
+            .insert("main".into(), "a:v3".into());
+        assert!(!spec_matches(&legacy_spec_hash(&s), &edited));
+    }
 }

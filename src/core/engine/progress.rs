@@ -27,7 +27,7 @@ pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementReq
     if st
         .spec_hash
         .as_deref()
-        .is_some_and(|h| h != super::spec_hash(&release.spec))
+        .is_some_and(|h| !super::spec_matches(h, &release.spec))
     {
         return Vec::new();
     }

@@ -29,6 +29,7 @@ pub struct SimService {
     pub rolled_out: bool,
     pub canary: Option<CanaryObservation>,
     pub baseline_recorded: bool,
+    /// Another Release, in flight, lists this service's Deployment.
     pub claimed_by: Option<String>,
     pub route: Option<RouteObservation>,
 }
@@ -174,15 +175,31 @@ impl Sim {
                     }),
                     canary: s.canary.clone(),
                     baseline_recorded: s.baseline_recorded,
-                    claimed_by: s.claimed_by.clone(),
                     route: s.route.clone(),
                 };
                 (name.clone(), o)
             })
             .collect();
+        // A claim in the simulated cluster is another Release in flight on that
+        // service's Deployment, decided by the same rule as in a real cluster.
+        let releases = self
+            .cluster
+            .iter()
+            .filter_map(|(name, s)| {
+                let other = s.claimed_by.clone()?;
+                let deployment = self.release.spec.service(name)?.deployment.clone();
+                Some(crate::preflight::Claimant {
+                    name: other,
+                    phase: Phase::Progressing,
+                    created: None,
+                    deployments: vec![deployment],
+                })
+            })
+            .collect();
         Observations {
             services,
             measurements,
+            releases,
         }
     }
 

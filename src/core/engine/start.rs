@@ -6,6 +6,7 @@ use super::NoticeKind;
 use super::context::Ctx;
 use super::progress;
 use crate::api::{self, Phase, ServicePhase, ServiceStatus};
+use crate::preflight::{Claimant, ClusterView, ServiceView};
 
 /// How soon a release refused for what is in the cluster looks again: the
 /// missing Deployment or route may appear without the Release changing.
@@ -74,6 +75,22 @@ pub(super) fn pending(cx: &mut Ctx) {
     cx.st.plan = Some(plan);
     cx.record("Started", None, message.clone());
     cx.notice(NoticeKind::Started, None, message);
+    // The opt-out from metrics is on the record of the release, with its reason.
+    for svc in &spec.services {
+        let analysis = spec.analysis_of(svc);
+        if let Some(skip) = &analysis.skip_analysis
+            && analysis.metrics.is_empty()
+        {
+            cx.record(
+                "SkipAnalysis",
+                Some(&svc.name),
+                format!(
+                    "released without metrics ({}): each step passes on its bake time alone",
+                    skip.reason
+                ),
+            );
+        }
+    }
     progress::run(cx);
 }
 
@@ -93,77 +110,101 @@ fn stall(cx: &mut Ctx, reason: &str, lines: Vec<String>, recheck: Option<Duratio
     }
 }
 
-/// What the cluster must have before the release may touch it, per service.
+/// What the cluster must have before the release may touch it: the same
+/// preflight `kubectl signalman plan` runs, on what the shell observed.
 fn cluster_problems(cx: &Ctx) -> Vec<(&'static str, String)> {
-    let ns = cx.namespace();
-    let mut out = Vec::new();
-    for (i, svc) in cx.spec.services.iter().enumerate() {
-        let at = format!("spec.services[{i}]");
-        let seen = cx.seen(&svc.name);
-        match &seen.stable {
-            None => out.push((
-                "DeploymentNotFound",
-                format!(
-                    "{at}.deployment: Deployment {:?} not found in namespace {ns:?}; create it or fix the name",
-                    svc.deployment
-                ),
-            )),
-            Some(stable) => {
-                let changed = svc
-                    .change
-                    .images
-                    .keys()
-                    .map(|c| (c, "images"))
-                    .chain(svc.change.env.keys().map(|c| (c, "env")));
-                for (container, field) in changed {
-                    if !stable.containers.contains(container) {
-                        out.push((
-                            "ContainerNotFound",
-                            format!(
-                                "{at}.change.{field}.{container}: Deployment {:?} has no container {container:?} \
-                                 (it has {}); use one of those names",
-                                svc.deployment,
-                                list(&stable.containers)
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        if let Some(gw) = svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref())
-            && !seen.route.as_ref().is_some_and(|r| r.found)
-        {
-            let backend = gw.service.as_deref().unwrap_or(&svc.name);
-            out.push((
-                "RouteNotFound",
-                format!(
-                    "{at}.traffic.gatewayAPI.httpRoute: HTTPRoute {:?} not found in namespace {ns:?}, \
-                     or it has no backendRef to Service {backend:?}; create it or fix the name",
-                    gw.http_route
-                ),
-            ));
-        }
-        if let Some(other) = &seen.claimed_by {
-            out.push((
-                "DeploymentClaimed",
-                format!(
-                    "{at}.deployment: Deployment {:?} is claimed by Release {other:?}, which is still in flight; \
-                     wait for it or abort it",
-                    svc.deployment
-                ),
-            ));
-        }
-    }
-    out
+    let view = ClusterView {
+        namespace: cx.namespace().to_owned(),
+        release: Some(Claimant::of(cx.release)),
+        services: cx
+            .spec
+            .services
+            .iter()
+            .map(|svc| {
+                let seen = cx.seen(&svc.name);
+                let view = ServiceView {
+                    containers: seen.stable.as_ref().map(|s| s.containers.clone()),
+                    route_found: seen.route.as_ref().is_some_and(|r| r.found),
+                };
+                (svc.name.clone(), view)
+            })
+            .collect(),
+        releases: cx.obs.releases.clone(),
+    };
+    crate::preflight::cluster_problems(cx.spec, &view)
+        .into_iter()
+        .map(|r| (r.reason, r.problem.to_string()))
+        .collect()
 }
 
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        return "no containers".to_owned();
+#[cfg(test)]
+mod tests {
+    use super::super::sim::Sim;
+    use crate::api::{Analysis, Phase, ReleaseSpec, SkipAnalysis};
+
+    fn unmeasured() -> ReleaseSpec {
+        // The planner's test spec has no analysis at all.
+        crate::testing::spec()
+            .services(&[("a", &[]), ("b", &["a"])])
+            .build()
     }
-    names
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+
+    fn stalled(sim: &mut Sim) -> (String, String) {
+        let d = sim.pass().clone();
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        assert_eq!(d.status.phase, Some(Phase::Pending));
+        let c = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled" && c.status == "True")
+            .expect("Stalled=True");
+        (c.reason.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn a_service_with_no_metrics_and_no_opt_out_is_refused_naming_the_fix() {
+        let (reason, message) = stalled(&mut Sim::new(unmeasured()));
+        assert_eq!(reason, "InvalidSpec");
+        assert!(
+            message.starts_with("spec.services[0].analysis: no metrics"),
+            "{message}"
+        );
+        assert!(message.contains("analysis.skipAnalysis"), "{message}");
+        assert!(
+            message.contains("spec.services[1].analysis: no metrics"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_opt_out_starts_and_is_on_the_record_with_its_reason() {
+        let mut spec = unmeasured();
+        spec.services[0].analysis = Some(Analysis {
+            skip_analysis: Some(SkipAnalysis {
+                reason: "queue consumer, no requests to measure".into(),
+            }),
+            ..Default::default()
+        });
+        spec.services[1].analysis = spec.services[0].analysis.clone();
+        let mut sim = Sim::new(spec);
+        let d = sim.pass().clone();
+        assert_eq!(d.status.phase, Some(Phase::Progressing));
+        let skipped: Vec<_> = d
+            .status
+            .timeline
+            .iter()
+            .filter(|t| t.reason == "SkipAnalysis")
+            .map(|t| (t.service.clone().unwrap_or_default(), t.message.clone()))
+            .collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0].0, "a");
+        assert!(
+            skipped[0]
+                .1
+                .contains("queue consumer, no requests to measure"),
+            "{}",
+            skipped[0].1
+        );
+    }
 }

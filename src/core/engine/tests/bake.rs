@@ -96,7 +96,12 @@ fn enough_passes_early_still_wait_for_the_bake() {
 #[test]
 fn no_metrics_means_bake_time_alone() {
     let mut s = spec(&[("a", &[])]);
-    s.defaults.as_mut().unwrap().analysis = None;
+    s.defaults.as_mut().unwrap().analysis = Some(Analysis {
+        skip_analysis: Some(crate::api::SkipAnalysis {
+            reason: "batch worker, no traffic".into(),
+        }),
+        ..Default::default()
+    });
     let mut sim = Sim::new(s);
     assert_eq!(sim.run(100), Phase::Succeeded);
     assert!(
@@ -189,7 +194,13 @@ fn status_reports_the_effective_weight_beside_the_declared_one() {
             .is_some_and(|st| st.services[0].bake_started_at.is_some())
     });
     // Small Deployments overshoot: the shell sees a third of the pods on the canary.
-    sim.cluster.get_mut("a").unwrap().canary.as_mut().unwrap().effective = 33;
+    sim.cluster
+        .get_mut("a")
+        .unwrap()
+        .canary
+        .as_mut()
+        .unwrap()
+        .effective = 33;
     sim.pass();
     let a = &status(&sim).services[0];
     assert_eq!((a.weight, a.effective_weight), (10, Some(33)));

@@ -1,0 +1,375 @@
+//! What the cluster must hold before a Release may change it: the one home of
+//! the checks that both the controller (before a Pending Release starts) and
+//! `kubectl signalman plan` run. Each shell reduces what it read to a
+//! [`ClusterView`]; this module decides, so the two cannot disagree.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+use crate::api::{Phase, Problem, Release, ReleaseSpec};
+
+/// A Release as the claim rule sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimant {
+    pub name: String,
+    pub phase: Phase,
+    /// `metadata.creationTimestamp`; `None` for a Release not created yet
+    /// (`plan` on a file), which is younger than every stored one.
+    pub created: Option<Timestamp>,
+    /// The Deployments its services name.
+    pub deployments: Vec<String>,
+}
+
+impl Claimant {
+    pub fn of(release: &Release) -> Claimant {
+        Claimant {
+            name: release.metadata.name.clone().unwrap_or_default(),
+            phase: release
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .unwrap_or_default(),
+            created: release.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            deployments: release
+                .spec
+                .services
+                .iter()
+                .map(|s| s.deployment.clone())
+                .collect(),
+        }
+    }
+
+    /// Who was there first: creation time, then name, so the answer never depends on list order.
+    fn seniority(&self) -> (Timestamp, &str) {
+        (self.created.unwrap_or(Timestamp::MAX), self.name.as_str())
+    }
+}
+
+/// The one claim rule. Another unfinished Release that lists `deployment`
+/// holds it when it is in flight (it may already have changed the
+/// Deployment), or when neither is in flight and it is older. A Release in
+/// flight is never displaced by a Pending one.
+pub fn claimed_by<'a>(
+    me: &Claimant,
+    deployment: &str,
+    others: &'a [Claimant],
+) -> Option<&'a Claimant> {
+    let mine_in_flight = me.phase.is_in_flight();
+    others
+        .iter()
+        .filter(|o| o.name != me.name)
+        .filter(|o| !o.phase.is_final())
+        .filter(|o| o.deployments.iter().any(|d| d == deployment))
+        .filter(|o| o.phase.is_in_flight() || (!mine_in_flight && o.seniority() < me.seniority()))
+        // An in-flight holder is the one to name; among several, the oldest.
+        .min_by(|a, b| {
+            (!a.phase.is_in_flight(), a.seniority()).cmp(&(!b.phase.is_in_flight(), b.seniority()))
+        })
+}
+
+/// What one service's objects look like in the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceView {
+    /// The container names of its Deployment; `None` when the Deployment does not exist.
+    pub containers: Option<Vec<String>>,
+    /// Gateway API only: the HTTPRoute exists and has a backendRef to the stable Service.
+    pub route_found: bool,
+}
+
+/// The part of the cluster a Release depends on, as plain data.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    pub namespace: String,
+    /// The Release being checked, as stored (or, not yet created, the youngest).
+    pub release: Option<Claimant>,
+    /// By service name in `spec.services`; a service missing here has no objects.
+    pub services: BTreeMap<String, ServiceView>,
+    /// Releases in the namespace (the one checked may be among them: it is skipped).
+    pub releases: Vec<Claimant>,
+}
+
+/// One reason the controller would refuse to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The `Stalled` condition's reason: `DeploymentNotFound`, `ContainerNotFound`,
+    /// `RouteNotFound` or `DeploymentClaimed`.
+    pub reason: &'static str,
+    pub problem: Problem,
+}
+
+/// Everything in `view` that stops `spec` from starting, in spec order.
+pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> {
+    let ns = &view.namespace;
+    let none = ServiceView::default();
+    let me = view.release.clone().unwrap_or_else(|| Claimant {
+        name: String::new(),
+        phase: Phase::Pending,
+        created: None,
+        deployments: Vec::new(),
+    });
+    let mut out = Vec::new();
+    let mut refuse = |reason, field: String, message: String| {
+        out.push(Refusal {
+            reason,
+            problem: Problem { field, message },
+        })
+    };
+    for (i, svc) in spec.services.iter().enumerate() {
+        let at = format!("spec.services[{i}]");
+        let seen = view.services.get(&svc.name).unwrap_or(&none);
+        match &seen.containers {
+            None => refuse(
+                "DeploymentNotFound",
+                format!("{at}.deployment"),
+                format!(
+                    "Deployment {:?} not found in namespace {ns:?}; create it or fix the name",
+                    svc.deployment
+                ),
+            ),
+            Some(containers) => {
+                let named = svc
+                    .change
+                    .images
+                    .keys()
+                    .map(|c| (c, "images"))
+                    .chain(svc.change.env.keys().map(|c| (c, "env")));
+                for (container, field) in named {
+                    if !containers.contains(container) {
+                        refuse(
+                            "ContainerNotFound",
+                            format!("{at}.change.{field}.{container}"),
+                            format!(
+                                "Deployment {:?} has no container {container:?} (it has {}); use one of those names",
+                                svc.deployment,
+                                list(containers)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(gw) = svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref())
+            && !seen.route_found
+        {
+            let backend = gw.service.as_deref().unwrap_or(&svc.name);
+            refuse(
+                "RouteNotFound",
+                format!("{at}.traffic.gatewayAPI.httpRoute"),
+                format!(
+                    "HTTPRoute {:?} not found in namespace {ns:?}, or it has no backendRef to Service \
+                     {backend:?}; create it or fix the name",
+                    gw.http_route
+                ),
+            );
+        }
+        if let Some(other) = claimed_by(&me, &svc.deployment, &view.releases) {
+            let why = if other.phase.is_in_flight() {
+                "which is still in flight; wait for it or abort it".to_owned()
+            } else {
+                format!(
+                    "which was created first and has not finished ({:?}); it goes first: wait for it, or delete it",
+                    other.phase
+                )
+            };
+            refuse(
+                "DeploymentClaimed",
+                format!("{at}.deployment"),
+                format!(
+                    "Deployment {:?} is claimed by Release {:?}, {why}",
+                    svc.deployment, other.name
+                ),
+            );
+        }
+    }
+    out
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "no containers".to_owned();
+    }
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Change, GatewayApiTraffic, ServiceSpec, Traffic};
+
+    fn at(s: i64) -> Option<Timestamp> {
+        Some(Timestamp::from_second(s).unwrap())
+    }
+
+    fn claimant(name: &str, created: Option<Timestamp>, phase: Phase) -> Claimant {
+        Claimant {
+            name: name.into(),
+            phase,
+            created,
+            deployments: vec!["web".into()],
+        }
+    }
+
+    #[test]
+    fn the_release_in_flight_or_else_the_older_one_claims_a_deployment() {
+        let me = claimant("me", at(10), Phase::Pending);
+        let older = claimant("older", at(5), Phase::Pending);
+        let newer = claimant("newer", at(20), Phase::Pending);
+        let flying = claimant("flying", at(30), Phase::Progressing);
+        let done = claimant("done", at(1), Phase::Succeeded);
+        let name = |c: Option<&Claimant>| c.map(|c| c.name.clone());
+        assert_eq!(
+            name(claimed_by(&me, "web", &[me.clone(), newer.clone()])),
+            None
+        );
+        assert_eq!(
+            name(claimed_by(&me, "web", std::slice::from_ref(&older))),
+            Some("older".into())
+        );
+        assert_eq!(
+            name(claimed_by(&me, "web", std::slice::from_ref(&flying))),
+            Some("flying".into())
+        );
+        assert_eq!(
+            name(claimed_by(&me, "web", &[older.clone(), flying.clone()])),
+            Some("flying".into()),
+            "the one in flight is the holder to name"
+        );
+        assert_eq!(name(claimed_by(&me, "web", &[done])), None);
+        assert_eq!(
+            name(claimed_by(&me, "other", std::slice::from_ref(&older))),
+            None
+        );
+        // Same second: the name decides, whatever order the list came in.
+        let twin = claimant("a-twin", at(10), Phase::Pending);
+        assert_eq!(name(claimed_by(&me, "web", &[twin])), Some("a-twin".into()));
+        // Once in flight, a Pending Release never takes it away.
+        let me_flying = claimant("me", at(10), Phase::Progressing);
+        assert_eq!(name(claimed_by(&me_flying, "web", &[older, newer])), None);
+        // A Release not created yet (plan on a file) is younger than any stored one.
+        let unsaved = claimant("", None, Phase::Pending);
+        let stored = claimant("stored", at(1_000_000), Phase::Pending);
+        assert_eq!(
+            name(claimed_by(&unsaved, "web", &[stored])),
+            Some("stored".into())
+        );
+    }
+
+    fn spec() -> ReleaseSpec {
+        let svc = |name: &str, gateway: bool| ServiceSpec {
+            name: name.into(),
+            owner: None,
+            deployment: name.into(),
+            change: Change {
+                images: [("app".to_owned(), "x:v2".to_owned())].into(),
+                ..Default::default()
+            },
+            depends_on: vec![],
+            traffic: gateway.then(|| Traffic {
+                gateway_api: Some(GatewayApiTraffic {
+                    http_route: "shop".into(),
+                    service: Some("web-svc".into()),
+                }),
+            }),
+            steps: None,
+            analysis: None,
+        };
+        ReleaseSpec {
+            owner: "team".into(),
+            summary: None,
+            prometheus: None,
+            defaults: None,
+            services: vec![svc("web", false), svc("api", true)],
+            paused: None,
+            abort: None,
+            resume_hold: None,
+            hold_timeout: None,
+        }
+    }
+
+    #[test]
+    fn an_older_pending_release_holds_the_deployment_with_field_and_fix() {
+        let view = ClusterView {
+            namespace: "shop".into(),
+            release: Some(claimant("late", at(10), Phase::Pending)),
+            services: [
+                (
+                    "web".to_owned(),
+                    ServiceView {
+                        containers: Some(vec!["app".into()]),
+                        route_found: false,
+                    },
+                ),
+                (
+                    "api".to_owned(),
+                    ServiceView {
+                        containers: Some(vec!["app".into()]),
+                        route_found: true,
+                    },
+                ),
+            ]
+            .into(),
+            releases: vec![
+                claimant("early", at(5), Phase::Pending),
+                claimant("late", at(10), Phase::Pending),
+            ],
+        };
+        let found = cluster_problems(&spec(), &view);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].reason, "DeploymentClaimed");
+        assert_eq!(found[0].problem.field, "spec.services[0].deployment");
+        assert_eq!(
+            found[0].problem.message,
+            "Deployment \"web\" is claimed by Release \"early\", which was created first and has not \
+             finished (Pending); it goes first: wait for it, or delete it"
+        );
+    }
+
+    #[test]
+    fn every_missing_object_is_named_with_its_reason_in_spec_order() {
+        let view = ClusterView {
+            namespace: "shop".into(),
+            release: None,
+            services: [(
+                "api".to_owned(),
+                ServiceView {
+                    containers: Some(vec!["main".into(), "proxy".into()]),
+                    route_found: false,
+                },
+            )]
+            .into(),
+            releases: vec![],
+        };
+        let found: Vec<(&str, String)> = cluster_problems(&spec(), &view)
+            .into_iter()
+            .map(|r| (r.reason, r.problem.to_string()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "DeploymentNotFound",
+                    "spec.services[0].deployment: Deployment \"web\" not found in namespace \"shop\"; \
+                     create it or fix the name"
+                        .to_owned()
+                ),
+                (
+                    "ContainerNotFound",
+                    "spec.services[1].change.images.app: Deployment \"api\" has no container \"app\" \
+                     (it has \"main\", \"proxy\"); use one of those names"
+                        .to_owned()
+                ),
+                (
+                    "RouteNotFound",
+                    "spec.services[1].traffic.gatewayAPI.httpRoute: HTTPRoute \"shop\" not found in \
+                     namespace \"shop\", or it has no backendRef to Service \"web-svc\"; create it or fix the name"
+                        .to_owned()
+                ),
+            ]
+        );
+    }
+}
