@@ -135,6 +135,7 @@ fn cluster_facts_name_missing_deployments_containers_routes_and_claims() {
     let seen = |containers: Option<&[&str]>, route_found| ServiceView {
         containers: containers.map(|c| c.iter().map(|s| (*s).to_owned()).collect()),
         route_found,
+        replicas: Some(20),
     };
     let at = |s| Some(jiff::Timestamp::from_second(s).unwrap());
     let view = ClusterView {
@@ -280,4 +281,39 @@ fn every_example_release_plans_cleanly() {
         releases >= 4,
         "found only {releases} example Releases in {files:?}"
     );
+}
+
+#[test]
+fn a_deployment_too_small_for_its_steps_is_a_warning_that_says_by_how_much() {
+    let text = std::fs::read_to_string(fixtures().join("shop.yaml")).unwrap();
+    let spec = read_releases(&text).unwrap().remove(0).spec;
+    let mut view = ClusterView {
+        namespace: "shop".into(),
+        ..Default::default()
+    };
+    for svc in &spec.services {
+        let replicas = if svc.name == "inventory" { 2 } else { 40 };
+        view.services.insert(
+            svc.name.clone(),
+            ServiceView {
+                containers: Some(vec!["app".into()]),
+                route_found: true,
+                replicas: Some(replicas),
+            },
+        );
+    }
+    let warnings = signalman::plugin::schedule::weight_warnings(&spec, &view);
+    let inventory = spec
+        .services
+        .iter()
+        .position(|s| s.name == "inventory")
+        .unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let (field, message) = &warnings[0];
+    assert_eq!(field, &format!("spec.services[{inventory}]"));
+    assert!(
+        message.starts_with("Deployment \"inventory\" has 2 replicas: step "),
+        "{message}"
+    );
+    assert!(message.contains("replicas would make it"), "{message}");
 }

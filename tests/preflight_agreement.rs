@@ -70,6 +70,7 @@ fn plan(me: &Release, stored: &[Release]) -> (bool, Vec<String>, String) {
             ServiceView {
                 containers: Some(vec!["app".into()]),
                 route_found: false,
+                replicas: Some(2),
             },
         )]
         .into(),

@@ -75,6 +75,8 @@ pub struct ServiceView {
     pub containers: Option<Vec<String>>,
     /// Gateway API only: the HTTPRoute exists and has a backendRef to the stable Service.
     pub route_found: bool,
+    /// The Deployment's `spec.replicas` (what a replica-ratio canary is sized against).
+    pub replicas: Option<i32>,
 }
 
 /// The part of the cluster a Release depends on, as plain data.
@@ -302,6 +304,7 @@ mod tests {
                     ServiceView {
                         containers: Some(vec!["app".into()]),
                         route_found: false,
+                        replicas: None,
                     },
                 ),
                 (
@@ -309,6 +312,7 @@ mod tests {
                     ServiceView {
                         containers: Some(vec!["app".into()]),
                         route_found: true,
+                        replicas: None,
                     },
                 ),
             ]
@@ -339,6 +343,7 @@ mod tests {
                 ServiceView {
                     containers: Some(vec!["main".into(), "proxy".into()]),
                     route_found: false,
+                    replicas: None,
                 },
             )]
             .into(),

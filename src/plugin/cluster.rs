@@ -275,6 +275,7 @@ impl Connection {
                         .await);
                 }
             };
+            let replicas = found.as_ref().map(crate::traffic::spec_replicas);
             let containers = found.map(|d| {
                 d.spec
                     .and_then(|s| s.template.spec)
@@ -300,6 +301,7 @@ impl Connection {
                 ServiceView {
                     containers,
                     route_found,
+                    replicas,
                 },
             );
         }

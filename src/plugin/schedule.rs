@@ -15,6 +15,7 @@ use crate::api::{self, Analysis, Plan, Problem, ReleaseSpec};
 use crate::plan;
 use crate::preflight::{self, ClusterView};
 use crate::text;
+use crate::traffic::replica;
 
 use super::style::Style;
 use super::untrusted;
@@ -228,6 +229,22 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
         let _ = writeln!(out, "{why}");
     }
 
+    if let (Ok(_), ClusterCheck::Checked { facts, .. }) = (&sched, check) {
+        let warnings = weight_warnings(spec, facts);
+        if !warnings.is_empty() {
+            out.push('\n');
+            let _ = writeln!(out, "{}", style.bold("Warnings:"));
+            for (field, message) in &warnings {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: {message}",
+                    style.yellow("!"),
+                    style.bold(field)
+                );
+            }
+        }
+    }
+
     out.push('\n');
     match check {
         ClusterCheck::Skipped(why) => {
@@ -274,6 +291,46 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
         }
     }
     (out, valid)
+}
+
+/// Replica-ratio steps that the Deployment in the cluster is too small to
+/// carry within [`replica::TOLERANCE`] points, as (field, what and the fix).
+pub fn weight_warnings(spec: &ReleaseSpec, facts: &ClusterView) -> Vec<(String, String)> {
+    spec.services
+        .iter()
+        .enumerate()
+        .filter(|(_, svc)| svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()).is_none())
+        .filter_map(|(i, svc)| {
+            let n = facts.services.get(&svc.name)?.replicas?;
+            let weights: Vec<i32> = spec.steps_of(svc).iter().map(|s| s.weight).collect();
+            let steps: Vec<String> = replica::overshoots(n, &weights)
+                .iter()
+                .map(|o| {
+                    format!(
+                        "step {}% runs {} canary pod{} beside them, {}% of the pods; \
+                         {} replicas would make it {}%",
+                        o.weight,
+                        o.canary_pods,
+                        plural(o.canary_pods as usize),
+                        o.effective,
+                        o.replicas_needed,
+                        replica::effective_weight(o.replicas_needed, o.weight)
+                    )
+                })
+                .collect();
+            (!steps.is_empty()).then(|| {
+                (
+                    format!("spec.services[{i}]"),
+                    format!(
+                        "Deployment {:?} has {n} replica{}: {} (the canary's share of the pods is its share of the traffic)",
+                        svc.deployment,
+                        plural(n as usize),
+                        steps.join("; ")
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: Style) {

@@ -125,6 +125,7 @@ fn cluster_problems(cx: &Ctx) -> Vec<(&'static str, String)> {
                 let view = ServiceView {
                     containers: seen.stable.as_ref().map(|s| s.containers.clone()),
                     route_found: seen.route.as_ref().is_some_and(|r| r.found),
+                    replicas: seen.stable.as_ref().map(|s| s.replicas),
                 };
                 (svc.name.clone(), view)
             })
