@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use crate::api::{Phase, Problem, Release, ReleaseSpec};
+use crate::api::{Phase, Problem, Release, ReleaseSpec, StallReason};
 
 /// A Release as the claim rule sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ pub struct ClusterView {
 pub struct Refusal {
     /// The `Stalled` condition's reason: `DeploymentNotFound`, `ContainerNotFound`,
     /// `RouteNotFound` or `DeploymentClaimed`.
-    pub reason: &'static str,
+    pub reason: StallReason,
     pub problem: Problem,
 }
 
@@ -122,7 +122,7 @@ pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> 
         let seen = view.services.get(&svc.name).unwrap_or(&none);
         match &seen.containers {
             None => refuse(
-                "DeploymentNotFound",
+                StallReason::DeploymentNotFound,
                 format!("{at}.deployment"),
                 format!(
                     "Deployment {:?} not found in namespace {ns:?}; create it or fix the name",
@@ -139,7 +139,7 @@ pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> 
                 for (container, field) in named {
                     if !containers.contains(container) {
                         refuse(
-                            "ContainerNotFound",
+                            StallReason::ContainerNotFound,
                             format!("{at}.change.{field}.{container}"),
                             format!(
                                 "Deployment {:?} has no container {container:?} (it has {}); use one of those names",
@@ -156,7 +156,7 @@ pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> 
         {
             let backend = gw.service.as_deref().unwrap_or(&svc.name);
             refuse(
-                "RouteNotFound",
+                StallReason::RouteNotFound,
                 format!("{at}.traffic.gatewayAPI.httpRoute"),
                 format!(
                     "HTTPRoute {:?} not found in namespace {ns:?}, or it has no backendRef to Service \
@@ -175,7 +175,7 @@ pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> 
                 )
             };
             refuse(
-                "DeploymentClaimed",
+                StallReason::DeploymentClaimed,
                 format!("{at}.deployment"),
                 format!(
                     "Deployment {:?} is claimed by Release {:?}, {why}",
@@ -324,7 +324,7 @@ mod tests {
         };
         let found = cluster_problems(&spec(), &view);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].reason, "DeploymentClaimed");
+        assert_eq!(found[0].reason, StallReason::DeploymentClaimed);
         assert_eq!(found[0].problem.field, "spec.services[0].deployment");
         assert_eq!(
             found[0].problem.message,
@@ -349,7 +349,7 @@ mod tests {
             .into(),
             releases: vec![],
         };
-        let found: Vec<(&str, String)> = cluster_problems(&spec(), &view)
+        let found: Vec<(StallReason, String)> = cluster_problems(&spec(), &view)
             .into_iter()
             .map(|r| (r.reason, r.problem.to_string()))
             .collect();
@@ -357,19 +357,19 @@ mod tests {
             found,
             [
                 (
-                    "DeploymentNotFound",
+                    StallReason::DeploymentNotFound,
                     "spec.services[0].deployment: Deployment \"web\" not found in namespace \"shop\"; \
                      create it or fix the name"
                         .to_owned()
                 ),
                 (
-                    "ContainerNotFound",
+                    StallReason::ContainerNotFound,
                     "spec.services[1].change.images.app: Deployment \"api\" has no container \"app\" \
                      (it has \"main\", \"proxy\"); use one of those names"
                         .to_owned()
                 ),
                 (
-                    "RouteNotFound",
+                    StallReason::RouteNotFound,
                     "spec.services[1].traffic.gatewayAPI.httpRoute: HTTPRoute \"shop\" not found in \
                      namespace \"shop\", or it has no backendRef to Service \"web-svc\"; create it or fix the name"
                         .to_owned()

@@ -490,6 +490,14 @@ named!(HoldReason {
     Drift,
     SpecChanged
 });
+named!(StallReason {
+    InvalidSpec,
+    InvalidPlan,
+    DeploymentNotFound,
+    ContainerNotFound,
+    RouteNotFound,
+    DeploymentClaimed,
+});
 named!(RollbackReason {
     Breach,
     Abort,
@@ -507,6 +515,21 @@ pub enum HoldReason {
     Drift,
     /// What is being released changed while the release was in flight.
     SpecChanged,
+}
+
+/// Why a Release was refused before it changed anything: the reason of its
+/// `Stalled` condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StallReason {
+    /// What the CRD schema should have refused.
+    InvalidSpec,
+    /// `dependsOn` names an unknown service, or services depend on each other in a loop.
+    InvalidPlan,
+    DeploymentNotFound,
+    ContainerNotFound,
+    RouteNotFound,
+    /// Another unfinished Release holds the Deployment.
+    DeploymentClaimed,
 }
 
 /// Why a rollback began.

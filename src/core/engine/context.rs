@@ -24,7 +24,7 @@ pub(super) struct Ctx<'a> {
     pub judged: Vec<Judged>,
     pub requeue: Option<Duration>,
     /// Set when a Pending release is refused: the Stalled reason.
-    pub stalled: Option<String>,
+    pub stalled: Option<crate::api::StallReason>,
     /// Why a requested resume could not happen, for the status message.
     pub note: Option<String>,
     empty: ServiceObservation,

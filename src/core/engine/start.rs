@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::NoticeKind;
 use super::context::Ctx;
 use super::progress;
-use crate::api::{self, Phase, ServicePhase, ServiceStatus};
+use crate::api::{self, Phase, ServicePhase, ServiceStatus, StallReason};
 use crate::preflight::{Claimant, ClusterView, ServiceView};
 
 /// How soon a release refused for what is in the cluster looks again: the
@@ -17,7 +17,7 @@ pub(super) fn pending(cx: &mut Ctx) {
     let invalid = api::validate(spec);
     if !invalid.is_empty() {
         let lines = invalid.iter().map(ToString::to_string).collect();
-        return stall(cx, "InvalidSpec", lines, None);
+        return stall(cx, StallReason::InvalidSpec, lines, None);
     }
     let unplannable = crate::plan::problems(spec);
     if !unplannable.is_empty() {
@@ -25,7 +25,7 @@ pub(super) fn pending(cx: &mut Ctx) {
             .iter()
             .map(|e| e.problem(spec).to_string())
             .collect();
-        return stall(cx, "InvalidPlan", lines, None);
+        return stall(cx, StallReason::InvalidPlan, lines, None);
     }
     let missing = cluster_problems(cx);
     if let Some((reason, _)) = missing.first() {
@@ -94,17 +94,20 @@ pub(super) fn pending(cx: &mut Ctx) {
     progress::run(cx);
 }
 
-fn stall(cx: &mut Ctx, reason: &str, lines: Vec<String>, recheck: Option<Duration>) {
+fn stall(cx: &mut Ctx, reason: StallReason, lines: Vec<String>, recheck: Option<Duration>) {
     cx.set_phase(Phase::Pending);
     let message = lines.join("; ");
     let already = cx.st.conditions.iter().any(|c| {
-        c.type_ == "Stalled" && c.status == "True" && c.reason == reason && c.message == message
+        c.type_ == "Stalled"
+            && c.status == "True"
+            && c.reason == reason.as_str()
+            && c.message == message
     });
     if !already {
         cx.notice(NoticeKind::Stalled, None, format!("{reason}: {message}"));
     }
     cx.st.message = Some(message);
-    cx.stalled = Some(reason.to_owned());
+    cx.stalled = Some(reason);
     if let Some(after) = recheck {
         cx.wake_in(after);
     }
@@ -112,7 +115,7 @@ fn stall(cx: &mut Ctx, reason: &str, lines: Vec<String>, recheck: Option<Duratio
 
 /// What the cluster must have before the release may touch it: the same
 /// preflight `kubectl signalman plan` runs, on what the shell observed.
-fn cluster_problems(cx: &Ctx) -> Vec<(&'static str, String)> {
+fn cluster_problems(cx: &Ctx) -> Vec<(StallReason, String)> {
     let view = ClusterView {
         namespace: cx.namespace().to_owned(),
         release: Some(Claimant::of(cx.release)),

@@ -101,7 +101,7 @@ fn message(cx: &Ctx) -> String {
 fn conditions(cx: &mut Ctx) {
     let phase = cx.phase();
     let stalled: Option<String> = match phase {
-        Phase::Pending => cx.stalled.clone(),
+        Phase::Pending => cx.stalled.map(|r| r.to_string()),
         Phase::Held => cx.st.hold.as_ref().map(|h| h.reason.to_string()),
         Phase::RolledBack => Some("RolledBack".to_owned()),
         Phase::Failed => Some("Failed".to_owned()),
