@@ -17,7 +17,6 @@ use super::observe::World;
 use super::template::{new_template, template_state};
 use crate::api::{Change, Release, ServiceSpec};
 use crate::engine::{Action, TemplateState};
-use crate::traffic::gateway::route_rules;
 use crate::traffic::{self, Baseline, Owner, ServiceObjects, Write, baseline_name};
 
 pub async fn apply(
@@ -135,16 +134,12 @@ async fn record_baseline(
     if let Some(m) = template.metadata.as_mut() {
         m.creation_timestamp = None;
     }
-    let route_rules = match svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
-        Some(g) => Some(route_rules(objects.route.as_ref().ok_or_else(|| {
-            Error::Missing(format!("HTTPRoute {:?} does not exist", g.http_route))
-        })?)),
-        None => None,
-    };
     let baseline = Baseline {
         template,
         replicas: spec.replicas.unwrap_or(1),
-        route_rules,
+        route_rules: traffic::for_service(svc)
+            .baseline_routes(objects)
+            .map_err(Error::Missing)?,
     };
     let o = owner(rel, svc)?;
     let cr = ControllerRevision {

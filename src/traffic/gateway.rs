@@ -364,6 +364,14 @@ impl Provider for GatewayApi {
         Ok(writes)
     }
 
+    fn baseline_routes(&self, objects: &ServiceObjects) -> Result<Option<Value>, String> {
+        let route = objects
+            .route
+            .as_ref()
+            .ok_or_else(|| format!("HTTPRoute {:?} does not exist", self.route))?;
+        Ok(Some(route_rules(route)))
+    }
+
     fn promote(&self, objects: &ServiceObjects, template: Option<Write>) -> Vec<Write> {
         // The new stable pods get a new pod-template-hash: unpin first so the
         // stable Service follows them.

@@ -209,9 +209,10 @@ pub trait Provider {
     /// delete the canary objects, each once it is safe to.
     fn remove(&self, objects: &ServiceObjects) -> Vec<Write>;
 
-    /// The writes that give the user's own objects back at the end of a release.
-    fn release(&self, _objects: &ServiceObjects) -> Vec<Write> {
-        Vec::new()
+    /// What of the user's routing must be recorded with the baseline, so
+    /// that [`Provider::remove`] can put it back as it was (`None`: nothing).
+    fn baseline_routes(&self, _objects: &ServiceObjects) -> Result<Option<Value>, String> {
+        Ok(None)
     }
 }
 
