@@ -340,10 +340,17 @@ pub async fn install_crd() {
     if DONE.load(std::sync::atomic::Ordering::Acquire) {
         return;
     }
-    let client = crate::client().await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client);
-    let name = Release::crd_name();
-    crate::apply(&crds, &Release::crd()).await;
+    apply_crd(&crate::client().await, &Release::crd()).await;
+    DONE.store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// Server-side apply a CRD and wait until the API server has Established it
+/// (serves its resource), e.g. a copy of [`Release::crd`] under a group of
+/// its own.
+pub async fn apply_crd(client: &kube::Client, crd: &CustomResourceDefinition) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.as_deref().expect("a CRD without a name");
+    crate::apply(&crds, crd).await;
     crate::wait_for_object(&crds, name, "Established", Duration::from_secs(30), |crd| {
         crd.status
             .as_ref()
@@ -354,7 +361,6 @@ pub async fn install_crd() {
             })
     })
     .await;
-    DONE.store(true, std::sync::atomic::Ordering::Release);
 }
 
 /// Sum of every sample of `name` in a Prometheus text exposition.

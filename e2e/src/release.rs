@@ -217,6 +217,19 @@ impl Svc {
         });
         self
     }
+
+    /// `traffic.gatewayAPI.service`: the route's stable Service, when it is
+    /// not named like the service (also what `{{service}}` stands for in
+    /// queries). Set [`Self::route`] first.
+    pub fn gateway_service(mut self, service: &str) -> Svc {
+        self.0
+            .traffic
+            .as_mut()
+            .and_then(|t| t.gateway_api.as_mut())
+            .expect("gateway_service applies to the route set by route()")
+            .service = Some(service.to_string());
+        self
+    }
 }
 
 // ------------------------------------------------------------ the cluster

@@ -122,23 +122,23 @@ async fn a_stable_deployment_deleted_mid_release_holds_at_zero() {
 
 #[tokio::test]
 async fn editing_who_owns_a_release_in_flight_changes_nothing_released() {
-    let (_client, ns, _operator, api) = start("ctl-reowner").await;
-    let before = op::status(&api, "guarded").await;
-    let bake = before["services"][0]["bakeStartedAt"].clone();
-    op::patch_spec(
-        &api,
-        "guarded",
-        serde_json::json!({"owner": "team-other", "summary": "typo fixed", "holdTimeout": "1h"}),
-    )
+    let (sc, api, _) = start("ctl-reowner").await;
+    let before = rel::status(&api, "guarded").await;
+    let bake = rel::service(&before, "web").unwrap()["bakeStartedAt"].clone();
+    rel::patch_spec(&api, "guarded", |s| {
+        s.owner = "team-other".to_string();
+        s.summary = Some("typo fixed".to_string());
+        s.hold_timeout = Some(Duration::from_secs(3600).into());
+    })
     .await;
     // The controller sees the edit at once (a watch event); give it time to
     // act on it if it were going to, then check that nothing moved.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let after = op::status(&api, "guarded").await;
+    let after = rel::status(&api, "guarded").await;
     assert!(after["hold"].is_null(), "held: {}", after["hold"]);
-    assert_eq!(op::phase(&after), "Progressing", "{after}");
-    let web = op::service(&after, "web").unwrap();
+    assert_eq!(rel::phase(&after), "Progressing", "{after}");
+    let web = rel::service(&after, "web").unwrap();
     assert_eq!(web["weight"], 50, "{after}");
     assert_eq!(web["bakeStartedAt"], bake, "the bake started over: {after}");
-    ns.delete().await;
+    sc.end().await;
 }

@@ -7,52 +7,28 @@
 
 use std::time::Duration;
 
-use signalman_e2e::operator::{self as op, Operator};
-use signalman_e2e::{self as e2e, TestNamespace};
-
-const ROUTE: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: shop}
-spec:
-  parentRefs: [{name: gateway}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: web, port: 80}]
-"#;
+use signalman_e2e::release::{self as rel, release, svc};
+use signalman_e2e::{self as e2e, Scenario};
 
 #[tokio::test]
 async fn service_placeholder_names_the_gateway_service_the_metrics_carry() {
-    let client = e2e::client().await;
-    let ns = TestNamespace::create(&client, "ctl-svc-name").await;
-    let _operator = Operator::start(ns.name()).await;
-    e2e::apply_yaml(
-        &client,
-        Some(ns.name()),
-        &op::web_app("web", 2, "registry.example/web:v1", 0),
-    )
-    .await;
-    e2e::apply_yaml(&client, Some(ns.name()), ROUTE).await;
-    e2e::wait_deployment_ready(&client, ns.name(), "web", 2, Duration::from_secs(60)).await;
+    let sc = Scenario::start("ctl-svc-name").await;
+    sc.apply_yaml(&e2e::http_route_yaml("shop", "web")).await;
+    sc.deploy_apps(&["web"]).await;
 
-    let release = format!(
-        r#"apiVersion: signalman.dev/v1alpha1
-kind: Release
-metadata: {{name: renamed}}
-spec:
-  owner: team-e2e
-{}  services:
-  - name: storefront
-    deployment: web
-    change: {{images: {{app: "registry.example/web:v2"}}}}
-    traffic: {{gatewayAPI: {{httpRoute: shop, service: web}}}}
-"#,
-        op::defaults_yaml(&[(50, 3), (100, 1)])
-    );
-    e2e::apply_yaml(&client, Some(ns.name()), &release).await;
-    let api = op::releases(&client, ns.name());
-    let done = op::wait_phase(&api, "renamed", "Succeeded", Duration::from_secs(60)).await;
-    let measured: Vec<&serde_json::Value> = op::service(&done, "storefront")
+    let renamed = release("renamed")
+        .defaults(&[(50, 3), (100, 1)])
+        .service(
+            svc("storefront")
+                .deployment("web")
+                .image("app", "registry.example/web:v2")
+                .route("shop")
+                .gateway_service("web"),
+        )
+        .build();
+    let api = sc.apply(&renamed).await;
+    let done = rel::wait_phase(&api, "renamed", "Succeeded", Duration::from_secs(60)).await;
+    let measured: Vec<&serde_json::Value> = rel::service(&done, "storefront")
         .and_then(|s| s["measurements"].as_array())
         .into_iter()
         .flatten()
@@ -64,5 +40,5 @@ spec:
         "no measured value: {measured:?}"
     );
     assert!(done["hold"].is_null(), "it held: {}", done["hold"]);
-    ns.delete().await;
+    sc.end().await;
 }

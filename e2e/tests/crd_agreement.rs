@@ -6,22 +6,24 @@
 //! bounds or with min > max, names off the pattern, lengths at and over the
 //! limits, no metrics and no opt-out), go to the real API server as
 //! server-side dry-run creates; "accepted" must equal "validate() found
-//! nothing". The schema is this tree's `crds/` file, installed under a group
-//! of its own so concurrent runs that install theirs cannot change it mid-test.
+//! nothing". The schema is the CRD this tree generates (`Release::crd()`,
+//! what `signalman crd` prints into `crds/`), installed under a group of its
+//! own so concurrent runs that install theirs cannot change it mid-test.
 
 use std::collections::BTreeMap;
 use std::time::Duration as StdDuration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use signalman_core::api::{
     Analysis, Change, Defaults, Duration, GatewayApiTraffic, Metric, NoDataPolicy, PrometheusSpec,
-    ReleaseSpec, ServiceSpec, SkipAnalysis, Step, Traffic, validate,
+    Release, ReleaseSpec, ServiceSpec, SkipAnalysis, Step, Traffic, validate,
 };
-use signalman_e2e::{self as e2e, TestNamespace};
+use signalman_e2e::{self as e2e, TestNamespace, operator};
 
 /// Enough to meet every edge several times and stay well under a minute
 /// (a dry-run create takes a few milliseconds on the local control plane).
@@ -397,17 +399,13 @@ fn resource() -> ApiResource {
 }
 
 async fn install_private_crd(client: &kube::Client) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../crds/signalman.dev_releases.yaml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut crd: serde_json::Value = serde_yaml::from_str(&text).unwrap();
-    crd["metadata"]["name"] = format!("releases.{GROUP}").into();
-    crd["spec"]["group"] = GROUP.into();
+    let mut crd = Release::crd();
+    crd.metadata.name = Some(format!("releases.{GROUP}"));
+    crd.spec.group = GROUP.to_owned();
     // Short names and categories would shadow the real ones in kubectl.
-    let names = crd["spec"]["names"].as_object_mut().unwrap();
-    names.remove("shortNames");
-    names.remove("categories");
-    e2e::apply_yaml(client, None, &serde_yaml::to_string(&crd).unwrap()).await;
+    crd.spec.names.short_names = None;
+    crd.spec.names.categories = None;
+    operator::apply_crd(client, &crd).await;
     e2e::wait_for(
         "the private Release CRD to be served",
         StdDuration::from_secs(30),
