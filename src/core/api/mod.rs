@@ -93,7 +93,11 @@ pub struct ReleaseSpec {
 
     /// Roll back automatically when a hold lasts longer than this (Go duration, e.g. `30m`).
     /// Unset: a hold waits for a person.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_duration"
+    )]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("spec.holdTimeout must be a duration of at least 1s, e.g. 30m"))]
     pub hold_timeout: Option<Duration>,
 }
@@ -135,6 +139,30 @@ const NOT_MEASURED: &str = "spec.services: every service needs at least one metr
     or in spec.defaults.analysis.metrics when it has no analysis of its own), or an explicit opt-out: \
     analysis.skipAnalysis.reason";
 
+/// A Go duration that is not negative. kube's parser panics on a negative
+/// total (`5s-3s`, `-1s`), and the API server refuses every signed duration
+/// through the CEL rules anyway, so a sign is refused before it can parse.
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_duration(String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn some_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(parse_duration)
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
+fn parse_duration(text: String) -> Result<Duration, String> {
+    if text.contains(['-', '+']) {
+        return Err(format!(
+            "{text:?} is not a duration: write a positive Go duration such as 30s, 2m or 1h30m"
+        ));
+    }
+    text.parse()
+        .map_err(|e| format!("{text:?} is not a duration: {e}"))
+}
+
 const STEPS_INCREASING: &str =
     "self.map(s, s.weight).isSorted() && self.all(a, self.exists_one(b, b.weight == a.weight))";
 const STEPS_END_AT_100: &str = "self[size(self) - 1].weight == 100";
@@ -148,6 +176,7 @@ pub struct Step {
     pub weight: i32,
     /// How long the step is held and measured before it may pass (Go duration, at least `1s`).
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("bake must be a duration of at least 1s, e.g. 2m"))]
+    #[serde(deserialize_with = "duration")]
     pub bake: Duration,
 }
 
@@ -157,7 +186,11 @@ pub struct Step {
 #[x_kube(validation = Rule::new("!has(self.skipAnalysis) || !has(self.metrics) || size(self.metrics) == 0").message("analysis: set metrics or skipAnalysis, not both"))]
 pub struct Analysis {
     /// Time between two measurements of each metric during a bake (Go duration, at least `1s`; default `30s`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_duration"
+    )]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("analysis.interval must be a duration of at least 1s, e.g. 30s"))]
     pub interval: Option<Duration>,
     /// Failed measurements tolerated per step; one more is a breach (default 0).
@@ -822,5 +855,28 @@ impl Release {
             self.metadata.namespace.as_deref().unwrap_or_default(),
             self.metadata.name.as_deref().unwrap_or_default()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_duration_is_an_error_not_a_panic() {
+        let step = |bake: &str| {
+            serde_json::from_value::<Step>(serde_json::json!({"weight": 50, "bake": bake}))
+        };
+        for bad in ["5s-3s", "-1s", "+2m"] {
+            let err = step(bad).unwrap_err().to_string();
+            assert!(err.contains("is not a duration"), "{bad}: {err}");
+        }
+        assert_eq!(
+            std::time::Duration::from(step("1m30s").unwrap().bake),
+            std::time::Duration::from_secs(90)
+        );
+        let analysis: Analysis =
+            serde_json::from_value(serde_json::json!({"interval": null})).unwrap();
+        assert_eq!(analysis.interval, None);
     }
 }
