@@ -132,7 +132,7 @@ impl Metrics {
         let rollbacks = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "rollbacks",
-            "Rollbacks begun, by reason (Breach, Abort, HoldTimeout)",
+            "Rollbacks begun, by reason (Breach, Abort, HoldTimeout, Deleted)",
             rollbacks.clone(),
         );
         let holds = Family::<ReasonLabels, Counter>::default();

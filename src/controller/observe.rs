@@ -128,6 +128,7 @@ impl World {
                 ),
                 rolled_out: rolled_out(d),
                 replicas: traffic::spec_replicas(d),
+                paused: d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false),
             }
         });
         let in_effect = traffic::for_service(svc).observe(&o);

@@ -32,6 +32,9 @@ pub const SERVICE_LABEL: &str = "signalman.dev/service";
 pub const CANARY_OF_LABEL: &str = "signalman.dev/canary-of";
 /// Field manager for every server-side apply Signalman makes.
 pub const FIELD_MANAGER: &str = "signalman";
+/// Finalizer the controller puts on a Release before its first change to the
+/// cluster, so that deleting a Release in flight reverses the train first.
+pub const FINALIZER: &str = "signalman.dev/release";
 
 /// A release train: Deployments that change together, in dependency order,
 /// each shifted to its new version in measured steps and reversed together on a breach.
@@ -455,7 +458,8 @@ named!(HoldReason {
 named!(RollbackReason {
     Breach,
     Abort,
-    HoldTimeout
+    HoldTimeout,
+    Deleted
 });
 
 /// Why the controller holds a release.
@@ -480,6 +484,8 @@ pub enum RollbackReason {
     Abort,
     /// A hold lasted longer than `spec.holdTimeout`.
     HoldTimeout,
+    /// The Release was deleted while in flight.
+    Deleted,
 }
 
 /// The computed plan.

@@ -27,6 +27,8 @@ pub struct SimService {
     pub containers: Vec<String>,
     pub template: TemplateState,
     pub rolled_out: bool,
+    /// `spec.paused`: a rollout does not finish while it is set.
+    pub paused: bool,
     pub canary: Option<CanaryObservation>,
     pub baseline_recorded: bool,
     pub claimed_by: Option<String>,
@@ -100,6 +102,7 @@ impl Sim {
                     containers,
                     template: TemplateState::Baseline,
                     rolled_out: true,
+                    paused: false,
                     canary: None,
                     baseline_recorded: false,
                     claimed_by: None,
@@ -171,6 +174,7 @@ impl Sim {
                         template: s.template,
                         rolled_out: s.rolled_out,
                         replicas: 3,
+                        paused: s.paused,
                     }),
                     canary: s.canary.clone(),
                     baseline_recorded: s.baseline_recorded,
@@ -235,7 +239,7 @@ impl Sim {
                 c.ready = true;
                 c.effective = c.weight;
             }
-            s.rolled_out = true;
+            s.rolled_out |= !s.paused;
         }
     }
 
@@ -247,6 +251,7 @@ impl Sim {
                 containers: Vec::new(),
                 template: TemplateState::Baseline,
                 rolled_out: true,
+                paused: false,
                 canary: None,
                 baseline_recorded: false,
                 claimed_by: None,
