@@ -114,13 +114,23 @@ pub(super) fn run(cx: &mut Ctx) {
     }
 }
 
-/// A deleted Release that has changed the cluster and has not finished
-/// reversing its train within [`DELETION_GRACE`] of its deletion.
+/// A deleted Release whose rollback has not finished within
+/// [`DELETION_GRACE`]. Counted from when the rollback began (or the deletion,
+/// if later), not from the deletion alone, so an operator that was down when
+/// the Release was deleted still tries before it gives up.
 pub(super) fn deletion_overdue(cx: &Ctx) -> bool {
     let Some(deleted) = &cx.release.metadata.deletion_timestamp else {
         return false;
     };
-    cx.phase() != Phase::Pending && cx.now >= plus(deleted.0, DELETION_GRACE)
+    if cx.phase() != Phase::RollingBack {
+        return false;
+    }
+    let since = cx
+        .st
+        .rollback
+        .as_ref()
+        .map_or(deleted.0, |r| r.at.0.max(deleted.0));
+    cx.now >= plus(since, DELETION_GRACE)
 }
 
 /// Stop trying and let the deletion go through: `Failed`, with every service

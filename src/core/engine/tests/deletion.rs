@@ -119,3 +119,19 @@ fn a_deletion_whose_stable_deployment_is_gone_ends_failed_at_once() {
     let message = status(&sim).message.clone().unwrap();
     assert!(message.contains("train-a-baseline"), "{message}");
 }
+
+#[test]
+fn an_operator_back_long_after_the_deletion_still_tries_before_it_gives_up() {
+    let mut sim = mid_train();
+    // Deleted 20 minutes before the controller decides again.
+    sim.release.metadata.deletion_timestamp = Some(Time(
+        sim.now
+            .checked_sub(jiff::SignedDuration::from_secs(1200))
+            .unwrap(),
+    ));
+    let d = sim.pass().clone();
+    assert_eq!(d.status.phase, Some(Phase::RollingBack));
+    assert_eq!(d.actions.first(), Some(&zero("b")));
+    assert_eq!(sim.run(100), Phase::RolledBack);
+    all_settled_as(&sim, TemplateState::Baseline);
+}
