@@ -130,6 +130,9 @@ pub struct StableObservation {
     /// `spec.paused`: the user stopped its rollouts, so nothing written to it
     /// rolls out until they resume it.
     pub paused: bool,
+    /// Its rollout passed `progressDeadlineSeconds` (condition Progressing=False,
+    /// reason ProgressDeadlineExceeded): it will not finish without a person.
+    pub rollout_failed: bool,
 }
 
 /// The stable Deployment's pod template compared with what the release expects.

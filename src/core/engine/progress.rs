@@ -13,9 +13,9 @@ use crate::api::{
 };
 use crate::text;
 
-/// How soon a service waiting for a paused Deployment looks again when no
-/// watch event comes first.
-const PAUSED_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+/// How soon a service waiting for a person to fix its Deployment looks
+/// again when no watch event comes first.
+const PERSON_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The measurements due now: for every service baking a step, each metric one
 /// `interval` after its last measurement in this step (or after the bake began).
@@ -337,8 +337,8 @@ fn start_service(cx: &mut Ctx, i: usize) {
             Some(format!("waits for {} to be promoted", waiting.join(", ")));
         return;
     }
-    if let Some((wait, paused)) = deployment_not_ready(cx, &svc.deployment, &name) {
-        return wait_for_deployment(cx, i, wait, paused);
+    if let Some((wait, stall)) = deployment_not_ready(cx, &svc.deployment, &name) {
+        return wait_for_deployment(cx, i, wait, stall);
     }
     if !cx.seen(&name).baseline_recorded {
         cx.st.services[i].message = Some("recording the baseline".to_owned());
@@ -365,12 +365,18 @@ fn start_service(cx: &mut Ctx, i: usize) {
     bake(cx, i);
 }
 
-/// Why the stable Deployment cannot give a baseline yet, and whether that
-/// needs a person: a paused Deployment runs nothing written to it until
-/// someone resumes it, and one still rolling out has pods on two templates,
-/// so the baseline would be a template not every pod runs. A missing
-/// Deployment is left to the rules that already handle it (preflight, drift).
-fn deployment_not_ready(cx: &Ctx, deployment: &str, name: &str) -> Option<(String, bool)> {
+/// Why the stable Deployment cannot give a baseline yet, and the Stalled
+/// reason when that needs a person: a paused Deployment runs nothing written
+/// to it until someone resumes it, and one whose rollout passed its
+/// progress deadline will not finish on its own. One still rolling out has
+/// pods on two templates, so the baseline would be a template not every pod
+/// runs; that is the cluster converging, not a stall. A missing Deployment
+/// is left to the rules that already handle it (preflight, drift).
+fn deployment_not_ready(
+    cx: &Ctx,
+    deployment: &str,
+    name: &str,
+) -> Option<(String, Option<&'static str>)> {
     let stable = cx.seen(name).stable.as_ref()?;
     let ns = cx.namespace();
     if stable.paused {
@@ -380,40 +386,55 @@ fn deployment_not_ready(cx: &Ctx, deployment: &str, name: &str) -> Option<(Strin
                  roll out neither the baseline nor the new version; resume it with \
                  `kubectl rollout resume deployment/{deployment} -n {ns}`"
             ),
-            true,
+            Some("DeploymentPaused"),
         ));
     }
-    if !stable.rolled_out {
+    if stable.rolled_out {
+        return None;
+    }
+    if stable.rollout_failed {
         return Some((
             format!(
-                "waits for Deployment {deployment:?} to finish its rollout before recording its baseline \
-                 (not every replica is updated and available yet); if it does not finish, see \
-                 `kubectl rollout status deployment/{deployment} -n {ns}`"
+                "waits for Deployment {deployment:?} to finish its rollout, which exceeded its \
+                 progressDeadlineSeconds (ProgressDeadlineExceeded); fix it (`kubectl describe \
+                 deployment/{deployment} -n {ns}`) or undo it with `kubectl rollout undo \
+                 deployment/{deployment} -n {ns}`"
             ),
-            false,
+            Some("DeploymentRolloutFailed"),
         ));
     }
-    None
+    Some((
+        format!(
+            "waits for Deployment {deployment:?} to finish its rollout before recording its baseline \
+             (not every replica is updated and available yet); if it does not finish, see \
+             `kubectl rollout status deployment/{deployment} -n {ns}`"
+        ),
+        None,
+    ))
 }
 
 /// Nothing is written while the Deployment is not ready to give a baseline;
 /// the wait is told once in the timeline, and once as a Stalled event when
 /// it needs a person.
-fn wait_for_deployment(cx: &mut Ctx, i: usize, wait: String, paused: bool) {
+fn wait_for_deployment(cx: &mut Ctx, i: usize, wait: String, stall: Option<&'static str>) {
     let name = cx.st.services[i].name.clone();
     if cx.st.services[i].message.as_deref() != Some(wait.as_str()) {
         cx.record("Waiting", Some(&name), wait.clone());
-        if paused {
+        if stall.is_some() {
             cx.notice(NoticeKind::Stalled, Some(&name), format!("{name} {wait}"));
         }
     }
     cx.st.services[i].message = Some(wait);
     cx.waiting.push(name);
-    if paused {
-        cx.stalled = Some("DeploymentPaused".to_owned());
+    if let Some(reason) = stall {
+        cx.stalled = Some(reason.to_owned());
     }
     // Watches on the Deployment wake the controller as soon as it changes.
-    cx.wake_in(if paused { PAUSED_RECHECK } else { CONVERGE });
+    cx.wake_in(if stall.is_some() {
+        PERSON_RECHECK
+    } else {
+        CONVERGE
+    });
 }
 
 /// A service in a step: get the weight in effect, bake, measure, pass.

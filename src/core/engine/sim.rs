@@ -29,6 +29,8 @@ pub struct SimService {
     pub rolled_out: bool,
     /// `spec.paused`: a rollout does not finish while it is set.
     pub paused: bool,
+    /// Its rollout passed its progress deadline.
+    pub rollout_failed: bool,
     pub canary: Option<CanaryObservation>,
     pub baseline_recorded: bool,
     pub claimed_by: Option<String>,
@@ -103,6 +105,7 @@ impl Sim {
                     template: TemplateState::Baseline,
                     rolled_out: true,
                     paused: false,
+                    rollout_failed: false,
                     canary: None,
                     baseline_recorded: false,
                     claimed_by: None,
@@ -175,6 +178,7 @@ impl Sim {
                         rolled_out: s.rolled_out,
                         replicas: 3,
                         paused: s.paused,
+                        rollout_failed: s.rollout_failed,
                     }),
                     canary: s.canary.clone(),
                     baseline_recorded: s.baseline_recorded,
@@ -239,7 +243,7 @@ impl Sim {
                 c.ready = true;
                 c.effective = c.weight;
             }
-            s.rolled_out |= !s.paused;
+            s.rolled_out |= !s.paused && !s.rollout_failed;
         }
     }
 
@@ -252,6 +256,7 @@ impl Sim {
                 template: TemplateState::Baseline,
                 rolled_out: true,
                 paused: false,
+                rollout_failed: false,
                 canary: None,
                 baseline_recorded: false,
                 claimed_by: None,

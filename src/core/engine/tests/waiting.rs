@@ -116,3 +116,32 @@ fn a_promotion_into_a_paused_deployment_says_how_to_resume_it() {
     sim.cluster.get_mut("a").unwrap().paused = false;
     assert_eq!(sim.run(100), Phase::Succeeded);
 }
+
+#[test]
+fn a_rollout_past_its_deadline_is_waited_for_and_needs_a_person() {
+    let mut sim = Sim::new(spec(&[("a", &[])]));
+    {
+        let a = sim.cluster.get_mut("a").unwrap();
+        a.rolled_out = false;
+        a.rollout_failed = true;
+    }
+    for _ in 0..3 {
+        let d = sim.pass().clone();
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+    }
+    let st = status(&sim);
+    let waits = message_of(st, "a");
+    assert!(
+        waits.contains("ProgressDeadlineExceeded")
+            && waits.contains("kubectl rollout undo deployment/a -n shop"),
+        "{waits}"
+    );
+    let stalled = condition(st, "Stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "DeploymentRolloutFailed")
+    );
+    // Fixed (e.g. undone): the rollout completes and the train goes on.
+    sim.cluster.get_mut("a").unwrap().rollout_failed = false;
+    assert_eq!(sim.run(500), Phase::Succeeded);
+}
