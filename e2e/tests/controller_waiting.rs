@@ -31,16 +31,18 @@ async fn a_paused_deployment_is_waited_for_until_it_is_resumed() {
         .service(svc("a"))
         .build();
     let api = sc.apply(&train).await;
-    let status = rel::wait_status(
+    let waiting = rel::wait_release(
         &api,
         "paused-dep",
         "a waiting for its paused Deployment",
         Duration::from_secs(30),
-        |s| message(s, "a").contains("kubectl rollout resume deployment/a"),
+        |r| message(&r["status"], "a").contains("kubectl rollout resume deployment/a"),
     )
     .await;
-    assert_eq!(rel::phase(&status), "Progressing");
-    assert_eq!(rel::service(&status, "a").unwrap()["phase"], "Pending");
+    rel::capture(&waiting, "waiting-paused");
+    let status = &waiting["status"];
+    assert_eq!(rel::phase(status), "Progressing");
+    assert_eq!(rel::service(status, "a").unwrap()["phase"], "Pending");
     assert!(
         status["message"]
             .as_str()
@@ -48,7 +50,7 @@ async fn a_paused_deployment_is_waited_for_until_it_is_resumed() {
             .contains("to be resumed"),
         "{status}"
     );
-    let stalled = rel::condition(&status, "Stalled").unwrap();
+    let stalled = rel::condition(status, "Stalled").unwrap();
     assert_eq!(stalled["status"], "True", "{stalled}");
     assert_eq!(stalled["reason"], "DeploymentPaused", "{stalled}");
     // Nothing written while it waits.
