@@ -570,12 +570,19 @@ fn promote(cx: &mut Ctx, i: usize) {
         .is_some_and(|s| s.template == TemplateState::New && s.rolled_out);
     if !rolled_out {
         let paused = seen.stable.as_ref().is_some_and(|s| s.paused);
+        let failed = seen.stable.as_ref().is_some_and(|s| s.rollout_failed);
+        let deployment = cx.spec.service(&name).map_or("", |s| s.deployment.as_str());
+        let ns = cx.namespace();
         cx.st.services[i].message = Some(if paused {
-            let deployment = cx.spec.service(&name).map_or("", |s| s.deployment.as_str());
             format!(
                 "waits for the stable Deployment to roll out the new version, but it is paused; resume it \
-                 with `kubectl rollout resume deployment/{deployment} -n {}`",
-                cx.namespace()
+                 with `kubectl rollout resume deployment/{deployment} -n {ns}`"
+            )
+        } else if failed {
+            format!(
+                "waits for the stable Deployment to roll out the new version, but its rollout exceeded \
+                 progressDeadlineSeconds; fix it (`kubectl describe deployment/{deployment} -n {ns}`) \
+                 or set spec.abort: true to roll the train back"
             )
         } else {
             "waits for the stable Deployment to roll out the new version".to_owned()

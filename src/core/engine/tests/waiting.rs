@@ -145,3 +145,20 @@ fn a_rollout_past_its_deadline_is_waited_for_and_needs_a_person() {
     sim.cluster.get_mut("a").unwrap().rollout_failed = false;
     assert_eq!(sim.run(500), Phase::Succeeded);
 }
+
+#[test]
+fn a_promotion_whose_rollout_fails_says_how_to_get_out() {
+    let mut sim = Sim::new(spec(&[("a", &[])]));
+    assert!(sim.run_until(500, |s| s.service_phase("a")
+        == Some(ServicePhase::Promoting)));
+    sim.cluster.get_mut("a").unwrap().rollout_failed = true;
+    sim.cluster.get_mut("a").unwrap().rolled_out = false;
+    sim.pass();
+    sim.pass();
+    assert_eq!(sim.service_phase("a"), Some(ServicePhase::Promoting));
+    let waits = message_of(status(&sim), "a");
+    assert!(
+        waits.contains("progressDeadlineSeconds") && waits.contains("spec.abort: true"),
+        "{waits}"
+    );
+}
