@@ -51,6 +51,9 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every [`Error::metric_label`], so the metric exports each kind from the start.
+    pub const KINDS: &'static [&'static str] = &["kube", "serialize", "missing", "baseline"];
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
