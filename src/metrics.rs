@@ -132,7 +132,7 @@ impl Metrics {
         let rollbacks = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "rollbacks",
-            "Rollbacks begun, by reason (Breach, Abort, HoldTimeout)",
+            "Rollbacks begun, by reason (Breach, Abort, HoldTimeout, Deleted)",
             rollbacks.clone(),
         );
         let holds = Family::<ReasonLabels, Counter>::default();
@@ -159,6 +159,13 @@ impl Metrics {
             reconcile_duration.clone(),
         );
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        // Every kind at 0 from the start: a series that appears only with the
+        // first error cannot be alerted on or charted before it.
+        for kind in crate::controller::Error::KINDS {
+            drop(reconcile_errors.get_or_create(&ErrorLabels {
+                kind: (*kind).to_owned(),
+            }));
+        }
         registry.register(
             "reconcile_errors",
             "Reconciles that ended in an error, by kind of error",
@@ -621,6 +628,10 @@ mod tests {
         assert_eq!(
             sample(&text, r#"signalman_reconcile_errors_total{kind="kube"}"#),
             Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, r#"signalman_reconcile_errors_total{kind="missing"}"#),
+            Some(0.0)
         );
     }
 

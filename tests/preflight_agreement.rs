@@ -41,6 +41,8 @@ fn controller(me: &Release, stored: &[Release]) -> Option<(String, String)> {
                     template: TemplateState::Baseline,
                     rolled_out: true,
                     replicas: 2,
+                    paused: false,
+                    rollout_failed: false,
                 }),
                 ..Default::default()
             },

@@ -216,9 +216,31 @@ impl TestNamespace {
             return;
         }
         let api: Api<Namespace> = Api::all(self.client.clone());
+        drop_release_finalizers(&self.client, &self.name).await;
         if let Err(e) = api.delete(&self.name, &DeleteParams::background()).await {
             eprintln!("warning: deleting namespace {}: {e}", self.name);
         }
+    }
+}
+
+/// Take the finalizers off every Release in `namespace`. A test's operator
+/// is usually stopped before its namespace goes, and a Release in flight
+/// keeps the `signalman.dev/release` finalizer, which would leave the
+/// namespace Terminating for good. Errors (no CRD yet) are ignored.
+async fn drop_release_finalizers(client: &Client, namespace: &str) {
+    let api: Api<signalman::api::Release> = Api::namespaced(client.clone(), namespace);
+    let Ok(list) = api.list(&Default::default()).await else {
+        return;
+    };
+    let patch = serde_json::json!({"metadata": {"finalizers": null}});
+    for r in list.items.iter().filter(|r| !r.finalizers().is_empty()) {
+        let _ = api
+            .patch(
+                &r.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await;
     }
 }
 
@@ -242,6 +264,7 @@ impl Drop for TestNamespace {
             rt.block_on(async move {
                 let config = config_from_kubeconfig().await.ok()?;
                 let client = Client::try_from(config).ok()?;
+                drop_release_finalizers(&client, &name).await;
                 let api: Api<Namespace> = Api::all(client);
                 if let Err(e) = api.delete(&name, &DeleteParams::background()).await {
                     eprintln!("warning: deleting namespace {name}: {e}");

@@ -199,6 +199,7 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
     let allowed: &[(&str, &str, Option<&str>)] = &[
         ("list", "releases.signalman.dev", None),
         ("watch", "releases.signalman.dev", None),
+        ("patch", "releases.signalman.dev", Some(other)),
         ("patch", "releases.signalman.dev:status", Some(other)),
         ("update", "releases.signalman.dev:finalizers", Some(other)),
         ("watch", "deployments.apps", None),
@@ -233,7 +234,6 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
         ("*", "*", mine),
         ("create", "releases.signalman.dev", Some(other)),
         ("delete", "releases.signalman.dev", Some(other)),
-        ("patch", "releases.signalman.dev", Some(other)),
         ("update", "releases.signalman.dev", Some(other)),
         ("update", "deployments.apps", Some(other)),
         ("update", "deployments.apps:scale", Some(other)),

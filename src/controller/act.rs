@@ -223,6 +223,43 @@ pub async fn release_user_objects(cluster: &Cluster, rel: &Release) -> Result<()
     Ok(())
 }
 
+/// Take the Release's ownerReference off the baselines of services whose
+/// stable Deployment changed and was not restored, so they outlive the
+/// Release for a manual rollback. Returns their names.
+pub async fn keep_baselines(
+    cluster: &Cluster,
+    rel: &Release,
+    status: &crate::api::ReleaseStatus,
+) -> Result<Vec<String>, Error> {
+    use crate::api::ServicePhase;
+    let mut kept = Vec::new();
+    for s in &status.services {
+        let changed = s.stable_changed || s.phase == ServicePhase::Promoted;
+        if !changed || s.phase == ServicePhase::Restored {
+            continue;
+        }
+        let name = baseline_name(&rel.name_any(), &s.name);
+        let patch = json!({"metadata": {"ownerReferences": null}});
+        match cluster
+            .api::<ControllerRevision>()
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {
+                cluster.metrics.wrote("ControllerRevision", "patch");
+                kept.push(name);
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::Kube(e)),
+        }
+    }
+    Ok(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::api::{RELEASE_LABEL, Release, RollbackReason};
+use crate::api::{FINALIZER, RELEASE_LABEL, Release, RollbackReason};
 use crate::engine::{self, Action, NoticeKind};
 use crate::health::{Probe, Readiness};
 use crate::metrics::Metrics;
@@ -51,6 +51,9 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every [`Error::metric_label`], so the metric exports each kind from the start.
+    pub const KINDS: &'static [&'static str] = &["kube", "serialize", "missing", "baseline"];
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
@@ -267,6 +270,71 @@ fn naming<K: Resource>(
         .collect()
 }
 
+fn has_finalizer(rel: &Release) -> bool {
+    rel.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// The last step of a deletion: the train is reversed (or the Release never
+/// changed anything, or it had finished), the user's Deployments are theirs
+/// again; now drop the finalizer so the Release goes. When the reversal
+/// failed, the baselines of what is not restored are kept (no longer owned
+/// by the Release, so they outlive it) and a Warning Event says what is left.
+async fn let_go(
+    ctx: &Context,
+    cluster: &Cluster,
+    api: &Api<Release>,
+    rel: &Release,
+    status: &crate::api::ReleaseStatus,
+) -> Result<(), Error> {
+    if !has_finalizer(rel) {
+        return Ok(());
+    }
+    if status.phase == Some(crate::api::Phase::Failed) {
+        let kept = act::keep_baselines(cluster, rel, status).await?;
+        let mut note = format!(
+            "deleted while the train was not reversed: {}",
+            status.message.as_deref().unwrap_or("see the timeline")
+        );
+        if !kept.is_empty() {
+            note.push_str(&format!(
+                "; baselines kept for a manual rollback: ControllerRevision {} (delete them when done)",
+                kept.join(", ")
+            ));
+        }
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "DeletedWithChangesLeft".into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Delete".into(),
+            secondary: None,
+        };
+        match ctx.recorder.publish(&event, &rel.object_ref(&())).await {
+            Ok(()) => ctx.metrics.wrote("Event", "create"),
+            Err(e) => tracing::warn!(error = %e, "publishing an event"),
+        }
+    }
+    // Applying without the finalizer drops the one this field manager added.
+    let body = json!({
+        "apiVersion": Release::api_version(&()),
+        "kind": Release::kind(&()),
+        "metadata": {"name": rel.name_any()},
+    });
+    match api
+        .patch(
+            &rel.name_any(),
+            &cluster::apply_params(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => ctx.metrics.wrote("Release", "apply"),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(Error::Kube(e)),
+    }
+    tracing::info!("finalizer removed; the Release goes");
+    Ok(())
+}
+
 fn error_policy(rel: Arc<Release>, err: &Error, ctx: Arc<Context>) -> Requeue {
     ctx.metrics.failed(err.metric_label());
     tracing::warn!(release = %rel.key(), error = %err, "reconcile failed; retrying");
@@ -295,10 +363,14 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
         metrics: ctx.metrics.clone(),
     };
     let status = rel.status.clone().unwrap_or_default();
+    let deleting = rel.metadata.deletion_timestamp.is_some();
     if status.phase.is_some_and(|p| p.is_final()) {
         // The release is over: leave the user's Deployments as they wrote them
         // (only reads when that is already so; nothing to decide).
         act::release_user_objects(&cluster, &rel).await?;
+        if deleting {
+            let_go(&ctx, &cluster, &api, &rel, &status).await?;
+        }
         return Ok(Requeue::await_change());
     }
 
@@ -312,6 +384,26 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
     }
     let now = jiff::Timestamp::now();
     let decision = engine::decide(&rel, &obs, now);
+
+    let mut resource_version = rel.resource_version();
+    // Before the first change to the cluster, so that from then on deleting
+    // the Release reverses the train instead of leaving it half done. A
+    // Release being deleted gets no new finalizer (the API refuses it).
+    if !decision.actions.is_empty() && !deleting && !has_finalizer(&rel) {
+        let body = json!({
+            "apiVersion": Release::api_version(&()),
+            "kind": Release::kind(&()),
+            "metadata": {"name": name, "finalizers": [FINALIZER]},
+        });
+        let updated = api
+            .patch(&name, &cluster::apply_params(), &Patch::Apply(&body))
+            .await
+            .map_err(Error::Kube)?;
+        ctx.metrics.wrote("Release", "apply");
+        // The status write below guards on the version this decision saw,
+        // which is now the one with the finalizer.
+        resource_version = updated.resource_version();
+    }
 
     let mut zeroed = false;
     for action in &decision.actions {
@@ -367,7 +459,7 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
         let body = json!({
             "apiVersion": Release::api_version(&()),
             "kind": Release::kind(&()),
-            "metadata": {"name": name, "resourceVersion": rel.resource_version()},
+            "metadata": {"name": name, "resourceVersion": resource_version},
             "status": decision.status,
         });
         api.patch_status(&name, &cluster::apply_params(), &Patch::Apply(&body))
@@ -375,6 +467,12 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
             .map_err(Error::Kube)?;
         ctx.metrics.wrote("Release/status", "apply");
         ctx.metrics.record(&ns, &decision);
+    }
+    let done = decision.status.phase.unwrap_or_default();
+    if deleting && (done.is_final() || done == crate::api::Phase::Pending) {
+        act::release_user_objects(&cluster, &rel).await?;
+        let_go(&ctx, &cluster, &api, &rel, &decision.status).await?;
+        return Ok(Requeue::await_change());
     }
     Ok(match decision.requeue_after {
         Some(d) => Requeue::requeue(d),

@@ -133,6 +133,18 @@ impl World {
                 ),
                 rolled_out: rolled_out(d),
                 replicas: traffic::spec_replicas(d),
+                paused: d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false),
+                rollout_failed: d
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .any(|c| {
+                        c.type_ == "Progressing"
+                            && c.status == "False"
+                            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                    }),
             }
         });
         let in_effect = traffic::for_service(svc).observe(&o);

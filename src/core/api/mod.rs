@@ -32,6 +32,9 @@ pub const SERVICE_LABEL: &str = "signalman.dev/service";
 pub const CANARY_OF_LABEL: &str = "signalman.dev/canary-of";
 /// Field manager for every server-side apply Signalman makes.
 pub const FIELD_MANAGER: &str = "signalman";
+/// Finalizer the controller puts on a Release before its first change to the
+/// cluster, so that deleting a Release in flight reverses the train first.
+pub const FINALIZER: &str = "signalman.dev/release";
 
 /// A release train: Deployments that change together, in dependency order,
 /// each shifted to its new version in measured steps and reversed together on a breach.
@@ -143,24 +146,53 @@ const NOT_MEASURED: &str = "spec.services: every service needs at least one metr
 /// total (`5s-3s`, `-1s`), and the API server refuses every signed duration
 /// through the CEL rules anyway, so a sign is refused before it can parse.
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    parse_duration(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    d.deserialize_str(DurationText)
 }
 
 fn some_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(parse_duration)
-        .transpose()
-        .map_err(serde::de::Error::custom)
+    d.deserialize_option(MaybeDuration)
 }
 
-fn parse_duration(text: String) -> Result<Duration, String> {
-    if text.contains(['-', '+']) {
-        return Err(format!(
-            "{text:?} is not a duration: write a positive Go duration such as 30s, 2m or 1h30m"
-        ));
+/// Parses inside the deserializer, so an error keeps the value's position.
+struct DurationText;
+
+impl serde::de::Visitor<'_> for DurationText {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a Go duration such as 30s, 2m or 1h30m")
     }
-    text.parse()
-        .map_err(|e| format!("{text:?} is not a duration: {e}"))
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+        if text.contains(['-', '+']) {
+            return Err(E::custom(format!(
+                "{text:?} is not a duration: write a positive Go duration such as 30s, 2m or 1h30m"
+            )));
+        }
+        text.parse().map_err(E::custom)
+    }
+}
+
+struct MaybeDuration;
+
+impl<'de> serde::de::Visitor<'de> for MaybeDuration {
+    type Value = Option<Duration>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        DurationText.expecting(f)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        duration(d).map(Some)
+    }
 }
 
 const STEPS_INCREASING: &str =
@@ -530,11 +562,14 @@ named!(StallReason {
     ContainerNotFound,
     RouteNotFound,
     DeploymentClaimed,
+    DeploymentPaused,
+    DeploymentRolloutFailed,
 });
 named!(RollbackReason {
     Breach,
     Abort,
-    HoldTimeout
+    HoldTimeout,
+    Deleted
 });
 
 /// Why the controller holds a release.
@@ -563,6 +598,10 @@ pub enum StallReason {
     RouteNotFound,
     /// Another unfinished Release holds the Deployment.
     DeploymentClaimed,
+    /// A service's Deployment is paused (`spec.paused`): it waits for a person to resume it.
+    DeploymentPaused,
+    /// A service's Deployment passed its progress deadline before its baseline could be taken.
+    DeploymentRolloutFailed,
 }
 
 /// Why a rollback began.
@@ -574,6 +613,8 @@ pub enum RollbackReason {
     Abort,
     /// A hold lasted longer than `spec.holdTimeout`.
     HoldTimeout,
+    /// The Release was deleted while in flight.
+    Deleted,
 }
 
 /// The computed plan.

@@ -27,6 +27,9 @@ pub(super) struct Ctx<'a> {
     pub stalled: Option<crate::api::StallReason>,
     /// Why a requested resume could not happen, for the status message.
     pub note: Option<String>,
+    /// Services that wait before their start for their Deployment (paused or
+    /// still rolling out), for the release's message.
+    pub waiting: Vec<String>,
     empty: ServiceObservation,
 }
 
@@ -51,6 +54,7 @@ impl<'a> Ctx<'a> {
             requeue: None,
             stalled: None,
             note: None,
+            waiting: Vec::new(),
             empty: ServiceObservation::default(),
         }
     }
@@ -144,6 +148,11 @@ impl<'a> Ctx<'a> {
             service: service.map(str::to_owned),
             message,
         });
+    }
+
+    /// The Release is being deleted: it is reversed like an abort, then let go.
+    pub fn deleting(&self) -> bool {
+        self.release.metadata.deletion_timestamp.is_some()
     }
 
     pub fn spec_changed(&self) -> bool {

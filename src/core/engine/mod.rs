@@ -33,6 +33,11 @@ pub use progress::due_measurements;
 /// controller sooner.
 pub const CONVERGE: Duration = Duration::from_secs(5);
 
+/// How long a deleted Release may take to reverse its train before the
+/// controller gives up and lets it go (phase `Failed`, naming what is left),
+/// so that a deletion can never wedge on a cluster that refuses the rollback.
+pub const DELETION_GRACE: Duration = Duration::from_secs(600);
+
 /// Decide what to do next for `release`, given what the shell observed and the time.
 ///
 /// Pure and deterministic: the same inputs give the same output, and deciding
@@ -52,6 +57,11 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
         };
     }
     let mut cx = context::Ctx::new(release, obs, now, before);
+    if rollback::deletion_overdue(&cx) {
+        rollback::give_up(&mut cx);
+        summary::finish(&mut cx);
+        return cx.into_decision();
+    }
     match phase {
         Phase::Pending | Phase::AwaitingGates => start::pending(&mut cx),
         Phase::Progressing | Phase::Paused | Phase::Held => progress::run(&mut cx),
@@ -149,6 +159,12 @@ pub struct StableObservation {
     pub rolled_out: bool,
     /// `spec.replicas`.
     pub replicas: i32,
+    /// `spec.paused`: the user stopped its rollouts, so nothing written to it
+    /// rolls out until they resume it.
+    pub paused: bool,
+    /// Its rollout passed `progressDeadlineSeconds` (condition Progressing=False,
+    /// reason ProgressDeadlineExceeded): it will not finish without a person.
+    pub rollout_failed: bool,
 }
 
 /// The stable Deployment's pod template compared with what the release expects.

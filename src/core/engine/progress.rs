@@ -9,9 +9,13 @@ use super::{Judged, NoticeKind};
 use crate::analysis::judge;
 use crate::api::{
     HoldReason, Measurement, MetricTally, Outcome, Phase, Release, RollbackReason, ServicePhase,
-    default::MEASUREMENTS_KEPT,
+    StallReason, default::MEASUREMENTS_KEPT,
 };
 use crate::text;
+
+/// How soon a service waiting for a person to fix its Deployment looks
+/// again when no watch event comes first.
+const PERSON_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The measurements due now: for every service baking a step, each metric one
 /// `interval` after its last measurement in this step (or after the bake began).
@@ -20,7 +24,9 @@ pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementReq
     let Some(st) = &release.status else {
         return Vec::new();
     };
-    let stopping = release.spec.paused == Some(true) || release.spec.abort == Some(true);
+    let stopping = release.spec.paused == Some(true)
+        || release.spec.abort == Some(true)
+        || release.metadata.deletion_timestamp.is_some();
     if st.phase != Some(Phase::Progressing) || st.hold.is_some() || stopping {
         return Vec::new();
     }
@@ -65,7 +71,7 @@ pub(super) fn run(cx: &mut Ctx) {
     let spec_changed = cx.spec_changed();
     let was_paused = cx.phase() == Phase::Paused;
 
-    let stopping = cx.spec.paused == Some(true) || cx.spec.abort == Some(true);
+    let stopping = cx.spec.paused == Some(true) || cx.spec.abort == Some(true) || cx.deleting();
     if cx.phase() == Phase::Progressing && cx.st.hold.is_none() && !spec_changed && !stopping {
         let verdict = ingest(cx);
         if let Some(breach) = verdict.breach {
@@ -80,6 +86,18 @@ pub(super) fn run(cx: &mut Ctx) {
         if let Some((reason, service, message)) = verdict.hold {
             hold::place(cx, reason, Some(service), message);
         }
+    }
+    // Deleting a Release in flight must not leave half the train on the new
+    // version: it is reversed like an abort before the Release goes.
+    if cx.deleting() {
+        return rollback::begin(
+            cx,
+            RollbackReason::Deleted,
+            None,
+            "the Release was deleted while in flight: reversing the train before it goes"
+                .to_owned(),
+            None,
+        );
     }
     if cx.spec.abort == Some(true) {
         return rollback::begin(
@@ -319,6 +337,9 @@ fn start_service(cx: &mut Ctx, i: usize) {
             Some(format!("waits for {} to be promoted", waiting.join(", ")));
         return;
     }
+    if let Some((wait, stall)) = deployment_not_ready(cx, &svc.deployment, &name) {
+        return wait_for_deployment(cx, i, wait, stall);
+    }
     if !cx.seen(&name).baseline_recorded {
         cx.st.services[i].message = Some("recording the baseline".to_owned());
         cx.act(Action::RecordBaseline { service: name });
@@ -342,6 +363,78 @@ fn start_service(cx: &mut Ctx, i: usize) {
         format!("baseline recorded; canary starts at step 1/{}", steps.len()),
     );
     bake(cx, i);
+}
+
+/// Why the stable Deployment cannot give a baseline yet, and the Stalled
+/// reason when that needs a person: a paused Deployment runs nothing written
+/// to it until someone resumes it, and one whose rollout passed its
+/// progress deadline will not finish on its own. One still rolling out has
+/// pods on two templates, so the baseline would be a template not every pod
+/// runs; that is the cluster converging, not a stall. A missing Deployment
+/// is left to the rules that already handle it (preflight, drift).
+fn deployment_not_ready(
+    cx: &Ctx,
+    deployment: &str,
+    name: &str,
+) -> Option<(String, Option<StallReason>)> {
+    let stable = cx.seen(name).stable.as_ref()?;
+    let ns = cx.namespace();
+    if stable.paused {
+        return Some((
+            format!(
+                "waits for Deployment {deployment:?} to be resumed: it is paused (spec.paused), so it would \
+                 roll out neither the baseline nor the new version; resume it with \
+                 `kubectl rollout resume deployment/{deployment} -n {ns}`"
+            ),
+            Some(StallReason::DeploymentPaused),
+        ));
+    }
+    if stable.rolled_out {
+        return None;
+    }
+    if stable.rollout_failed {
+        return Some((
+            format!(
+                "waits for Deployment {deployment:?} to finish its rollout, which exceeded its \
+                 progressDeadlineSeconds (ProgressDeadlineExceeded); fix it (`kubectl describe \
+                 deployment/{deployment} -n {ns}`) or undo it with `kubectl rollout undo \
+                 deployment/{deployment} -n {ns}`"
+            ),
+            Some(StallReason::DeploymentRolloutFailed),
+        ));
+    }
+    Some((
+        format!(
+            "waits for Deployment {deployment:?} to finish its rollout before recording its baseline \
+             (not every replica is updated and available yet); if it does not finish, see \
+             `kubectl rollout status deployment/{deployment} -n {ns}`"
+        ),
+        None,
+    ))
+}
+
+/// Nothing is written while the Deployment is not ready to give a baseline;
+/// the wait is told once in the timeline, and once as a Stalled event when
+/// it needs a person.
+fn wait_for_deployment(cx: &mut Ctx, i: usize, wait: String, stall: Option<StallReason>) {
+    let name = cx.st.services[i].name.clone();
+    if cx.st.services[i].message.as_deref() != Some(wait.as_str()) {
+        cx.record("Waiting", Some(&name), wait.clone());
+        if stall.is_some() {
+            cx.notice(NoticeKind::Stalled, Some(&name), format!("{name} {wait}"));
+        }
+    }
+    cx.st.services[i].message = Some(wait);
+    cx.waiting.push(name);
+    if let Some(reason) = stall {
+        cx.stalled = Some(reason);
+    }
+    // Watches on the Deployment wake the controller as soon as it changes.
+    cx.wake_in(if stall.is_some() {
+        PERSON_RECHECK
+    } else {
+        CONVERGE
+    });
 }
 
 /// A service in a step: get the weight in effect, bake, measure, pass.
@@ -476,8 +569,24 @@ fn promote(cx: &mut Ctx, i: usize) {
         .as_ref()
         .is_some_and(|s| s.template == TemplateState::New && s.rolled_out);
     if !rolled_out {
-        cx.st.services[i].message =
-            Some("waits for the stable Deployment to roll out the new version".to_owned());
+        let paused = seen.stable.as_ref().is_some_and(|s| s.paused);
+        let failed = seen.stable.as_ref().is_some_and(|s| s.rollout_failed);
+        let deployment = cx.spec.service(&name).map_or("", |s| s.deployment.as_str());
+        let ns = cx.namespace();
+        cx.st.services[i].message = Some(if paused {
+            format!(
+                "waits for the stable Deployment to roll out the new version, but it is paused; resume it \
+                 with `kubectl rollout resume deployment/{deployment} -n {ns}`"
+            )
+        } else if failed {
+            format!(
+                "waits for the stable Deployment to roll out the new version, but its rollout exceeded \
+                 progressDeadlineSeconds; fix it (`kubectl describe deployment/{deployment} -n {ns}`) \
+                 or set spec.abort: true to roll the train back"
+            )
+        } else {
+            "waits for the stable Deployment to roll out the new version".to_owned()
+        });
         cx.act(Action::PromoteStable { service: name });
         cx.wake_in(CONVERGE);
         return;

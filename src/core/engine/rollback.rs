@@ -4,8 +4,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::NoticeKind;
-use super::context::Ctx;
-use super::{Action, CONVERGE, TemplateState};
+use super::context::{Ctx, plus};
+use super::{Action, CONVERGE, DELETION_GRACE, TemplateState};
 use crate::api::{Phase, RollbackCause, RollbackReason, ServicePhase};
 
 /// Start rolling back. Every canary in flight is sent to 0 % in this very
@@ -112,6 +112,70 @@ pub(super) fn run(cx: &mut Ctx) {
         cx.record("RolledBack", None, message.clone());
         cx.notice(NoticeKind::RolledBack, None, message);
     }
+}
+
+/// A deleted Release whose rollback has not finished within
+/// [`DELETION_GRACE`]. Counted from when the rollback began (or the deletion,
+/// if later), not from the deletion alone, so an operator that was down when
+/// the Release was deleted still tries before it gives up.
+pub(super) fn deletion_overdue(cx: &Ctx) -> bool {
+    let Some(deleted) = &cx.release.metadata.deletion_timestamp else {
+        return false;
+    };
+    if cx.phase() != Phase::RollingBack {
+        return false;
+    }
+    let since = cx
+        .st
+        .rollback
+        .as_ref()
+        .map_or(deleted.0, |r| r.at.0.max(deleted.0));
+    cx.now >= plus(since, DELETION_GRACE)
+}
+
+/// Stop trying and let the deletion go through: `Failed`, with every service
+/// that is not back where it was named, so the shell can say what is left
+/// and keep those baselines for a manual rollback.
+pub(super) fn give_up(cx: &mut Ctx) {
+    let left: Vec<String> = cx
+        .st
+        .services
+        .iter()
+        .filter(|s| !settled(s.phase) && s.phase != ServicePhase::Pending)
+        .map(|s| {
+            let baseline = match (
+                &s.baseline,
+                s.stable_changed || s.phase == ServicePhase::Promoted,
+            ) {
+                (Some(b), true) => format!(", its baseline is kept in ControllerRevision {b:?}"),
+                _ => String::new(),
+            };
+            format!("{} is {}{baseline}", s.name, phase_name(s.phase))
+        })
+        .collect();
+    let message = format!(
+        "the Release was deleted but its train was not reversed within {}: {}; restore these by hand",
+        crate::text::duration(DELETION_GRACE),
+        if left.is_empty() {
+            "nothing moved".to_owned()
+        } else {
+            left.join("; ")
+        }
+    );
+    cx.actions.clear();
+    cx.set_phase(Phase::Failed);
+    cx.st.finished_at = Some(cx.time());
+    cx.requeue = None;
+    cx.st.message = Some(message.clone());
+    cx.record("Failed", None, message.clone());
+    cx.notice(NoticeKind::Failed, None, message);
+}
+
+fn phase_name(p: ServicePhase) -> String {
+    serde_json::to_value(p)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn settled(p: ServicePhase) -> bool {

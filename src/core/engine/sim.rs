@@ -27,6 +27,10 @@ pub struct SimService {
     pub containers: Vec<String>,
     pub template: TemplateState,
     pub rolled_out: bool,
+    /// `spec.paused`: a rollout does not finish while it is set.
+    pub paused: bool,
+    /// Its rollout passed its progress deadline.
+    pub rollout_failed: bool,
     pub canary: Option<CanaryObservation>,
     pub baseline_recorded: bool,
     /// Another Release, in flight, lists this service's Deployment.
@@ -101,6 +105,8 @@ impl Sim {
                     containers,
                     template: TemplateState::Baseline,
                     rolled_out: true,
+                    paused: false,
+                    rollout_failed: false,
                     canary: None,
                     baseline_recorded: false,
                     claimed_by: None,
@@ -172,6 +178,8 @@ impl Sim {
                         template: s.template,
                         rolled_out: s.rolled_out,
                         replicas: 3,
+                        paused: s.paused,
+                        rollout_failed: s.rollout_failed,
                     }),
                     canary: s.canary.clone(),
                     baseline_recorded: s.baseline_recorded,
@@ -252,7 +260,7 @@ impl Sim {
                 c.ready = true;
                 c.effective = c.weight;
             }
-            s.rolled_out = true;
+            s.rolled_out |= !s.paused && !s.rollout_failed;
         }
     }
 
@@ -264,6 +272,8 @@ impl Sim {
                 containers: Vec::new(),
                 template: TemplateState::Baseline,
                 rolled_out: true,
+                paused: false,
+                rollout_failed: false,
                 canary: None,
                 baseline_recorded: false,
                 claimed_by: None,

@@ -13,6 +13,12 @@ use crate::preflight::{Claimant, ClusterView, ServiceView};
 const RECHECK: Duration = Duration::from_secs(30);
 
 pub(super) fn pending(cx: &mut Ctx) {
+    if cx.deleting() {
+        // Nothing was changed, and nothing may start on its way out.
+        cx.set_phase(Phase::Pending);
+        cx.st.message = Some("deleted before it started; nothing was changed".to_owned());
+        return;
+    }
     let spec = cx.spec;
     let invalid = api::validate(spec);
     if !invalid.is_empty() {

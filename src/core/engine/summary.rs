@@ -70,7 +70,10 @@ fn message(cx: &Ctx) -> String {
             let moving: Vec<String> = st
                 .services
                 .iter()
-                .filter(|s| matches!(s.phase, ServicePhase::Progressing | ServicePhase::Promoting))
+                .filter(|s| {
+                    matches!(s.phase, ServicePhase::Progressing | ServicePhase::Promoting)
+                        || cx.waiting.contains(&s.name)
+                })
                 .map(|s| format!("{} {}", s.name, s.message.as_deref().unwrap_or_default()))
                 .collect();
             let wave = st.current_wave.as_deref().unwrap_or("?");
@@ -101,7 +104,8 @@ fn message(cx: &Ctx) -> String {
 fn conditions(cx: &mut Ctx) {
     let phase = cx.phase();
     let stalled: Option<String> = match phase {
-        Phase::Pending => cx.stalled.map(|r| r.to_string()),
+        // A service waiting for a paused Deployment needs a person to resume it.
+        Phase::Pending | Phase::Progressing => cx.stalled.map(|r| r.to_string()),
         Phase::Held => cx.st.hold.as_ref().map(|h| h.reason.to_string()),
         Phase::RolledBack => Some("RolledBack".to_owned()),
         Phase::Failed => Some("Failed".to_owned()),

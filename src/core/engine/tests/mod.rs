@@ -4,10 +4,12 @@
 mod bad_input;
 mod bake;
 mod crash;
+mod deletion;
 mod holds;
 mod order;
 mod pause;
 mod rollback;
+mod waiting;
 
 use std::time::Duration;
 

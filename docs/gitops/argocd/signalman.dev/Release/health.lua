@@ -5,6 +5,9 @@
 --   Paused (spec.paused), Held (a hold) -> Suspended
 --   RollingBack, RolledBack, Failed     -> Degraded
 --   Pending refused (Stalled=True)      -> Degraded
+--   Progressing, a service waiting for a person (Stalled=True):
+--     its Deployment paused (DeploymentPaused) -> Suspended
+--     its Deployment's rollout failed          -> Degraded
 -- A status that describes an older generation is Progressing: the controller
 -- has not looked at the latest spec yet.
 local hs = {}
@@ -72,6 +75,14 @@ elseif phase == "RollingBack" or phase == "RolledBack" or phase == "Failed" then
 elseif phase == "Pending" and stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = stalled.message or say("The release was refused")
+elseif phase == "Progressing" and stalled ~= nil and stalled.status == "True" then
+  -- A service waits for a person to fix its Deployment; the message says how.
+  if stalled.reason == "DeploymentPaused" then
+    hs.status = "Suspended"
+  else
+    hs.status = "Degraded"
+  end
+  hs.message = say(stalled.message or phase)
 elseif phase == "Pending" and obj.spec ~= nil and obj.spec.paused == true then
   hs.status = "Suspended"
   hs.message = say("Paused by spec.paused before it started")
