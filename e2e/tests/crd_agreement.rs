@@ -244,7 +244,13 @@ fn service() -> impl Strategy<Value = ServiceSpec> {
         name_like("ok", &[]),
         mostly(
             "web".to_owned(),
-            vec![String::new(), "d".repeat(253), "d".repeat(254)],
+            vec![
+                String::new(),
+                "d".repeat(253),
+                "d".repeat(254),
+                // Shared by every service that draws it: one Deployment, two services.
+                "shared".into(),
+            ],
         ),
         change(),
         proptest::collection::vec(
@@ -311,6 +317,10 @@ fn services() -> BoxedStrategy<Vec<ServiceSpec>> {
                     }
                     let own = svc.name.clone();
                     svc.depends_on.retain(|d| *d != own);
+                    // Each its own Deployment, but for the edge cases.
+                    if svc.deployment == "web" {
+                        svc.deployment = format!("web-{i}");
+                    }
                 }
             }
             v

@@ -76,6 +76,7 @@ pub struct ReleaseSpec {
     /// The services that change together. Order does not matter: `dependsOn` does.
     #[schemars(length(min = 1, max = 100))]
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("spec.services: service names must be unique"))]
+    #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.deployment == s.deployment))").message("spec.services: each Deployment can be in one service only; merge their changes into one service"))]
     pub services: Vec<ServiceSpec>,
 
     /// Pause the release: nothing advances and no step bakes while true; canary weights stay where they are.
@@ -195,6 +196,19 @@ impl<'de> serde::de::Visitor<'de> for MaybeDuration {
     }
 }
 
+/// The names a query may use as `{{name}}` (spaces or tabs around the name
+/// allowed). Any other `{{` is refused by `validate` (so by `plan` and by the
+/// controller before anything changes): a typo would select nothing and, with
+/// `noData: pass`, promote on no evidence. The API server cannot afford that
+/// check as a CEL rule on every query of every service within its cost budget.
+pub const PLACEHOLDERS: [&str; 5] = [
+    "namespace",
+    "service",
+    "release",
+    "canary_hash",
+    "stable_hash",
+];
+
 const STEPS_INCREASING: &str =
     "self.map(s, s.weight).isSorted() && self.all(a, self.exists_one(b, b.weight == a.weight))";
 const STEPS_END_AT_100: &str = "self[size(self) - 1].weight == 100";
@@ -225,22 +239,22 @@ pub struct Analysis {
     )]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("analysis.interval must be a duration of at least 1s, e.g. 30s"))]
     pub interval: Option<Duration>,
-    /// Failed measurements tolerated per step; one more is a breach (default 0).
+    /// Failed measurements tolerated per step; one more is a breach (default 0, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000))]
     pub failure_limit: Option<i32>,
-    /// Inconclusive measurements tolerated per step; one more holds the release (default 2).
+    /// Inconclusive measurements tolerated per step; one more holds the release (default 2, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000))]
     pub inconclusive_limit: Option<i32>,
-    /// Measurement errors (Prometheus unreachable, bad query) tolerated per step; one more holds the release (default 2).
+    /// Measurement errors (Prometheus unreachable, bad query) tolerated per step; one more holds the release (default 2, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000))]
     pub error_limit: Option<i32>,
     /// Passing measurements each metric needs before a step may pass.
-    /// Default: one per full `interval` in the step's `bake`, at least 1.
+    /// Default: one per full `interval` in the step's `bake`, at least 1. At most 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub min_passes: Option<i32>,
     /// What an empty query result counts as (default `inconclusive`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

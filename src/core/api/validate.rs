@@ -36,6 +36,7 @@ const MAX_OBJECT_NAME: usize = 253;
 const MAX_METRIC_NAME: usize = 63;
 const MAX_SKIP_REASON: usize = 512;
 const MAX_QUERY: usize = 4096;
+const MAX_COUNT: i32 = 1000;
 
 /// Every problem in `spec` that needs nothing but the spec to see.
 pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
@@ -88,6 +89,7 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
     }
 
     let mut seen = BTreeSet::new();
+    let mut deployments = BTreeSet::new();
     for (i, svc) in spec.services.iter().enumerate() {
         let at = format!("spec.services[{i}]");
         if !seen.insert(svc.name.as_str()) {
@@ -96,6 +98,17 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
                 &format!(
                     "service names must be unique; {:?} appears more than once",
                     svc.name
+                ),
+            );
+        }
+        // Two services on one Deployment would share one canary and one baseline.
+        if !deployments.insert(svc.deployment.as_str()) {
+            problem(
+                format!("{at}.deployment"),
+                &format!(
+                    "Deployment {:?} is in another service of this release; each Deployment can be in \
+                     one service only: merge their changes into one service",
+                    svc.deployment
                 ),
             );
         }
@@ -234,12 +247,12 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
         ("inconclusiveLimit", a.inconclusive_limit),
         ("errorLimit", a.error_limit),
     ] {
-        if v.is_some_and(|v| v < 0) {
-            problem(format!("{at}.{field}"), "must not be negative");
+        if v.is_some_and(|v| !(0..=MAX_COUNT).contains(&v)) {
+            problem(format!("{at}.{field}"), "must be 0 to 1000");
         }
     }
-    if a.min_passes.is_some_and(|v| v < 1) {
-        problem(format!("{at}.minPasses"), "must be at least 1");
+    if a.min_passes.is_some_and(|v| !(1..=MAX_COUNT).contains(&v)) {
+        problem(format!("{at}.minPasses"), "must be 1 to 1000");
     }
     if a.metrics.len() > MAX_METRICS {
         problem(format!("{at}.metrics"), "at most 20 metrics");
@@ -275,6 +288,15 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
         if m.query.trim().is_empty() {
             problem(format!("{at}.metrics[{i}].query"), "must be a PromQL query");
         }
+        if let Some(bad) = unknown_placeholder(&m.query) {
+            problem(
+                format!("{at}.metrics[{i}].query"),
+                &format!(
+                    "{bad:?} is not a placeholder; use {{{{namespace}}}}, {{{{service}}}}, {{{{release}}}}, \
+                     {{{{canary_hash}}}} or {{{{stable_hash}}}} (a typo would select nothing)"
+                ),
+            );
+        }
         if m.query.chars().count() > MAX_QUERY {
             problem(
                 format!("{at}.metrics[{i}].query"),
@@ -289,6 +311,25 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
             _ => {}
         }
     }
+}
+
+/// The first `{{` that does not open a known placeholder (`{{ name }}`, spaces
+/// or tabs around the name), as written; the CRD's rule on `query` says the same.
+fn unknown_placeholder(query: &str) -> Option<String> {
+    let mut rest = query;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let inner = after.split("}}").next().unwrap_or(after);
+        let known = after.contains("}}")
+            && !after.starts_with('{')
+            && super::PLACEHOLDERS.contains(&inner.trim_matches([' ', '\t']));
+        if !known {
+            let end = (open + 2 + inner.len() + 2).min(rest.len());
+            return Some(rest[open..end].to_owned());
+        }
+        rest = &after[inner.len() + 2..];
+    }
+    None
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -385,5 +426,62 @@ mod tests {
                 "spec.services[0].traffic.gatewayAPI.service",
             ]
         );
+    }
+
+    #[test]
+    fn unknown_placeholders_and_shared_deployments_are_refused() {
+        let mut s = crate::testing::spec()
+            .services(&[("a", &[]), ("b", &[])])
+            .metric_at_most(
+                "e",
+                "rate(x{service=\"{{ service }}\",ns=\"{{namespace}}\"}[1m])",
+                1.0,
+            )
+            .build();
+        assert!(validate(&s).is_empty(), "{:?}", validate(&s));
+        for (query, bad) in [
+            ("x{service=\"{{servce}}\"}", "{{servce}}"),
+            ("x{a=\"{{ }}\"}", "{{ }}"),
+            ("x{a=\"{{service}\"}", "{{service}\"}"),
+            ("x{a=\"{{{service}}\"}", "{{{service}}"),
+        ] {
+            s.defaults
+                .as_mut()
+                .unwrap()
+                .analysis
+                .as_mut()
+                .unwrap()
+                .metrics[0]
+                .query = query.into();
+            let found = validate(&s);
+            assert_eq!(found.len(), 1, "{query}: {found:?}");
+            assert!(
+                found[0]
+                    .message
+                    .starts_with(&format!("{bad:?} is not a placeholder")),
+                "{found:?}"
+            );
+        }
+        s.defaults
+            .as_mut()
+            .unwrap()
+            .analysis
+            .as_mut()
+            .unwrap()
+            .metrics[0]
+            .query = "up".into();
+        s.services[1].deployment = "a".into();
+        let found = validate(&s);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "spec.services[1].deployment");
+        s.services[1].deployment = "b".into();
+        s.defaults
+            .as_mut()
+            .unwrap()
+            .analysis
+            .as_mut()
+            .unwrap()
+            .failure_limit = Some(3_000_000_000_u32 as i32);
+        assert_eq!(validate(&s)[0].field, "spec.defaults.analysis.failureLimit");
     }
 }
