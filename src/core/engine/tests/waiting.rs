@@ -98,16 +98,24 @@ fn a_deployment_mid_rollout_is_waited_for_and_its_baseline_taken_once_it_is_done
     assert_eq!(sim.run(500), Phase::Succeeded);
 }
 
-#[test]
-fn a_promotion_into_a_paused_deployment_says_how_to_resume_it() {
+/// A single-service train stopped in Promoting by what `stop` does to its
+/// stable Deployment, two decisions later.
+fn stuck_promoting(stop: impl FnOnce(&mut super::super::sim::SimService)) -> Sim {
     let mut sim = Sim::new(spec(&[("a", &[])]));
     assert!(sim.run_until(500, |s| s.service_phase("a")
         == Some(ServicePhase::Promoting)));
-    sim.cluster.get_mut("a").unwrap().paused = true;
-    sim.cluster.get_mut("a").unwrap().rolled_out = false;
+    let a = sim.cluster.get_mut("a").unwrap();
+    stop(a);
+    a.rolled_out = false;
     sim.pass();
     sim.pass();
     assert_eq!(sim.service_phase("a"), Some(ServicePhase::Promoting));
+    sim
+}
+
+#[test]
+fn a_promotion_into_a_paused_deployment_says_how_to_resume_it() {
+    let mut sim = stuck_promoting(|a| a.paused = true);
     let waits = message_of(status(&sim), "a");
     assert!(
         waits.contains("kubectl rollout resume deployment/a -n shop"),
@@ -148,14 +156,7 @@ fn a_rollout_past_its_deadline_is_waited_for_and_needs_a_person() {
 
 #[test]
 fn a_promotion_whose_rollout_fails_says_how_to_get_out() {
-    let mut sim = Sim::new(spec(&[("a", &[])]));
-    assert!(sim.run_until(500, |s| s.service_phase("a")
-        == Some(ServicePhase::Promoting)));
-    sim.cluster.get_mut("a").unwrap().rollout_failed = true;
-    sim.cluster.get_mut("a").unwrap().rolled_out = false;
-    sim.pass();
-    sim.pass();
-    assert_eq!(sim.service_phase("a"), Some(ServicePhase::Promoting));
+    let sim = stuck_promoting(|a| a.rollout_failed = true);
     let waits = message_of(status(&sim), "a");
     assert!(
         waits.contains("progressDeadlineSeconds") && waits.contains("spec.abort: true"),
