@@ -467,7 +467,7 @@ mod tests {
         };
         let flows = compute_flows(
             &[svc("web", "web", Some(7.0), None)],
-            &[route.clone()],
+            std::slice::from_ref(&route),
             &pods,
         );
         assert!((total(&flows, "stable") - 7.0).abs() < 1e-9);

@@ -457,14 +457,13 @@ pub(crate) mod testing {
                         changed(d, settle_pods);
                     }
                 }
-                Write::Delete { name, .. } => {
+                Write::Delete { name, .. }
                     if objects
                         .canary
                         .as_ref()
-                        .is_some_and(|c| c.name_any() == *name)
-                    {
-                        objects.canary = None;
-                    }
+                        .is_some_and(|c| c.name_any() == *name) =>
+                {
+                    objects.canary = None;
                 }
                 _ => {}
             }
