@@ -83,7 +83,8 @@ pub struct Config {
 pub struct Context {
     pub client: Client,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    /// Who publishes the Events (see [`Context::publish`]).
+    pub reporter: Reporter,
     pub config: Config,
     pub prometheus: prometheus::Prometheus,
     /// What `/readyz` and `/healthz` say: the Release cache's sync and the
@@ -98,13 +99,24 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             metrics: Metrics::new(),
             probe: Probe::new(config.stall_timeout),
             config,
             prometheus: Default::default(),
         }
+    }
+
+    /// Publish one Event about `rel`: every transition is an Event of its own.
+    /// kube's `Recorder` folds Events with the same reason, action and object
+    /// into one series and keeps the first note, so "web promoted" vanished
+    /// into "api promoted" x2; a Recorder with no history for each Event
+    /// always creates a new one.
+    async fn publish(&self, rel: &Release, event: &Event) -> Result<(), kube::Error> {
+        Recorder::new(self.client.clone(), self.reporter.clone())
+            .publish(event, &rel.object_ref(&()))
+            .await
     }
 
     fn api<K>(&self) -> Api<K>
@@ -473,7 +485,7 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
             action: "Reconcile".into(),
             secondary: None,
         };
-        match ctx.recorder.publish(&event, &rel.object_ref(&())).await {
+        match ctx.publish(&rel, &event).await {
             Ok(()) => ctx.metrics.wrote("Event", "create"),
             Err(e) => {
                 tracing::warn!(error = %e, reason = notice.kind.reason(), "publishing an event")
