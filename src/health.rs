@@ -4,7 +4,8 @@
 //! Liveness is the controller loop making progress, so that Kubernetes
 //! restarts a loop that is stuck instead of leaving it silently idle: it fails
 //! when one of the controller's watches has kept failing for longer than the
-//! stall timeout (`--stall-timeout`) without being re-established. A watch
+//! stall timeout (`--stall-timeout`) without being re-established, or when a
+//! reconcile has been running that long. A watch
 //! that is connected but quiet is healthy, so an idle operator stays live.
 //! A watch of a resource the API server does not serve (404, e.g. HTTPRoute
 //! without the Gateway API) is not counted: a restart cannot make it exist.
@@ -17,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,22 @@ struct Shared {
     readiness: AtomicU8,
     stall_timeout: Duration,
     watches: Mutex<BTreeMap<&'static str, WatchState>>,
+    /// Reconciles running now: what and since when, by a number of their own.
+    reconciles: Mutex<BTreeMap<u64, (String, Instant)>>,
+    next_reconcile: AtomicU64,
+}
+
+/// A reconcile in flight, as [`Probe::liveness`] sees it; it ends when dropped.
+#[must_use]
+pub struct Reconciling {
+    probe: Probe,
+    id: u64,
+}
+
+impl Drop for Reconciling {
+    fn drop(&mut self) {
+        self.probe.reconciles().remove(&self.id);
+    }
 }
 
 /// Shared, cheap-to-clone state of the probes: readiness, and the health of
@@ -108,7 +125,28 @@ impl Probe {
             readiness: AtomicU8::new(Readiness::Syncing as u8),
             stall_timeout,
             watches: Mutex::default(),
+            reconciles: Mutex::default(),
+            next_reconcile: AtomicU64::new(0),
         }))
+    }
+
+    fn reconciles(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, (String, Instant)>> {
+        self.0.reconciles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A reconcile of `what` begins; it counts as running until the returned
+    /// guard is dropped (also when its future is dropped unfinished).
+    pub fn reconcile_started(&self, what: String) -> Reconciling {
+        self.reconcile_started_at(what, Instant::now())
+    }
+
+    fn reconcile_started_at(&self, what: String, now: Instant) -> Reconciling {
+        let id = self.0.next_reconcile.fetch_add(1, Ordering::Relaxed);
+        self.reconciles().insert(id, (what, now));
+        Reconciling {
+            probe: self.clone(),
+            id,
+        }
     }
 
     pub fn set(&self, r: Readiness) {
@@ -170,19 +208,27 @@ impl Probe {
     }
 
     /// `Err(why)` when the controller loop is stuck: a watch has kept failing
-    /// for the stall timeout.
+    /// for the stall timeout, or a reconcile has been running that long (the
+    /// client has no read timeout: an API server that stops answering on an
+    /// open connection would hold that Release forever).
     pub fn liveness(&self, now: Instant) -> Result<(), String> {
-        let w = self.watches();
-        let stuck: Vec<String> = w
+        let stall = self.0.stall_timeout;
+        let mut stuck: Vec<String> = self
+            .watches()
             .iter()
             .filter_map(|(name, s)| {
-                let (failing_for, error) = s.stalled(now, self.0.stall_timeout)?;
+                let (failing_for, error) = s.stalled(now, stall)?;
                 Some(format!(
                     "the {name} watch has failed for {}s: {error}",
                     failing_for.as_secs()
                 ))
             })
             .collect();
+        stuck.extend(self.reconciles().values().filter_map(|(what, since)| {
+            let running = now.saturating_duration_since(*since);
+            (running >= stall)
+                .then(|| format!("the reconcile of {what} has run for {}s", running.as_secs()))
+        }));
         if stuck.is_empty() {
             Ok(())
         } else {
@@ -394,6 +440,25 @@ mod tests {
         }
         assert_eq!(probe.liveness(t0 + 120 * S), Ok(()));
         assert_eq!(warned, 1, "one warning, not one per retry");
+    }
+
+    #[test]
+    fn a_reconcile_running_past_the_stall_timeout_fails_liveness() {
+        let probe = Probe::new(10 * S);
+        let t0 = Instant::now();
+        let quick = probe.reconcile_started_at("shop/quick".into(), t0);
+        let hung = probe.reconcile_started_at("shop/hung".into(), t0);
+        drop(quick);
+        assert_eq!(probe.liveness(t0 + 9 * S), Ok(()));
+        let why = probe.liveness(t0 + 11 * S).unwrap_err();
+        assert!(
+            why.contains("the reconcile of shop/hung has run for 11s"),
+            "{why}"
+        );
+        assert!(!why.contains("quick"), "{why}");
+        // Abandoned or finished: live again.
+        drop(hung);
+        assert_eq!(probe.liveness(t0 + 12 * S), Ok(()));
     }
 
     #[test]

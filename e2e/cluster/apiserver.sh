@@ -9,6 +9,8 @@
 #                                    seconds (default 2); returns once it is gone
 #   e2e/cluster/apiserver.sh start   returns once /readyz answers and the
 #                                    Nodes are Ready
+#   e2e/cluster/apiserver.sh freeze  SIGSTOP: connections stay open, nothing is answered
+#   e2e/cluster/apiserver.sh thaw    SIGCONT
 #
 # `start` also restarts kube-controller-manager, kube-scheduler and kwok:
 # they come back from an outage on their own, but slowly and not always
@@ -47,5 +49,10 @@ case "${1:-}" in
     APPEND_LOG=1 start_controllers
     wait_until "$KWOK_NODES Nodes Ready" 60 nodes_ready
     ;;
-  *) die "usage: $0 stop|start" ;;
+  freeze | thaw)
+    pid=$(alive_pid kube-apiserver) || die "kube-apiserver is not running"
+    if [ "$1" = freeze ]; then kill -STOP "$pid"; else kill -CONT "$pid"; fi
+    say "kube-apiserver (pid $pid): $1"
+    ;;
+  *) die "usage: $0 stop|start|freeze|thaw" ;;
 esac

@@ -19,6 +19,7 @@ use crate::kubeconfig_path;
 pub struct LocalApiServer {
     e2e_dir: PathBuf,
     stopped: bool,
+    frozen: bool,
 }
 
 impl LocalApiServer {
@@ -44,6 +45,7 @@ impl LocalApiServer {
         LocalApiServer {
             e2e_dir: dir,
             stopped: false,
+            frozen: false,
         }
     }
 
@@ -59,6 +61,19 @@ impl LocalApiServer {
         self.script("start").await;
         self.stopped = false;
         t.elapsed()
+    }
+
+    /// SIGSTOP it: connections stay open and requests go unanswered, the
+    /// shape of an API server that hangs rather than goes away.
+    pub async fn freeze(&mut self) {
+        self.frozen = true;
+        self.script("freeze").await;
+    }
+
+    /// SIGCONT: it answers what it was asked meanwhile.
+    pub async fn thaw(&mut self) {
+        self.script("thaw").await;
+        self.frozen = false;
     }
 
     async fn script(&self, verb: &str) {
@@ -84,6 +99,12 @@ impl LocalApiServer {
 
 impl Drop for LocalApiServer {
     fn drop(&mut self) {
+        if self.frozen {
+            let _ = std::process::Command::new(self.script_path())
+                .arg("thaw")
+                .env("E2E_DIR", &self.e2e_dir)
+                .status();
+        }
         if self.stopped {
             eprintln!("starting the API server again (the test stopped it)");
             let _ = std::process::Command::new(self.script_path())

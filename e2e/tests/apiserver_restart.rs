@@ -4,6 +4,8 @@
 //! cannot watch (so Kubernetes would restart it), the watches come back by
 //! themselves, the release that was baking finishes and hands its fields
 //! back, and a Release created 30 s after the API server returned progresses.
+//! In between, the API server is frozen (SIGSTOP) for a moment: a reconcile
+//! that waits on it fails liveness too.
 //!
 //! This file holds one test on purpose: while the API server is down every
 //! client of the cluster is cut off, and `cargo test` runs the test binaries
@@ -22,7 +24,7 @@ const STALL: Duration = Duration::from_secs(4);
 async fn the_operator_recovers_from_an_api_server_restart_and_fails_liveness_while_stuck() {
     let mut apiserver = LocalApiServer::of_local_cluster();
     let sc = Scenario::start_with("apiserver-restart", |l| l.stall_timeout(STALL)).await;
-    sc.deploy_apps(&["a", "b"]).await;
+    sc.deploy_apps(&["a", "b", "c"]).await;
 
     // No analysis: the bakes are time alone, so the outage does not leave the
     // step short of measurements.
@@ -94,6 +96,29 @@ async fn the_operator_recovers_from_an_api_server_restart_and_fails_liveness_whi
     // working watch brings.
     rel::wait_phase(&api, "baking", "Succeeded", Duration::from_secs(60)).await;
     rel::wait_released(&sc.client, sc.ns(), "a").await;
+
+    // An API server that hangs instead of going away: the watches see no
+    // error, but a reconcile waits for an answer that does not come, and
+    // liveness says so. (This release measures every second, so a reconcile
+    // is always about to run.)
+    let measuring = release("measuring").defaults(&[(50, 120), (100, 1)]);
+    sc.apply(&measuring.service(svc("c")).build()).await;
+    rel::wait_baking(&api, "measuring", "c", Duration::from_secs(30)).await;
+    let frozen = Instant::now();
+    apiserver.freeze().await;
+    let why = sc
+        .operator
+        .wait_answer("/healthz", 503, Duration::from_secs(20))
+        .await;
+    eprintln!(
+        "/healthz failed {:.1}s after the API server froze: {why}",
+        frozen.elapsed().as_secs_f64()
+    );
+    assert!(why.contains("the reconcile of"), "{why}");
+    apiserver.thaw().await;
+    sc.operator
+        .wait_answer("/healthz", 200, Duration::from_secs(20))
+        .await;
 
     // A Release created 30 s after the API server returned is picked up.
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(back.elapsed())).await;

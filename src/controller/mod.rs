@@ -409,6 +409,7 @@ async fn reconcile(rel: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Erro
     let ns = rel.namespace().unwrap_or_default();
     let name = rel.name_any();
     let span = tracing::info_span!("reconcile", namespace = %ns, name = %name);
+    let _running = ctx.probe.reconcile_started(format!("{ns}/{name}"));
     reconcile_release(ns, name, ctx).instrument(span).await
 }
 
