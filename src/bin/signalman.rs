@@ -63,8 +63,9 @@ struct RunArgs {
     /// How long the Lease stays valid after a renewal (Go duration, e.g. 15s).
     #[arg(long, env = "SIGNALMAN_LEASE_DURATION", default_value = "15s")]
     lease_duration: kube::core::Duration,
-    /// /healthz fails once one of the controller's watches has kept failing
-    /// this long (Go duration), so that Kubernetes restarts a stuck operator.
+    /// /healthz fails once one of the controller's watches has kept failing,
+    /// or a reconcile has run, this long (Go duration), so that Kubernetes
+    /// restarts a stuck operator.
     #[arg(long, env = "SIGNALMAN_STALL_TIMEOUT", default_value = "60s")]
     stall_timeout: kube::core::Duration,
 }

@@ -75,7 +75,8 @@ pub struct Config {
     /// Compete for this Lease and run the controller only while holding it;
     /// `None`: run at once (a single replica, tests, `make run`).
     pub leader_election: Option<crate::leader::LeaseConfig>,
-    /// `/healthz` fails once a watch has kept failing this long.
+    /// `/healthz` fails once a watch has kept failing, or a reconcile has
+    /// run, this long.
     pub stall_timeout: Duration,
 }
 
