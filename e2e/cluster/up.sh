@@ -25,6 +25,9 @@ elapsed() { echo "$((SECONDS - T0))s"; }
 mkdir -p "$E2E_DIR" "$LOGS" "$PIDS"
 
 if cluster_healthy; then
+  # Started by an up.sh that did not record its ports yet: they are the ones
+  # this run was given (every run of a cluster must be given the same).
+  [ -f "$E2E_DIR/ports.env" ] || write_ports
   say "cluster already up and healthy ($(elapsed))"
   print_summary
   exit 0
