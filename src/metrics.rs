@@ -71,6 +71,11 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchLabels {
+    watch: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     phase: String,
 }
@@ -93,6 +98,7 @@ pub struct Metrics {
     breach_to_weight_zero: Histogram,
     reconcile_duration: Histogram,
     reconcile_errors: Family<ErrorLabels, Counter>,
+    watch_errors: Family<WatchLabels, Counter>,
     reconciles: Counter,
     leader: Gauge,
     writes: Family<WriteLabels, Counter>,
@@ -171,6 +177,12 @@ impl Metrics {
             "Reconciles that ended in an error, by kind of error",
             reconcile_errors.clone(),
         );
+        let watch_errors = Family::<WatchLabels, Counter>::default();
+        registry.register(
+            "watch_errors",
+            "Failed attempts of the controller's watches, by watch (each retried with backoff)",
+            watch_errors.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -210,6 +222,7 @@ impl Metrics {
             breach_to_weight_zero,
             reconcile_duration,
             reconcile_errors,
+            watch_errors,
             reconciles,
             leader,
             writes,
@@ -328,6 +341,15 @@ impl Metrics {
         self.reconcile_errors
             .get_or_create(&ErrorLabels {
                 kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a failed attempt of the controller's watch `watch`.
+    pub fn watch_failed(&self, watch: &str) {
+        self.watch_errors
+            .get_or_create(&WatchLabels {
+                watch: watch.to_owned(),
             })
             .inc();
     }

@@ -32,7 +32,7 @@ for c in "${!pids[@]}"; do
   fi
 done
 for c in "${COMPONENTS[@]}"; do rm -f "$PIDS/$c.pid"; done
-rm -rf "$E2E_DIR/etcd" "$E2E_DIR/prometheus" "$E2E_DIR/versions.stamp"
+rm -rf "$E2E_DIR/etcd" "$E2E_DIR/prometheus" "$E2E_DIR/versions.stamp" "$E2E_DIR/ports.env"
 if [ ${#pids[@]} -eq 0 ]; then
   say "nothing was running"
 else

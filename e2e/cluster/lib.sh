@@ -79,13 +79,119 @@ component_binary_name() {
   esac
 }
 
-# start <name> <command...>: run detached in its own session, log to logs/<name>.log.
+# start <name> <command...>: run detached in its own session, log to
+# logs/<name>.log (appended to when APPEND_LOG=1, as on a restart).
 start() {
   local name="$1"; shift
   say "starting $name (log: $LOGS/$name.log)"
   [ -x "$1" ] || [ "$1" = env ] || die "$name: $1 is not executable"
-  setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+  if [ "${APPEND_LOG:-0}" = 1 ]; then
+    setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  else
+    setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+  fi
   echo $! >"$PIDS/$name.pid"
+}
+
+# stop_component <name> [grace seconds, default 15]: SIGTERM the component if
+# it is still ours, wait up to the grace, then SIGKILL; forget its pid.
+stop_component() {
+  local name="$1" grace="${2:-15}" pid
+  if pid=$(alive_pid "$name"); then
+    say "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 $((grace * 5))); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "$name (pid $pid) did not exit after ${grace}s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+  fi
+  rm -f "$PIDS/$name.pid"
+}
+
+# The kube-apiserver, on etcd at $ETCD_PORT, serving $APISERVER_PORT (up.sh,
+# and apiserver.sh when a test restarts it).
+start_apiserver() {
+  start kube-apiserver "$KUBE_BIN/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 \
+    --advertise-address=127.0.0.1 \
+    --secure-port="$APISERVER_PORT" \
+    --tls-cert-file="$PKI/apiserver.crt" \
+    --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --requestheader-client-ca-file="$PKI/ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI/front-proxy-client.key" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$PKI/sa.pub" \
+    --service-account-signing-key-file="$PKI/sa.key" \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    --authorization-mode=Node,RBAC \
+    --allow-privileged=true \
+    --enable-priority-and-fairness=false \
+    --max-requests-inflight=0 \
+    --max-mutating-requests-inflight=0 \
+    --event-ttl=30m \
+    --endpoint-reconciler-type=none \
+    --profiling=false \
+    --v=1
+}
+
+# kube-controller-manager, kube-scheduler and kwok (up.sh, and apiserver.sh
+# after an outage).
+start_controllers() {
+  start kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
+    --kubeconfig="$E2E_DIR/kubeconfigs/controller-manager" \
+    --authentication-kubeconfig="$E2E_DIR/kubeconfigs/controller-manager" \
+    --authorization-kubeconfig="$E2E_DIR/kubeconfigs/controller-manager" \
+    --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+    --bind-address=127.0.0.1 \
+    --secure-port="$KCM_PORT" \
+    --leader-elect=false \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file="$PKI/sa.key" \
+    --root-ca-file="$PKI/ca.crt" \
+    --cluster-signing-cert-file="$PKI/ca.crt" \
+    --cluster-signing-key-file="$PKI/ca.key" \
+    --controllers='*,-nodeipam' \
+    --node-monitor-grace-period=60s \
+    --kube-api-qps=200 --kube-api-burst=400 \
+    --v=1
+  start kube-scheduler "$KUBE_BIN/kube-scheduler" \
+    --kubeconfig="$E2E_DIR/kubeconfigs/scheduler" \
+    --authentication-kubeconfig="$E2E_DIR/kubeconfigs/scheduler" \
+    --authorization-kubeconfig="$E2E_DIR/kubeconfigs/scheduler" \
+    --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+    --bind-address=127.0.0.1 \
+    --secure-port="$SCHEDULER_PORT" \
+    --leader-elect=false \
+    --kube-api-qps=200 --kube-api-burst=400 \
+    --v=1
+  start kwok "$KWOK_BIN/kwok" \
+    --config="$CLUSTER_DIR/kwok-stages.yaml" \
+    --kubeconfig="$E2E_DIR/kubeconfigs/kwok" \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --node-lease-duration-seconds=40 \
+    --cidr=10.244.0.1/16 \
+    --node-ip=10.240.0.1
+}
+
+# The ports a cluster was started with, for scripts that act on a running
+# cluster (apiserver.sh) without being given them again.
+write_ports() {
+  local p
+  for p in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT KCM_PORT SCHEDULER_PORT PROM_PORT SIM_PORT; do
+    echo "$p=${!p}"
+  done >"$E2E_DIR/ports.env"
 }
 
 # wait_until <what> <seconds> <command...>: retry the command until it succeeds.

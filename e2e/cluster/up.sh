@@ -25,6 +25,9 @@ elapsed() { echo "$((SECONDS - T0))s"; }
 mkdir -p "$E2E_DIR" "$LOGS" "$PIDS"
 
 if cluster_healthy; then
+  # Started by an up.sh that did not record its ports yet: they are the ones
+  # this run was given (every run of a cluster must be given the same).
+  [ -f "$E2E_DIR/ports.env" ] || write_ports
   say "cluster already up and healthy ($(elapsed))"
   print_summary
   exit 0
@@ -38,6 +41,7 @@ fi
 for p in ETCD_PORT ETCD_PEER_PORT APISERVER_PORT KCM_PORT SCHEDULER_PORT PROM_PORT SIM_PORT; do
   port_busy "${!p}" && die "127.0.0.1:${!p} is already in use by another process; free it or set $p"
 done
+write_ports
 
 # --- binaries -----------------------------------------------------------------
 say "building / locating binaries (cached in $SIGNALMAN_CACHE/bin)"
@@ -89,71 +93,11 @@ start prometheus "$PROMETHEUS_BIN" \
   --log.level=warn
 
 # --- kube-apiserver ---------------------------------------------------------------
-start kube-apiserver "$KUBE_BIN/kube-apiserver" \
-  --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-  --bind-address=127.0.0.1 \
-  --advertise-address=127.0.0.1 \
-  --secure-port="$APISERVER_PORT" \
-  --tls-cert-file="$PKI/apiserver.crt" \
-  --tls-private-key-file="$PKI/apiserver.key" \
-  --client-ca-file="$PKI/ca.crt" \
-  --requestheader-client-ca-file="$PKI/ca.crt" \
-  --requestheader-allowed-names=front-proxy-client \
-  --requestheader-username-headers=X-Remote-User \
-  --requestheader-group-headers=X-Remote-Group \
-  --requestheader-extra-headers-prefix=X-Remote-Extra- \
-  --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
-  --proxy-client-key-file="$PKI/front-proxy-client.key" \
-  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-  --service-account-key-file="$PKI/sa.pub" \
-  --service-account-signing-key-file="$PKI/sa.key" \
-  --service-cluster-ip-range=10.96.0.0/16 \
-  --authorization-mode=Node,RBAC \
-  --allow-privileged=true \
-  --enable-priority-and-fairness=false \
-  --max-requests-inflight=0 \
-  --max-mutating-requests-inflight=0 \
-  --event-ttl=30m \
-  --endpoint-reconciler-type=none \
-  --profiling=false \
-  --v=1
+start_apiserver
 wait_until "kube-apiserver /readyz" 90 kubectl_admin get --raw=/readyz
 
 # --- controllers, scheduler, kwok ------------------------------------------------
-start kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
-  --kubeconfig="$E2E_DIR/kubeconfigs/controller-manager" \
-  --authentication-kubeconfig="$E2E_DIR/kubeconfigs/controller-manager" \
-  --authorization-kubeconfig="$E2E_DIR/kubeconfigs/controller-manager" \
-  --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
-  --bind-address=127.0.0.1 \
-  --secure-port="$KCM_PORT" \
-  --leader-elect=false \
-  --use-service-account-credentials=true \
-  --service-account-private-key-file="$PKI/sa.key" \
-  --root-ca-file="$PKI/ca.crt" \
-  --cluster-signing-cert-file="$PKI/ca.crt" \
-  --cluster-signing-key-file="$PKI/ca.key" \
-  --controllers='*,-nodeipam' \
-  --node-monitor-grace-period=60s \
-  --kube-api-qps=200 --kube-api-burst=400 \
-  --v=1
-start kube-scheduler "$KUBE_BIN/kube-scheduler" \
-  --kubeconfig="$E2E_DIR/kubeconfigs/scheduler" \
-  --authentication-kubeconfig="$E2E_DIR/kubeconfigs/scheduler" \
-  --authorization-kubeconfig="$E2E_DIR/kubeconfigs/scheduler" \
-  --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
-  --bind-address=127.0.0.1 \
-  --secure-port="$SCHEDULER_PORT" \
-  --leader-elect=false \
-  --kube-api-qps=200 --kube-api-burst=400 \
-  --v=1
-start kwok "$KWOK_BIN/kwok" \
-  --config="$HERE/kwok-stages.yaml" \
-  --kubeconfig="$E2E_DIR/kubeconfigs/kwok" \
-  --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-  --node-lease-duration-seconds=40 \
-  --cidr=10.244.0.1/16 \
-  --node-ip=10.240.0.1
+start_controllers
 
 # Fake Nodes, managed by kwok (pods need no toleration: there are no real nodes).
 for i in $(seq 1 "$KWOK_NODES"); do

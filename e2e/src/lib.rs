@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+pub mod apiserver;
 pub mod helm;
 pub mod operator;
 pub mod plugin;

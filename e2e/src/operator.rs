@@ -39,6 +39,7 @@ pub struct Launch {
     kubeconfig: PathBuf,
     prometheus: String,
     lease: Option<(String, Duration)>,
+    stall_timeout: Option<Duration>,
 }
 
 impl Launch {
@@ -58,6 +59,12 @@ impl Launch {
     /// Run for the Lease `name` in the watched namespace.
     pub fn leader_election(mut self, lease: &str, duration: Duration) -> Launch {
         self.lease = Some((lease.to_string(), duration));
+        self
+    }
+
+    /// `--stall-timeout`: `/healthz` fails once a watch has kept failing this long.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Launch {
+        self.stall_timeout = Some(timeout);
         self
     }
 
@@ -98,6 +105,7 @@ impl Operator {
             kubeconfig: kubeconfig_path(),
             prometheus: prometheus_url(),
             lease: None,
+            stall_timeout: None,
         }
     }
 
@@ -135,6 +143,9 @@ impl Operator {
             .args(["--metrics-addr", &self.metrics_addr.to_string()])
             .arg("--kubeconfig")
             .arg(&l.kubeconfig);
+        if let Some(t) = l.stall_timeout {
+            cmd.arg(format!("--stall-timeout={}ms", t.as_millis()));
+        }
         if let Some((lease, duration)) = &l.lease {
             cmd.args(["--leader-elect", "--lease-name", lease])
                 .args(["--lease-namespace", &l.namespace])
@@ -278,6 +289,19 @@ impl Operator {
     /// Sum of `signalman_api_writes_total` over all kinds and verbs.
     pub async fn api_writes(&self) -> f64 {
         sum_metric(&self.metrics().await, "signalman_api_writes_total")
+    }
+
+    /// Wait until `path` answers with status `code` and return its body
+    /// (e.g. `/healthz` failing with 503 while the operator is stuck).
+    pub async fn wait_answer(&self, path: &str, code: u16, timeout: Duration) -> String {
+        let what = format!("{path} of operator {} to answer {code}", self.launch.name);
+        poll(&what, timeout, Duration::from_millis(100), || async {
+            match self.get(path).await {
+                Ok((c, body)) if c == code => Look::Done(body),
+                other => Look::NotYet(format!("{path}: {other:?}\n{}", self.log_tail())),
+            }
+        })
+        .await
     }
 
     /// Wait until `/readyz` answers 200 and return its body (`ok`, or

@@ -5,7 +5,7 @@ use kube::Client;
 use kube::api::Api;
 use signalman::api::Release;
 
-use crate::operator::Operator;
+use crate::operator::{Launch, Operator};
 use crate::{TestNamespace, WebApp};
 
 /// A test namespace (`<prefix>-<random>`) with an operator watching it (as
@@ -19,9 +19,15 @@ pub struct Scenario {
 
 impl Scenario {
     pub async fn start(prefix: &str) -> Scenario {
+        Scenario::start_with(prefix, |launch| launch).await
+    }
+
+    /// [`Scenario::start`] with the operator's [`Launch`] changed by `launch`
+    /// (e.g. `|l| l.stall_timeout(..)`).
+    pub async fn start_with(prefix: &str, launch: impl FnOnce(Launch) -> Launch) -> Scenario {
         let client = crate::client().await;
         let namespace = TestNamespace::create(&client, prefix).await;
-        let operator = Operator::start(namespace.name()).await;
+        let operator = launch(Operator::launch(namespace.name())).start().await;
         Scenario {
             client,
             operator,

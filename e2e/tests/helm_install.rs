@@ -253,6 +253,7 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
             Some(other),
         ),
         ("delete", "events.events.k8s.io", Some(other)),
+        ("patch", "events.events.k8s.io", Some(other)),
         ("create", "leases.coordination.k8s.io", Some(other)),
         (
             "update",

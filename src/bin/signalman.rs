@@ -26,7 +26,7 @@ enum Command {
     /// Print the Release CustomResourceDefinition as YAML.
     Crd,
     /// Run the operator until SIGTERM.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Args)]
@@ -63,6 +63,11 @@ struct RunArgs {
     /// How long the Lease stays valid after a renewal (Go duration, e.g. 15s).
     #[arg(long, env = "SIGNALMAN_LEASE_DURATION", default_value = "15s")]
     lease_duration: kube::core::Duration,
+    /// /healthz fails once one of the controller's watches has kept failing,
+    /// or a reconcile has run, this long (Go duration), so that Kubernetes
+    /// restarts a stuck operator.
+    #[arg(long, env = "SIGNALMAN_STALL_TIMEOUT", default_value = "60s")]
+    stall_timeout: kube::core::Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -78,7 +83,7 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(run(args))?;
+                .block_on(run(*args))?;
         }
     }
     Ok(())
@@ -132,6 +137,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             namespace: args.namespace,
             metrics_addr: args.metrics_addr,
             leader_election,
+            stall_timeout: args.stall_timeout.into(),
         },
     )
     .await

@@ -16,21 +16,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject, Patch};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::Backoff;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::Instrument;
 
 use crate::api::{FINALIZER, RELEASE_LABEL, Release, RollbackReason};
 use crate::engine::{self, Action, NoticeKind};
-use crate::health::{Probe, Readiness};
+use crate::health::{Probe, RELEASE_WATCH, Readiness};
 use crate::metrics::Metrics;
 use crate::traffic::gateway::http_route_resource;
 use cluster::Cluster;
@@ -76,16 +78,21 @@ pub struct Config {
     /// Compete for this Lease and run the controller only while holding it;
     /// `None`: run at once (a single replica, tests, `make run`).
     pub leader_election: Option<crate::leader::LeaseConfig>,
+    /// `/healthz` fails once a watch has kept failing, or a reconcile has
+    /// run, this long.
+    pub stall_timeout: Duration,
 }
 
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context {
     pub client: Client,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    /// Who publishes the Events (see [`Context::publish`]).
+    pub reporter: Reporter,
     pub config: Config,
     pub prometheus: prometheus::Prometheus,
-    /// What `/readyz` says: ready once the Release cache has synced.
+    /// What `/readyz` and `/healthz` say: the Release cache's sync and the
+    /// health of every watch.
     pub probe: Probe,
 }
 
@@ -96,13 +103,24 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             metrics: Metrics::new(),
+            probe: Probe::new(config.stall_timeout),
             config,
             prometheus: Default::default(),
-            probe: Probe::default(),
         }
+    }
+
+    /// Publish one Event about `rel`: every transition is an Event of its own.
+    /// kube's `Recorder` folds Events with the same reason, action and object
+    /// into one series and keeps the first note, so "web promoted" vanished
+    /// into "api promoted" x2; a Recorder with no history for each Event
+    /// always creates a new one.
+    async fn publish(&self, rel: &Release, event: &Event) -> Result<(), kube::Error> {
+        Recorder::new(self.client.clone(), self.reporter.clone())
+            .publish(event, &rel.object_ref(&()))
+            .await
     }
 
     fn api<K>(&self) -> Api<K>
@@ -196,44 +214,71 @@ async fn shutdown_signal() {
 
 /// The Release controller; returns after a shutdown signal once in-flight
 /// reconciles have finished.
+///
+/// Every watch has its own backoff and reports to the probe: one failing
+/// watch (an API server restart, an HTTPRoute kind that is not installed)
+/// neither delays the others nor goes unnoticed.
 pub async fn controller(ctx: Arc<Context>) {
-    let releases: Api<Release> = ctx.api();
-    let releases_for_probe = releases.clone();
     let ours = watcher::Config::default().labels(RELEASE_LABEL);
-    let controller = Controller::new(releases, watcher::Config::default());
-    let store = controller.store();
+    let (store, writer) = reflector::store();
+    let probe = ctx.probe.clone();
+    let releases = watch(
+        ctx.api::<Release>(),
+        watcher::Config::default(),
+        RELEASE_WATCH,
+        &ctx,
+    )
+    .inspect(move |e| {
+        // Ready once every Release is in the cache; set again after a
+        // re-list (the cache is whole again).
+        if matches!(e, Ok(watcher::Event::InitDone)) {
+            probe.set(Readiness::Ready);
+        }
+    })
+    .reflect(writer)
+    .applied_objects();
+    let controller = Controller::for_stream(errors_reported(releases), store.clone());
     let by_deployment = store.clone();
     let by_route = store.clone();
-    ctx.metrics.watch_releases(store.clone());
-    // Ready once Releases can be listed: the controller's own watch lists the
-    // same way right after. (`Store::wait_until_ready` on a clone of the
-    // controller's store did not resolve with kube-runtime 5.0.)
-    match releases_for_probe
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-    {
-        Ok(_) => ctx.probe.set(Readiness::Ready),
-        Err(e) => tracing::warn!(error = %e, "listing Releases; not ready"),
-    }
+    ctx.metrics.watch_releases(store);
     let route_ar = http_route_resource();
+    let routes = match &ctx.config.namespace {
+        Some(ns) => Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &route_ar),
+        None => Api::<DynamicObject>::all_with(ctx.client.clone(), &route_ar),
+    };
+    let canaries = watch(
+        ctx.api::<Deployment>(),
+        ours.clone(),
+        "canary Deployment",
+        &ctx,
+    );
+    let services = watch(ctx.api::<Service>(), ours.clone(), "Service", &ctx);
+    let baselines = watch(
+        ctx.api::<ControllerRevision>(),
+        ours,
+        "ControllerRevision",
+        &ctx,
+    );
     controller
-        .owns(ctx.api::<Deployment>(), ours.clone())
-        .owns(ctx.api::<Service>(), ours.clone())
-        .owns(ctx.api::<ControllerRevision>(), ours)
-        .watches(
-            ctx.api::<Deployment>(),
-            watcher::Config::default(),
+        .owns_stream(errors_reported(canaries.touched_objects()))
+        .owns_stream(errors_reported(services.touched_objects()))
+        .owns_stream(errors_reported(baselines.touched_objects()))
+        .watches_stream(
+            errors_reported(
+                watch(
+                    ctx.api::<Deployment>(),
+                    watcher::Config::default(),
+                    "Deployment",
+                    &ctx,
+                )
+                .touched_objects(),
+            ),
             move |d: Deployment| naming(&by_deployment, &d, |s| Some(s.deployment.clone())),
         )
-        .watches_with(
-            match &ctx.config.namespace {
-                Some(ns) => {
-                    Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &route_ar)
-                }
-                None => Api::<DynamicObject>::all_with(ctx.client.clone(), &route_ar),
-            },
-            route_ar.clone(),
-            watcher::Config::default(),
+        .watches_stream_with(
+            errors_reported(
+                watch(routes, watcher::Config::default(), "HTTPRoute", &ctx).touched_objects(),
+            ),
             move |r: DynamicObject| {
                 naming(&by_route, &r, |s| {
                     s.traffic
@@ -242,6 +287,7 @@ pub async fn controller(ctx: Arc<Context>) {
                         .map(|g| g.http_route.clone())
                 })
             },
+            route_ar.clone(),
         )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -251,6 +297,93 @@ pub async fn controller(ctx: Arc<Context>) {
             }
         })
         .await;
+}
+
+/// A watch with its own backoff, reporting each success and failure to the
+/// probe as `name`.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    name: &'static str,
+    ctx: &Context,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let probe = ctx.probe.clone();
+    let metrics = ctx.metrics.clone();
+    watcher(api, config)
+        // 410 Gone: the API server no longer has the version the watch
+        // resumes from (it restarted, or history was compacted); the watcher
+        // lists afresh. An answer from a working server is no failure to back
+        // off from: waiting here only kept the cache stale for one more delay.
+        .filter(|event| {
+            std::future::ready(
+                !matches!(event, Err(watcher::Error::WatchError(s)) if s.code == 410),
+            )
+        })
+        .backoff(WatchBackoff::default())
+        .inspect(move |event| match event {
+            // Emitted before the list is even asked for: proves nothing.
+            Ok(watcher::Event::Init) => {}
+            Ok(e) => probe.watch_succeeded(name, matches!(e, watcher::Event::InitDone)),
+            Err(e) => {
+                metrics.watch_failed(name);
+                let not_served = matches!(
+                    e,
+                    watcher::Error::InitialListFailed(kube::Error::Api(s))
+                        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+                        if s.code == 404
+                );
+                if probe.watch_failed(name, e.to_string(), !not_served) {
+                    tracing::warn!(watch = name, error = %e, "watch failed; retrying with backoff");
+                } else {
+                    tracing::debug!(watch = name, error = %e, "watch still failing");
+                }
+            }
+        })
+}
+
+/// The objects of a watch, without its errors: [`watch`] reported them and
+/// retries on its own. An error reaching the `Controller` would put every
+/// watch to sleep under its one shared backoff.
+fn errors_reported<K: Send + 'static>(
+    objects: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    objects.filter_map(|r| std::future::ready(r.ok().map(Ok)))
+}
+
+/// Delays between the attempts of a failing watch: 0.5 s, doubling up to 5 s;
+/// back to 0.5 s after anything succeeds (`StreamBackoff` resets it). An API
+/// server that returns is seen again within 5 s, and a watch that keeps
+/// failing costs one request per 5 s.
+struct WatchBackoff(Duration);
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff(Self::FIRST)
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let d = self.0;
+        self.0 = (d * 2).min(Self::MAX);
+        Some(d)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.0 = Self::FIRST;
+    }
 }
 
 /// Releases in the object's namespace with a service whose `field` names it.
@@ -308,7 +441,7 @@ async fn let_go(
             action: "Delete".into(),
             secondary: None,
         };
-        match ctx.recorder.publish(&event, &rel.object_ref(&())).await {
+        match ctx.publish(rel, &event).await {
             Ok(()) => ctx.metrics.wrote("Event", "create"),
             Err(e) => tracing::warn!(error = %e, "publishing an event"),
         }
@@ -345,6 +478,7 @@ async fn reconcile(rel: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Erro
     let ns = rel.namespace().unwrap_or_default();
     let name = rel.name_any();
     let span = tracing::info_span!("reconcile", namespace = %ns, name = %name);
+    let _running = ctx.probe.reconcile_started(format!("{ns}/{name}"));
     reconcile_release(ns, name, ctx).instrument(span).await
 }
 
@@ -445,7 +579,7 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
             action: "Reconcile".into(),
             secondary: None,
         };
-        match ctx.recorder.publish(&event, &rel.object_ref(&())).await {
+        match ctx.publish(&rel, &event).await {
             Ok(()) => ctx.metrics.wrote("Event", "create"),
             Err(e) => {
                 tracing::warn!(error = %e, reason = notice.kind.reason(), "publishing an event")
