@@ -21,7 +21,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::Value;
 use signalman::api::{
     Analysis, Defaults, GatewayApiTraffic, Metric, PrometheusSpec, Release, ReleaseSpec,
-    ServiceSpec, Step, Traffic,
+    ServiceSpec, SkipAnalysis, Step, Traffic,
 };
 
 use crate::{FIELD_MANAGER, Look, poll, pretty};
@@ -199,6 +199,16 @@ impl Svc {
     pub fn steps(mut self, s: &[(i32, u64)]) -> Svc {
         self.0.steps = Some(steps(s));
         self
+    }
+
+    /// Released on bake time alone: `analysis.skipAnalysis` with `reason`.
+    pub fn unmeasured(self, reason: &str) -> Svc {
+        self.analysis(Analysis {
+            skip_analysis: Some(SkipAnalysis {
+                reason: reason.to_string(),
+            }),
+            ..Analysis::default()
+        })
     }
 
     /// The service's own analysis.

@@ -31,7 +31,11 @@ async fn the_operator_recovers_from_an_api_server_restart_and_fails_liveness_whi
     let api = sc
         .apply(
             &release("baking")
-                .service(svc("a").steps(&[(50, 1), (100, 20)]))
+                .service(
+                    svc("a")
+                        .steps(&[(50, 1), (100, 20)])
+                        .unmeasured("an outage must not leave a step short of measurements"),
+                )
                 .build(),
         )
         .await;
@@ -125,7 +129,11 @@ async fn the_operator_recovers_from_an_api_server_restart_and_fails_liveness_whi
     let created = Instant::now();
     sc.apply(
         &release("after")
-            .service(svc("b").steps(&[(50, 1), (100, 1)]))
+            .service(
+                svc("b")
+                    .steps(&[(50, 1), (100, 1)])
+                    .unmeasured("only the pick-up is under test"),
+            )
             .build(),
     )
     .await;

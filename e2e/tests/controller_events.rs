@@ -17,8 +17,11 @@ async fn each_transition_is_its_own_event() {
     let api = sc
         .apply(
             &release("train")
-                .service(svc("web").steps(&[(50, 1), (100, 1)]))
-                .service(svc("api").steps(&[(50, 1), (100, 1)]))
+                .services(["web", "api"].map(|n| {
+                    svc(n)
+                        .steps(&[(50, 1), (100, 1)])
+                        .unmeasured("both move in lockstep on bake time")
+                }))
                 .build(),
         )
         .await;
