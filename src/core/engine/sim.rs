@@ -201,6 +201,7 @@ impl Sim {
                     phase: Phase::Progressing,
                     created: None,
                     deployments: vec![deployment],
+                    refused: false,
                 })
             })
             .collect();

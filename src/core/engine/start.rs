@@ -20,6 +20,18 @@ pub(super) fn pending(cx: &mut Ctx) {
         return;
     }
     let spec = cx.spec;
+    // Before any check: nothing was changed, so an abort ends even a Release
+    // that is invalid or waits for a claim; otherwise it would stay Pending
+    // with no way out but deletion.
+    if spec.abort == Some(true) {
+        cx.set_phase(Phase::RolledBack);
+        cx.st.finished_at = Some(cx.time());
+        let message = "aborted before it started; nothing was changed".to_owned();
+        cx.st.message = Some(message.clone());
+        cx.record("RolledBack", None, message.clone());
+        cx.notice(NoticeKind::RolledBack, None, message);
+        return;
+    }
     let invalid = api::validate(spec);
     if !invalid.is_empty() {
         let lines = invalid.iter().map(ToString::to_string).collect();
@@ -40,15 +52,6 @@ pub(super) fn pending(cx: &mut Ctx) {
         return stall(cx, reason, lines, Some(RECHECK));
     }
 
-    if spec.abort == Some(true) {
-        cx.set_phase(Phase::RolledBack);
-        cx.st.finished_at = Some(cx.time());
-        let message = "aborted before it started; nothing was changed".to_owned();
-        cx.st.message = Some(message.clone());
-        cx.record("RolledBack", None, message.clone());
-        cx.notice(NoticeKind::RolledBack, None, message);
-        return;
-    }
     if spec.paused == Some(true) {
         cx.set_phase(Phase::Pending);
         cx.st.message =
