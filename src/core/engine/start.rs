@@ -32,7 +32,9 @@ pub(super) fn pending(cx: &mut Ctx) {
         cx.notice(NoticeKind::RolledBack, None, message);
         return;
     }
-    let invalid = api::validate(spec);
+    let name = cx.release.metadata.name.as_deref().unwrap_or_default();
+    let mut invalid = api::validate_name(name, spec);
+    invalid.extend(api::validate(spec));
     if !invalid.is_empty() {
         let lines = invalid.iter().map(ToString::to_string).collect();
         return stall(cx, StallReason::InvalidSpec, lines, None);
