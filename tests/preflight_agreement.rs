@@ -50,6 +50,7 @@ fn controller(me: &Release, stored: &[Release]) -> Option<(String, String)> {
         .into(),
         measurements: vec![],
         releases: stored.iter().map(Claimant::of).collect(),
+        refused: None,
     };
     let d = engine::decide(me, &obs, Timestamp::from_second(1_000).unwrap());
     d.status
@@ -77,6 +78,7 @@ fn plan(me: &Release, stored: &[Release]) -> (bool, Vec<String>, String) {
         )]
         .into(),
         releases: stored.iter().map(Claimant::of).collect(),
+        refused: None,
     };
     let problems = cluster_problems(&me.spec, &view)
         .iter()

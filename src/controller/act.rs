@@ -16,8 +16,90 @@ use super::cluster::Cluster;
 use super::observe::World;
 use super::template::{new_template, template_state};
 use crate::api::{Change, Release, ServiceSpec};
-use crate::engine::{Action, TemplateState};
+use crate::engine::{Action, Decision, Observations, TemplateState, WriteRefusal};
 use crate::traffic::{self, Baseline, Owner, ServiceObjects, Write, baseline_name};
+
+/// Carry out `decision`'s actions in order. A write the API server refuses as
+/// invalid is not an error to retry: the engine is told (`obs.refused`) and
+/// decides again from the same status (a hold, or a failed rollback), and that
+/// decision is carried out instead. Returns the decision whose status is to be
+/// written, and whether a canary was sent to 0 %.
+pub async fn carry_out(
+    cluster: &Cluster,
+    rel: &Release,
+    world: &World,
+    obs: &mut Observations,
+    decision: Decision,
+    now: jiff::Timestamp,
+) -> Result<(Decision, bool), Error> {
+    let mut zeroed = false;
+    for action in &decision.actions {
+        tracing::info!(?action, "acting");
+        match apply(cluster, rel, world, action).await {
+            Ok(()) => zeroed |= matches!(action, Action::SetCanaryWeight { weight: 0, .. }),
+            Err(e) => {
+                let Some(message) = refusal(&e) else {
+                    return Err(e);
+                };
+                tracing::warn!(?action, %message, "the API server refused a write; deciding again");
+                obs.refused = Some(WriteRefusal {
+                    service: action_service(action).to_owned(),
+                    doing: doing(action),
+                    message,
+                });
+                let again = crate::engine::decide(rel, obs, now);
+                for action in &again.actions {
+                    tracing::info!(?action, "acting after a refused write");
+                    match apply(cluster, rel, world, action).await {
+                        Ok(()) => {
+                            zeroed |= matches!(action, Action::SetCanaryWeight { weight: 0, .. })
+                        }
+                        // The hold stands with the first refusal's message;
+                        // the next look tries the canary at 0 % again.
+                        Err(e) if refusal(&e).is_some() => {
+                            tracing::warn!(?action, error = %e, "refused too")
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok((again, zeroed));
+            }
+        }
+    }
+    Ok((decision, zeroed))
+}
+
+/// The API server's message when it refused a write as invalid: 422 Invalid
+/// or 400 BadRequest. Conflicts, throttling, server errors and timeouts are
+/// not refusals: they may pass on a retry.
+fn refusal(e: &Error) -> Option<String> {
+    match e {
+        Error::Kube(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
+            Some(s.message.clone())
+        }
+        _ => None,
+    }
+}
+
+fn action_service(action: &Action) -> &str {
+    match action {
+        Action::RecordBaseline { service }
+        | Action::SetCanaryWeight { service, .. }
+        | Action::PromoteStable { service }
+        | Action::RemoveCanary { service }
+        | Action::RestoreBaseline { service } => service,
+    }
+}
+
+fn doing(action: &Action) -> String {
+    match action {
+        Action::RecordBaseline { .. } => "recording the baseline".to_owned(),
+        Action::SetCanaryWeight { weight, .. } => format!("setting the canary weight to {weight}"),
+        Action::PromoteStable { .. } => "promoting the new version".to_owned(),
+        Action::RemoveCanary { .. } => "removing the canary".to_owned(),
+        Action::RestoreBaseline { .. } => "restoring the baseline".to_owned(),
+    }
+}
 
 pub async fn apply(
     cluster: &Cluster,
@@ -25,13 +107,7 @@ pub async fn apply(
     world: &World,
     action: &Action,
 ) -> Result<(), Error> {
-    let service = match action {
-        Action::RecordBaseline { service }
-        | Action::SetCanaryWeight { service, .. }
-        | Action::PromoteStable { service }
-        | Action::RemoveCanary { service }
-        | Action::RestoreBaseline { service } => service,
-    };
+    let service = action_service(action);
     let svc = rel
         .spec
         .service(service)

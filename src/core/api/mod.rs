@@ -575,7 +575,8 @@ named!(HoldReason {
     ErrorLimit,
     InconclusiveLimit,
     Drift,
-    SpecChanged
+    SpecChanged,
+    WriteRefused,
 });
 named!(StallReason {
     InvalidSpec,
@@ -605,6 +606,9 @@ pub enum HoldReason {
     Drift,
     /// What is being released changed while the release was in flight.
     SpecChanged,
+    /// The API server refused a write of the release as invalid (e.g. an
+    /// admission policy, or a field it will not accept).
+    WriteRefused,
 }
 
 /// Why a Release was refused before it changed anything: the reason of its

@@ -209,6 +209,7 @@ impl Sim {
             services,
             measurements,
             releases,
+            refused: None,
         }
     }
 
