@@ -131,8 +131,12 @@ pub async fn apply(
         }
         Action::PromoteStable { .. } => {
             let (baseline, state) = stable_state(rel, svc, &objects)?;
-            let template = (state != TemplateState::New)
-                .then(|| template_write(svc, &new_template(&baseline.template, &svc.change)));
+            let template = if state == TemplateState::New {
+                Vec::new()
+            } else {
+                let new = new_template(&baseline.template, &svc.change);
+                template_writes(svc, &new, stable_of(svc, &objects)?)
+            };
             provider.promote(&objects, template)
         }
         Action::RemoveCanary { .. } => provider.remove(&objects),
@@ -141,7 +145,7 @@ pub async fn apply(
             if state == TemplateState::Baseline {
                 return Ok(());
             }
-            vec![template_write(svc, &baseline.template)]
+            template_writes(svc, &baseline.template, stable_of(svc, &objects)?)
         }
     };
     for write in &writes {
@@ -245,9 +249,89 @@ async fn record_baseline(
 }
 
 /// The stable Deployment's containers set to `template`'s images and env for
-/// what the change touches.
-fn template_write(svc: &ServiceSpec, template: &PodTemplateSpec) -> Write {
-    Write::apply::<Deployment>(&svc.deployment, change_patch(template, &svc.change))
+/// what the change touches: a server-side apply, preceded by a patch when a
+/// named env var switches between `valueFrom` and `value`.
+fn template_writes(svc: &ServiceSpec, template: &PodTemplateSpec, live: &Deployment) -> Vec<Write> {
+    let live = live.spec.as_ref().map(|s| &s.template);
+    let swap = live.and_then(|live| swap_patch(live, template, &svc.change));
+    let apply = Write::apply::<Deployment>(&svc.deployment, change_patch(template, &svc.change));
+    match swap {
+        Some(body) => vec![
+            Write::Patch {
+                resource: kube::core::ApiResource::erase::<Deployment>(&()),
+                name: svc.deployment.clone(),
+                body,
+            },
+            apply,
+        ],
+        None => vec![apply],
+    }
+}
+
+/// The user's manager owns an env var's `valueFrom`; server-side apply of a
+/// `value` would keep both, which the API server refuses. So when a var the
+/// change names is `valueFrom` on one side and `value` on the other, a
+/// strategic merge patch puts `template`'s form in place (the other field
+/// set to null, which removes it whoever owns it), together with the named
+/// images so the pods roll out once. Env vars the change does not name are
+/// never in it. `None` when no named var switches.
+fn swap_patch(
+    live: &PodTemplateSpec,
+    template: &PodTemplateSpec,
+    change: &Change,
+) -> Option<Value> {
+    let containers = |t: &PodTemplateSpec| {
+        t.spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default()
+    };
+    let (live, target) = (containers(live), containers(template));
+    let mut entries = Vec::new();
+    for (name, vars) in &change.env {
+        let (Some(l), Some(t)) = (
+            live.iter().find(|c| &c.name == name),
+            target.iter().find(|c| &c.name == name),
+        ) else {
+            continue;
+        };
+        let env: Vec<Value> = vars
+            .keys()
+            .filter_map(|var| {
+                let l = l.env.iter().flatten().find(|e| &e.name == var)?;
+                let t = t.env.iter().flatten().find(|e| &e.name == var)?;
+                (l.value_from.is_some() != t.value_from.is_some()).then(|| {
+                    json!({
+                        "name": var,
+                        "value": t.value,
+                        "valueFrom": t.value_from,
+                    })
+                })
+            })
+            .collect();
+        if env.is_empty() {
+            continue;
+        }
+        let mut entry = json!({"name": name, "env": env});
+        if change.images.contains_key(name) {
+            entry["image"] = json!(t.image);
+        }
+        entries.push(entry);
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    // The other named containers' images go in the same write: one rollout.
+    for (name, _) in change
+        .images
+        .iter()
+        .filter(|(n, _)| !change.env.contains_key(*n))
+    {
+        if let Some(t) = target.iter().find(|c| &c.name == name) {
+            entries.push(json!({"name": name, "image": t.image}));
+        }
+    }
+    Some(json!({"spec": {"template": {"spec": {"containers": entries}}}}))
 }
 
 /// The containers the change touches, as server-side apply entries carrying
@@ -339,7 +423,9 @@ pub async fn keep_baselines(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+    use k8s_openapi::api::core::v1::{
+        Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec,
+    };
 
     #[test]
     fn restore_patch_leaves_out_env_the_baseline_lacks() {
@@ -378,6 +464,71 @@ mod tests {
         assert_eq!(
             back["spec"]["template"]["spec"]["containers"],
             json!([{"name": "app", "image": "web:v1", "env": [{"name": "A", "value": "1"}]}])
+        );
+    }
+
+    fn template(image: &str, env: Vec<EnvVar>) -> PodTemplateSpec {
+        PodTemplateSpec {
+            metadata: None,
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "app".into(),
+                    image: Some(image.into()),
+                    env: Some(env),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn from_field(name: &str) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    api_version: None,
+                    field_path: "metadata.name".into(),
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_named_value_from_is_replaced_by_a_patch_and_put_back_on_restore() {
+        let base = template("web:v1", vec![from_field("MODE"), from_field("KEEP")]);
+        let mut change = Change::default();
+        change.images.insert("app".into(), "web:v2".into());
+        change.env.insert(
+            "app".into(),
+            [("MODE".to_owned(), "fast".to_owned())].into(),
+        );
+        let new = new_template(&base, &change);
+        let promote = swap_patch(&base, &new, &change).expect("a patch");
+        assert_eq!(
+            promote,
+            json!({"spec": {"template": {"spec": {"containers": [{
+                "name": "app",
+                "image": "web:v2",
+                "env": [{"name": "MODE", "value": "fast", "valueFrom": null}],
+            }]}}}})
+        );
+        let restore = swap_patch(&new, &base, &change).expect("a patch");
+        let env = &restore["spec"]["template"]["spec"]["containers"][0]["env"][0];
+        assert_eq!(env["value"], Value::Null);
+        assert_eq!(
+            env["valueFrom"]["fieldRef"]["fieldPath"],
+            json!("metadata.name")
+        );
+        // KEEP is not named: never in a patch. Nothing switches: no patch.
+        assert!(!promote.to_string().contains("KEEP"));
+        assert_eq!(swap_patch(&new, &new, &change), None);
+        change.env.clear();
+        assert_eq!(
+            swap_patch(&base, &new_template(&base, &change), &change),
+            None
         );
     }
 }
