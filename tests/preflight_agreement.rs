@@ -78,7 +78,6 @@ fn plan(me: &Release, stored: &[Release]) -> (bool, Vec<String>, String) {
         )]
         .into(),
         releases: stored.iter().map(Claimant::of).collect(),
-        refused: None,
     };
     let problems = cluster_problems(&me.spec, &view)
         .iter()

@@ -121,3 +121,15 @@ fn an_invalid_or_waiting_release_ends_on_abort_having_changed_nothing() {
     sim.edit(|s| s.abort = Some(true));
     assert_eq!(sim.pass().status.phase, Some(Phase::RolledBack));
 }
+
+#[test]
+fn a_release_name_too_long_for_a_label_value_stalls_naming_metadata_name() {
+    let mut sim = Sim::new(spec(&[("a", &[])]));
+    sim.release.metadata.name = Some("r".repeat(64));
+    let (reason, message) = stalled(&mut sim);
+    assert_eq!(reason, "InvalidSpec");
+    assert!(
+        message.starts_with("metadata.name: 64 characters; at most 63"),
+        "{message}"
+    );
+}
