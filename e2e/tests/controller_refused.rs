@@ -135,14 +135,12 @@ async fn a_write_the_api_server_refuses_holds_with_its_message_and_the_canary_at
     let ns = sc.ns().to_owned();
     e2e::apply_yaml(&sc.client, None, &canary_policy(&ns)).await;
     sc.deploy(&[WebApp::new("a").replicas(2)]).await;
-    // The policy is in force once a dry run of what it forbids is refused.
-    let probe = format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: probe-canary}}\nspec:\n  replicas: 2\n  \
-         selector: {{matchLabels: {{app: probe}}}}\n  template:\n    metadata: {{labels: {{app: probe}}}}\n    \
-         spec: {{containers: [{{name: app, image: x}}]}}\n"
-    );
+    // The policy is in force once what it forbids is refused.
+    let probe = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: probe-canary}\nspec:\n  replicas: 2\n  \
+         selector: {matchLabels: {app: probe}}\n  template:\n    metadata: {labels: {app: probe}}\n    \
+         spec: {containers: [{name: app, image: x}]}\n";
     e2e::wait_for("the admission policy in force", SECS_30, || async {
-        let refused = e2e::try_apply_yaml(&sc.client, Some(&ns), &probe)
+        let refused = e2e::try_apply_yaml(&sc.client, Some(&ns), probe)
             .await
             .is_err();
         if !refused {
@@ -308,5 +306,44 @@ async fn a_release_refused_before_it_started_blocks_nobody_and_ends_on_abort() {
         status["message"],
         "aborted before it started; nothing was changed"
     );
+    sc.end().await;
+}
+
+#[tokio::test]
+async fn a_rollback_puts_the_users_value_from_back() {
+    let sc = Scenario::start("ctl-value-from-back").await;
+    let yaml = WebApp::new("a").replicas(1).yaml().replace(
+        "        env:\n",
+        "        env:\n        - {name: MODE, valueFrom: {fieldRef: {fieldPath: metadata.name}}}\n",
+    );
+    sc.apply_yaml(&yaml).await;
+    sc.deploy(&[WebApp::new("b").replicas(1)]).await;
+    let deployments = Api::<Deployment>::namespaced(sc.client.clone(), sc.ns());
+    e2e::wait_deployment_ready(&sc.client, sc.ns(), "a", 1, Duration::from_secs(60)).await;
+    // a is promoted with MODE=fast; b, after it, breaches: a is restored.
+    let api = sc
+        .apply(
+            &release("value-from-back")
+                .defaults(&[(50, 1), (100, 1)])
+                .service(svc("a").env("app", "MODE", "fast"))
+                .service(svc("b").after(&["a"]).error_rate("0.5"))
+                .build(),
+        )
+        .await;
+    let status = rel::wait_phase(
+        &api,
+        "value-from-back",
+        "RolledBack",
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(rel::service(&status, "a").unwrap()["phase"], "Restored");
+    let a = deployments.get("a").await.unwrap();
+    let env = a.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    let mode = env.iter().find(|e| e.name == "MODE").unwrap();
+    assert!(mode.value.is_none() && mode.value_from.is_some(), "{env:?}");
     sc.end().await;
 }
