@@ -319,3 +319,8 @@ fn a_deployment_too_small_for_its_steps_is_a_warning_that_says_by_how_much() {
     );
     assert!(message.contains("replicas would make it"), "{message}");
 }
+
+#[test]
+fn what_a_write_would_be_refused_for_is_refused_by_plan() {
+    golden("refused-on-write", 1);
+}
