@@ -23,7 +23,7 @@ use crate::traffic::{self, Baseline, Owner, ServiceObjects, Write, baseline_name
 /// invalid is not an error to retry: the engine is told (`obs.refused`) and
 /// decides again from the same status (a hold, or a failed rollback), and that
 /// decision is carried out instead. Returns the decision whose status is to be
-/// written, and whether a canary was sent to 0 %.
+/// written, and the actions carried out.
 pub async fn carry_out(
     cluster: &Cluster,
     rel: &Release,
@@ -31,12 +31,12 @@ pub async fn carry_out(
     obs: &mut Observations,
     decision: Decision,
     now: jiff::Timestamp,
-) -> Result<(Decision, bool), Error> {
-    let mut zeroed = false;
+) -> Result<(Decision, Vec<Action>), Error> {
+    let mut done = Vec::new();
     for action in &decision.actions {
         tracing::info!(?action, "acting");
         match apply(cluster, rel, world, action).await {
-            Ok(()) => zeroed |= matches!(action, Action::SetCanaryWeight { weight: 0, .. }),
+            Ok(()) => done.push(action.clone()),
             Err(e) => {
                 let Some(message) = refusal(&e) else {
                     return Err(e);
@@ -51,9 +51,7 @@ pub async fn carry_out(
                 for action in &again.actions {
                     tracing::info!(?action, "acting after a refused write");
                     match apply(cluster, rel, world, action).await {
-                        Ok(()) => {
-                            zeroed |= matches!(action, Action::SetCanaryWeight { weight: 0, .. })
-                        }
+                        Ok(()) => done.push(action.clone()),
                         // The hold stands with the first refusal's message;
                         // the next look tries the canary at 0 % again.
                         Err(e) if refusal(&e).is_some() => {
@@ -62,11 +60,11 @@ pub async fn carry_out(
                         Err(e) => return Err(e),
                     }
                 }
-                return Ok((again, zeroed));
+                return Ok((again, done));
             }
         }
     }
-    Ok((decision, zeroed))
+    Ok((decision, done))
 }
 
 /// The API server's message when it refused a write as invalid: 422 Invalid

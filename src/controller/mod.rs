@@ -29,7 +29,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::api::{FINALIZER, RELEASE_LABEL, Release, RollbackReason};
-use crate::engine::{self, NoticeKind};
+use crate::engine::{self, Action, NoticeKind};
 use crate::health::{Probe, Readiness};
 use crate::metrics::Metrics;
 use crate::traffic::gateway::http_route_resource;
@@ -407,8 +407,10 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
 
     // A write the API server refuses as invalid becomes the engine's decision
     // (a hold, or a failed rollback), not an error retried every 2 s forever.
-    let (decision, zeroed) =
-        act::carry_out(&cluster, &rel, &world, &mut obs, decision, now).await?;
+    let (decision, done) = act::carry_out(&cluster, &rel, &world, &mut obs, decision, now).await?;
+    let zeroed = done
+        .iter()
+        .any(|a| matches!(a, Action::SetCanaryWeight { weight: 0, .. }));
     let breached = decision
         .notices
         .iter()
