@@ -157,6 +157,7 @@ fn cluster_facts_name_missing_deployments_containers_routes_and_claims() {
                 phase: Phase::Progressing,
                 created: at(100),
                 deployments: vec!["emails".into()],
+                refused: false,
             },
             // Older and not started: it still goes first.
             Claimant {
@@ -164,6 +165,7 @@ fn cluster_facts_name_missing_deployments_containers_routes_and_claims() {
                 phase: Phase::Pending,
                 created: at(50),
                 deployments: vec!["inventory".into()],
+                refused: false,
             },
         ],
     };
@@ -176,7 +178,7 @@ fn cluster_facts_name_missing_deployments_containers_routes_and_claims() {
         [
             "spec.services[0].traffic.gatewayAPI.httpRoute: HTTPRoute \"payments\" not found in namespace \"shop\", or it has no backendRef to Service \"payments-api\"; create it or fix the name",
             "spec.services[1].change.env.api: Deployment \"inventory\" has no container \"api\" (it has \"app\", \"sidecar\"); use one of those names",
-            "spec.services[1].deployment: Deployment \"inventory\" is claimed by Release \"inventory-hotfix\", which was created first and has not finished (Pending); it goes first: wait for it, or delete it",
+            "spec.services[1].deployment: Deployment \"inventory\" is claimed by Release \"inventory-hotfix\", which was created first and has not started (Pending); it goes first: wait for it, or abort it (spec.abort: true) or delete it",
             "spec.services[2].deployment: Deployment \"checkout-web\" not found in namespace \"shop\"; create it or fix the name",
             "spec.services[3].deployment: Deployment \"emails\" is claimed by Release \"growth-week-48\", which is still in flight; wait for it or abort it",
         ]
@@ -316,4 +318,9 @@ fn a_deployment_too_small_for_its_steps_is_a_warning_that_says_by_how_much() {
         "{message}"
     );
     assert!(message.contains("replicas would make it"), "{message}");
+}
+
+#[test]
+fn what_a_write_would_be_refused_for_is_refused_by_plan() {
+    golden("refused-on-write", 1);
 }

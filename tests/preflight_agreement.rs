@@ -50,6 +50,7 @@ fn controller(me: &Release, stored: &[Release]) -> Option<(String, String)> {
         .into(),
         measurements: vec![],
         releases: stored.iter().map(Claimant::of).collect(),
+        refused: None,
     };
     let d = engine::decide(me, &obs, Timestamp::from_second(1_000).unwrap());
     d.status

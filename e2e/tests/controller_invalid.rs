@@ -98,7 +98,18 @@ async fn invalid_inputs_stall_with_a_specific_message_and_change_nothing() {
     for (name, services, _, _) in &cases {
         sc.apply(&refused(name, services)).await;
     }
-    // A valid Release for a Deployment that older, unfinished Releases list first.
+    // A valid Release for a Deployment that an older, unfinished Release lists
+    // first. The refused ones above list it too, but hold nothing: they will
+    // not run as they are. The older valid one, paused before it started, does.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sc.apply(
+        &release("first")
+            .defaults(&[(50, 1), (100, 1)])
+            .service(x("a", "a"))
+            .paused()
+            .build(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     sc.apply(&refused("late", &[x("a", "a")])).await;
 
@@ -108,7 +119,10 @@ async fn invalid_inputs_stall_with_a_specific_message_and_change_nothing() {
         "late",
         Vec::new(),
         "DeploymentClaimed",
-        vec!["is claimed by Release \"no-container\""],
+        vec![
+            "is claimed by Release \"first\"",
+            "abort it (spec.abort: true)",
+        ],
     ));
     for (name, _, reason, says) in &all {
         let status = rel::wait_status(

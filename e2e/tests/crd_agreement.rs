@@ -207,6 +207,14 @@ fn change() -> BoxedStrategy<Change> {
                 env,
                 ..Default::default()
             },
+            Change {
+                images: [("app".to_owned(), String::new())].into(),
+                ..Default::default()
+            },
+            Change {
+                images: [("app".to_owned(), " web:v2".to_owned())].into(),
+                ..Default::default()
+            },
         ],
     )
 }
@@ -224,6 +232,9 @@ fn traffic() -> BoxedStrategy<Option<Traffic>> {
                 Some(String::new()),
                 Some("Web_Stable".into()),
                 Some("s".repeat(64)),
+                // The canary Service <service>-canary must fit in 63.
+                Some("s".repeat(56)),
+                Some("s".repeat(57)),
             ],
         ),
     )
@@ -246,8 +257,9 @@ fn service() -> impl Strategy<Value = ServiceSpec> {
             "web".to_owned(),
             vec![
                 String::new(),
-                "d".repeat(253),
-                "d".repeat(254),
+                // The canary Deployment <deployment>-canary must fit in 253.
+                "d".repeat(246),
+                "d".repeat(247),
                 // Shared by every service that draws it: one Deployment, two services.
                 "shared".into(),
             ],

@@ -16,8 +16,88 @@ use super::cluster::Cluster;
 use super::observe::World;
 use super::template::{new_template, template_state};
 use crate::api::{Change, Release, ServiceSpec};
-use crate::engine::{Action, TemplateState};
+use crate::engine::{Action, Decision, Observations, TemplateState, WriteRefusal};
 use crate::traffic::{self, Baseline, Owner, ServiceObjects, Write, baseline_name};
+
+/// Carry out `decision`'s actions in order. A write the API server refuses as
+/// invalid is not an error to retry: the engine is told (`obs.refused`) and
+/// decides again from the same status (a hold, or a failed rollback), and that
+/// decision is carried out instead. Returns the decision whose status is to be
+/// written, and the actions carried out.
+pub async fn carry_out(
+    cluster: &Cluster,
+    rel: &Release,
+    world: &World,
+    obs: &mut Observations,
+    decision: Decision,
+    now: jiff::Timestamp,
+) -> Result<(Decision, Vec<Action>), Error> {
+    let mut done = Vec::new();
+    for action in &decision.actions {
+        tracing::info!(?action, "acting");
+        match apply(cluster, rel, world, action).await {
+            Ok(()) => done.push(action.clone()),
+            Err(e) => {
+                let Some(message) = refusal(&e) else {
+                    return Err(e);
+                };
+                tracing::warn!(?action, %message, "the API server refused a write; deciding again");
+                obs.refused = Some(WriteRefusal {
+                    service: action_service(action).to_owned(),
+                    doing: doing(action),
+                    message,
+                });
+                let again = crate::engine::decide(rel, obs, now);
+                for action in &again.actions {
+                    tracing::info!(?action, "acting after a refused write");
+                    match apply(cluster, rel, world, action).await {
+                        Ok(()) => done.push(action.clone()),
+                        // The hold stands with the first refusal's message;
+                        // the next look tries the canary at 0 % again.
+                        Err(e) if refusal(&e).is_some() => {
+                            tracing::warn!(?action, error = %e, "refused too")
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok((again, done));
+            }
+        }
+    }
+    Ok((decision, done))
+}
+
+/// The API server's message when it refused a write as invalid: 422 Invalid
+/// or 400 BadRequest. Conflicts, throttling, server errors and timeouts are
+/// not refusals: they may pass on a retry.
+fn refusal(e: &Error) -> Option<String> {
+    match e {
+        Error::Kube(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
+            Some(s.message.clone())
+        }
+        _ => None,
+    }
+}
+
+fn action_service(action: &Action) -> &str {
+    match action {
+        Action::RecordBaseline { service }
+        | Action::SetCanaryWeight { service, .. }
+        | Action::PromoteStable { service }
+        | Action::RemoveCanary { service }
+        | Action::RestoreBaseline { service } => service,
+    }
+}
+
+fn doing(action: &Action) -> String {
+    match action {
+        Action::RecordBaseline { .. } => "recording the baseline".to_owned(),
+        Action::SetCanaryWeight { weight, .. } => format!("setting the canary weight to {weight}"),
+        Action::PromoteStable { .. } => "promoting the new version".to_owned(),
+        Action::RemoveCanary { .. } => "removing the canary".to_owned(),
+        Action::RestoreBaseline { .. } => "restoring the baseline".to_owned(),
+    }
+}
 
 pub async fn apply(
     cluster: &Cluster,
@@ -25,13 +105,7 @@ pub async fn apply(
     world: &World,
     action: &Action,
 ) -> Result<(), Error> {
-    let service = match action {
-        Action::RecordBaseline { service }
-        | Action::SetCanaryWeight { service, .. }
-        | Action::PromoteStable { service }
-        | Action::RemoveCanary { service }
-        | Action::RestoreBaseline { service } => service,
-    };
+    let service = action_service(action);
     let svc = rel
         .spec
         .service(service)
@@ -55,8 +129,12 @@ pub async fn apply(
         }
         Action::PromoteStable { .. } => {
             let (baseline, state) = stable_state(rel, svc, &objects)?;
-            let template = (state != TemplateState::New)
-                .then(|| template_write(svc, &new_template(&baseline.template, &svc.change)));
+            let template = if state == TemplateState::New {
+                Vec::new()
+            } else {
+                let new = new_template(&baseline.template, &svc.change);
+                template_writes(svc, &new, stable_of(svc, &objects)?)
+            };
             provider.promote(&objects, template)
         }
         Action::RemoveCanary { .. } => provider.remove(&objects),
@@ -65,7 +143,7 @@ pub async fn apply(
             if state == TemplateState::Baseline {
                 return Ok(());
             }
-            vec![template_write(svc, &baseline.template)]
+            template_writes(svc, &baseline.template, stable_of(svc, &objects)?)
         }
     };
     for write in &writes {
@@ -169,9 +247,89 @@ async fn record_baseline(
 }
 
 /// The stable Deployment's containers set to `template`'s images and env for
-/// what the change touches.
-fn template_write(svc: &ServiceSpec, template: &PodTemplateSpec) -> Write {
-    Write::apply::<Deployment>(&svc.deployment, change_patch(template, &svc.change))
+/// what the change touches: a server-side apply, preceded by a patch when a
+/// named env var switches between `valueFrom` and `value`.
+fn template_writes(svc: &ServiceSpec, template: &PodTemplateSpec, live: &Deployment) -> Vec<Write> {
+    let live = live.spec.as_ref().map(|s| &s.template);
+    let swap = live.and_then(|live| swap_patch(live, template, &svc.change));
+    let apply = Write::apply::<Deployment>(&svc.deployment, change_patch(template, &svc.change));
+    match swap {
+        Some(body) => vec![
+            Write::Patch {
+                resource: kube::core::ApiResource::erase::<Deployment>(&()),
+                name: svc.deployment.clone(),
+                body,
+            },
+            apply,
+        ],
+        None => vec![apply],
+    }
+}
+
+/// The user's manager owns an env var's `valueFrom`; server-side apply of a
+/// `value` would keep both, which the API server refuses. So when a var the
+/// change names is `valueFrom` on one side and `value` on the other, a
+/// strategic merge patch puts `template`'s form in place (the other field
+/// set to null, which removes it whoever owns it), together with the named
+/// images so the pods roll out once. Env vars the change does not name are
+/// never in it. `None` when no named var switches.
+fn swap_patch(
+    live: &PodTemplateSpec,
+    template: &PodTemplateSpec,
+    change: &Change,
+) -> Option<Value> {
+    let containers = |t: &PodTemplateSpec| {
+        t.spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default()
+    };
+    let (live, target) = (containers(live), containers(template));
+    let mut entries = Vec::new();
+    for (name, vars) in &change.env {
+        let (Some(l), Some(t)) = (
+            live.iter().find(|c| &c.name == name),
+            target.iter().find(|c| &c.name == name),
+        ) else {
+            continue;
+        };
+        let env: Vec<Value> = vars
+            .keys()
+            .filter_map(|var| {
+                let l = l.env.iter().flatten().find(|e| &e.name == var)?;
+                let t = t.env.iter().flatten().find(|e| &e.name == var)?;
+                (l.value_from.is_some() != t.value_from.is_some()).then(|| {
+                    json!({
+                        "name": var,
+                        "value": t.value,
+                        "valueFrom": t.value_from,
+                    })
+                })
+            })
+            .collect();
+        if env.is_empty() {
+            continue;
+        }
+        let mut entry = json!({"name": name, "env": env});
+        if change.images.contains_key(name) {
+            entry["image"] = json!(t.image);
+        }
+        entries.push(entry);
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    // The other named containers' images go in the same write: one rollout.
+    for (name, _) in change
+        .images
+        .iter()
+        .filter(|(n, _)| !change.env.contains_key(*n))
+    {
+        if let Some(t) = target.iter().find(|c| &c.name == name) {
+            entries.push(json!({"name": name, "image": t.image}));
+        }
+    }
+    Some(json!({"spec": {"template": {"spec": {"containers": entries}}}}))
 }
 
 /// The containers the change touches, as server-side apply entries carrying
@@ -263,7 +421,9 @@ pub async fn keep_baselines(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+    use k8s_openapi::api::core::v1::{
+        Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec,
+    };
 
     #[test]
     fn restore_patch_leaves_out_env_the_baseline_lacks() {
@@ -302,6 +462,71 @@ mod tests {
         assert_eq!(
             back["spec"]["template"]["spec"]["containers"],
             json!([{"name": "app", "image": "web:v1", "env": [{"name": "A", "value": "1"}]}])
+        );
+    }
+
+    fn template(image: &str, env: Vec<EnvVar>) -> PodTemplateSpec {
+        PodTemplateSpec {
+            metadata: None,
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "app".into(),
+                    image: Some(image.into()),
+                    env: Some(env),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn from_field(name: &str) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    api_version: None,
+                    field_path: "metadata.name".into(),
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_named_value_from_is_replaced_by_a_patch_and_put_back_on_restore() {
+        let base = template("web:v1", vec![from_field("MODE"), from_field("KEEP")]);
+        let mut change = Change::default();
+        change.images.insert("app".into(), "web:v2".into());
+        change.env.insert(
+            "app".into(),
+            [("MODE".to_owned(), "fast".to_owned())].into(),
+        );
+        let new = new_template(&base, &change);
+        let promote = swap_patch(&base, &new, &change).expect("a patch");
+        assert_eq!(
+            promote,
+            json!({"spec": {"template": {"spec": {"containers": [{
+                "name": "app",
+                "image": "web:v2",
+                "env": [{"name": "MODE", "value": "fast", "valueFrom": null}],
+            }]}}}})
+        );
+        let restore = swap_patch(&new, &base, &change).expect("a patch");
+        let env = &restore["spec"]["template"]["spec"]["containers"][0]["env"][0];
+        assert_eq!(env["value"], Value::Null);
+        assert_eq!(
+            env["valueFrom"]["fieldRef"]["fieldPath"],
+            json!("metadata.name")
+        );
+        // KEEP is not named: never in a patch. Nothing switches: no patch.
+        assert!(!promote.to_string().contains("KEEP"));
+        assert_eq!(swap_patch(&new, &new, &change), None);
+        change.env.clear();
+        assert_eq!(
+            swap_patch(&base, &new_template(&base, &change), &change),
+            None
         );
     }
 }

@@ -59,6 +59,22 @@ impl Cluster {
                 self.metrics.wrote(&resource.kind, "apply");
                 Ok(())
             }
+            Write::Patch {
+                resource,
+                name,
+                body,
+            } => {
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                    ..PatchParams::default()
+                };
+                self.dynamic(resource)
+                    .patch(name, &params, &Patch::Strategic(body))
+                    .await
+                    .map_err(Error::Kube)?;
+                self.metrics.wrote(&resource.kind, "patch");
+                Ok(())
+            }
             Write::Delete { resource, name } => self.delete(resource, name).await,
             Write::Release { resource, name } => self.release_fields(resource, name).await,
             Write::Scale {

@@ -539,12 +539,12 @@ async fn reconcile_release(ns: String, name: String, ctx: Arc<Context>) -> Resul
         resource_version = updated.resource_version();
     }
 
-    let mut zeroed = false;
-    for action in &decision.actions {
-        tracing::info!(?action, "acting");
-        act::apply(&cluster, &rel, &world, action).await?;
-        zeroed |= matches!(action, Action::SetCanaryWeight { weight: 0, .. });
-    }
+    // A write the API server refuses as invalid becomes the engine's decision
+    // (a hold, or a failed rollback), not an error retried every 2 s forever.
+    let (decision, done) = act::carry_out(&cluster, &rel, &world, &mut obs, decision, now).await?;
+    let zeroed = done
+        .iter()
+        .any(|a| matches!(a, Action::SetCanaryWeight { weight: 0, .. }));
     let breached = decision
         .notices
         .iter()

@@ -109,6 +109,7 @@ impl World {
             services,
             measurements: Vec::new(),
             releases: self.releases.clone(),
+            refused: None,
         }
     }
 

@@ -19,6 +19,10 @@ pub struct Claimant {
     pub created: Option<Timestamp>,
     /// The Deployments its services name.
     pub deployments: Vec<String>,
+    /// Refused before it started for a problem of its own (Pending with
+    /// `Stalled=True` for any reason but `DeploymentClaimed`): it will not
+    /// run until someone fixes it, so it must not block the Releases behind it.
+    pub refused: bool,
 }
 
 impl Claimant {
@@ -37,6 +41,7 @@ impl Claimant {
                 .iter()
                 .map(|s| s.deployment.clone())
                 .collect(),
+            refused: refused(release),
         }
     }
 
@@ -46,10 +51,26 @@ impl Claimant {
     }
 }
 
+/// Pending and stalled on a problem of its own. One that waits for a claim
+/// still claims: two Releases waiting behind a third must not both start
+/// when it ends.
+fn refused(release: &Release) -> bool {
+    let Some(status) = &release.status else {
+        return false;
+    };
+    status.phase.unwrap_or_default() == Phase::Pending
+        && status.conditions.iter().any(|c| {
+            c.type_ == "Stalled"
+                && c.status == "True"
+                && c.reason != StallReason::DeploymentClaimed.as_str()
+        })
+}
+
 /// The one claim rule. Another unfinished Release that lists `deployment`
 /// holds it when it is in flight (it may already have changed the
-/// Deployment), or when neither is in flight and it is older. A Release in
-/// flight is never displaced by a Pending one.
+/// Deployment), or when neither is in flight and it is older and not refused
+/// (a Release refused for its own problem never runs as it is, so it holds
+/// nothing). A Release in flight is never displaced by a Pending one.
 pub fn claimed_by<'a>(
     me: &Claimant,
     deployment: &str,
@@ -61,7 +82,10 @@ pub fn claimed_by<'a>(
         .filter(|o| o.name != me.name)
         .filter(|o| !o.phase.is_final())
         .filter(|o| o.deployments.iter().any(|d| d == deployment))
-        .filter(|o| o.phase.is_in_flight() || (!mine_in_flight && o.seniority() < me.seniority()))
+        .filter(|o| {
+            o.phase.is_in_flight()
+                || (!mine_in_flight && !o.refused && o.seniority() < me.seniority())
+        })
         // An in-flight holder is the one to name; among several, the oldest.
         .min_by(|a, b| {
             (!a.phase.is_in_flight(), a.seniority()).cmp(&(!b.phase.is_in_flight(), b.seniority()))
@@ -109,6 +133,7 @@ pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> 
         phase: Phase::Pending,
         created: None,
         deployments: Vec::new(),
+        refused: false,
     });
     let mut out = Vec::new();
     let mut refuse = |reason, field: String, message: String| {
@@ -170,7 +195,8 @@ pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> 
                 "which is still in flight; wait for it or abort it".to_owned()
             } else {
                 format!(
-                    "which was created first and has not finished ({:?}); it goes first: wait for it, or delete it",
+                    "which was created first and has not started ({:?}); it goes first: wait for it, \
+                     or abort it (spec.abort: true) or delete it",
                     other.phase
                 )
             };
@@ -213,6 +239,7 @@ mod tests {
             phase,
             created,
             deployments: vec!["web".into()],
+            refused: false,
         }
     }
 
@@ -259,6 +286,45 @@ mod tests {
             name(claimed_by(&unsaved, "web", &[stored])),
             Some("stored".into())
         );
+    }
+
+    #[test]
+    fn a_release_refused_for_its_own_problem_claims_nothing() {
+        let me = claimant("me", at(10), Phase::Pending);
+        let mut broken = claimant("broken", at(5), Phase::Pending);
+        broken.refused = true;
+        assert_eq!(claimed_by(&me, "web", std::slice::from_ref(&broken)), None);
+        // Refused in flight cannot happen, but in flight always claims.
+        broken.phase = Phase::Progressing;
+        assert!(claimed_by(&me, "web", std::slice::from_ref(&broken)).is_some());
+    }
+
+    #[test]
+    fn refused_is_read_from_the_stalled_condition_except_a_claim() {
+        use crate::api::ReleaseStatus;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+        let release = |reason: &str| {
+            let mut r = Release::new("r", spec());
+            r.status = Some(ReleaseStatus {
+                phase: Some(Phase::Pending),
+                conditions: vec![Condition {
+                    type_: "Stalled".into(),
+                    status: "True".into(),
+                    reason: reason.into(),
+                    message: String::new(),
+                    observed_generation: None,
+                    last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        Timestamp::UNIX_EPOCH,
+                    ),
+                }],
+                ..Default::default()
+            });
+            r
+        };
+        assert!(Claimant::of(&release("InvalidSpec")).refused);
+        assert!(Claimant::of(&release("DeploymentNotFound")).refused);
+        assert!(!Claimant::of(&release("DeploymentClaimed")).refused);
+        assert!(!Claimant::of(&Release::new("fresh", spec())).refused);
     }
 
     fn spec() -> ReleaseSpec {
@@ -329,7 +395,7 @@ mod tests {
         assert_eq!(
             found[0].problem.message,
             "Deployment \"web\" is claimed by Release \"early\", which was created first and has not \
-             finished (Pending); it goes first: wait for it, or delete it"
+             started (Pending); it goes first: wait for it, or abort it (spec.abort: true) or delete it"
         );
     }
 

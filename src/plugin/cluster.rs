@@ -325,6 +325,7 @@ impl Connection {
                     phase: Phase::Pending,
                     created: None,
                     deployments: spec.services.iter().map(|s| s.deployment.clone()).collect(),
+                    refused: false,
                 }),
         );
         Ok(view)

@@ -170,10 +170,15 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
         (Ok(_), ClusterCheck::Checked { facts, .. }) => cluster_problems(input.spec, facts),
         _ => Vec::new(),
     };
-    let problems: Vec<Problem> = match &sched {
+    // The name is not part of the spec, so `schedule` cannot see it.
+    let mut problems: Vec<Problem> = input
+        .name
+        .map(|n| api::validate_name(n, input.spec))
+        .unwrap_or_default();
+    problems.extend(match &sched {
         Err(p) => p.clone(),
         Ok(_) => cluster.clone(),
-    };
+    });
     let valid = problems.is_empty();
     // The verdict above is the file's own; what is printed below comes from
     // escaped copies, since escaping can change what a check sees (a length, a blank).

@@ -372,7 +372,7 @@ impl Provider for GatewayApi {
         Ok(Some(route_rules(route)))
     }
 
-    fn promote(&self, objects: &ServiceObjects, template: Option<Write>) -> Vec<Write> {
+    fn promote(&self, objects: &ServiceObjects, template: Vec<Write>) -> Vec<Write> {
         // The new stable pods get a new pod-template-hash: unpin first so the
         // stable Service follows them.
         let mut writes = self.unpin(objects);

@@ -127,6 +127,14 @@ pub enum Write {
     Delete { resource: ApiResource, name: String },
     /// Give up Signalman's field ownership, leaving the values as they are.
     Release { resource: ApiResource, name: String },
+    /// Strategic merge patch of `body`: only for what server-side apply cannot
+    /// do, removing a field another manager owns (an env var's `valueFrom`
+    /// when Signalman sets its `value`, and the reverse on a restore).
+    Patch {
+        resource: ApiResource,
+        name: String,
+        body: Value,
+    },
     /// Server-side apply of `spec.replicas` through the scale subresource. Its
     /// field ownership is kept apart from the object's own, so applying the pod
     /// template later never drops the replica count (or the other way round).
@@ -201,9 +209,9 @@ pub trait Provider {
     ) -> Result<Vec<Write>, String>;
 
     /// The writes that make the new version the stable one, placing
-    /// `template` (the stable Deployment's new pod template, `None` when it is
-    /// already there) among the provider's own writes.
-    fn promote(&self, objects: &ServiceObjects, template: Option<Write>) -> Vec<Write>;
+    /// `template` (the writes of the stable Deployment's new pod template,
+    /// none when it is already there) among the provider's own writes.
+    fn promote(&self, objects: &ServiceObjects, template: Vec<Write>) -> Vec<Write>;
 
     /// The writes that send all traffic back to the stable Deployment and
     /// delete the canary objects, each once it is safe to.

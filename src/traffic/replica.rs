@@ -238,8 +238,8 @@ impl Provider for ReplicaRatio {
         Ok(writes)
     }
 
-    fn promote(&self, objects: &ServiceObjects, template: Option<Write>) -> Vec<Write> {
-        let mut writes: Vec<Write> = template.into_iter().collect();
+    fn promote(&self, objects: &ServiceObjects, template: Vec<Write>) -> Vec<Write> {
+        let mut writes = template;
         if scaled_down(objects)
             && let Some(d) = &objects.stable
         {
@@ -427,12 +427,12 @@ mod tests {
     fn promotion_hands_the_replica_count_back() {
         let mut o = objects(3);
         converge(&mut o, 100);
-        let writes = ReplicaRatio.promote(&o, None);
+        let writes = ReplicaRatio.promote(&o, Vec::new());
         assert_eq!(writes, vec![replicas_write("web", 3)]);
         // after a crash that lost the canary annotation the baseline still knows
         o.canary.as_mut().unwrap().metadata.annotations = None;
         assert_eq!(
-            ReplicaRatio.promote(&o, None),
+            ReplicaRatio.promote(&o, Vec::new()),
             vec![replicas_write("web", 3)]
         );
         // removing the canary before the stable pods are back hands them back first

@@ -10,7 +10,7 @@ mod conditions;
 mod validate;
 
 pub use conditions::{ConditionType, set_condition};
-pub use validate::{Problem, validate};
+pub use validate::{Problem, validate, validate_name};
 
 use std::collections::BTreeMap;
 
@@ -36,6 +36,10 @@ pub const FIELD_MANAGER: &str = "signalman";
 /// cluster, so that deleting a Release in flight reverses the train first.
 pub const FINALIZER: &str = "signalman.dev/release";
 
+/// The canary Service `<service>-canary` of a Gateway API service must be a DNS label (63).
+const CANARY_SERVICE_FITS: &str = "!has(self.traffic) || !has(self.traffic.gatewayAPI) || \
+     (has(self.traffic.gatewayAPI.service) ? size(self.traffic.gatewayAPI.service) <= 56 : size(self.name) <= 56)";
+
 /// A release train: Deployments that change together, in dependency order,
 /// each shifted to its new version in measured steps and reversed together on a breach.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -52,7 +56,8 @@ pub const FINALIZER: &str = "signalman.dev/release";
     printcolumn = r#"{"name":"Wave","type":"string","jsonPath":".status.currentWave"}"#,
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress"}"#,
     printcolumn = r#"{"name":"Owner","type":"string","jsonPath":".spec.owner","priority":1}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name: at most 63 characters, because the name is the value of the label signalman.dev/release on every object the release creates; use a shorter name")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(EVERY_SERVICE_MEASURED).message(NOT_MEASURED))]
@@ -324,6 +329,7 @@ pub struct Metric {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.dependsOn) || !(self.name in self.dependsOn)").message("spec.services[].dependsOn: a service cannot depend on itself"))]
+#[x_kube(validation = Rule::new(CANARY_SERVICE_FITS).message("spec.services[]: with traffic.gatewayAPI the stable Service (traffic.gatewayAPI.service, else name) has at most 56 characters, so that its canary Service <service>-canary is a valid Service name"))]
 pub struct ServiceSpec {
     /// Name of the service in this Release. Also the Kubernetes Service that `{{service}}` names in
     /// queries, unless `traffic.gatewayAPI.service` names another one.
@@ -335,8 +341,9 @@ pub struct ServiceSpec {
     /// Team or person who owns this service's change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    /// The Deployment, in the Release's namespace, that runs this service.
-    #[schemars(length(min = 1, max = 253))]
+    /// The Deployment, in the Release's namespace, that runs this service. At most 246
+    /// characters, so that its canary Deployment `<deployment>-canary` is a valid name.
+    #[schemars(length(min = 1, max = 246))]
     pub deployment: String,
     /// What changes in the Deployment's pod template.
     pub change: Change,
@@ -366,8 +373,9 @@ pub struct Change {
     /// How risky the change is; drives the release's risk class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<ChangeClass>,
-    /// Container name to new image.
+    /// Container name to new image (not empty, no surrounding spaces).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("additionalProperties" = {"type": "string", "pattern": r"^\S([\s\S]*\S)?$"}))]
     pub images: BTreeMap<String, String>,
     /// Container name to environment variables to set (name to literal value).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -567,7 +575,8 @@ named!(HoldReason {
     ErrorLimit,
     InconclusiveLimit,
     Drift,
-    SpecChanged
+    SpecChanged,
+    WriteRefused,
 });
 named!(StallReason {
     InvalidSpec,
@@ -597,6 +606,9 @@ pub enum HoldReason {
     Drift,
     /// What is being released changed while the release was in flight.
     SpecChanged,
+    /// The API server refused a write of the release as invalid (e.g. an
+    /// admission policy, or a field it will not accept).
+    WriteRefused,
 }
 
 /// Why a Release was refused before it changed anything: the reason of its

@@ -37,6 +37,14 @@ const MAX_METRIC_NAME: usize = 63;
 const MAX_SKIP_REASON: usize = 512;
 const MAX_QUERY: usize = 4096;
 const MAX_COUNT: i32 = 1000;
+/// A label value, and a DNS label (a Service name), have at most 63 characters.
+const MAX_LABEL: usize = 63;
+/// What Signalman appends to a Deployment or Service name for its canary.
+const CANARY_SUFFIX: &str = "-canary";
+/// The longest Deployment name whose canary Deployment name is still valid.
+pub const MAX_DEPLOYMENT: usize = MAX_OBJECT_NAME - CANARY_SUFFIX.len();
+/// The longest stable Service name whose canary Service name is still a DNS label.
+pub const MAX_GATEWAY_SERVICE: usize = MAX_LABEL - CANARY_SUFFIX.len();
 
 /// Every problem in `spec` that needs nothing but the spec to see.
 pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
@@ -124,10 +132,11 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
                 "name the Deployment this service runs as",
             );
         }
-        if svc.deployment.chars().count() > MAX_OBJECT_NAME {
+        if svc.deployment.chars().count() > MAX_DEPLOYMENT {
             problem(
                 format!("{at}.deployment"),
-                "a Deployment name has at most 253 characters",
+                "at most 246 characters: the canary Deployment is named <deployment>-canary, and a \
+                 name has at most 253; rename the Deployment",
             );
         }
         if svc.depends_on.len() > MAX_SERVICES {
@@ -154,6 +163,44 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
                     "must be a Service name: lower-case letters, digits and '-', at most 63 characters; \
                      leave it out to use the service's name",
                 );
+            }
+            // The canary Service is named <service>-canary and must be a DNS label too.
+            let (field, service) = match &g.service {
+                Some(s) => ("traffic.gatewayAPI.service", s),
+                None => ("name", &svc.name),
+            };
+            if service.chars().count() > MAX_GATEWAY_SERVICE {
+                problem(
+                    format!("{at}.{field}"),
+                    &format!(
+                        "the stable Service {service:?} is longer than 56 characters: its canary Service \
+                         {service}-canary would exceed the 63 a Service name may have; use a shorter \
+                         Service"
+                    ),
+                );
+            }
+        }
+        for (container, image) in &svc.change.images {
+            // ASCII whitespace: what the schema's pattern (`\S`) means.
+            let trimmed = image.trim_matches(|c: char| c.is_ascii_whitespace());
+            if trimmed.is_empty() || trimmed != image {
+                problem(
+                    format!("{at}.change.images.{container}"),
+                    "must name an image, without surrounding spaces, e.g. registry.example/web:v2",
+                );
+            }
+        }
+        for (container, vars) in &svc.change.env {
+            for name in vars.keys() {
+                if !is_env_name(name) {
+                    problem(
+                        format!("{at}.change.env.{container}.{name}"),
+                        &format!(
+                            "{name:?} is not an environment variable name Kubernetes accepts: letters, \
+                             digits, '_', '-' and '.', not starting with a digit; rename it"
+                        ),
+                    );
+                }
             }
         }
         if svc.change.images.is_empty() && svc.change.env.is_empty() {
@@ -332,6 +379,46 @@ fn unknown_placeholder(query: &str) -> Option<String> {
     None
 }
 
+/// Problems with the Release's own name, which only the stored object (or
+/// `plan`'s file) has: the name becomes a label value on every object
+/// Signalman creates, and part of each baseline's name.
+pub fn validate_name(name: &str, spec: &ReleaseSpec) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if name.chars().count() > MAX_LABEL {
+        out.push(Problem {
+            field: "metadata.name".into(),
+            message: format!(
+                "{} characters; at most 63, because the name is the value of the label {} on every \
+                 object the release creates; use a shorter name",
+                name.chars().count(),
+                super::RELEASE_LABEL
+            ),
+        });
+    }
+    for (i, svc) in spec.services.iter().enumerate() {
+        let baseline = format!("{name}-{}-baseline", svc.name);
+        if baseline.chars().count() > MAX_OBJECT_NAME {
+            out.push(Problem {
+                field: format!("spec.services[{i}].name"),
+                message: format!(
+                    "the baseline ControllerRevision {baseline:?} would be longer than 253 characters; \
+                     shorten the service or the Release name"
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// The rule the API server applies to `env[].name`.
+fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b"-._".contains(&b))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -344,7 +431,7 @@ fn is_dns_label(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{GatewayApiTraffic, Metric, SkipAnalysis, Traffic};
+    use crate::api::{Change, GatewayApiTraffic, Metric, SkipAnalysis, Traffic};
 
     fn spec() -> ReleaseSpec {
         let mut s = crate::testing::spec().services(&[("a", &[])]).build();
@@ -365,6 +452,70 @@ mod tests {
 
     fn fields(spec: &ReleaseSpec) -> Vec<String> {
         validate(spec).into_iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn what_the_api_server_would_refuse_on_a_write_is_refused_before_it() {
+        let mut s = spec();
+        let svc = &mut s.services[0];
+        svc.change.images.insert("app".into(), String::new());
+        svc.change.images.insert("side".into(), " web:v2".into());
+        svc.change.env.insert(
+            "app".into(),
+            [
+                ("A=B".to_owned(), "1".to_owned()),
+                ("1X".to_owned(), "1".to_owned()),
+                ("ok.name-_2".to_owned(), "1".to_owned()),
+            ]
+            .into(),
+        );
+        svc.deployment = "d".repeat(247);
+        assert_eq!(
+            fields(&s),
+            [
+                "spec.services[0].deployment",
+                "spec.services[0].change.images.app",
+                "spec.services[0].change.images.side",
+                "spec.services[0].change.env.app.1X",
+                "spec.services[0].change.env.app.A=B",
+            ]
+        );
+        s.services[0].deployment = "d".repeat(246);
+        s.services[0].change = Change {
+            images: [("app".to_owned(), "web:v2".to_owned())].into(),
+            ..Default::default()
+        };
+        assert!(fields(&s).is_empty());
+        // Gateway API: the canary Service <service>-canary must be a DNS label.
+        s.services[0].traffic = Some(Traffic {
+            gateway_api: Some(GatewayApiTraffic {
+                http_route: "r".into(),
+                service: Some("s".repeat(57)),
+            }),
+        });
+        assert_eq!(fields(&s), ["spec.services[0].traffic.gatewayAPI.service"]);
+        s.services[0]
+            .traffic
+            .as_mut()
+            .unwrap()
+            .gateway_api
+            .as_mut()
+            .unwrap()
+            .service = None;
+        s.services[0].name = "n".repeat(57);
+        assert_eq!(fields(&s), ["spec.services[0].name"]);
+        s.services[0].name = "n".repeat(56);
+        assert!(fields(&s).is_empty());
+    }
+
+    #[test]
+    fn the_release_name_must_fit_in_a_label_value() {
+        let s = spec();
+        assert!(validate_name(&"r".repeat(63), &s).is_empty());
+        let found = validate_name(&"r".repeat(64), &s);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "metadata.name");
+        assert!(found[0].message.contains("at most 63"), "{found:?}");
     }
 
     #[test]

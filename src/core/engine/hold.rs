@@ -55,6 +55,58 @@ pub(super) fn place(cx: &mut Ctx, reason: HoldReason, service: Option<String>, m
     cx.wake_in(CONVERGE);
 }
 
+/// A write of this very decision was refused by the API server as invalid:
+/// stop moving with the server's words instead of retrying a write that can
+/// never succeed. The decision is made again from the status before it, so
+/// nothing it would have recorded counts.
+pub(super) fn refused(cx: &mut Ctx, r: &super::WriteRefusal) {
+    let what = format!(
+        "the API server refused {} for {}: {}",
+        r.doing, r.service, r.message
+    );
+    match cx.phase() {
+        // A rollback cannot be held (a half-reversed train is the worst
+        // place to stop) nor retried into a wall: it ends for a person.
+        Phase::RollingBack => {
+            let message = format!(
+                "the rollback cannot complete: {what}; fix what the API server names and restore \
+                 the services not back on their baseline by hand (their ControllerRevisions \
+                 <release>-<service>-baseline hold it)"
+            );
+            cx.set_phase(Phase::Failed);
+            cx.st.finished_at = Some(cx.time());
+            cx.requeue = None;
+            cx.st.message = Some(message.clone());
+            cx.record("Failed", Some(&r.service), message.clone());
+            cx.notice(NoticeKind::Failed, Some(&r.service), message);
+        }
+        // Already stopped: the refused write was one that keeps the hold
+        // (a canary to 0 %); the hold and its message stand.
+        Phase::Held => {
+            cx.note = Some(what);
+        }
+        phase => {
+            if matches!(phase, Phase::Pending | Phase::AwaitingGates) {
+                // Refused in the pass that starts it: it starts (so its plan
+                // and services are on record) but moves nothing.
+                super::start::pending(cx);
+                cx.actions.clear();
+                cx.requeue = None;
+                if !cx.phase().is_in_flight() {
+                    return;
+                }
+            }
+            cx.actions.clear();
+            place(
+                cx,
+                HoldReason::WriteRefused,
+                Some(r.service.clone()),
+                format!("{what}; fix the spec or the object it names"),
+            );
+        }
+    }
+}
+
 /// The hold in force has lasted longer than `spec.holdTimeout`: the service and the reason to roll back.
 pub(super) fn expired(cx: &Ctx) -> Option<(Option<String>, String)> {
     let hold = cx.st.hold.as_ref()?;

@@ -62,6 +62,11 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
         summary::finish(&mut cx);
         return cx.into_decision();
     }
+    if let Some(refused) = &obs.refused {
+        hold::refused(&mut cx, refused);
+        summary::finish(&mut cx);
+        return cx.into_decision();
+    }
     match phase {
         Phase::Pending | Phase::AwaitingGates => start::pending(&mut cx),
         Phase::Progressing | Phase::Paused | Phase::Held => progress::run(&mut cx),
@@ -132,6 +137,20 @@ pub struct Observations {
     pub measurements: Vec<Taken>,
     /// The Releases in the namespace, for the claim rule of [`crate::preflight`].
     pub releases: Vec<crate::preflight::Claimant>,
+    /// The API server refused, as invalid, a write of the decision made on
+    /// these same observations. Retrying would only be refused again.
+    pub refused: Option<WriteRefusal>,
+}
+
+/// A write the API server refused as invalid (422 Invalid, 400 BadRequest).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteRefusal {
+    /// The service whose action was refused.
+    pub service: String,
+    /// What was being done, e.g. `setting the canary weight to 25`.
+    pub doing: String,
+    /// The API server's message; it names the object and the field.
+    pub message: String,
 }
 
 /// One service's objects as the shell found them.

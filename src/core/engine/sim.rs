@@ -201,6 +201,7 @@ impl Sim {
                     phase: Phase::Progressing,
                     created: None,
                     deployments: vec![deployment],
+                    refused: false,
                 })
             })
             .collect();
@@ -208,6 +209,7 @@ impl Sim {
             services,
             measurements,
             releases,
+            refused: None,
         }
     }
 

@@ -20,7 +20,21 @@ pub(super) fn pending(cx: &mut Ctx) {
         return;
     }
     let spec = cx.spec;
-    let invalid = api::validate(spec);
+    // Before any check: nothing was changed, so an abort ends even a Release
+    // that is invalid or waits for a claim; otherwise it would stay Pending
+    // with no way out but deletion.
+    if spec.abort == Some(true) {
+        cx.set_phase(Phase::RolledBack);
+        cx.st.finished_at = Some(cx.time());
+        let message = "aborted before it started; nothing was changed".to_owned();
+        cx.st.message = Some(message.clone());
+        cx.record("RolledBack", None, message.clone());
+        cx.notice(NoticeKind::RolledBack, None, message);
+        return;
+    }
+    let name = cx.release.metadata.name.as_deref().unwrap_or_default();
+    let mut invalid = api::validate_name(name, spec);
+    invalid.extend(api::validate(spec));
     if !invalid.is_empty() {
         let lines = invalid.iter().map(ToString::to_string).collect();
         return stall(cx, StallReason::InvalidSpec, lines, None);
@@ -40,15 +54,6 @@ pub(super) fn pending(cx: &mut Ctx) {
         return stall(cx, reason, lines, Some(RECHECK));
     }
 
-    if spec.abort == Some(true) {
-        cx.set_phase(Phase::RolledBack);
-        cx.st.finished_at = Some(cx.time());
-        let message = "aborted before it started; nothing was changed".to_owned();
-        cx.st.message = Some(message.clone());
-        cx.record("RolledBack", None, message.clone());
-        cx.notice(NoticeKind::RolledBack, None, message);
-        return;
-    }
     if spec.paused == Some(true) {
         cx.set_phase(Phase::Pending);
         cx.st.message =

@@ -99,3 +99,37 @@ fn claimed_deployment_stalls() {
         "is claimed by Release \"older\", which is still in flight; wait for it or abort it"
     ));
 }
+
+#[test]
+fn an_invalid_or_waiting_release_ends_on_abort_having_changed_nothing() {
+    let mut s = spec(&[("a", &[])]);
+    s.owner = String::new();
+    let mut sim = Sim::new(s);
+    assert_eq!(stalled(&mut sim).0, "InvalidSpec");
+    sim.edit(|s| s.abort = Some(true));
+    let d = sim.pass().clone();
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status.phase, Some(Phase::RolledBack));
+    assert_eq!(
+        d.status.message.as_deref(),
+        Some("aborted before it started; nothing was changed")
+    );
+
+    let mut sim = Sim::new(spec(&[("a", &[])]));
+    sim.cluster.get_mut("a").unwrap().claimed_by = Some("older".into());
+    assert_eq!(stalled(&mut sim).0, "DeploymentClaimed");
+    sim.edit(|s| s.abort = Some(true));
+    assert_eq!(sim.pass().status.phase, Some(Phase::RolledBack));
+}
+
+#[test]
+fn a_release_name_too_long_for_a_label_value_stalls_naming_metadata_name() {
+    let mut sim = Sim::new(spec(&[("a", &[])]));
+    sim.release.metadata.name = Some("r".repeat(64));
+    let (reason, message) = stalled(&mut sim);
+    assert_eq!(reason, "InvalidSpec");
+    assert!(
+        message.starts_with("metadata.name: 64 characters; at most 63"),
+        "{message}"
+    );
+}
