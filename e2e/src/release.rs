@@ -39,14 +39,7 @@ pub fn release(name: &str) -> ReleaseBuilder {
         name,
         ReleaseSpec {
             owner: OWNER.to_string(),
-            summary: None,
-            prometheus: None,
-            defaults: None,
-            services: Vec::new(),
-            paused: None,
-            abort: None,
-            resume_hold: None,
-            hold_timeout: None,
+            ..Default::default()
         },
     ))
 }

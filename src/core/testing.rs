@@ -14,14 +14,7 @@ use crate::api::{Analysis, Change, Defaults, Metric, ReleaseSpec, ServiceSpec, S
 pub fn spec() -> SpecBuilder {
     SpecBuilder(ReleaseSpec {
         owner: "team".into(),
-        summary: None,
-        prometheus: None,
-        defaults: None,
-        services: Vec::new(),
-        paused: None,
-        abort: None,
-        resume_hold: None,
-        hold_timeout: None,
+        ..Default::default()
     })
 }
 

@@ -203,27 +203,21 @@ impl Provider for ReplicaRatio {
             writes.push(replicas_write(&d.name_any(), n));
         }
         let pods = Self::wanted_pods(objects, weight, n);
-        let remembered_n = objects
-            .live_canary()
-            .and_then(|c| c.annotations().get(STABLE_REPLICAS_ANNOTATION).cloned());
-        let canary = canary_write(objects, weight, pods, new_template, owner)?;
-        match canary {
-            Some(mut w) => {
-                Self::remember(&mut w, n);
-                writes.push(w);
-            }
-            // Same weight and size, but the remembered count is stale (an
-            // autoscaler moved the stable Deployment): record the new one.
-            None if objects.live_canary().is_some()
-                && !scaled_down(objects)
-                && remembered_n != Some(n.to_string()) =>
-            {
-                let live = objects.live_canary().expect("checked above");
-                let mut w = Write::apply_object(&super::rescaled(live, weight, pods, owner));
-                Self::remember(&mut w, n);
-                writes.push(w);
-            }
-            None => {}
+        // The remembered count goes stale when an autoscaler moves the stable
+        // Deployment at an unchanged weight and size: rewrite the canary then too.
+        let memory_stale = !scaled_down(objects)
+            && objects.live_canary().is_some_and(|c| {
+                c.annotations().get(STABLE_REPLICAS_ANNOTATION) != Some(&n.to_string())
+            });
+        let canary = match canary_write(objects, weight, pods, new_template, owner)? {
+            None if memory_stale => objects
+                .live_canary()
+                .map(|live| Write::apply_object(&super::rescaled(live, weight, pods, owner))),
+            write => write,
+        };
+        if let Some(mut w) = canary {
+            Self::remember(&mut w, n);
+            writes.push(w);
         }
         // At 100 % the stable pods leave once the canary carries every request.
         let canary_carries_all = objects.live_canary().is_some_and(|c| {

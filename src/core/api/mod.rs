@@ -42,7 +42,7 @@ const CANARY_SERVICE_FITS: &str = "!has(self.traffic) || !has(self.traffic.gatew
 
 /// A release train: Deployments that change together, in dependency order,
 /// each shifted to its new version in measured steps and reversed together on a breach.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "signalman.dev",
     version = "v1alpha1",

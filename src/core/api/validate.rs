@@ -431,23 +431,13 @@ fn is_dns_label(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Change, GatewayApiTraffic, Metric, SkipAnalysis, Traffic};
+    use crate::api::{Change, GatewayApiTraffic, SkipAnalysis, Traffic};
 
     fn spec() -> ReleaseSpec {
-        let mut s = crate::testing::spec().services(&[("a", &[])]).build();
-        s.defaults = Some(crate::api::Defaults {
-            steps: None,
-            analysis: Some(Analysis {
-                metrics: vec![Metric {
-                    name: "error-rate".into(),
-                    query: "up".into(),
-                    min: None,
-                    max: Some(0.01),
-                }],
-                ..Default::default()
-            }),
-        });
-        s
+        crate::testing::spec()
+            .services(&[("a", &[])])
+            .metric_at_most("error-rate", "up", 0.01)
+            .build()
     }
 
     fn fields(spec: &ReleaseSpec) -> Vec<String> {
@@ -543,7 +533,7 @@ mod tests {
     #[test]
     fn skip_analysis_needs_a_reason_and_no_metrics() {
         let mut s = spec();
-        let a = s.defaults.as_mut().unwrap().analysis.as_mut().unwrap();
+        let a = default_analysis(&mut s);
         a.skip_analysis = Some(SkipAnalysis {
             reason: "  ".into(),
         });
@@ -559,7 +549,7 @@ mod tests {
     #[test]
     fn the_schema_bounds_are_checked_too() {
         let mut s = spec();
-        let a = s.defaults.as_mut().unwrap().analysis.as_mut().unwrap();
+        let a = default_analysis(&mut s);
         a.metrics[0].name = "m".repeat(64);
         a.metrics[0].query = " ".into();
         s.services[0].traffic = Some(Traffic {
@@ -579,6 +569,14 @@ mod tests {
         );
     }
 
+    fn default_analysis(s: &mut ReleaseSpec) -> &mut Analysis {
+        s.defaults.as_mut().unwrap().analysis.as_mut().unwrap()
+    }
+
+    fn first_query(s: &mut ReleaseSpec) -> &mut String {
+        &mut default_analysis(s).metrics[0].query
+    }
+
     #[test]
     fn unknown_placeholders_and_shared_deployments_are_refused() {
         let mut s = crate::testing::spec()
@@ -596,14 +594,7 @@ mod tests {
             ("x{a=\"{{service}\"}", "{{service}\"}"),
             ("x{a=\"{{{service}}\"}", "{{{service}}"),
         ] {
-            s.defaults
-                .as_mut()
-                .unwrap()
-                .analysis
-                .as_mut()
-                .unwrap()
-                .metrics[0]
-                .query = query.into();
+            *first_query(&mut s) = query.into();
             let found = validate(&s);
             assert_eq!(found.len(), 1, "{query}: {found:?}");
             assert!(
@@ -613,14 +604,7 @@ mod tests {
                 "{found:?}"
             );
         }
-        s.defaults
-            .as_mut()
-            .unwrap()
-            .analysis
-            .as_mut()
-            .unwrap()
-            .metrics[0]
-            .query = "up".into();
+        *first_query(&mut s) = "up".into();
         s.services[1].deployment = "a".into();
         let found = validate(&s);
         assert_eq!(found.len(), 1, "{found:?}");

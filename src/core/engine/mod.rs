@@ -318,34 +318,13 @@ pub struct Decision {
 #[cfg(test)]
 mod fingerprint {
     use super::*;
-    use crate::api::{Analysis, Metric, Step};
 
     fn spec() -> ReleaseSpec {
-        let mut s = crate::testing::spec()
+        crate::testing::spec()
             .services(&[("a", &[]), ("b", &["a"])])
-            .build();
-        s.defaults = Some(crate::api::Defaults {
-            steps: Some(vec![
-                Step {
-                    weight: 50,
-                    bake: Duration::from_secs(60).into(),
-                },
-                Step {
-                    weight: 100,
-                    bake: Duration::from_secs(60).into(),
-                },
-            ]),
-            analysis: Some(Analysis {
-                metrics: vec![Metric {
-                    name: "error-rate".into(),
-                    query: "up".into(),
-                    min: None,
-                    max: Some(0.01),
-                }],
-                ..Default::default()
-            }),
-        });
-        s
+            .steps([50, 100].map(|w| (w, Duration::from_secs(60))))
+            .metric_at_most("error-rate", "up", 0.01)
+            .build()
     }
 
     #[test]

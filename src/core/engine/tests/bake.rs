@@ -2,15 +2,20 @@
 
 use super::*;
 
-#[test]
-fn a_step_bakes_its_full_time_and_gets_every_passing_measurement() {
-    let mut sim = Sim::new(spec(&[("a", &[])]));
+/// Run until the first service's first bake has begun.
+fn run_until_baking(sim: &mut Sim) {
     sim.run_until(50, |s| {
         s.release
             .status
             .as_ref()
             .is_some_and(|st| st.services[0].bake_started_at.is_some())
     });
+}
+
+#[test]
+fn a_step_bakes_its_full_time_and_gets_every_passing_measurement() {
+    let mut sim = Sim::new(spec(&[("a", &[])]));
+    run_until_baking(&mut sim);
     let baked = status(&sim).services[0].bake_started_at.clone().unwrap().0;
     // The first measurement is due one interval after the bake began, and the engine says so.
     assert_eq!(
@@ -52,12 +57,7 @@ fn min_passes_holds_a_step_beyond_its_bake_time() {
             QueryResult::Value(0.0)
         }
     });
-    sim.run_until(50, |s| {
-        s.release
-            .status
-            .as_ref()
-            .is_some_and(|st| st.services[0].bake_started_at.is_some())
-    });
+    run_until_baking(&mut sim);
     let baked = status(&sim).services[0].bake_started_at.clone().unwrap().0;
     sim.run_until(50, |s| {
         s.release.status.as_ref().unwrap().services[0].step == Some(1)
@@ -77,12 +77,7 @@ fn enough_passes_early_still_wait_for_the_bake() {
         .unwrap()
         .min_passes = Some(1);
     let mut sim = Sim::new(s);
-    sim.run_until(50, |s| {
-        s.release
-            .status
-            .as_ref()
-            .is_some_and(|st| st.services[0].bake_started_at.is_some())
-    });
+    run_until_baking(&mut sim);
     let baked = status(&sim).services[0].bake_started_at.clone().unwrap().0;
     sim.run_until(50, |s| {
         s.release.status.as_ref().unwrap().services[0].step == Some(1)
@@ -114,12 +109,7 @@ fn no_metrics_means_bake_time_alone() {
 #[test]
 fn measurements_that_are_early_stale_or_for_another_step_are_ignored() {
     let mut sim = Sim::new(spec(&[("a", &[])]));
-    sim.run_until(50, |s| {
-        s.release
-            .status
-            .as_ref()
-            .is_some_and(|st| st.services[0].bake_started_at.is_some())
-    });
+    run_until_baking(&mut sim);
     let baked = status(&sim).services[0].bake_started_at.clone().unwrap().0;
     let now = context::plus(baked, secs(25));
     let bad = |step, at| Taken {
@@ -187,12 +177,7 @@ fn promotion_waits_for_the_stable_rollout_then_removes_the_canary() {
 #[test]
 fn status_reports_the_effective_weight_beside_the_declared_one() {
     let mut sim = Sim::new(spec(&[("a", &[])]));
-    sim.run_until(50, |s| {
-        s.release
-            .status
-            .as_ref()
-            .is_some_and(|st| st.services[0].bake_started_at.is_some())
-    });
+    run_until_baking(&mut sim);
     // Small Deployments overshoot: the shell sees a third of the pods on the canary.
     sim.cluster
         .get_mut("a")
