@@ -43,7 +43,7 @@ pub async fn carry_out(
                 };
                 tracing::warn!(?action, %message, "the API server refused a write; deciding again");
                 obs.refused = Some(WriteRefusal {
-                    service: action_service(action).to_owned(),
+                    service: action.service().to_owned(),
                     doing: doing(action),
                     message,
                 });
@@ -79,16 +79,6 @@ fn refusal(e: &Error) -> Option<String> {
     }
 }
 
-fn action_service(action: &Action) -> &str {
-    match action {
-        Action::RecordBaseline { service }
-        | Action::SetCanaryWeight { service, .. }
-        | Action::PromoteStable { service }
-        | Action::RemoveCanary { service }
-        | Action::RestoreBaseline { service } => service,
-    }
-}
-
 fn doing(action: &Action) -> String {
     match action {
         Action::RecordBaseline { .. } => "recording the baseline".to_owned(),
@@ -105,7 +95,7 @@ pub async fn apply(
     world: &World,
     action: &Action,
 ) -> Result<(), Error> {
-    let service = action_service(action);
+    let service = action.service();
     let svc = rel
         .spec
         .service(service)

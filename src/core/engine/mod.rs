@@ -235,6 +235,19 @@ pub enum Action {
     RestoreBaseline { service: String },
 }
 
+impl Action {
+    /// The service (entry of `spec.services`) the action changes.
+    pub fn service(&self) -> &str {
+        match self {
+            Action::RecordBaseline { service }
+            | Action::SetCanaryWeight { service, .. }
+            | Action::PromoteStable { service }
+            | Action::RemoveCanary { service }
+            | Action::RestoreBaseline { service } => service,
+        }
+    }
+}
+
 /// A transition worth telling people about: the shell publishes it as a
 /// Kubernetes Event and counts it in its metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]

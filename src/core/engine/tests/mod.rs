@@ -58,13 +58,7 @@ fn status(sim: &Sim) -> &ReleaseStatus {
 }
 
 fn touches(a: &Action, name: &str) -> bool {
-    match a {
-        Action::RecordBaseline { service }
-        | Action::SetCanaryWeight { service, .. }
-        | Action::PromoteStable { service }
-        | Action::RemoveCanary { service }
-        | Action::RestoreBaseline { service } => service == name,
-    }
+    a.service() == name
 }
 
 fn first_pass_touching(sim: &Sim, name: &str) -> usize {
