@@ -86,6 +86,11 @@ fn every_static_problem_is_reported_with_its_field() {
 }
 
 #[test]
+fn an_unusable_prometheus_address_and_queries_that_give_no_number_are_refused() {
+    golden("unusable-prometheus", 1);
+}
+
+#[test]
 fn unknown_dependencies_are_reported_before_cycles() {
     golden("invalid-graph", 1);
 }

@@ -4,7 +4,8 @@
 //! broken at one edge (blank owner, steps not increasing or not ending at
 //! 100, bakes under 1s, duplicate names, self-dependency, metrics without
 //! bounds or with min > max, names off the pattern, lengths at and over the
-//! limits, no metrics and no opt-out), go to the real API server as
+//! limits, no metrics and no opt-out, Prometheus addresses that are no
+//! usable URL, images with Unicode white space around them), go to the real API server as
 //! server-side dry-run creates; "accepted" must equal "validate() found
 //! nothing". The schema is the CRD this tree generates (`Release::crd()`,
 //! what `signalman crd` prints into `crds/`), installed under a group of its
@@ -215,6 +216,23 @@ fn change() -> BoxedStrategy<Change> {
                 images: [("app".to_owned(), " web:v2".to_owned())].into(),
                 ..Default::default()
             },
+            // Unicode white space the API server trims from a pod's image.
+            Change {
+                images: [("app".to_owned(), "\u{a0}web:v2".to_owned())].into(),
+                ..Default::default()
+            },
+            Change {
+                images: [("app".to_owned(), "web:v2\u{2003}".to_owned())].into(),
+                ..Default::default()
+            },
+            Change {
+                images: [("app".to_owned(), "\u{b}web:v2".to_owned())].into(),
+                ..Default::default()
+            },
+            Change {
+                images: [("app".to_owned(), "web v2".to_owned())].into(),
+                ..Default::default()
+            },
         ],
     )
 }
@@ -360,6 +378,18 @@ fn spec() -> impl Strategy<Value = ReleaseSpec> {
             vec![
                 Some("http://prometheus:9090".to_owned()),
                 Some("prometheus:9090".into()),
+                Some("http://prom etheus:9090".into()),
+                Some("http://prometheus:9090/a b".into()),
+                Some("http://".into()),
+                Some("http://[::1]:9090".into()),
+                Some("http://[:::]".into()),
+                Some("http://[1.2.3.4]".into()),
+                Some("https://u:p%41@prometheus/x%2F".into()),
+                Some("http://prometheus:65536".into()),
+                Some("http://prometheus/?q=1".into()),
+                Some("http://prometheus\t".into()),
+                Some(format!("http://p/{}", "a".repeat(2048 - 9))),
+                Some(format!("http://p/{}", "a".repeat(2048 - 8))),
             ],
         ),
         mostly(

@@ -126,6 +126,46 @@ pub fn render_query(template: &str, vars: &QueryVars) -> String {
     out
 }
 
+/// What stands in for each placeholder when a query is checked before it
+/// runs: plain words, which parse wherever a real value would (inside a
+/// label matcher's string, or as part of a metric name).
+fn sample_vars() -> QueryVars {
+    QueryVars {
+        namespace: "namespace".into(),
+        service: "service".into(),
+        release: "release".into(),
+        canary_hash: "canaryhash".into(),
+        stable_hash: "stablehash".into(),
+    }
+}
+
+/// Why `template`, its placeholders filled with sample values, can never give
+/// a measurement: it does not parse as PromQL, or it yields a range vector or
+/// a string where one number is wanted. `None` when it parses (Prometheus
+/// still judges it when it runs: a parser may be more lenient than the
+/// server's version). Checked by `validate`, so by `kubectl signalman plan`
+/// and by the controller before anything moves: a query Prometheus refuses
+/// would only count as errors, and hold the train mid-step.
+pub fn query_problem(template: &str) -> Option<String> {
+    use promql_parser::parser::{self, value::ValueType};
+    let query = render_query(template, &sample_vars());
+    match parser::parse(&query) {
+        Err(e) => Some(format!(
+            "does not parse as PromQL: {e}; fix the query (with its placeholders filled in it must \
+             run in Prometheus' query page)"
+        )),
+        Ok(expr) => match expr.value_type() {
+            ValueType::Vector | ValueType::Scalar => None,
+            ValueType::Matrix => Some(
+                "returns a range vector, not one number; put the range in a function and aggregate \
+                 it, e.g. sum(rate(http_requests_total[1m]))"
+                    .to_owned(),
+            ),
+            ValueType::String => Some("returns a string, not one number".to_owned()),
+        },
+    }
+}
+
 fn escape_into(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
@@ -280,5 +320,47 @@ mod tests {
             render(&svc),
             r#"rate(http_requests_total{service="payments-stable"}[1m])"#
         );
+    }
+
+    /// The queries of one list, `#` lines left out.
+    fn queries(list: &'static str) -> impl Iterator<Item = &'static str> {
+        list.lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    }
+
+    #[test]
+    fn queries_prometheus_accepts_pass_and_those_it_refuses_are_refused() {
+        for q in queries(include_str!("queries/valid.promql")) {
+            assert_eq!(query_problem(q), None, "{q}");
+        }
+        for q in queries(include_str!("queries/invalid.promql")) {
+            let why = query_problem(q).unwrap_or_else(|| panic!("{q} passed"));
+            assert!(why.starts_with("does not parse as PromQL: "), "{q}: {why}");
+        }
+    }
+
+    #[test]
+    fn a_query_must_give_one_number_not_a_range_or_a_string() {
+        let range = query_problem(r#"x{service="{{service}}"}[5m]"#).unwrap();
+        assert!(range.starts_with("returns a range vector"), "{range}");
+        let text = query_problem(r#""a string""#).unwrap();
+        assert!(text.starts_with("returns a string"), "{text}");
+    }
+
+    proptest::proptest! {
+        /// Whatever a user writes, the check answers; it never panics (it
+        /// runs in the controller's reconcile).
+        #[test]
+        fn the_query_check_never_panics(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "sum", "rate", "(", ")", "[", "]", "{", "}", "{{service}}", "\"", "x", "=", "=~",
+                "1m", ":", "@", "offset", "by", "or", "/", "-", "1", "0.5", ",", " ", "bool",
+                "le", "histogram_quantile", "start()", "'", "`", "#", "\\", "\n", "nan", "Inf",
+            ]), 0..24),
+            noise in ".{0,12}",
+        ) {
+            let query = format!("{}{noise}", parts.concat());
+            let _ = query_problem(&query);
+        }
     }
 }

@@ -111,12 +111,33 @@ pub struct ReleaseSpec {
     pub hold_timeout: Option<Duration>,
 }
 
+/// The shape of a usable Prometheus address: `http` or `https`, a host (a
+/// DNS name, an IPv4 address or a bracketed IPv6 one), an optional port up
+/// to 65535 and an optional path; no spaces, no control characters, no query
+/// or fragment (the client appends `/api/v1/...` to it). One pattern, read by
+/// the CRD's CEL rule (as a raw string, so it holds no `'`) and by `validate`.
+macro_rules! prometheus_address {
+    () => {
+        r"^https?://(?:(?:[A-Za-z0-9._~!$&()*+,;=:-]|%[0-9A-Fa-f]{2})*@)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?(?:/(?:[A-Za-z0-9._~!$&()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?$"
+    };
+}
+pub(crate) const PROMETHEUS_ADDRESS: &str = prometheus_address!();
+/// `isURL` is the API server's own notion (Go's request-URI parser); the
+/// pattern narrows it to what the operator's client can use.
+const PROMETHEUS_ADDRESS_RULE: &str = concat!(
+    "isURL(self) && self.matches(r'",
+    prometheus_address!(),
+    "')"
+);
+
 /// The Prometheus server that analysis queries go to.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusSpec {
-    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`.
-    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("spec.prometheus.address must be an http:// or https:// URL"))]
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`:
+    /// `http` or `https`, a host, an optional port and path; no spaces, query or fragment.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(PROMETHEUS_ADDRESS_RULE).message("spec.prometheus.address must be an http:// or https:// URL with a host and an optional port and path, without spaces, e.g. http://prometheus.monitoring:9090"))]
     pub address: String,
 }
 
@@ -313,6 +334,8 @@ pub struct Metric {
     /// PromQL returning one number. `{{namespace}}`, `{{service}}`, `{{release}}`, `{{canary_hash}}`
     /// and `{{stable_hash}}` are replaced (escaped for PromQL strings) before it runs; `{{service}}`
     /// is the Kubernetes Service's name (`traffic.gatewayAPI.service` when set, else the service's `name`).
+    /// With them filled in it must parse as PromQL and give a number, not a range vector: `kubectl
+    /// signalman plan` and the controller refuse it before anything moves otherwise.
     // Bounded so the API server can afford the CEL rule on every query of every service.
     #[schemars(length(min = 1, max = 4096))]
     #[x_kube(validation = Rule::new("self.trim() != ''").message("analysis.metrics[].query must be a PromQL query"))]
@@ -373,9 +396,12 @@ pub struct Change {
     /// How risky the change is; drives the release's risk class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<ChangeClass>,
-    /// Container name to new image (not empty, no surrounding spaces).
+    /// Container name to new image (not empty, no surrounding white space: the API server
+    /// refuses the pods of such an image).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("additionalProperties" = {"type": "string", "pattern": r"^\S([\s\S]*\S)?$"}))]
+    // Unicode white space (what Kubernetes trims from a pod's image): ASCII
+    // \t to \r, U+0085 and the separators \p{Z}, which include the space.
+    #[schemars(extend("additionalProperties" = {"type": "string", "pattern": r"^[^\t-\r\x{85}\p{Z}]([\s\S]*[^\t-\r\x{85}\p{Z}])?$"}))]
     pub images: BTreeMap<String, String>,
     /// Container name to environment variables to set (name to literal value).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

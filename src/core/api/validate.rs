@@ -36,6 +36,7 @@ const MAX_OBJECT_NAME: usize = 253;
 const MAX_METRIC_NAME: usize = 63;
 const MAX_SKIP_REASON: usize = 512;
 const MAX_QUERY: usize = 4096;
+const MAX_ADDRESS: usize = 2048;
 const MAX_COUNT: i32 = 1000;
 /// A label value, and a DNS label (a Service name), have at most 63 characters.
 const MAX_LABEL: usize = 63;
@@ -63,11 +64,12 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
         );
     }
     if let Some(p) = &spec.prometheus
-        && !(p.address.starts_with("http://") || p.address.starts_with("https://"))
+        && !is_prometheus_address(&p.address)
     {
         problem(
             "spec.prometheus.address".into(),
-            "must be an http:// or https:// URL",
+            "must be an http:// or https:// URL with a host and an optional port and path, without \
+             spaces, at most 2048 characters, e.g. http://prometheus.monitoring:9090",
         );
     }
     if let Some(d) = spec.hold_timeout
@@ -181,8 +183,10 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
             }
         }
         for (container, image) in &svc.change.images {
-            // ASCII whitespace: what the schema's pattern (`\S`) means.
-            let trimmed = image.trim_matches(|c: char| c.is_ascii_whitespace());
+            // Any Unicode white space, as the schema's pattern says: the API
+            // server takes a Deployment whose image starts with a no-break
+            // space, then refuses every pod of it.
+            let trimmed = image.trim();
             if trimmed.is_empty() || trimmed != image {
                 problem(
                     format!("{at}.change.images.{container}"),
@@ -335,7 +339,8 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
         if m.query.trim().is_empty() {
             problem(format!("{at}.metrics[{i}].query"), "must be a PromQL query");
         }
-        if let Some(bad) = unknown_placeholder(&m.query) {
+        let unknown = unknown_placeholder(&m.query);
+        if let Some(bad) = &unknown {
             problem(
                 format!("{at}.metrics[{i}].query"),
                 &format!(
@@ -344,11 +349,21 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
                 ),
             );
         }
-        if m.query.chars().count() > MAX_QUERY {
+        let too_long = m.query.chars().count() > MAX_QUERY;
+        if too_long {
             problem(
                 format!("{at}.metrics[{i}].query"),
                 "at most 4096 characters; move long expressions into a recording rule",
             );
+        }
+        // Parsed only once nothing simpler is wrong with it, so each query
+        // gets one message.
+        if unknown.is_none()
+            && !too_long
+            && !m.query.trim().is_empty()
+            && let Some(why) = crate::analysis::query_problem(&m.query)
+        {
+            problem(format!("{at}.metrics[{i}].query"), &why);
         }
         match (m.min, m.max) {
             (None, None) => problem(format!("{at}.metrics[{i}]"), "needs min, max or both"),
@@ -408,6 +423,26 @@ pub fn validate_name(name: &str, spec: &ReleaseSpec) -> Vec<Problem> {
         }
     }
     out
+}
+
+/// The CRD's rule on `spec.prometheus.address` (its pattern, its length), with
+/// an IPv6 host checked as one, as the API server's `isURL` does.
+fn is_prometheus_address(address: &str) -> bool {
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(super::PROMETHEUS_ADDRESS).expect("the address pattern compiles")
+    });
+    if address.chars().count() > MAX_ADDRESS || !PATTERN.is_match(address) {
+        return false;
+    }
+    let rest = address.split_once("//").map_or("", |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host.strip_prefix('[') {
+        Some(v6) => v6
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => true,
+    }
 }
 
 /// The rule the API server applies to `env[].name`.
@@ -618,5 +653,104 @@ mod tests {
             .unwrap()
             .failure_limit = Some(3_000_000_000_u32 as i32);
         assert_eq!(validate(&s)[0].field, "spec.defaults.analysis.failureLimit");
+    }
+
+    #[test]
+    fn a_prometheus_address_is_a_usable_http_url() {
+        let mut s = spec();
+        for good in [
+            "http://prometheus:9090",
+            "https://prometheus.monitoring.svc.cluster.local:9090/prom",
+            "http://10.0.0.1",
+            "http://[::1]:9090",
+            "http://user:p%41ss@prometheus:65535/",
+        ] {
+            s.prometheus = Some(super::super::PrometheusSpec {
+                address: good.into(),
+            });
+            assert!(fields(&s).is_empty(), "{good}: {:?}", validate(&s));
+        }
+        for bad in [
+            "prometheus:9090",
+            "ftp://prometheus",
+            "http://",
+            "http:///path",
+            "http://prometheus :9090",
+            "http://prome theus",
+            " http://prometheus",
+            "http://prometheus\n",
+            "http://prometheus/a b",
+            "http://prometheus:65536",
+            "http://prometheus:",
+            "http://prometheus/?q=1",
+            "http://prometheus#x",
+            "http://[:::]",
+            "http://[1.2.3.4]",
+            "http://-prometheus",
+            "http://prometheus\u{7f}",
+        ] {
+            s.prometheus = Some(super::super::PrometheusSpec {
+                address: bad.into(),
+            });
+            assert_eq!(fields(&s), ["spec.prometheus.address"], "{bad:?}");
+        }
+        s.prometheus = Some(super::super::PrometheusSpec {
+            address: format!("http://p/{}", "a".repeat(2048 - 9)),
+        });
+        assert!(fields(&s).is_empty());
+        s.prometheus.as_mut().unwrap().address.push('a');
+        assert_eq!(fields(&s), ["spec.prometheus.address"]);
+    }
+
+    #[test]
+    fn a_query_that_does_not_parse_is_refused_with_its_field_and_the_parser_s_words() {
+        let mut s = crate::testing::spec()
+            .services(&[("a", &[])])
+            .metric_at_most(
+                "errors",
+                "sum(rate(errors_total{service=\"{{service}}\"}[1m]))\n  / sum(rate(requests_total{service=\"{{service}}\"}[1m]))",
+                0.01,
+            )
+            .build();
+        assert!(fields(&s).is_empty(), "{:?}", validate(&s));
+        *first_query(&mut s) = "sum(rate(errors_total{service=\"{{service}}\"}[1m])".into();
+        let found = validate(&s);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "spec.defaults.analysis.metrics[0].query");
+        assert_eq!(
+            found[0].message,
+            "does not parse as PromQL: unclosed left parenthesis; fix the query (with its \
+             placeholders filled in it must run in Prometheus' query page)"
+        );
+        // A service's own analysis is named by its own path.
+        let own = s.defaults.as_mut().unwrap().analysis.take();
+        s.services[0].analysis = own;
+        assert_eq!(fields(&s), ["spec.services[0].analysis.metrics[0].query"]);
+        // A typo in a placeholder is reported as that, not as a parse error too.
+        s.services[0].analysis.as_mut().unwrap().metrics[0].query = "x{a=\"{{servce}}\"}".into();
+        let found = validate(&s);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].message.contains("is not a placeholder"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_image_with_unicode_white_space_around_it_is_refused() {
+        let mut s = spec();
+        for bad in ["\u{a0}web:v2", "\u{b}web:v2", "web:v2\u{2003}", "\u{85}web"] {
+            s.services[0].change.images.insert("app".into(), bad.into());
+            assert_eq!(
+                fields(&s),
+                ["spec.services[0].change.images.app"],
+                "{bad:?}"
+            );
+        }
+        s.services[0]
+            .change
+            .images
+            .insert("app".into(), "web v2".into());
+        assert!(fields(&s).is_empty());
     }
 }
