@@ -7,7 +7,7 @@
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -95,15 +95,28 @@ pub async fn apply(
     world: &World,
     action: &Action,
 ) -> Result<(), Error> {
+    for write in &writes(rel, &world.objects(action.service()), action)? {
+        cluster.execute(write).await?;
+    }
+    Ok(())
+}
+
+/// The writes that carry out `action` on its service's `objects`, in order.
+/// Pure, so what the controller would write can be asked of an API server
+/// as a dry run (`Cluster::dry_run`) before any of it is done for real.
+pub fn writes(
+    rel: &Release,
+    objects: &ServiceObjects,
+    action: &Action,
+) -> Result<Vec<Write>, Error> {
     let service = action.service();
     let svc = rel
         .spec
         .service(service)
         .ok_or_else(|| Error::Missing(format!("service {service:?} is not in the spec")))?;
-    let objects = world.objects(service);
     let provider = traffic::for_service(svc);
-    let writes = match action {
-        Action::RecordBaseline { .. } => return record_baseline(cluster, rel, svc, &objects).await,
+    Ok(match action {
+        Action::RecordBaseline { .. } => baseline_write(rel, svc, objects)?.into_iter().collect(),
         Action::SetCanaryWeight { weight, .. } => {
             // A running canary keeps the version it started with, so the new
             // template is needed (and must come from the baseline) only to start one.
@@ -114,32 +127,28 @@ pub async fn apply(
                 (None, None) => return Err(no_baseline(rel, svc)),
             };
             provider
-                .set_weight(&objects, *weight, &template, &owner(rel, svc)?)
+                .set_weight(objects, *weight, &template, &owner(rel, svc)?)
                 .map_err(Error::Missing)?
         }
         Action::PromoteStable { .. } => {
-            let (baseline, state) = stable_state(rel, svc, &objects)?;
+            let (baseline, state) = stable_state(rel, svc, objects)?;
             let template = if state == TemplateState::New {
                 Vec::new()
             } else {
                 let new = new_template(&baseline.template, &svc.change);
-                template_writes(svc, &new, stable_of(svc, &objects)?)
+                template_writes(svc, &new, stable_of(svc, objects)?)
             };
-            provider.promote(&objects, template)
+            provider.promote(objects, template)
         }
-        Action::RemoveCanary { .. } => provider.remove(&objects),
+        Action::RemoveCanary { .. } => provider.remove(objects),
         Action::RestoreBaseline { .. } => {
-            let (baseline, state) = stable_state(rel, svc, &objects)?;
+            let (baseline, state) = stable_state(rel, svc, objects)?;
             if state == TemplateState::Baseline {
-                return Ok(());
+                return Ok(Vec::new());
             }
-            template_writes(svc, &baseline.template, stable_of(svc, &objects)?)
+            template_writes(svc, &baseline.template, stable_of(svc, objects)?)
         }
-    };
-    for write in &writes {
-        cluster.execute(write).await?;
-    }
-    Ok(())
+    })
 }
 
 fn owner(rel: &Release, svc: &ServiceSpec) -> Result<Owner, Error> {
@@ -185,16 +194,16 @@ fn stable_state<'a>(
     Ok((baseline, state))
 }
 
-/// Store the stable template once. Never overwritten: by the time it exists
-/// the stable Deployment may already carry the new version.
-async fn record_baseline(
-    cluster: &Cluster,
+/// Store the stable template once: a create, never an overwrite, because by
+/// the time the baseline exists the stable Deployment may already carry the
+/// new version. `None` when it is recorded already.
+fn baseline_write(
     rel: &Release,
     svc: &ServiceSpec,
     objects: &ServiceObjects,
-) -> Result<(), Error> {
+) -> Result<Option<Write>, Error> {
     if objects.baseline.is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let stable = stable_of(svc, objects)?;
     let spec = stable.spec.clone().unwrap_or_default();
@@ -222,18 +231,7 @@ async fn record_baseline(
         )),
         revision: 1,
     };
-    match cluster
-        .api::<ControllerRevision>()
-        .create(&PostParams::default(), &cr)
-        .await
-    {
-        Ok(_) => {
-            cluster.metrics.wrote("ControllerRevision", "create");
-            Ok(())
-        }
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(Error::Kube(e)),
-    }
+    Ok(Some(Write::create(&cr)))
 }
 
 /// The stable Deployment's containers set to `template`'s images and env for

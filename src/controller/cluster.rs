@@ -2,7 +2,9 @@
 //! so it is server-side apply under [`FIELD_MANAGER`] with `apiVersion`/`kind`
 //! set, and so the operator can count its own API writes.
 
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy,
+};
 use kube::core::ApiResource;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -46,6 +48,23 @@ impl Cluster {
 
     /// Carry out one write a traffic provider (or the shell) asked for.
     pub async fn execute(&self, write: &Write) -> Result<(), Error> {
+        self.write(write, false).await
+    }
+
+    /// Send `write` as a server-side dry run (`dryRun=All`): the API server
+    /// validates and admits it exactly as it would the real one, and stores
+    /// nothing. What the property test asks about every write of a Release
+    /// the API server accepted.
+    pub async fn dry_run(&self, write: &Write) -> Result<(), Error> {
+        self.write(write, true).await
+    }
+
+    async fn write(&self, write: &Write, dry_run: bool) -> Result<(), Error> {
+        let counted = |kind: &str, verb: &str| {
+            if !dry_run {
+                self.metrics.wrote(kind, verb);
+            }
+        };
         match write {
             Write::Apply {
                 resource,
@@ -53,11 +72,34 @@ impl Cluster {
                 body,
             } => {
                 self.dynamic(resource)
-                    .patch(name, &apply_params(), &Patch::Apply(body))
+                    .patch(
+                        name,
+                        &PatchParams {
+                            dry_run,
+                            ..apply_params()
+                        },
+                        &Patch::Apply(body),
+                    )
                     .await
                     .map_err(Error::Kube)?;
-                self.metrics.wrote(&resource.kind, "apply");
+                counted(&resource.kind, "apply");
                 Ok(())
+            }
+            Write::Create { resource, body } => {
+                let obj: DynamicObject =
+                    serde_json::from_value(body.clone()).map_err(Error::Serialize)?;
+                let params = PostParams {
+                    dry_run,
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                };
+                match self.dynamic(resource).create(&params, &obj).await {
+                    Ok(_) => {
+                        counted(&resource.kind, "create");
+                        Ok(())
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                    Err(e) => Err(Error::Kube(e)),
+                }
             }
             Write::Patch {
                 resource,
@@ -66,17 +108,18 @@ impl Cluster {
             } => {
                 let params = PatchParams {
                     field_manager: Some(FIELD_MANAGER.to_owned()),
+                    dry_run,
                     ..PatchParams::default()
                 };
                 self.dynamic(resource)
                     .patch(name, &params, &Patch::Strategic(body))
                     .await
                     .map_err(Error::Kube)?;
-                self.metrics.wrote(&resource.kind, "patch");
+                counted(&resource.kind, "patch");
                 Ok(())
             }
-            Write::Delete { resource, name } => self.delete(resource, name).await,
-            Write::Release { resource, name } => self.release_fields(resource, name).await,
+            Write::Delete { resource, name } => self.delete(resource, name, dry_run).await,
+            Write::Release { resource, name } => self.release_fields(resource, name, dry_run).await,
             Write::Scale {
                 resource,
                 name,
@@ -89,11 +132,17 @@ impl Cluster {
                     "spec": {"replicas": replicas},
                 });
                 self.dynamic(resource)
-                    .patch_scale(name, &apply_params(), &Patch::Apply(&body))
+                    .patch_scale(
+                        name,
+                        &PatchParams {
+                            dry_run,
+                            ..apply_params()
+                        },
+                        &Patch::Apply(&body),
+                    )
                     .await
                     .map_err(Error::Kube)?;
-                self.metrics
-                    .wrote(&format!("{}/scale", resource.kind), "apply");
+                counted(&format!("{}/scale", resource.kind), "apply");
                 Ok(())
             }
         }
@@ -101,14 +150,17 @@ impl Cluster {
 
     /// Delete `name`, waiting for its dependents (pods) first, so the object is
     /// visible until nothing it owned can still take traffic. Absent is fine.
-    async fn delete(&self, ar: &ApiResource, name: &str) -> Result<(), Error> {
+    async fn delete(&self, ar: &ApiResource, name: &str, dry_run: bool) -> Result<(), Error> {
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Foreground),
+            dry_run,
             ..DeleteParams::default()
         };
         match self.dynamic(ar).delete(name, &dp).await {
             Ok(_) => {
-                self.metrics.wrote(&ar.kind, "delete");
+                if !dry_run {
+                    self.metrics.wrote(&ar.kind, "delete");
+                }
                 Ok(())
             }
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
@@ -119,7 +171,12 @@ impl Cluster {
     /// Forget Signalman's field ownership on a user's object without changing
     /// any value: the fields it set stay as they are, owned by nobody, so the
     /// user's next apply takes them back without a conflict.
-    pub async fn release_fields(&self, ar: &ApiResource, name: &str) -> Result<(), Error> {
+    pub async fn release_fields(
+        &self,
+        ar: &ApiResource,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<(), Error> {
         let api = self.dynamic(ar);
         let Some(obj) = api.get_opt(name).await.map_err(Error::Kube)? else {
             return Ok(());
@@ -148,10 +205,16 @@ impl Cluster {
             "managedFields": kept,
             "resourceVersion": obj.metadata.resource_version,
         }});
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        let params = PatchParams {
+            dry_run,
+            ..PatchParams::default()
+        };
+        api.patch(name, &params, &Patch::Merge(&patch))
             .await
             .map_err(Error::Kube)?;
-        self.metrics.wrote(&ar.kind, "patch");
+        if !dry_run {
+            self.metrics.wrote(&ar.kind, "patch");
+        }
         Ok(())
     }
 }

@@ -123,6 +123,9 @@ pub enum Write {
         name: String,
         body: Value,
     },
+    /// Create `body`, once: an object that exists already is left as it is
+    /// (the baseline, which must never be overwritten).
+    Create { resource: ApiResource, body: Value },
     /// Delete, waiting for dependents (pods) first; absent is fine.
     Delete { resource: ApiResource, name: String },
     /// Give up Signalman's field ownership, leaving the values as they are.
@@ -162,6 +165,17 @@ impl Write {
     pub fn apply_object<K: Resource<DynamicType = ()> + serde::Serialize>(obj: &K) -> Write {
         let body = serde_json::to_value(obj).unwrap_or(Value::Null);
         Write::apply::<K>(&obj.name_any(), body)
+    }
+
+    /// Create an object Signalman built, unless it exists.
+    pub fn create<K: Resource<DynamicType = ()> + serde::Serialize>(obj: &K) -> Write {
+        let mut body = serde_json::to_value(obj).unwrap_or(Value::Null);
+        body["apiVersion"] = K::api_version(&()).into();
+        body["kind"] = K::kind(&()).into();
+        Write::Create {
+            resource: ApiResource::erase::<K>(&()),
+            body,
+        }
     }
 
     pub fn delete<K: Resource<DynamicType = ()>>(name: &str) -> Write {
