@@ -53,7 +53,7 @@ use signalman::traffic::{Baseline, ServiceObjects, Write};
 use signalman_e2e::{self as e2e, TestNamespace, operator};
 
 /// Enough to meet each edge many times in well under a minute.
-const CASES: u32 = 600;
+const CASES: u32 = 400;
 /// Marks what a case created, for its cleanup.
 const CASE_LABEL: &str = "admitted-writes/case";
 

@@ -1,4 +1,4 @@
-//! Controller scenario 7 (issue 4): every input the controller must refuse
+//! Controller scenario 7 (issues 4 and 10): every input the controller must refuse
 //! gets the right `Stalled` condition, an Event, and changes nothing: the
 //! resourceVersion of every Deployment, Service and HTTPRoute in the namespace
 //! stays the same and no baseline is recorded.
@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use signalman::api::Release;
+use signalman::api::{Analysis, Metric, Release};
 use signalman_e2e::release::{self as rel, Svc, release, svc};
 use signalman_e2e::{self as e2e, Scenario, WebApp};
 
@@ -93,6 +93,25 @@ async fn invalid_inputs_stall_with_a_specific_message_and_change_nothing() {
             vec![x("b", "b").route("ghost")],
             "RouteNotFound",
             vec!["ghost"],
+        ),
+        // The API server cannot parse PromQL: the controller does, before
+        // anything moves, and stalls with the parser's words and the field.
+        (
+            "bad-query",
+            vec![x("a", "gone-4").analysis(Analysis {
+                metrics: vec![Metric {
+                    name: "errors".into(),
+                    query: r#"sum(rate(http_requests_total{service="{{service}}"}[1m])"#.into(),
+                    min: None,
+                    max: Some(0.01),
+                }],
+                ..Default::default()
+            })],
+            "InvalidSpec",
+            vec![
+                "spec.services[0].analysis.metrics[0].query",
+                "does not parse as PromQL: unclosed left parenthesis",
+            ],
         ),
     ];
     for (name, services, _, _) in &cases {
