@@ -8,19 +8,30 @@ use std::time::Duration;
 
 use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
+use tokio::sync::Semaphore;
 
 use crate::analysis::QueryResult;
 
 /// How long one query may take before it counts as an error.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Prometheus clients by base URL (one per distinct `spec.prometheus.address`).
-#[derive(Default)]
+/// Prometheus clients by base URL (one per distinct `spec.prometheus.address`),
+/// and the bound on queries in flight at once across every Release, so that a
+/// thousand bakes measuring together queue here instead of at Prometheus.
 pub struct Prometheus {
     clients: Mutex<HashMap<String, Client>>,
+    in_flight: Semaphore,
 }
 
 impl Prometheus {
+    /// At most `max_queries` queries in flight at once (at least one).
+    pub fn new(max_queries: usize) -> Self {
+        Prometheus {
+            clients: Mutex::default(),
+            in_flight: Semaphore::new(max_queries.max(1)),
+        }
+    }
+
     fn client(&self, url: &str) -> Result<Client, String> {
         let mut clients = self.clients.lock().unwrap();
         if let Some(c) = clients.get(url) {
@@ -39,6 +50,9 @@ impl Prometheus {
             Ok(c) => c,
             Err(e) => return QueryResult::Error(e),
         };
+        // Never closed, so a permit always comes; the timeout starts once
+        // the query is really sent.
+        let _permit = self.in_flight.acquire().await.ok();
         let timeout_ms = QUERY_TIMEOUT.as_millis() as i64;
         let run = client.query(query).timeout(timeout_ms).get();
         let res = match tokio::time::timeout(QUERY_TIMEOUT, run).await {
