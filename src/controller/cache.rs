@@ -459,6 +459,19 @@ impl Cache {
         (cache, writers)
     }
 
+    /// Once every store holds its first complete list. Before that a
+    /// reconcile would take a Deployment not listed yet for one deleted.
+    pub async fn filled(&self) {
+        let _ = futures::join!(
+            self.releases.wait_until_ready(),
+            self.deployments.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.baselines.wait_until_ready(),
+            self.routes.wait_until_ready(),
+            self.replica_sets.wait_until_ready(),
+        );
+    }
+
     pub fn deployment(&self, ns: &str, name: &str) -> Option<Deployment> {
         get(&self.deployments, ObjectRef::new(name).within(ns))
     }
@@ -544,9 +557,12 @@ where
 
 /// One watch per namespace, merged for one store. A store swaps in its whole
 /// content when a list completes, so the lists of two namespaces would wipe
-/// each other's objects: here each namespace's (re-)list becomes `Apply`
-/// events, and a `Delete` for each object of that namespace the store still
-/// holds and the new list lacks. A single watch passes through unchanged.
+/// each other's objects. Here the store is filled once every namespace has
+/// listed (what arrives before goes into the store's buffer, deletions are
+/// applied right after), so `Store::wait_until_ready` still means "all
+/// listed"; after that each namespace's re-list becomes `Apply` events, and a
+/// `Delete` for each object of that namespace the store still holds and the
+/// new list lacks. A single watch passes through unchanged.
 pub fn merge_namespaces<K, S>(
     watches: Vec<(String, S)>,
     store: Store<K>,
@@ -560,40 +576,92 @@ where
         let (_, only) = watches.into_iter().next().expect("one watch");
         return only.boxed();
     }
-    let listing: Arc<Mutex<BTreeMap<String, HashSet<String>>>> = Arc::default();
+    let mut merge = Merge {
+        unlisted: watches.iter().map(|(ns, _)| ns.clone()).collect(),
+        deleted_early: Vec::new(),
+        relisting: BTreeMap::new(),
+        store,
+    };
     let tagged = watches
         .into_iter()
         .map(|(ns, s)| s.map(move |e| (ns.clone(), e)).boxed());
     futures::stream::select_all(tagged)
-        .flat_map(move |(ns, event)| {
-            let mut listing = listing.lock().unwrap_or_else(|e| e.into_inner());
-            let out: Vec<Result<watcher::Event<K>, watcher::Error>> = match event {
-                Ok(watcher::Event::Init) => {
-                    listing.insert(ns, HashSet::new());
-                    Vec::new()
-                }
-                Ok(watcher::Event::InitApply(o)) => {
-                    if let Some(seen) = listing.get_mut(&ns) {
-                        seen.insert(o.name_any());
+        .flat_map(move |(ns, event)| futures::stream::iter(merge.event(ns, event)))
+        .boxed()
+}
+
+struct Merge<K>
+where
+    K: Resource + 'static,
+    K::DynamicType: Eq + std::hash::Hash,
+{
+    /// Namespaces that have not listed yet; the store is filled when none is left.
+    unlisted: BTreeSet<String>,
+    /// Deleted before the store was filled, so still in its buffer.
+    deleted_early: Vec<K>,
+    /// Names seen by each namespace's re-list in progress.
+    relisting: BTreeMap<String, HashSet<String>>,
+    store: Store<K>,
+}
+
+impl<K> Merge<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    fn event(
+        &mut self,
+        ns: String,
+        event: Result<watcher::Event<K>, watcher::Error>,
+    ) -> Vec<Result<watcher::Event<K>, watcher::Error>> {
+        use watcher::Event::*;
+        let filling = !self.unlisted.is_empty();
+        let Ok(event) = event else {
+            return vec![event];
+        };
+        match event {
+            // Into the buffer until every namespace has listed.
+            Init | InitApply(_) | Apply(_) | InitDone if filling => match event {
+                InitApply(o) | Apply(o) => vec![Ok(InitApply(o))],
+                InitDone => {
+                    self.unlisted.remove(&ns);
+                    if !self.unlisted.is_empty() {
+                        return Vec::new();
                     }
-                    vec![Ok(watcher::Event::Apply(o))]
-                }
-                Ok(watcher::Event::InitDone) => {
-                    let seen = listing.remove(&ns).unwrap_or_default();
-                    store
-                        .state_filter(|o| {
-                            o.meta().namespace.as_deref() == Some(ns.as_str())
-                                && !seen.contains(&o.name_any())
-                        })
-                        .into_iter()
-                        .map(|o| Ok(watcher::Event::Delete((*o).clone())))
+                    std::iter::once(Ok(InitDone))
+                        .chain(self.deleted_early.drain(..).map(|o| Ok(Delete(o))))
                         .collect()
                 }
-                other => vec![other],
-            };
-            futures::stream::iter(out)
-        })
-        .boxed()
+                _ => Vec::new(),
+            },
+            Delete(o) if filling => {
+                self.deleted_early.push(o);
+                Vec::new()
+            }
+            Init => {
+                self.relisting.insert(ns, HashSet::new());
+                Vec::new()
+            }
+            InitApply(o) => {
+                if let Some(seen) = self.relisting.get_mut(&ns) {
+                    seen.insert(o.name_any());
+                }
+                vec![Ok(Apply(o))]
+            }
+            InitDone => {
+                let seen = self.relisting.remove(&ns).unwrap_or_default();
+                self.store
+                    .state_filter(|o| {
+                        o.meta().namespace.as_deref() == Some(ns.as_str())
+                            && !seen.contains(&o.name_any())
+                    })
+                    .into_iter()
+                    .map(|o| Ok(Delete((*o).clone())))
+                    .collect()
+            }
+            other => vec![Ok(other)],
+        }
+    }
 }
 
 #[cfg(test)]
@@ -700,6 +768,80 @@ mod tests {
         d.metadata.managed_fields = Some(vec![entry("kubectl")]);
         trim_deployment(&mut d);
         assert_eq!(d.metadata.managed_fields, None);
+    }
+
+    fn config_map(ns: &str, name: &str) -> k8s_openapi::api::core::v1::ConfigMap {
+        let mut cm = k8s_openapi::api::core::v1::ConfigMap::default();
+        cm.metadata.namespace = Some(ns.into());
+        cm.metadata.name = Some(name.into());
+        cm
+    }
+
+    /// Take every event ready now (the channels stay open).
+    fn drain<S: Stream + Unpin>(s: &mut S) {
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        while let std::task::Poll::Ready(Some(_)) = s.poll_next_unpin(&mut cx) {}
+    }
+
+    #[tokio::test]
+    async fn watches_of_several_namespaces_share_one_store_and_each_relist_drops_only_its_own() {
+        use futures::FutureExt;
+        use kube::runtime::WatchStreamExt;
+        use watcher::Event::*;
+        let writer: Writer<k8s_openapi::api::core::v1::ConfigMap> = Writer::default();
+        let store = writer.as_reader();
+        let (tx_a, rx_a) = futures::channel::mpsc::unbounded();
+        let (tx_b, rx_b) = futures::channel::mpsc::unbounded();
+        let merged = merge_namespaces(
+            vec![("a".to_owned(), rx_a), ("b".to_owned(), rx_b)],
+            store.clone(),
+        )
+        .reflect(writer);
+        let mut merged = Box::pin(merged);
+        let names = |store: &Store<k8s_openapi::api::core::v1::ConfigMap>| {
+            let mut n: Vec<String> = store
+                .state()
+                .iter()
+                .map(|o| format!("{}/{}", o.namespace().unwrap(), o.name_any()))
+                .collect();
+            n.sort();
+            n
+        };
+        let send = |tx: &futures::channel::mpsc::UnboundedSender<_>, events: Vec<_>| {
+            for e in events {
+                tx.unbounded_send(Ok(e)).unwrap();
+            }
+        };
+        send(
+            &tx_a,
+            vec![
+                Init,
+                InitApply(config_map("a", "x")),
+                InitApply(config_map("a", "y")),
+                InitDone,
+                // Before b has listed: the store is not filled yet.
+                Apply(config_map("a", "gone")),
+                Delete(config_map("a", "gone")),
+            ],
+        );
+        drain(&mut merged);
+        assert!(store.is_empty(), "filled before every namespace listed");
+        assert!(store.wait_until_ready().now_or_never().is_none());
+        send(&tx_b, vec![Init, InitApply(config_map("b", "z")), InitDone]);
+        drain(&mut merged);
+        assert_eq!(names(&store), ["a/x", "a/y", "b/z"]);
+        assert!(store.wait_until_ready().now_or_never().is_some());
+        // a re-lists without y: y goes, b's z stays.
+        send(&tx_a, vec![Init, InitApply(config_map("a", "x")), InitDone]);
+        drain(&mut merged);
+        assert_eq!(names(&store), ["a/x", "b/z"]);
+        send(
+            &tx_b,
+            vec![Delete(config_map("b", "z")), Apply(config_map("b", "w"))],
+        );
+        drain(&mut merged);
+        assert_eq!(names(&store), ["a/x", "b/w"]);
     }
 
     fn versioned(rv: &str, phase: Option<crate::api::Phase>) -> Release {

@@ -560,6 +560,7 @@ async fn reconcile(obj: Arc<Readable>, ctx: Arc<Context>) -> Result<Requeue, Err
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let span = tracing::info_span!("reconcile", namespace = %ns, name = %name);
+    ctx.cache.filled().await;
     let _running = ctx.probe.reconcile_started(format!("{ns}/{name}"));
     match &obj.0 {
         // The store's version, or the one our own last write made if the
