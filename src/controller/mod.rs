@@ -147,7 +147,7 @@ impl Context {
     }
 
     /// One API per watched scope, named for the probe: `Deployment`, or
-    /// `Deployment in shop` with `--namespace`.
+    /// `Deployment in shop` when several namespaces are watched.
     fn apis<K>(&self, kind: &str) -> Vec<(String, String, Api<K>)>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -163,14 +163,14 @@ impl Context {
         kind: &str,
         api: impl Fn(Option<&str>) -> Api<K>,
     ) -> Vec<(String, String, Api<K>)> {
-        if self.config.namespaces.is_empty() {
-            return vec![(String::new(), kind.to_owned(), api(None))];
+        match self.config.namespaces.as_slice() {
+            [] => vec![(String::new(), kind.to_owned(), api(None))],
+            [ns] => vec![(ns.clone(), kind.to_owned(), api(Some(ns)))],
+            several => several
+                .iter()
+                .map(|ns| (ns.clone(), format!("{kind} in {ns}"), api(Some(ns))))
+                .collect(),
         }
-        self.config
-            .namespaces
-            .iter()
-            .map(|ns| (ns.clone(), format!("{kind} in {ns}"), api(Some(ns))))
-            .collect()
     }
 }
 
@@ -687,10 +687,12 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
     // the Release reverses the train instead of leaving it half done. A
     // Release being deleted gets no new finalizer (the API refuses it).
     if !decision.actions.is_empty() && !deleting && !has_finalizer(&rel) {
+        // Over the version decided from, like the status write: a Release
+        // changed since is decided again rather than written over.
         let body = json!({
             "apiVersion": Release::api_version(&()),
             "kind": Release::kind(&()),
-            "metadata": {"name": name, "finalizers": [FINALIZER]},
+            "metadata": {"name": name, "finalizers": [FINALIZER], "resourceVersion": resource_version},
         });
         let updated = api
             .patch(&name, &cluster::apply_params(), &Patch::Apply(&body))
