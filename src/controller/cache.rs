@@ -422,6 +422,7 @@ pub struct Cache {
     pub naming: Naming,
     pub written: Written,
     route_type: ApiResource,
+    filled: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The writing halves of [`Cache`]'s stores, handed to the watches once.
@@ -455,6 +456,7 @@ impl Cache {
             naming: Naming::default(),
             written: Written::default(),
             route_type,
+            filled: Arc::new(tokio::sync::watch::Sender::new(false)),
         };
         (cache, writers)
     }
@@ -462,14 +464,24 @@ impl Cache {
     /// Once every store holds its first complete list. Before that a
     /// reconcile would take a Deployment not listed yet for one deleted.
     pub async fn filled(&self) {
+        let mut filled = self.filled.subscribe();
+        let _ = filled.wait_for(|f| *f).await;
+    }
+
+    /// Wait for the stores to be filled, then release every [`Cache::filled`].
+    /// Called once: a store's own readiness wakes only the last of the tasks
+    /// waiting on it, so the reconciles wait here instead. The Release store
+    /// is not awaited: the controller waits for it itself, and reconciles only
+    /// once it is filled.
+    pub async fn fill(&self) {
         let _ = futures::join!(
-            self.releases.wait_until_ready(),
             self.deployments.wait_until_ready(),
             self.services.wait_until_ready(),
             self.baselines.wait_until_ready(),
             self.routes.wait_until_ready(),
             self.replica_sets.wait_until_ready(),
         );
+        self.filled.send_replace(true);
     }
 
     pub fn deployment(&self, ns: &str, name: &str) -> Option<Deployment> {
@@ -667,6 +679,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
     use serde_json::json;
 
     fn release(ns: &str, name: &str, deployments: &[&str]) -> Readable {
@@ -786,7 +799,6 @@ mod tests {
 
     #[tokio::test]
     async fn watches_of_several_namespaces_share_one_store_and_each_relist_drops_only_its_own() {
-        use futures::FutureExt;
         use kube::runtime::WatchStreamExt;
         use watcher::Event::*;
         let writer: Writer<k8s_openapi::api::core::v1::ConfigMap> = Writer::default();
@@ -842,6 +854,41 @@ mod tests {
         );
         drain(&mut merged);
         assert_eq!(names(&store), ["a/x", "b/w"]);
+    }
+
+    #[tokio::test]
+    async fn every_reconcile_waiting_for_the_stores_goes_on_once_they_are_filled() {
+        let (cache, mut w) = Cache::new();
+        let filling = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.fill().await }
+        });
+        // Sixteen reconciles wait at once (a store's own readiness would
+        // wake only the last of them).
+        let waiting: Vec<_> = (0..16)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.filled().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert!(
+            waiting.iter().all(|t| !t.is_finished()),
+            "went on before the lists"
+        );
+        w.deployments.apply_watcher_event(&watcher::Event::InitDone);
+        w.services.apply_watcher_event(&watcher::Event::InitDone);
+        w.baselines.apply_watcher_event(&watcher::Event::InitDone);
+        w.routes.apply_watcher_event(&watcher::Event::InitDone);
+        w.replica_sets
+            .apply_watcher_event(&watcher::Event::InitDone);
+        let all = futures::future::join_all(waiting);
+        tokio::time::timeout(std::time::Duration::from_secs(5), all)
+            .await
+            .expect("every waiting reconcile went on");
+        filling.await.unwrap();
+        // And one that comes later does not wait at all.
+        cache.filled().now_or_never().expect("filled");
     }
 
     fn versioned(rv: &str, phase: Option<crate::api::Phase>) -> Release {
