@@ -242,3 +242,66 @@ pub async fn measure(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn requests_that_render_to_the_same_query_are_asked_once() {
+        // As the binary does: kube's TLS and the Prometheus client's disagree.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, seen) = super::super::prometheus::fake::serve(Duration::from_millis(10)).await;
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
+                .unwrap();
+        let ctx = Context::new(
+            client,
+            super::super::Config {
+                prometheus_url: url,
+                namespaces: Vec::new(),
+                metrics_addr: "127.0.0.1:0".parse().unwrap(),
+                leader_election: None,
+                stall_timeout: Duration::from_secs(60),
+                max_reconciles: 1,
+                max_queries: 4,
+            },
+        );
+        // Two services measured by a query that names neither of them, and
+        // one by a query of its own.
+        let spec = signalman_core::testing::spec()
+            .services(&[("a", &[]), ("b", &[])])
+            .metric_at_most("errors", "sum(errors{namespace=\"{{namespace}}\"})", 1.0)
+            .metric_at_most("latency", "max(latency{service=\"{{service}}\"})", 1.0)
+            .build();
+        let mut rel = Release::new("r", spec);
+        rel.metadata.namespace = Some("shop".into());
+        let due: Vec<MeasurementRequest> = ["a", "b"]
+            .iter()
+            .flat_map(|s| {
+                ["errors", "latency"].map(|m| MeasurementRequest {
+                    service: s.to_string(),
+                    metric: m.to_string(),
+                    step: 0,
+                })
+            })
+            .collect();
+        let taken = measure(
+            &ctx,
+            &rel,
+            &World::default(),
+            &due,
+            &ctx.config.prometheus_url,
+        )
+        .await;
+        assert_eq!(taken.len(), 4);
+        assert!(
+            taken.iter().all(|t| t.result == QueryResult::Value(0.5)),
+            "{taken:?}"
+        );
+        // errors once for both, latency once per service.
+        assert_eq!(seen.queries.load(Ordering::SeqCst), 3);
+    }
+}
