@@ -10,10 +10,14 @@
 //! A watch of a resource the API server does not serve (404, e.g. HTTPRoute
 //! without the Gateway API) is not counted: a restart cannot make it exist.
 //!
-//! Readiness follows leadership: the leader is ready once its Release watch
-//! has listed every Release, and not while that watch is failing; a follower is
-//! ready while it stands by (it must be, or a rolling update of a two-replica
-//! Deployment would never finish).
+//! Readiness follows leadership: the leader is ready once every watch that
+//! fills a store (Releases, Deployments, Services, ControllerRevisions,
+//! HTTPRoutes, ReplicaSets; one per namespace with `--namespace`) has listed
+//! once, since a reconcile reads only those stores, and not while a Release
+//! watch is failing; a watch of a resource the API server does not serve
+//! counts as listed (its store is rightly empty). A follower is ready while it
+//! stands by (it must be, or a rolling update of a two-replica Deployment
+//! would never finish).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -65,6 +69,8 @@ struct WatchState {
     last_error: Option<(Instant, String)>,
     /// Its list completed at least once.
     synced: bool,
+    /// The API server does not serve the resource (404): nothing to list.
+    not_served: bool,
 }
 
 impl WatchState {
@@ -88,7 +94,7 @@ impl WatchState {
 struct Shared {
     readiness: AtomicU8,
     stall_timeout: Duration,
-    watches: Mutex<BTreeMap<&'static str, WatchState>>,
+    watches: Mutex<BTreeMap<String, WatchState>>,
     /// Reconciles running now: what and since when, by a number of their own.
     reconciles: Mutex<BTreeMap<u64, (String, Instant)>>,
     next_reconcile: AtomicU64,
@@ -161,15 +167,20 @@ impl Probe {
         }
     }
 
-    fn watches(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, WatchState>> {
+    fn watches(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, WatchState>> {
         // A panic while holding the lock leaves plain data behind; keep serving.
         self.0.watches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The watch `name` fills a store: not ready until it has listed once.
+    pub fn expect(&self, name: &str) {
+        self.watches().entry(name.to_owned()).or_default();
+    }
+
     /// The watch `name` received objects (`listed`: its whole list).
-    pub fn watch_succeeded(&self, name: &'static str, listed: bool) {
+    pub fn watch_succeeded(&self, name: &str, listed: bool) {
         let mut w = self.watches();
-        let state = w.entry(name).or_default();
+        let state = w.entry(name.to_owned()).or_default();
         state.failing_since = None;
         state.synced |= listed;
     }
@@ -177,19 +188,14 @@ impl Probe {
     /// The watch `name` failed with `error`. `stalls`: false when a restart
     /// could not help (the resource is not served). Returns true for the first
     /// error after a success (worth a warning; the retries that follow are not).
-    pub fn watch_failed(&self, name: &'static str, error: String, stalls: bool) -> bool {
+    pub fn watch_failed(&self, name: &str, error: String, stalls: bool) -> bool {
         self.watch_failed_at(name, error, stalls, Instant::now())
     }
 
-    fn watch_failed_at(
-        &self,
-        name: &'static str,
-        error: String,
-        stalls: bool,
-        now: Instant,
-    ) -> bool {
+    fn watch_failed_at(&self, name: &str, error: String, stalls: bool, now: Instant) -> bool {
         let mut w = self.watches();
-        let state = w.entry(name).or_default();
+        let state = w.entry(name.to_owned()).or_default();
+        state.not_served = !stalls;
         let first = if stalls {
             let first = state.failing(now).is_none();
             if first {
@@ -240,17 +246,33 @@ impl Probe {
         }
     }
 
-    /// `Ok(what)` when ready, `Err(why)` when not. `release_watch` names the
-    /// watch of Releases in [`Probe::watch_succeeded`] and [`Probe::watch_failed`].
+    /// `Ok(what)` when ready, `Err(why)` when not. A watch whose name starts
+    /// with `release_watch` is a watch of Releases ([`Probe::watch_succeeded`],
+    /// [`Probe::watch_failed`]): while one fails the leader is not ready.
     pub fn readiness(&self, now: Instant, release_watch: &str) -> Result<&'static str, String> {
         match self.get() {
             Readiness::Standby => Ok("standby: another replica holds the lease"),
             Readiness::Syncing => Err("not ready: the Release cache has not synced yet".into()),
             Readiness::Ready => {
                 let w = self.watches();
-                match w.get(release_watch).and_then(|s| s.failing(now)) {
-                    Some((since, error)) => Err(format!(
-                        "not ready: the {release_watch} watch has failed for {}s: {error}",
+                let unsynced: Vec<&str> = w
+                    .iter()
+                    .filter(|(_, s)| !s.synced && !s.not_served)
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                if !unsynced.is_empty() {
+                    return Err(format!(
+                        "not ready: the {} cache has not synced yet",
+                        unsynced.join(", ")
+                    ));
+                }
+                let failing = w
+                    .iter()
+                    .filter(|(name, _)| name.starts_with(release_watch))
+                    .find_map(|(name, s)| Some((name, s.failing(now)?)));
+                match failing {
+                    Some((name, (since, error))) => Err(format!(
+                        "not ready: the {name} watch has failed for {}s: {error}",
                         now.saturating_duration_since(since).as_secs()
                     )),
                     None => Ok("ok"),
@@ -462,7 +484,7 @@ mod tests {
     }
 
     #[test]
-    fn readiness_follows_the_release_watch() {
+    fn readiness_waits_for_every_store_and_follows_the_release_watches() {
         let probe = Probe::new(10 * S);
         let t0 = Instant::now();
         assert!(
@@ -470,13 +492,37 @@ mod tests {
             "not synced yet"
         );
         probe.set(Readiness::Ready);
+        for w in [
+            "Release in a",
+            "Release in b",
+            "Deployment in a",
+            "HTTPRoute in a",
+        ] {
+            probe.expect(w);
+        }
+        probe.watch_succeeded("Release in a", true);
+        probe.watch_succeeded("Release in b", true);
+        let why = probe.readiness(t0, RELEASE_WATCH).unwrap_err();
+        assert_eq!(
+            why,
+            "not ready: the Deployment in a, HTTPRoute in a cache has not synced yet"
+        );
+        // Events before the list completes are not a sync.
+        probe.watch_succeeded("Deployment in a", false);
+        assert!(probe.readiness(t0, RELEASE_WATCH).is_err());
+        probe.watch_succeeded("Deployment in a", true);
+        // A kind the API server does not serve has nothing to wait for.
+        probe.watch_failed_at("HTTPRoute in a", "404".into(), false, t0);
         assert_eq!(probe.readiness(t0, RELEASE_WATCH), Ok("ok"));
-        probe.watch_failed_at(RELEASE_WATCH, "connection refused".into(), true, t0);
+        probe.watch_failed_at("Release in b", "connection refused".into(), true, t0);
         let why = probe.readiness(t0 + S, RELEASE_WATCH).unwrap_err();
-        assert!(why.contains("Release watch has failed for 1s"), "{why}");
+        assert!(
+            why.contains("the Release in b watch has failed for 1s"),
+            "{why}"
+        );
         // Other watches failing do not make the leader unready.
-        probe.watch_succeeded(RELEASE_WATCH, true);
-        probe.watch_failed_at("Service", "connection refused".into(), true, t0 + S);
+        probe.watch_succeeded("Release in b", true);
+        probe.watch_failed_at("Deployment in a", "connection refused".into(), true, t0 + S);
         assert_eq!(probe.readiness(t0 + 2 * S, RELEASE_WATCH), Ok("ok"));
         probe.set(Readiness::Standby);
         assert!(

@@ -18,6 +18,8 @@ use crate::api::{Phase, Release};
 use crate::engine::{Decision, NoticeKind};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
+
+use crate::controller::cache::Readable;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -104,7 +106,7 @@ pub struct Metrics {
     writes: Family<WriteLabels, Counter>,
     writes_total: Arc<AtomicU64>,
     last_value: Family<MetricLabels, Gauge<f64, AtomicU64>>,
-    releases: Arc<OnceLock<Store<Release>>>,
+    releases: Arc<OnceLock<Store<Readable>>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -234,7 +236,7 @@ impl Metrics {
 
     /// Export the releases in `store` (the controller's cache) as
     /// `signalman_releases` and `signalman_service_weight`. The first store wins.
-    pub fn watch_releases(&self, store: Store<Release>) {
+    pub fn watch_releases(&self, store: Store<Readable>) {
         let _ = self.releases.set(store);
     }
 
@@ -377,7 +379,7 @@ impl Drop for ReconcileTimer {
 }
 
 struct ReleaseCollector {
-    store: Arc<OnceLock<Store<Release>>>,
+    store: Arc<OnceLock<Store<Readable>>>,
 }
 
 impl fmt::Debug for ReleaseCollector {
@@ -392,7 +394,8 @@ impl Collector for ReleaseCollector {
             return Ok(());
         };
         let releases = store.state();
-        let (by_phase, weights, effective) = release_gauges(releases.iter().map(|r| r.as_ref()));
+        let (by_phase, weights, effective) =
+            release_gauges(releases.iter().filter_map(|r| r.release()));
         let m = encoder.encode_descriptor(
             "releases",
             "Releases by phase (Pending includes releases without a status yet)",

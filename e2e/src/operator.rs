@@ -40,6 +40,8 @@ pub struct Launch {
     prometheus: String,
     lease: Option<(String, Duration)>,
     stall_timeout: Option<Duration>,
+    /// More namespaces to watch beside the test's own (`--namespace a,b`).
+    also: Vec<String>,
 }
 
 impl Launch {
@@ -65,6 +67,12 @@ impl Launch {
     /// `--stall-timeout`: `/healthz` fails once a watch has kept failing this long.
     pub fn stall_timeout(mut self, timeout: Duration) -> Launch {
         self.stall_timeout = Some(timeout);
+        self
+    }
+
+    /// Watch `namespace` too: `--namespace <own>,<namespace>`.
+    pub fn also_watch(mut self, namespace: &str) -> Launch {
+        self.also.push(namespace.to_string());
         self
     }
 
@@ -106,6 +114,7 @@ impl Operator {
             prometheus: prometheus_url(),
             lease: None,
             stall_timeout: None,
+            also: Vec::new(),
         }
     }
 
@@ -138,7 +147,12 @@ impl Operator {
             .expect("opening the operator log");
         let l = &self.launch;
         let mut cmd = Command::new(&bin);
-        cmd.args(["run", "--namespace", &l.namespace])
+        let namespaces = std::iter::once(&l.namespace)
+            .chain(&l.also)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",");
+        cmd.args(["run", "--namespace", &namespaces])
             .args(["--prometheus-url", &l.prometheus])
             .args(["--metrics-addr", &self.metrics_addr.to_string()])
             .arg("--kubeconfig")

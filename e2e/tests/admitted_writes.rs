@@ -43,6 +43,7 @@ use signalman::api::{
     ReleaseSpec, ServiceSpec, SkipAnalysis, Step, Traffic, validate, validate_name,
 };
 use signalman::controller::act;
+use signalman::controller::cache::Cache;
 use signalman::controller::cluster::Cluster;
 use signalman::engine::Action;
 use signalman::metrics::Metrics;
@@ -857,11 +858,13 @@ fn nothing_the_api_server_accepts_reaches_a_write_it_then_refuses() {
         let ns = TestNamespace::create(&client, "admitted-writes").await;
         let namespace = ns.name().to_owned();
         let env = Env {
-            cluster: Cluster {
-                client: client.clone(),
-                namespace: namespace.clone(),
-                metrics: Metrics::new(),
-            },
+            // An empty cache: every read falls through to the API server.
+            cluster: Cluster::new(
+                client.clone(),
+                namespace.clone(),
+                Metrics::new(),
+                Cache::new().0,
+            ),
             with_cel: (
                 Api::namespaced_with(client.clone(), &namespace, &with_cel),
                 with_cel,

@@ -47,9 +47,20 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "SIGNALMAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Watch Releases in this namespace only. Default: every namespace.
-    #[arg(long, env = "SIGNALMAN_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces (comma-separated, or the flag repeated):
+    /// one watch per namespace and kind. Default: every namespace.
+    #[arg(long = "namespace", env = "SIGNALMAN_NAMESPACE", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// At most this many Releases are reconciled at once; the others wait
+    /// their turn (a reconcile reads memory, so it is short).
+    #[arg(long, env = "SIGNALMAN_MAX_CONCURRENT_RECONCILES", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
+    /// At most this many Prometheus queries are in flight at once, over
+    /// every Release; the others queue in the operator.
+    #[arg(long, env = "SIGNALMAN_MAX_CONCURRENT_QUERIES", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_queries: u16,
     /// Act only while holding the leader Lease (for more than one replica).
     #[arg(long, env = "SIGNALMAN_LEADER_ELECT", num_args = 0..=1, default_missing_value = "true",
           default_value_t = false, action = clap::ArgAction::Set)]
@@ -68,6 +79,17 @@ struct RunArgs {
     /// restarts a stuck operator.
     #[arg(long, env = "SIGNALMAN_STALL_TIMEOUT", default_value = "60s")]
     stall_timeout: kube::core::Duration,
+}
+
+/// Trimmed, without empties and repeats, in order.
+fn namespaces(given: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for ns in given.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if !out.iter().any(|o| o == ns) {
+            out.push(ns.to_owned());
+        }
+    }
+    out
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,7 +156,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         client,
         controller::Config {
             prometheus_url: args.prometheus_url.trim_end_matches('/').to_string(),
-            namespace: args.namespace,
+            namespaces: namespaces(args.namespaces),
+            max_reconciles: args.max_concurrent_reconciles,
+            max_queries: usize::from(args.max_concurrent_queries),
             metrics_addr: args.metrics_addr,
             leader_election,
             stall_timeout: args.stall_timeout.into(),

@@ -1,27 +1,33 @@
-//! Reads and writes for one Release's namespace. Every write goes through here
-//! so it is server-side apply under [`FIELD_MANAGER`] with `apiVersion`/`kind`
-//! set, and so the operator can count its own API writes.
+//! Writes for one Release's namespace. Every write goes through here so it is
+//! server-side apply under [`FIELD_MANAGER`] with `apiVersion`/`kind` set, and
+//! so the operator can count its own API writes. Reads come from the
+//! controller's stores ([`Cache`]).
 
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy,
 };
 use kube::core::ApiResource;
 use kube::{Client, Resource};
-use serde::de::DeserializeOwned;
 use serde_json::json;
-use std::fmt::Debug;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use super::Error;
+use super::cache::Cache;
 use crate::api::FIELD_MANAGER;
 use crate::metrics::Metrics;
 use crate::traffic::Write;
 
-/// Client, namespace and write counter for one reconcile.
+/// Client, namespace, stores and write counter for one reconcile.
 #[derive(Clone)]
 pub struct Cluster {
     pub client: Client,
     pub namespace: String,
     pub metrics: Metrics,
+    pub cache: Cache,
+    /// Objects written in this reconcile (kind, name): the store may not
+    /// show those writes yet.
+    pub written: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
 impl Cluster {
@@ -36,14 +42,14 @@ impl Cluster {
         Api::namespaced_with(self.client.clone(), &self.namespace, ar)
     }
 
-    pub async fn get<K>(&self, name: &str) -> Result<Option<K>, Error>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Debug,
-    {
-        self.api::<K>().get_opt(name).await.map_err(Error::Kube)
+    pub fn new(client: Client, namespace: String, metrics: Metrics, cache: Cache) -> Cluster {
+        Cluster {
+            client,
+            namespace,
+            metrics,
+            cache,
+            written: Arc::default(),
+        }
     }
 
     /// Carry out one write a traffic provider (or the shell) asked for.
@@ -65,6 +71,16 @@ impl Cluster {
                 self.metrics.wrote(kind, verb);
             }
         };
+        if !dry_run
+            && let Write::Apply { resource, name, .. }
+            | Write::Patch { resource, name, .. }
+            | Write::Scale { resource, name, .. } = write
+        {
+            self.written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((resource.kind.clone(), name.clone()));
+        }
         match write {
             Write::Apply {
                 resource,
@@ -177,6 +193,18 @@ impl Cluster {
         name: &str,
         dry_run: bool,
     ) -> Result<(), Error> {
+        // The store says whether there is anything to give up (it keeps that
+        // much of managedFields); only then is the object read whole, for the
+        // other managers' entries the patch must keep.
+        let written_now = self
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(ar.kind.clone(), name.to_owned()));
+        if !written_now && self.cache.managed_by_us(&ar.kind, &self.namespace, name) == Some(false)
+        {
+            return Ok(());
+        }
         let api = self.dynamic(ar);
         let Some(obj) = api.get_opt(name).await.map_err(Error::Kube)? else {
             return Ok(());

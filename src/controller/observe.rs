@@ -2,21 +2,20 @@
 //! `engine::Observations`. Reading and reducing are split so the reduction is
 //! plain data in, data out; what traffic is in effect is each provider's to say.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Service;
-use kube::api::ListParams;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
-use super::cluster::Cluster;
+use super::cache::{Cache, REVISION};
 use super::template::template_state;
 use super::{Context, Error};
 use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, render_query};
 use crate::api::{Release, ServiceSpec};
 use crate::engine::{Observations, ServiceObservation, StableObservation};
 use crate::preflight::Claimant;
-use crate::traffic::gateway::{POD_TEMPLATE_HASH, canary_service_name, http_route_resource};
+use crate::traffic::gateway::{POD_TEMPLATE_HASH, canary_service_name};
 use crate::traffic::{
     self, Baseline, ServiceObjects, baseline_name, canary_deployment_name, rolled_out,
 };
@@ -30,39 +29,21 @@ pub struct World {
 }
 
 impl World {
-    pub async fn read(cluster: &Cluster, rel: &Release) -> Result<World, Error> {
+    /// Read from the controller's stores: no request to the API server.
+    pub fn read(cache: &Cache, rel: &Release) -> Result<World, Error> {
         let name = rel.name_any();
-        let releases = cluster
-            .api::<Release>()
-            .list(&ListParams::default())
-            .await
-            .map_err(Error::Kube)?
-            .items
-            .iter()
-            .map(Claimant::of)
-            .collect();
-        let replica_sets = cluster
-            .api::<ReplicaSet>()
-            .list(&ListParams::default())
-            .await
-            .map_err(Error::Kube)?
-            .items;
+        let ns = rel.namespace().unwrap_or_default();
         let mut world = World {
-            releases,
+            releases: cache.claimants(&ns),
             ..World::default()
         };
+        let mut found = Vec::new();
         for svc in &rel.spec.services {
-            let stable = cluster.get::<Deployment>(&svc.deployment).await?;
-            let canary = cluster
-                .get::<Deployment>(&canary_deployment_name(&svc.deployment))
-                .await?;
-            let baseline_cr = cluster
-                .get::<ControllerRevision>(&baseline_name(&name, &svc.name))
-                .await?;
+            let stable = cache.deployment(&ns, &svc.deployment);
+            let canary = cache.deployment(&ns, &canary_deployment_name(&svc.deployment));
+            let baseline_cr = cache.baseline(&ns, &baseline_name(&name, &svc.name));
             let mut o =
                 ServiceObjects {
-                    stable_hash: stable.as_ref().and_then(|d| current_hash(&replica_sets, d)),
-                    canary_hash: canary.as_ref().and_then(|d| current_hash(&replica_sets, d)),
                     stable,
                     canary,
                     baseline: match baseline_cr {
@@ -78,17 +59,28 @@ impl World {
                 };
             if let Some(g) = svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
                 let service = g.service.clone().unwrap_or_else(|| svc.name.clone());
-                o.stable_service = cluster.get::<Service>(&service).await?;
-                o.canary_service = cluster
-                    .get::<Service>(&canary_service_name(&service))
-                    .await?;
-                o.route = cluster
-                    .dynamic(&http_route_resource())
-                    .get_opt(&g.http_route)
-                    .await
-                    .map_err(Error::Kube)?;
+                o.stable_service = cache.service(&ns, &service);
+                o.canary_service = cache.service(&ns, &canary_service_name(&service));
+                o.route = cache.route(&ns, &g.http_route);
             }
-            world.services.insert(svc.name.clone(), o);
+            found.push((svc.name.clone(), o));
+        }
+        let uids: Vec<&str> = found
+            .iter()
+            .flat_map(|(_, o)| [&o.stable, &o.canary])
+            .filter_map(|d| d.as_ref()?.metadata.uid.as_deref())
+            .collect();
+        let replica_sets = cache.replica_sets(&ns, &uids);
+        for (svc, mut o) in found {
+            o.stable_hash = o
+                .stable
+                .as_ref()
+                .and_then(|d| current_hash(&replica_sets, d));
+            o.canary_hash = o
+                .canary
+                .as_ref()
+                .and_then(|d| current_hash(&replica_sets, d));
+            world.services.insert(svc, o);
         }
         Ok(world)
     }
@@ -158,19 +150,22 @@ impl World {
     }
 }
 
-/// The pod-template-hash of the ReplicaSet of `d`'s current revision.
-pub fn current_hash(replica_sets: &[ReplicaSet], d: &Deployment) -> Option<String> {
-    const REVISION: &str = "deployment.kubernetes.io/revision";
+/// The pod-template-hash of the ReplicaSet of `d`'s current revision, from
+/// the ReplicaSets' metadata.
+pub fn current_hash(replica_sets: &[ObjectMeta], d: &Deployment) -> Option<String> {
     let uid = d.meta().uid.as_deref()?;
     let revision = d.annotations().get(REVISION)?;
+    let at = |m: &ObjectMeta, key: &str| m.annotations.as_ref().and_then(|a| a.get(key)).cloned();
     replica_sets
         .iter()
-        .filter(|rs| rs.owner_references().iter().any(|o| o.uid == uid))
-        .find(|rs| rs.annotations().get(REVISION) == Some(revision))
-        .and_then(|rs| rs.labels().get(POD_TEMPLATE_HASH).cloned())
+        .filter(|rs| rs.owner_references.iter().flatten().any(|o| o.uid == uid))
+        .find(|rs| at(rs, REVISION).as_ref() == Some(revision))
+        .and_then(|rs| rs.labels.as_ref()?.get(POD_TEMPLATE_HASH).cloned())
 }
 
-/// Run the measurements the engine asked for, concurrently.
+/// Run the measurements the engine asked for, concurrently (as far as the
+/// operator's bound on Prometheus queries allows). Requests that render to the
+/// same query at the same Prometheus are asked once and share the answer.
 pub async fn measure(
     ctx: &Context,
     rel: &Release,
@@ -185,21 +180,17 @@ pub async fn measure(
         .map(|p| p.address.clone())
         .unwrap_or_else(|| default_url.to_string());
     let ns = rel.namespace().unwrap_or_default();
-    let runs = due.iter().map(|req| {
-        let url = url.clone();
-        let ns = ns.clone();
-        async move {
-            let at = jiff::Timestamp::now();
-            let result = match rel.spec.service(&req.service).and_then(|svc| {
+    // Each request's query, or why it has none.
+    let queries: Vec<Result<String, String>> = due
+        .iter()
+        .map(|req| {
+            let svc = rel.spec.service(&req.service);
+            let metric = svc.and_then(|svc| {
                 let analysis = rel.spec.analysis_of(svc);
-                let metric = analysis.metrics.into_iter().find(|m| m.name == req.metric)?;
-                Some((svc, metric))
-            }) {
-                None => QueryResult::Error(format!(
-                    "metric {:?} of service {:?} is not in the spec",
-                    req.metric, req.service
-                )),
-                Some((svc, metric)) => {
+                analysis.metrics.into_iter().find(|m| m.name == req.metric)
+            });
+            match (svc, metric) {
+                (Some(svc), Some(metric)) => {
                     let o = world.objects(&svc.name);
                     let vars = QueryVars {
                         namespace: ns.clone(),
@@ -208,9 +199,33 @@ pub async fn measure(
                         canary_hash: o.canary_hash.unwrap_or_default(),
                         stable_hash: o.stable_hash.unwrap_or_default(),
                     };
-                    let query = render_query(&metric.query, &vars);
-                    ctx.prometheus.instant(&url, &query).await
+                    Ok(render_query(&metric.query, &vars))
                 }
+                _ => Err(format!(
+                    "metric {:?} of service {:?} is not in the spec",
+                    req.metric, req.service
+                )),
+            }
+        })
+        .collect();
+    let distinct: BTreeSet<&str> = queries.iter().filter_map(|q| q.as_deref().ok()).collect();
+    let answers: BTreeMap<&str, (jiff::Timestamp, QueryResult)> =
+        futures::future::join_all(distinct.into_iter().map(|query| {
+            let url = &url;
+            async move {
+                let at = jiff::Timestamp::now();
+                (query, (at, ctx.prometheus.instant(url, query).await))
+            }
+        }))
+        .await
+        .into_iter()
+        .collect();
+    due.iter()
+        .zip(&queries)
+        .map(|(req, query)| {
+            let (at, result) = match query {
+                Ok(q) => answers[q.as_str()].clone(),
+                Err(e) => (jiff::Timestamp::now(), QueryResult::Error(e.clone())),
             };
             if let QueryResult::Value(v) = &result {
                 ctx.metrics
@@ -224,7 +239,69 @@ pub async fn measure(
                 result,
                 at,
             }
-        }
-    });
-    futures::future::join_all(runs).await
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn requests_that_render_to_the_same_query_are_asked_once() {
+        // As the binary does: kube's TLS and the Prometheus client's disagree.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, seen) = super::super::prometheus::fake::serve(Duration::from_millis(10)).await;
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
+                .unwrap();
+        let ctx = Context::new(
+            client,
+            super::super::Config {
+                prometheus_url: url,
+                namespaces: Vec::new(),
+                metrics_addr: "127.0.0.1:0".parse().unwrap(),
+                leader_election: None,
+                stall_timeout: Duration::from_secs(60),
+                max_reconciles: 1,
+                max_queries: 4,
+            },
+        );
+        // Two services measured by a query that names neither of them, and
+        // one by a query of its own.
+        let spec = signalman_core::testing::spec()
+            .services(&[("a", &[]), ("b", &[])])
+            .metric_at_most("errors", "sum(errors{namespace=\"{{namespace}}\"})", 1.0)
+            .metric_at_most("latency", "max(latency{service=\"{{service}}\"})", 1.0)
+            .build();
+        let mut rel = Release::new("r", spec);
+        rel.metadata.namespace = Some("shop".into());
+        let due: Vec<MeasurementRequest> = ["a", "b"]
+            .iter()
+            .flat_map(|s| {
+                ["errors", "latency"].map(|m| MeasurementRequest {
+                    service: s.to_string(),
+                    metric: m.to_string(),
+                    step: 0,
+                })
+            })
+            .collect();
+        let taken = measure(
+            &ctx,
+            &rel,
+            &World::default(),
+            &due,
+            &ctx.config.prometheus_url,
+        )
+        .await;
+        assert_eq!(taken.len(), 4);
+        assert!(
+            taken.iter().all(|t| t.result == QueryResult::Value(0.5)),
+            "{taken:?}"
+        );
+        // errors once for both, latency once per service.
+        assert_eq!(seen.queries.load(Ordering::SeqCst), 3);
+    }
 }

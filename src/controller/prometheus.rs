@@ -8,19 +8,30 @@ use std::time::Duration;
 
 use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
+use tokio::sync::Semaphore;
 
 use crate::analysis::QueryResult;
 
 /// How long one query may take before it counts as an error.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Prometheus clients by base URL (one per distinct `spec.prometheus.address`).
-#[derive(Default)]
+/// Prometheus clients by base URL (one per distinct `spec.prometheus.address`),
+/// and the bound on queries in flight at once across every Release, so that a
+/// thousand bakes measuring together queue here instead of at Prometheus.
 pub struct Prometheus {
     clients: Mutex<HashMap<String, Client>>,
+    in_flight: Semaphore,
 }
 
 impl Prometheus {
+    /// At most `max_queries` queries in flight at once (at least one).
+    pub fn new(max_queries: usize) -> Self {
+        Prometheus {
+            clients: Mutex::default(),
+            in_flight: Semaphore::new(max_queries.max(1)),
+        }
+    }
+
     fn client(&self, url: &str) -> Result<Client, String> {
         let mut clients = self.clients.lock().unwrap();
         if let Some(c) = clients.get(url) {
@@ -39,6 +50,9 @@ impl Prometheus {
             Ok(c) => c,
             Err(e) => return QueryResult::Error(e),
         };
+        // Never closed, so a permit always comes; the timeout starts once
+        // the query is really sent.
+        let _permit = self.in_flight.acquire().await.ok();
         let timeout_ms = QUERY_TIMEOUT.as_millis() as i64;
         let run = client.query(query).timeout(timeout_ms).get();
         let res = match tokio::time::timeout(QUERY_TIMEOUT, run).await {
@@ -69,5 +83,81 @@ fn reduce(data: &Data) -> QueryResult {
         Data::Matrix(_) => QueryResult::Error(
             "the query returned a range vector, not one number; use an instant query".into(),
         ),
+    }
+}
+
+/// A Prometheus that answers every instant query with one number after a
+/// delay, counting the queries it got and the most it had in flight at once.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[derive(Default)]
+    pub struct Seen {
+        pub queries: AtomicUsize,
+        pub in_flight: AtomicUsize,
+        pub most_in_flight: AtomicUsize,
+    }
+
+    /// Serve until the test ends; returns the base URL and what it saw.
+    pub async fn serve(delay: Duration) -> (String, Arc<Seen>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Seen::default());
+        let s = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    s.queries.fetch_add(1, Ordering::SeqCst);
+                    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    s.most_in_flight.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    s.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let body = r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"0.5"]}}"#;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        (url, seen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[tokio::test]
+    async fn no_more_queries_in_flight_than_the_bound() {
+        let (url, seen) = fake::serve(Duration::from_millis(100)).await;
+        let prometheus = Prometheus::new(2);
+        let runs = (0..8).map(|i| prometheus.instant(&url, if i % 2 == 0 { "up" } else { "1" }));
+        let results = futures::future::join_all(runs).await;
+        assert!(
+            results.iter().all(|r| *r == QueryResult::Value(0.5)),
+            "{results:?}"
+        );
+        assert_eq!(seen.queries.load(Ordering::SeqCst), 8);
+        assert_eq!(seen.most_in_flight.load(Ordering::SeqCst), 2);
     }
 }

@@ -17,6 +17,7 @@ mod start;
 mod summary;
 #[cfg(test)]
 mod tests;
+mod unreadable;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use crate::api::{HoldReason, Outcome, Phase, Release, ReleaseSpec, ReleaseStatus
 
 use crate::analysis::{MeasurementRequest, QueryResult, Taken};
 pub use progress::due_measurements;
+pub use unreadable::{Unreadable, unreadable};
 
 /// Longest wait while the cluster converges on what the engine asked for
 /// (a canary becoming ready, a rollout finishing); watches usually wake the
