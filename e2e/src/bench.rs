@@ -195,6 +195,55 @@ pub fn secs(from: Timestamp, to: Timestamp) -> f64 {
     to.duration_since(from).as_secs_f64().max(0.0)
 }
 
+/// Measurement lateness: how long after it was due each measurement of a
+/// step was taken (due one interval after the step's start, then one after
+/// the metric's previous measurement in the step); a step still gathering
+/// evidence at `end` adds how long its next measurement is overdue by then.
+/// A controller that falls behind takes its measurements late, which delays
+/// the moment a step is complete: this shows it where the step lateness
+/// cannot.
+pub fn measurement_lateness(
+    status: &ReleaseStatus,
+    steps: &[StepTiming],
+    shape: &Shape,
+    end: Timestamp,
+) -> Vec<f64> {
+    let interval = k8s_openapi::jiff::SignedDuration::try_from(shape.interval).unwrap_or_default();
+    let mut out = Vec::new();
+    for t in steps {
+        let Some(st) = status.services.iter().find(|s| s.name == t.service) else {
+            continue;
+        };
+        let upto = t.passed.unwrap_or(Timestamp::MAX);
+        let mut by_metric: BTreeMap<&str, Vec<Timestamp>> = BTreeMap::new();
+        for m in st
+            .measurements
+            .iter()
+            .filter(|m| m.step as usize + 1 == t.step)
+        {
+            if m.at.0 >= t.started && m.at.0 <= upto {
+                by_metric.entry(m.metric.as_str()).or_default().push(m.at.0);
+            }
+        }
+        let gathering = t.passed.is_none() && t.complete.is_none();
+        if by_metric.is_empty() && gathering {
+            out.push(secs(t.started + interval, end));
+        }
+        for ats in by_metric.values_mut() {
+            ats.sort();
+            let mut prev = t.started;
+            for at in ats.iter() {
+                out.push(secs(prev + interval, *at));
+                prev = *at;
+            }
+            if gathering && end > prev + interval {
+                out.push(secs(prev + interval, end));
+            }
+        }
+    }
+    out
+}
+
 /// Step lateness: from a step's completion (bake and evidence) to the next
 /// step's weight in effect; for a step complete but not followed by `end`,
 /// how long it has waited by then.
@@ -657,6 +706,23 @@ mod tests {
             .timeline
             .push(entry(51, "Promoted", "a", "a promoted"));
         assert_eq!(sequence_faults("r", &twice), vec!["r/a: promoted 2 times"]);
+    }
+
+    #[test]
+    fn a_measurement_is_late_by_the_time_after_it_was_due() {
+        let st = one_service();
+        let steps = step_timings("r", &st, &shape());
+        // Step 1: due 5, 10, 15, 20 -> taken 5, 10, 15, 23; step 2 (from 27):
+        // due 32, 37, 42, 47 -> taken 32, 37, 42, 45 (early is 0).
+        let late = measurement_lateness(&st, &steps, &shape(), t(100));
+        assert_eq!(late, vec![0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0]);
+        // Still gathering at 40 with three passes: the fourth, due at 20, is 20 s overdue.
+        let mut gathering = one_service();
+        gathering.timeline.truncate(1);
+        gathering.services[0].measurements.truncate(3);
+        let steps = step_timings("r", &gathering, &shape());
+        let late = measurement_lateness(&gathering, &steps, &shape(), t(40));
+        assert_eq!(late, vec![0.0, 0.0, 0.0, 20.0]);
     }
 
     #[test]

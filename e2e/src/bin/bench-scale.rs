@@ -393,6 +393,7 @@ struct Report {
     step_lateness: Vec<f64>,
     decision_lateness: Vec<f64>,
     handover_lateness: Vec<f64>,
+    measurement_lateness: Vec<f64>,
     faults: Vec<String>,
     background: (Requests, f64),
     run: (Snapshot, Snapshot),
@@ -505,13 +506,15 @@ async fn run_size(client: &Client, cfg: &Config, services: usize) -> Report {
 
     let releases: Vec<Release> = seen.lock().unwrap().releases.values().cloned().collect();
     let mut steps = Vec::new();
-    let (mut handover, mut faults) = (Vec::new(), Vec::new());
+    let (mut handover, mut faults, mut measurement_late) = (Vec::new(), Vec::new(), Vec::new());
     for r in &releases {
         let name = r.name_any();
         let Some(st) = r.status.as_ref() else {
             continue;
         };
-        steps.extend(bench::step_timings(&name, st, &shape));
+        let timings = bench::step_timings(&name, st, &shape);
+        measurement_late.extend(bench::measurement_lateness(st, &timings, &shape, end));
+        steps.extend(timings);
         let i: usize = name.trim_start_matches("train-").parse().unwrap_or(0);
         handover.extend(bench::handover_lateness(st, i, end));
         faults.extend(bench::sequence_faults(&name, st));
@@ -526,6 +529,7 @@ async fn run_size(client: &Client, cfg: &Config, services: usize) -> Report {
         step_lateness: bench::step_lateness(&steps, end),
         decision_lateness: bench::decision_lateness(&steps, end),
         handover_lateness: handover,
+        measurement_lateness: measurement_late,
         steps,
         faults,
         background,
@@ -793,7 +797,7 @@ fn render(cfg: &Config, r: &Report) -> (String, String) {
     let passed = r.steps.iter().filter(|s| s.passed.is_some()).count();
     let _ = writeln!(
         d,
-        "- Steps: {started} started, {passed} passed (of {} in all). Lateness p50 / p99 / max: step (complete -> next weight in effect) {} over {} steps; decision (complete -> StepPassed) {} over {}; hand-over (dependencies promoted -> first weight in effect) {} over {}.",
+        "- Steps: {started} started, {passed} passed (of {} in all). Lateness p50 / p99 / max: step (complete -> next weight in effect) {} over {} steps; decision (complete -> StepPassed) {} over {}; hand-over (dependencies promoted -> first weight in effect) {} over {}; measurement (due -> taken) {} over {}.",
         r.services * bench::WEIGHTS.len(),
         bench::spread(&r.step_lateness),
         r.step_lateness.len(),
@@ -801,6 +805,8 @@ fn render(cfg: &Config, r: &Report) -> (String, String) {
         r.decision_lateness.len(),
         bench::spread(&r.handover_lateness),
         r.handover_lateness.len(),
+        bench::spread(&r.measurement_lateness),
+        r.measurement_lateness.len(),
     );
     if let Some(x) = &r.restart {
         let _ = writeln!(
