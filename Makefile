@@ -12,7 +12,7 @@ KUBECONFIG_E2E := $(CURDIR)/.e2e/kubeconfig
 PROM_PORT ?= 9090
 export PROMETHEUS_URL ?= http://127.0.0.1:$(PROM_PORT)
 
-.PHONY: test unit e2e crds check-crds check-layers build run cluster-up cluster-down prereqs
+.PHONY: test unit e2e crds check-crds check-layers build run cluster-up cluster-down prereqs bench-scale bench-restart
 
 ## test: unit tests, the CRD check and the e2e suite on the local control plane.
 # The prerequisite check comes first, before cargo builds anything.
@@ -91,3 +91,23 @@ demo-down:
 ## demo-check: `make demo` without a terminal, cleaning up after itself (for CI).
 demo-check:
 	DEMO_CHECK=1 e2e/demo/run.sh
+
+## bench-scale: R Releases x 5 services in flight on one operator (release
+## build) on the local cluster, per size in SIZES (services, multiples of 5);
+## prints the figures and records them in docs/performance.md under LABEL.
+## BAKE (s), INTERVAL (s), REPLICAS, CAP_FACTOR (x ideal), IDLE (s): see
+## e2e/bench/scale.sh. Brings the cluster up if needed; leaves it running.
+SIZES ?= 100 500
+bench-scale:
+	SIZES="$(SIZES)" BAKE="$(BAKE)" INTERVAL="$(INTERVAL)" REPLICAS="$(REPLICAS)" \
+	  CAP_FACTOR="$(CAP_FACTOR)" IDLE="$(IDLE)" LABEL="$(LABEL)" e2e/bench/scale.sh
+
+## bench-restart: RESTART_RELEASES (200) Releases in flight, the operator
+## SIGKILLed KILL_AFTER seconds (half the ideal train) after they were
+## created and started again: time until every train moves again, and no
+## step repeated or skipped.
+RESTART_RELEASES ?= 200
+bench-restart:
+	MODE=restart RESTART_RELEASES="$(RESTART_RELEASES)" KILL_AFTER="$(KILL_AFTER)" BAKE="$(BAKE)" \
+	  INTERVAL="$(INTERVAL)" REPLICAS="$(REPLICAS)" CAP_FACTOR="$(CAP_FACTOR)" IDLE="$(IDLE)" \
+	  LABEL="$(LABEL)" e2e/bench/scale.sh

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod apiserver;
+pub mod bench;
 pub mod helm;
 pub mod operator;
 pub mod plugin;
