@@ -177,6 +177,12 @@ impl Probe {
         self.watches().entry(name.to_owned()).or_default();
     }
 
+    /// Forget every watch but those `keep` names (a shard restarting its
+    /// controller over other namespaces).
+    pub fn retain_watches(&self, keep: impl Fn(&str) -> bool) {
+        self.watches().retain(|name, _| keep(name));
+    }
+
     /// The watch `name` received objects (`listed`: its whole list).
     pub fn watch_succeeded(&self, name: &str, listed: bool) {
         let mut w = self.watches();

@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use crate::api::{Phase, Release};
@@ -106,7 +106,7 @@ pub struct Metrics {
     writes: Family<WriteLabels, Counter>,
     writes_total: Arc<AtomicU64>,
     last_value: Family<MetricLabels, Gauge<f64, AtomicU64>>,
-    releases: Arc<OnceLock<Store<Readable>>>,
+    releases: Arc<RwLock<Option<Store<Readable>>>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -211,7 +211,7 @@ impl Metrics {
             "The value of the latest measurement of each metric",
             last_value.clone(),
         );
-        let releases = Arc::new(OnceLock::new());
+        let releases = Arc::new(RwLock::new(None));
         registry.register_collector(Box::new(ReleaseCollector {
             store: releases.clone(),
         }));
@@ -235,9 +235,11 @@ impl Metrics {
     }
 
     /// Export the releases in `store` (the controller's cache) as
-    /// `signalman_releases` and `signalman_service_weight`. The first store wins.
+    /// `signalman_releases` and `signalman_service_weight`.
     pub fn watch_releases(&self, store: Store<Readable>) {
-        let _ = self.releases.set(store);
+        // A shard restarts its controller, with a new store, whenever its
+        // namespaces change: the gauges follow the newest.
+        *self.releases.write().unwrap_or_else(|e| e.into_inner()) = Some(store);
     }
 
     /// Count what `decision` says happened in `namespace`: the measurements
@@ -379,7 +381,7 @@ impl Drop for ReconcileTimer {
 }
 
 struct ReleaseCollector {
-    store: Arc<OnceLock<Store<Readable>>>,
+    store: Arc<RwLock<Option<Store<Readable>>>>,
 }
 
 impl fmt::Debug for ReleaseCollector {
@@ -390,7 +392,12 @@ impl fmt::Debug for ReleaseCollector {
 
 impl Collector for ReleaseCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let Some(store) = self.store.get() else {
+        let Some(store) = self
+            .store
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
             return Ok(());
         };
         let releases = store.state();

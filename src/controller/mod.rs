@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cluster;
 pub mod observe;
 pub mod prometheus;
+pub mod shard;
 pub mod template;
 
 use std::net::SocketAddr;
@@ -79,8 +80,12 @@ impl Error {
 pub struct Config {
     /// Prometheus for Releases without `spec.prometheus`.
     pub prometheus_url: String,
-    /// Watch only these namespaces; empty: every namespace.
+    /// Watch only these namespaces; empty: every namespace (unless
+    /// `namespace_selector` is set).
     pub namespaces: Vec<String>,
+    /// A shard: take the namespaces whose labels match this selector, as
+    /// they come and go ([`shard`]); `namespaces` is then ignored.
+    pub namespace_selector: Option<String>,
     /// At most this many Releases reconciled at once.
     pub max_reconciles: u16,
     /// At most this many Prometheus queries in flight at once.
@@ -102,7 +107,7 @@ pub struct Context {
     /// Who publishes the Events (see [`Context::publish`]).
     pub reporter: Reporter,
     pub config: Config,
-    pub prometheus: prometheus::Prometheus,
+    pub prometheus: Arc<prometheus::Prometheus>,
     /// What `/readyz` and `/healthz` say: the stores' sync and the
     /// health of every watch.
     pub probe: Probe,
@@ -124,8 +129,28 @@ impl Context {
             client,
             metrics: Metrics::new(),
             probe: Probe::new(config.stall_timeout),
-            prometheus: prometheus::Prometheus::new(config.max_queries),
+            prometheus: Arc::new(prometheus::Prometheus::new(config.max_queries)),
             config,
+            cache,
+            writers: Mutex::new(Some(writers)),
+        }
+    }
+
+    /// The context of a shard's controller over `namespaces`: empty stores of
+    /// its own, everything else (client, metrics, probe, the query bound)
+    /// shared with `self`.
+    fn for_namespaces(&self, namespaces: Vec<String>) -> Context {
+        let (cache, writers) = Cache::new();
+        Context {
+            client: self.client.clone(),
+            metrics: self.metrics.clone(),
+            reporter: self.reporter.clone(),
+            config: Config {
+                namespaces,
+                ..self.config.clone()
+            },
+            prometheus: self.prometheus.clone(),
+            probe: self.probe.clone(),
             cache,
             writers: Mutex::new(Some(writers)),
         }
@@ -189,7 +214,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let result = match ctx.config.leader_election.clone() {
         None => {
             ctx.metrics.set_leader(true);
-            controller(ctx).await;
+            work(ctx).await;
             Ok(())
         }
         Some(lease) => lead(ctx, lease).await,
@@ -223,7 +248,7 @@ async fn lead(ctx: Arc<Context>, lease: crate::leader::LeaseConfig) -> anyhow::R
     ctx.probe.set(Readiness::Syncing);
     ctx.metrics.set_leader(true);
     tokio::select! {
-        () = controller(ctx) => {
+        () = work(ctx) => {
             candidate.resign().await;
             Ok(())
         }
@@ -233,8 +258,7 @@ async fn lead(ctx: Arc<Context>, lease: crate::leader::LeaseConfig) -> anyhow::R
     }
 }
 
-/// SIGTERM or SIGINT, for the time before the controller (which has its own
-/// handler) runs.
+/// SIGTERM or SIGINT: the controller finishes what is in flight and returns.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
@@ -265,9 +289,34 @@ async fn shutdown_signal() {
 /// watch (an API server restart, an HTTPRoute kind that is not installed)
 /// neither delays the others nor goes unnoticed.
 pub async fn controller(ctx: Arc<Context>) {
+    controller_until(ctx, shutdown_signal()).await;
+}
+
+/// What the leader runs: the controller over the configured namespaces, or a
+/// shard's controllers over the namespaces its selector matches.
+async fn work(ctx: Arc<Context>) {
+    match ctx.config.namespace_selector.clone() {
+        Some(selector) => shard::run(ctx, selector).await,
+        None => controller(ctx).await,
+    }
+}
+
+/// [`controller`], stopping gracefully (in-flight reconciles finish) once
+/// `stop` completes.
+async fn controller_until(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + 'static) {
     let Some(w) = ctx.writers.lock().unwrap_or_else(|e| e.into_inner()).take() else {
         tracing::error!("the controller's stores are filled once per process");
         return;
+    };
+    // kube wants a shutdown trigger it can share between threads; a task
+    // awaiting `stop` and a oneshot make any future one.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopping = tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(());
+    });
+    let stopped = async move {
+        let _ = stop_rx.await;
     };
     let cache = ctx.cache.clone();
     // Lists in pages of 100 instead of kube's 500: a page is parsed whole
@@ -373,7 +422,7 @@ pub async fn controller(ctx: Arc<Context>) {
         errors_reported(replica_sets.touched_objects()),
         |_: PartialObjectMeta<ReplicaSet>| None,
     )
-    .shutdown_on_signal()
+    .graceful_shutdown_on(stopped)
     .run(reconcile, error_policy, ctx)
     .for_each(|res| async move {
         if let Err(e) = res {
@@ -382,6 +431,7 @@ pub async fn controller(ctx: Arc<Context>) {
     })
     .await;
     filling.abort();
+    stopping.abort();
 }
 
 /// The watches of one kind (one per scope) with what no reconcile reads

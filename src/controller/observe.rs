@@ -262,6 +262,7 @@ mod tests {
             super::super::Config {
                 prometheus_url: url,
                 namespaces: Vec::new(),
+                namespace_selector: None,
                 metrics_addr: "127.0.0.1:0".parse().unwrap(),
                 leader_election: None,
                 stall_timeout: Duration::from_secs(60),
