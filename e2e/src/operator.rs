@@ -40,6 +40,7 @@ pub struct Launch {
     prometheus: String,
     lease: Option<(String, Duration)>,
     stall_timeout: Option<Duration>,
+    namespace_selector: Option<String>,
 }
 
 impl Launch {
@@ -59,6 +60,14 @@ impl Launch {
     /// Run for the Lease `name` in the watched namespace.
     pub fn leader_election(mut self, lease: &str, duration: Duration) -> Launch {
         self.lease = Some((lease.to_string(), duration));
+        self
+    }
+
+    /// Take the namespaces this label selector matches (`--namespace-selector`,
+    /// a shard) instead of only the launch namespace. The launch namespace
+    /// still names the log file and holds the Lease.
+    pub fn namespace_selector(mut self, selector: &str) -> Launch {
+        self.namespace_selector = Some(selector.to_string());
         self
     }
 
@@ -106,6 +115,7 @@ impl Operator {
             prometheus: prometheus_url(),
             lease: None,
             stall_timeout: None,
+            namespace_selector: None,
         }
     }
 
@@ -138,8 +148,12 @@ impl Operator {
             .expect("opening the operator log");
         let l = &self.launch;
         let mut cmd = Command::new(&bin);
-        cmd.args(["run", "--namespace", &l.namespace])
-            .args(["--prometheus-url", &l.prometheus])
+        cmd.arg("run");
+        match &l.namespace_selector {
+            Some(selector) => cmd.args(["--namespace-selector", selector]),
+            None => cmd.args(["--namespace", &l.namespace]),
+        };
+        cmd.args(["--prometheus-url", &l.prometheus])
             .args(["--metrics-addr", &self.metrics_addr.to_string()])
             .arg("--kubeconfig")
             .arg(&l.kubeconfig);
