@@ -42,6 +42,7 @@ pub struct Launch {
     stall_timeout: Option<Duration>,
     /// More namespaces to watch beside the test's own (`--namespace a,b`).
     also: Vec<String>,
+    namespace_selector: Option<String>,
 }
 
 impl Launch {
@@ -61,6 +62,14 @@ impl Launch {
     /// Run for the Lease `name` in the watched namespace.
     pub fn leader_election(mut self, lease: &str, duration: Duration) -> Launch {
         self.lease = Some((lease.to_string(), duration));
+        self
+    }
+
+    /// Take the namespaces this label selector matches (`--namespace-selector`,
+    /// a shard) instead of only the launch namespace. The launch namespace
+    /// still names the log file and holds the Lease.
+    pub fn namespace_selector(mut self, selector: &str) -> Launch {
+        self.namespace_selector = Some(selector.to_string());
         self
     }
 
@@ -115,6 +124,7 @@ impl Operator {
             lease: None,
             stall_timeout: None,
             also: Vec::new(),
+            namespace_selector: None,
         }
     }
 
@@ -147,13 +157,19 @@ impl Operator {
             .expect("opening the operator log");
         let l = &self.launch;
         let mut cmd = Command::new(&bin);
-        let namespaces = std::iter::once(&l.namespace)
-            .chain(&l.also)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(",");
-        cmd.args(["run", "--namespace", &namespaces])
-            .args(["--prometheus-url", &l.prometheus])
+        cmd.arg("run");
+        match &l.namespace_selector {
+            Some(selector) => cmd.args(["--namespace-selector", selector]),
+            None => {
+                let namespaces = std::iter::once(&l.namespace)
+                    .chain(&l.also)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(",");
+                cmd.args(["--namespace", &namespaces])
+            }
+        };
+        cmd.args(["--prometheus-url", &l.prometheus])
             .args(["--metrics-addr", &self.metrics_addr.to_string()])
             .arg("--kubeconfig")
             .arg(&l.kubeconfig);
