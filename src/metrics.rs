@@ -392,12 +392,7 @@ impl fmt::Debug for ReleaseCollector {
 
 impl Collector for ReleaseCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let Some(store) = self
-            .store
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        else {
+        let Some(store) = self.store.read().unwrap_or_else(|e| e.into_inner()).clone() else {
             return Ok(());
         };
         let releases = store.state();

@@ -96,7 +96,7 @@ async fn two_shards_each_take_their_own_namespaces() {
         (&in_late, late.name()),
     ] {
         let done = rel::wait_phase(api, "train", "Succeeded", Duration::from_secs(90)).await;
-        eprintln!("{ns}: {}", rel::timeline(&done).join(" | "));
+        eprintln!("{ns}: {:?}", rel::timeline(&done));
     }
 
     for (ns, want) in [
@@ -144,7 +144,11 @@ async fn two_shards_each_take_their_own_namespaces() {
             b.log_tail()
         );
     }
-    assert!(log_a.contains(late.name()), "shard a never took {}", late.name());
+    assert!(
+        log_a.contains(late.name()),
+        "shard a never took {}",
+        late.name()
+    );
 
     drop((a, b));
     late.delete().await;

@@ -54,7 +54,11 @@ struct RunArgs {
     /// Run as a shard: take the Releases of the namespaces whose labels match
     /// this label selector (e.g. signalman.dev/shard=payments), following
     /// namespaces as they gain or lose the labels. Excludes --namespace.
-    #[arg(long, env = "SIGNALMAN_NAMESPACE_SELECTOR", conflicts_with = "namespaces")]
+    #[arg(
+        long,
+        env = "SIGNALMAN_NAMESPACE_SELECTOR",
+        conflicts_with = "namespaces"
+    )]
     namespace_selector: Option<String>,
     /// At most this many Releases are reconciled at once; the others wait
     /// their turn (a reconcile reads memory, so it is short).
@@ -162,9 +166,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller::Config {
             prometheus_url: args.prometheus_url.trim_end_matches('/').to_string(),
             namespaces: namespaces(args.namespaces),
-            namespace_selector: args
-                .namespace_selector
-                .filter(|s| !s.trim().is_empty()),
+            namespace_selector: args.namespace_selector.filter(|s| !s.trim().is_empty()),
             max_reconciles: args.max_concurrent_reconciles,
             max_queries: usize::from(args.max_concurrent_queries),
             metrics_addr: args.metrics_addr,

@@ -11,9 +11,9 @@ use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::ResourceExt;
 use tokio::sync::watch as signal;
 
 use super::{Context, controller_until, shutdown_signal, watch};
