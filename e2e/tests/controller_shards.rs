@@ -69,7 +69,9 @@ async fn two_shards_each_take_their_own_namespaces() {
     let client = e2e::client().await;
     // A key of this run only, so namespaces of other tests never match.
     let home_a = TestNamespace::create(&client, "shard-a").await;
-    let key = format!("e2e.signalman.dev/{}", home_a.name());
+    // (Not the namespace's name: each shard logs its selector.)
+    let run = home_a.name().rsplit('-').next().unwrap_or_default();
+    let key = format!("e2e.signalman.dev/shards-{run}");
     let home_b = TestNamespace::create(&client, "shard-b").await;
     label(&client, home_a.name(), &key, "a").await;
     label(&client, home_b.name(), &key, "b").await;
