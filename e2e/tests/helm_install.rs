@@ -102,6 +102,10 @@ async fn invalid_values_fail_with_the_schema_message_and_change_nothing() {
                 "Set leaderElection.enabled=true",
             ],
         ),
+        (
+            &["namespaceSelector=team=a", "watchNamespaces={shop}"],
+            &["set either watchNamespaces or namespaceSelector, not both"],
+        ),
     ];
     for (sets, wants) in cases {
         let out = install(ns.name(), "bad", sets).await;
