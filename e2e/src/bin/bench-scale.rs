@@ -728,13 +728,7 @@ fn render(cfg: &Config, r: &Report) -> (String, String) {
             r.releases,
             x.in_flight,
             x.ready_secs,
-            match (
-                bench::percentile(&x.resumed, 50.0),
-                bench::percentile(&x.resumed, 100.0)
-            ) {
-                (Some(a), Some(b)) => format!("{a:.1} / {b:.1} s"),
-                _ => "--".into(),
-            },
+            p50_max(&x.resumed),
             if x.never > 0 {
                 format!("**{}**", x.never)
             } else {
@@ -814,13 +808,7 @@ fn render(cfg: &Config, r: &Report) -> (String, String) {
             "- Restart: SIGKILL with {} trains in flight; ready again after {:.1} s; each train's status written again after p50 / max {} ({} not within {} s).",
             x.in_flight,
             x.ready_secs,
-            match (
-                bench::percentile(&x.resumed, 50.0),
-                bench::percentile(&x.resumed, 100.0)
-            ) {
-                (Some(a), Some(b)) => format!("{a:.1} / {b:.1} s"),
-                _ => "--".into(),
-            },
+            p50_max(&x.resumed),
             x.never,
             RESUME_WAIT.as_secs()
         );
@@ -933,5 +921,16 @@ async fn main() {
             record(path, &row, &details, cfg.restart.is_some());
             say(format!("recorded in {}", path.display()));
         }
+    }
+}
+
+/// "p50 / max s" of `secs`, or "--" when there are none.
+fn p50_max(secs: &[f64]) -> String {
+    match (
+        bench::percentile(secs, 50.0),
+        bench::percentile(secs, 100.0),
+    ) {
+        (Some(a), Some(b)) => format!("{a:.1} / {b:.1} s"),
+        _ => "--".into(),
     }
 }

@@ -54,6 +54,40 @@ pub fn set_condition(
     }
 }
 
+/// Which of the three conditions hold: where a release stands for kstatus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub ready: bool,
+    pub reconciling: bool,
+    pub stalled: bool,
+}
+
+/// [`set_condition`] for all three at once, with one reason and message.
+pub fn set_standing(
+    conditions: &mut Vec<Condition>,
+    standing: Standing,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Time,
+) {
+    for (type_, on) in [
+        (ConditionType::Ready, standing.ready),
+        (ConditionType::Reconciling, standing.reconciling),
+        (ConditionType::Stalled, standing.stalled),
+    ] {
+        set_condition(
+            conditions,
+            type_,
+            on,
+            reason,
+            message,
+            generation,
+            now.clone(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

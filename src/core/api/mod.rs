@@ -9,7 +9,7 @@
 mod conditions;
 mod validate;
 
-pub use conditions::{ConditionType, set_condition};
+pub use conditions::{ConditionType, Standing, set_condition, set_standing};
 pub use validate::{Problem, validate, validate_name};
 
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 
 use super::context::Ctx;
 use crate::api::{
-    ConditionType, Phase, RollbackReason, ServicePhase, default::TIMELINE_KEPT, set_condition,
+    Phase, RollbackReason, ServicePhase, Standing, default::TIMELINE_KEPT, set_standing,
 };
 
 pub(super) fn finish(cx: &mut Ctx) {
@@ -117,21 +117,18 @@ fn conditions(cx: &mut Ctx) {
     let message = cx.st.message.clone().unwrap_or_default();
     let generation = cx.st.observed_generation;
     let now = cx.time();
-    for (type_, on) in [
-        (ConditionType::Ready, succeeded),
-        (ConditionType::Reconciling, reconciling),
-        (ConditionType::Stalled, stalled.is_some()),
-    ] {
-        set_condition(
-            &mut cx.st.conditions,
-            type_,
-            on,
-            &reason,
-            &message,
-            generation,
-            now.clone(),
-        );
-    }
+    set_standing(
+        &mut cx.st.conditions,
+        Standing {
+            ready: succeeded,
+            reconciling,
+            stalled: stalled.is_some(),
+        },
+        &reason,
+        &message,
+        generation,
+        now,
+    );
 }
 
 /// Drop the oldest entries beyond the cap, but never the start, the first

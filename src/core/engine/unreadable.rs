@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::{Notice, NoticeKind};
-use crate::api::{ConditionType, Phase, StallReason, set_condition};
+use crate::api::{ConditionType, Phase, StallReason, Standing, set_standing};
 
 /// The status fields an unreadable Release gets. Only these are written:
 /// the rest of its status is as unreadable as the spec may be.
@@ -47,21 +47,18 @@ pub fn unreadable(
     });
     let mut conditions = conditions;
     let now = Time(now);
-    for (type_, on) in [
-        (ConditionType::Ready, false),
-        (ConditionType::Reconciling, false),
-        (ConditionType::Stalled, true),
-    ] {
-        set_condition(
-            &mut conditions,
-            type_,
-            on,
-            &reason,
-            &message,
-            generation,
-            now.clone(),
-        );
-    }
+    set_standing(
+        &mut conditions,
+        Standing {
+            ready: false,
+            reconciling: false,
+            stalled: true,
+        },
+        &reason,
+        &message,
+        generation,
+        now,
+    );
     Unreadable {
         phase: phase.is_none().then_some(Phase::Pending),
         notice: (!already).then(|| Notice {
