@@ -51,6 +51,7 @@ fn controller(me: &Release, stored: &[Release]) -> Option<(String, String)> {
         measurements: vec![],
         releases: stored.iter().map(Claimant::of).collect(),
         refused: None,
+        ..Observations::default()
     };
     let d = engine::decide(me, &obs, Timestamp::from_second(1_000).unwrap());
     d.status

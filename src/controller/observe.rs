@@ -102,6 +102,7 @@ impl World {
             measurements: Vec::new(),
             releases: self.releases.clone(),
             refused: None,
+            ..Observations::default()
         }
     }
 

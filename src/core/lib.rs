@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod api;
 pub mod engine;
 pub mod plan;
+pub mod policy;
 pub mod preflight;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -356,6 +356,7 @@ mod tests {
             abort: None,
             resume_hold: None,
             hold_timeout: None,
+            ..ReleaseSpec::default()
         }
     }
 

@@ -67,6 +67,7 @@ impl SpecBuilder {
                 .map(|(weight, bake)| Step {
                     weight,
                     bake: bake.into(),
+                    approval: None,
                 })
                 .collect(),
         );

@@ -547,7 +547,9 @@ fn phase_badge(phase: Phase, style: Style) -> String {
         Phase::RolledBack | Phase::Failed => style.red(&style.bold(&format!("✖ {text}"))),
         Phase::RollingBack => style.red(&style.bold(&format!("↺ {text}"))),
         Phase::Paused | Phase::Held => style.yellow(&style.bold(&format!("‖ {text}"))),
-        Phase::Progressing | Phase::AwaitingGates => style.blue(&style.bold(&format!("● {text}"))),
+        Phase::Progressing | Phase::AwaitingGates | Phase::AwaitingWindow => {
+            style.blue(&style.bold(&format!("● {text}")))
+        }
         Phase::Pending => style.dim(&format!("○ {text}")),
     }
 }

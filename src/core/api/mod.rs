@@ -6,8 +6,16 @@
 //! object itself lives in the schema (CEL rules below) and is mirrored by
 //! [`validate`] so the plugin can check a file offline with the same words.
 
+mod approval;
 mod conditions;
+mod policy;
 mod validate;
+
+pub use approval::{CREATED_BY_ANNOTATION, ReleaseApproval, ReleaseApprovalSpec, StepRef};
+pub use policy::{
+    AnalysisLimits, Approvals, Blackout, DEFAULT_POLICY, Freeze, Limits, POLICY_LABEL, Profile,
+    ReleasePolicy, ReleasePolicySpec, RiskProfiles, Weekday, Window,
+};
 
 pub use conditions::{ConditionType, Standing, set_condition, set_standing};
 pub use validate::{Problem, validate, validate_name};
@@ -61,6 +69,9 @@ const CANARY_SERVICE_FITS: &str = "!has(self.traffic) || !has(self.traffic.gatew
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(EVERY_SERVICE_MEASURED).message(NOT_MEASURED))]
+#[x_kube(validation = Rule::new(RISK_NOT_BELOW_LOW).message(Message::Expression(RISK_BELOW_LOW_MESSAGE.into())))]
+#[x_kube(validation = Rule::new(RISK_NOT_BELOW_MEDIUM).message(Message::Expression(RISK_BELOW_MEDIUM_MESSAGE.into())))]
+#[x_kube(validation = Rule::new(HOTFIX_MEASURED).message("spec.type: a hotfix is still measured: give every service at least one metric (no analysis.skipAnalysis)"))]
 pub struct ReleaseSpec {
     /// The single person or team accountable for this release.
     #[x_kube(validation = Rule::new("self.trim() != ''").message("spec.owner must name the accountable release owner"))]
@@ -109,7 +120,158 @@ pub struct ReleaseSpec {
     )]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("spec.holdTimeout must be a duration of at least 1s, e.g. 30m"))]
     pub hold_timeout: Option<Duration>,
+
+    /// The release's risk: `auto` (default) is the highest of its changes' classes (copy, config:
+    /// low; feature or no class: medium; migration, auth, payment: high). An explicit value may raise
+    /// it, never lower it. The risk picks the policy's profile: default steps, analysis limits and approvals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Risk>,
+
+    /// `normal` (default) or `hotfix`: the policy's abbreviated hotfix profile, still measured,
+    /// still with a rollback baseline, and one approval (the gate `review`).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub release_type: Option<ReleaseType>,
+
+    /// The ReleasePolicy to follow, instead of the namespace's (label `signalman.dev/policy`) or `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub policy: Option<String>,
+
+    /// Go/no-go gates, checked before the first wave and again before each later wave. While one
+    /// does not hold, the release is `AwaitingGates` and nothing new starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[x_kube(validation = Rule::new("self.all(g, self.exists_one(h, h.name == g.name))").message("spec.gates: gate names must be unique"))]
+    pub gates: Vec<Gate>,
+
+    /// How long to wait for the gates before giving up (Go duration; default: the policy's
+    /// `gateTimeout`, else for ever): before the first wave the release ends `Failed` with
+    /// nothing changed, before a later wave it rolls back.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_duration"
+    )]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("spec.gateTimeout must be a duration of at least 1s, e.g. 4h"))]
+    pub gate_timeout: Option<Duration>,
+
+    /// This release's own window, replacing the policy's (the policy's freeze still applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+
+    /// Start outside the window or in a freeze. Takes effect only with a `ReleaseApproval`
+    /// of the window override (`kubectl signalman approve NAME --window`).
+    #[serde(rename = "override", default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<WindowOverride>,
 }
+
+/// Why a release must go outside its window.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowOverride {
+    /// Why it cannot wait for the window, e.g. `checkout outage INC-4711`.
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("spec.override.justification must say why the release cannot wait for its window"))]
+    pub justification: String,
+}
+
+/// A release's risk class.
+#[derive(
+    JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+)]
+pub enum Risk {
+    /// The highest class of any of its changes.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "low")]
+    Low,
+    #[serde(rename = "medium")]
+    Medium,
+    #[serde(rename = "high")]
+    High,
+}
+
+/// A normal release or a hotfix.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ReleaseType {
+    #[default]
+    #[serde(rename = "normal")]
+    Normal,
+    #[serde(rename = "hotfix")]
+    Hotfix,
+}
+
+/// A go/no-go gate: a PromQL criterion or an approval.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.query) != (has(self.approval) && self.approval)").message("spec.gates[]: a gate is either a query (with min and/or max) or approval: true"))]
+#[x_kube(validation = Rule::new("!has(self.query) || has(self.min) || has(self.max)").message("spec.gates[]: a query gate needs min, max or both"))]
+#[x_kube(validation = Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("spec.gates[]: min must not exceed max"))]
+pub struct Gate {
+    /// Short name shown in status and used by `kubectl signalman approve --gate`, e.g. `smoke-tests`.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// PromQL returning one number, e.g. `sum(ALERTS{severity="critical",alertstate="firing"}) or vector(0)`.
+    /// `{{namespace}}` and `{{release}}` are replaced as in metrics. It holds when its value is in `[min, max]`;
+    /// no data or an error does not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("spec.gates[].query must be a PromQL query"))]
+    pub query: Option<String>,
+    /// Lowest value that holds (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Highest value that holds (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// How often a query gate is checked while the release waits on it (Go duration, default `30s`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_duration"
+    )]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("spec.gates[].interval must be a duration of at least 1s, e.g. 30s"))]
+    pub interval: Option<Duration>,
+    /// An approval gate: holds once someone allowed to approve the release approves it
+    /// (`kubectl signalman approve NAME --gate GATE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<bool>,
+}
+
+/// `low` is below any change that is not copy or config.
+const RISK_NOT_BELOW_LOW: &str = "!has(self.risk) || self.risk != 'low' || \
+    self.services.all(s, has(s.change.class) && s.change.class in ['copy', 'config'])";
+const RISK_BELOW_LOW_MESSAGE: &str = "'spec.risk: low is below the risk of service ' + \
+    self.services.filter(s, !has(s.change.class) || !(s.change.class in ['copy', 'config']))[0].name + \
+    ' (' + (has(self.services.filter(s, !has(s.change.class) || !(s.change.class in ['copy', 'config']))[0].change.class) \
+    ? 'a ' + self.services.filter(s, !has(s.change.class) || !(s.change.class in ['copy', 'config']))[0].change.class + ' change' \
+    : 'no change.class, which counts as feature') + '); raise spec.risk or set it to auto'";
+/// `medium` is below a migration, auth or payment change.
+const RISK_NOT_BELOW_MEDIUM: &str = "!has(self.risk) || self.risk != 'medium' || \
+    self.services.all(s, !has(s.change.class) || !(s.change.class in ['migration', 'auth', 'payment']))";
+const RISK_BELOW_MEDIUM_MESSAGE: &str = "'spec.risk: medium is below the risk of service ' + \
+    self.services.filter(s, has(s.change.class) && s.change.class in ['migration', 'auth', 'payment'])[0].name + \
+    ' (a ' + self.services.filter(s, has(s.change.class) && s.change.class in ['migration', 'auth', 'payment'])[0].change.class + \
+    ' change is high risk); raise spec.risk to high or set it to auto'";
+/// A hotfix skips steps, never measurement.
+const HOTFIX_MEASURED: &str = "!has(self.type) || self.type != 'hotfix' || \
+    (!has(self.defaults) || !has(self.defaults.analysis) || !has(self.defaults.analysis.skipAnalysis)) && \
+    self.services.all(s, !has(s.analysis) || !has(s.analysis.skipAnalysis))";
 
 /// The shape of a usable Prometheus address: `http` or `https`, a host (a
 /// DNS name, an IPv4 address or a bracketed IPv6 one), an optional port up
@@ -250,6 +412,11 @@ pub struct Step {
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("bake must be a duration of at least 1s, e.g. 2m"))]
     #[serde(deserialize_with = "duration")]
     pub bake: Duration,
+    /// Wait for an approval after this step: once its bake passes the service stays at this
+    /// weight until someone approves step N (`kubectl signalman approve NAME --step SERVICE/N`,
+    /// N counted from 1), then moves on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<bool>,
 }
 
 /// How a step is measured and judged.
@@ -493,6 +660,20 @@ pub struct ReleaseStatus {
     /// The hold in force, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<Hold>,
+    /// The policy in force: which ReleasePolicy, which profile, and what it set. Fixed when
+    /// the release starts, so editing the policy never changes a train in flight (its window
+    /// and freeze excepted: they apply to every new wave).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<AppliedPolicy>,
+    /// Every go/no-go gate's state at its last check, for the wave about to start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateStatus>,
+    /// When the release began waiting for the gates of the wave about to start; `gateTimeout` counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_since: Option<Time>,
+    /// The release window, while it matters: whether it is open, the next opening, what an override needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowStatus>,
     /// Holds placed so far; the next hold's id is `hold-<holds + 1>`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub holds: i32,
@@ -520,8 +701,11 @@ pub enum Phase {
     /// Accepted, nothing changed yet (or refused: see the `Stalled` condition).
     #[default]
     Pending,
-    /// Waiting for go/no-go gates.
+    /// Waiting for go/no-go gates (see `status.gates`): before the first wave nothing has
+    /// changed; before a later wave, the earlier waves stay promoted.
     AwaitingGates,
+    /// Waiting for the release window to open (see `status.window`), or for an approved override.
+    AwaitingWindow,
     /// Canaries are moving through their steps.
     Progressing,
     /// Paused by a person (`spec.paused`): canary weights stay where they are.
@@ -549,6 +733,7 @@ impl Phase {
         matches!(
             self,
             Phase::AwaitingGates
+                | Phase::AwaitingWindow
                 | Phase::Progressing
                 | Phase::Paused
                 | Phase::Held
@@ -583,6 +768,7 @@ macro_rules! named {
 named!(Phase {
     Pending,
     AwaitingGates,
+    AwaitingWindow,
     Progressing,
     Paused,
     Held,
@@ -613,11 +799,14 @@ named!(StallReason {
     DeploymentClaimed,
     DeploymentPaused,
     DeploymentRolloutFailed,
+    PolicyNotFound,
+    InvalidPolicy,
 });
 named!(RollbackReason {
     Breach,
     Abort,
     HoldTimeout,
+    GateTimeout,
     Deleted
 });
 
@@ -654,6 +843,10 @@ pub enum StallReason {
     DeploymentPaused,
     /// A service's Deployment passed its progress deadline before its baseline could be taken.
     DeploymentRolloutFailed,
+    /// The ReleasePolicy the release or its namespace names does not exist.
+    PolicyNotFound,
+    /// The ReleasePolicy that applies cannot be used (e.g. an unknown time zone).
+    InvalidPolicy,
 }
 
 /// Why a rollback began.
@@ -665,6 +858,8 @@ pub enum RollbackReason {
     Abort,
     /// A hold lasted longer than `spec.holdTimeout`.
     HoldTimeout,
+    /// The gates before a later wave did not hold within `gateTimeout`.
+    GateTimeout,
     /// The Release was deleted while in flight.
     Deleted,
 }
@@ -677,6 +872,84 @@ pub struct Plan {
     pub waves: Vec<Wave>,
     /// The order services are restored in on a rollback: dependents before their dependencies.
     pub rollback_order: Vec<String>,
+    /// The release's risk class (never `auto`: the class `auto` resolved to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Risk>,
+    /// Why it has that risk, e.g. `high: payments-api is a payment change`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_reason: Option<String>,
+}
+
+/// The policy a release follows, as resolved when it started.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedPolicy {
+    /// The ReleasePolicy's name; absent when none applies (the built-in behaviour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The profile followed: `low`, `medium`, `high` or `hotfix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// What the profile set: default steps, analysis limits, approvals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Profile>,
+    /// The gate timeout in force (the Release's, else the policy's).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_duration"
+    )]
+    pub gate_timeout: Option<Duration>,
+}
+
+/// One go/no-go gate at its last check.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GateStatus {
+    /// The gate's name (`spec.gates[].name`, or a built-in one: `deployments-ready`, `approval`, `review`).
+    pub name: String,
+    /// What kind of gate it is.
+    pub kind: GateKind,
+    /// It holds now.
+    pub holds: bool,
+    /// The query's value, for a query gate that returned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Why it holds or not, in one sentence (the value against its bounds, who approved, what is missing).
+    #[serde(default)]
+    pub reason: String,
+    /// When it was last checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<Time>,
+    /// The wave (counted from 1) it was checked for.
+    #[serde(default)]
+    pub wave: i32,
+}
+
+/// The kind of a go/no-go gate.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GateKind {
+    /// A PromQL query and the range its value must be in.
+    Query,
+    /// Built in: every Deployment of the wave exists, is available and is not mid-rollout.
+    Cluster,
+    /// A `ReleaseApproval` by someone allowed to approve the release.
+    Approval,
+}
+
+/// The release window, as it applies to the release.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowStatus {
+    /// The window is open now (and no freeze applies).
+    pub open: bool,
+    /// When it next opens, if it is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_opening: Option<Time>,
+    /// The window in words, and what an override needs, e.g.
+    /// `Mon-Thu 09:00-17:00 Europe/Berlin; Friday after 12:00 needs an override`.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// One wave of the plan.
@@ -757,6 +1030,9 @@ pub struct ServiceStatus {
     /// Most recent measurements, newest last (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measurements: Vec<Measurement>,
+    /// It waits, at its current step's weight with the bake passed, for an approval of this step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_approval: bool,
     /// When this service's state last changed phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Time>,
@@ -890,6 +1166,7 @@ impl ReleaseSpec {
                     .map(|(weight, bake)| Step {
                         weight,
                         bake: bake.into(),
+                        approval: None,
                     })
                     .collect()
             })

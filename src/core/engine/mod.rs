@@ -70,7 +70,7 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
         return cx.into_decision();
     }
     match phase {
-        Phase::Pending | Phase::AwaitingGates => start::pending(&mut cx),
+        Phase::Pending | Phase::AwaitingGates | Phase::AwaitingWindow => start::pending(&mut cx),
         Phase::Progressing | Phase::Paused | Phase::Held => progress::run(&mut cx),
         Phase::RollingBack => rollback::run(&mut cx),
         Phase::Succeeded | Phase::RolledBack | Phase::Failed => {}
@@ -142,6 +142,63 @@ pub struct Observations {
     /// The API server refused, as invalid, a write of the decision made on
     /// these same observations. Retrying would only be refused again.
     pub refused: Option<WriteRefusal>,
+    /// The ReleasePolicy that applies to the Release.
+    pub policy: PolicyObservation,
+    /// The ReleaseApprovals naming the Release, each vouched for by the API server's admission policy.
+    pub approvals: Vec<ApprovalObservation>,
+    /// Gate checks the shell ran, as asked by [`due_gates`], since the last decision.
+    pub gates: Vec<GateTaken>,
+}
+
+/// The ReleasePolicy that applies to a Release, as the shell found it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum PolicyObservation {
+    /// None applies: the Release and its namespace name none and there is no
+    /// `default`. The Release behaves as before policies existed.
+    #[default]
+    None,
+    /// This one applies.
+    Found {
+        name: String,
+        spec: crate::api::ReleasePolicySpec,
+    },
+    /// The Release (`spec.policy`) or its namespace (label `signalman.dev/policy`) names a policy
+    /// that does not exist; `named_by` says which, e.g. `spec.policy` or `namespace label signalman.dev/policy`.
+    Missing { name: String, named_by: String },
+}
+
+/// One ReleaseApproval of the Release.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApprovalObservation {
+    /// The ReleaseApproval's name.
+    pub name: String,
+    pub spec: crate::api::ReleaseApprovalSpec,
+    /// Its `metadata.creationTimestamp`.
+    pub at: Option<Timestamp>,
+}
+
+/// A query gate the shell asked Prometheus about.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateTaken {
+    /// `spec.gates[].name`.
+    pub gate: String,
+    pub result: QueryResult,
+    pub at: Timestamp,
+}
+
+/// A query gate the engine wants checked now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateRequest {
+    /// `spec.gates[].name`; the shell renders its query with `{{namespace}}` and `{{release}}`.
+    pub gate: String,
+}
+
+/// The query gates to check now for `release`: while it waits for its gates
+/// (before its first wave or a later one), each gate not checked for one of
+/// its `interval`s.
+pub fn due_gates(release: &Release, now: Timestamp) -> Vec<GateRequest> {
+    let _ = (release, now);
+    Vec::new()
 }
 
 /// A write the API server refused as invalid (422 Invalid, 400 BadRequest).

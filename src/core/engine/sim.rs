@@ -210,6 +210,7 @@ impl Sim {
             measurements,
             releases,
             refused: None,
+            ..Observations::default()
         }
     }
 

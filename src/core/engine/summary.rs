@@ -65,7 +65,9 @@ fn message(cx: &Ctx) -> String {
             .unwrap_or_default()
     };
     match cx.phase() {
-        Phase::Pending | Phase::AwaitingGates | Phase::Failed => st.message.clone().unwrap_or_default(),
+        Phase::Pending | Phase::AwaitingGates | Phase::AwaitingWindow | Phase::Failed => {
+            st.message.clone().unwrap_or_default()
+        }
         Phase::Progressing => {
             let moving: Vec<String> = st
                 .services

@@ -196,6 +196,7 @@ impl<'a> Graph<'a> {
         Ok(Plan {
             waves,
             rollback_order,
+            ..Plan::default()
         })
     }
 

@@ -142,10 +142,12 @@ fn measurements_in_status_are_bounded() {
         Step {
             weight: 10,
             bake: secs(600).into(),
+            approval: None,
         },
         Step {
             weight: 100,
             bake: secs(60).into(),
+            approval: None,
         },
     ]);
     let mut sim = Sim::new(s);

@@ -101,10 +101,12 @@ fn a_breach_during_promotion_withdraws_then_restores_the_promoting_service() {
         Step {
             weight: 10,
             bake: secs(60).into(),
+            approval: None,
         },
         Step {
             weight: 100,
             bake: secs(600).into(),
+            approval: None,
         },
     ]);
     let mut sim = Sim::new(s).with_measure(|r, now| {
