@@ -47,17 +47,33 @@ run:
 	cargo run -p signalman --bin signalman -- run --kubeconfig $(KUBECONFIG_E2E) \
 	  --prometheus-url $(PROMETHEUS_URL) --metrics-addr $(SIGNALMAN_METRICS_ADDR)
 
-## crds: regenerate crds/ from the code.
+## crds: regenerate crds/ from the code (one file per CRD) and copy them, and
+## the admission policy that makes approvals unforgeable, into the chart.
+CRD_KINDS := releases releasepolicies releaseapprovals
+ADMISSION := crds/signalman.dev_admission.yaml
+CHART_ADMISSION := charts/signalman/templates/admission.yaml
 crds:
-	cargo run -q -p signalman --bin signalman -- crd > crds/signalman.dev_releases.yaml
-	cp crds/signalman.dev_releases.yaml charts/signalman/crds/signalman.dev_releases.yaml
+	@cargo build -q -p signalman --bin signalman
+	@for k in $(CRD_KINDS); do \
+	  $(CARGO_TARGET_DIR)/debug/signalman crd $$k > crds/signalman.dev_$$k.yaml || exit 1; \
+	  cp crds/signalman.dev_$$k.yaml charts/signalman/crds/signalman.dev_$$k.yaml; \
+	done
+	@# In the chart behind admission.create (the policies are cluster-scoped:
+	@# one chart per cluster installs them), otherwise the same text.
+	@{ echo '{{- if .Values.admission.create }}'; cat $(ADMISSION); echo '{{- end }}'; } > $(CHART_ADMISSION)
 
-## check-crds: fail if crds/ (or the chart's copy) differs from what the code generates.
+## check-crds: fail if crds/ (or the chart's copies) differ from what the code
+## generates, or the chart's admission policy from crds/'s.
 check-crds:
-	@cargo run -q -p signalman --bin signalman -- crd | diff -u crds/signalman.dev_releases.yaml - \
-	  || { echo "crds/ is stale: run 'make crds' and commit the result"; exit 1; }
-	@diff -u crds/signalman.dev_releases.yaml charts/signalman/crds/signalman.dev_releases.yaml \
-	  || { echo "charts/signalman/crds/ is stale: run 'make crds' and commit the result"; exit 1; }
+	@cargo build -q -p signalman --bin signalman
+	@for k in $(CRD_KINDS); do \
+	  $(CARGO_TARGET_DIR)/debug/signalman crd $$k | diff -u crds/signalman.dev_$$k.yaml - \
+	    || { echo "crds/signalman.dev_$$k.yaml is stale: run 'make crds' and commit the result"; exit 1; }; \
+	  diff -u crds/signalman.dev_$$k.yaml charts/signalman/crds/signalman.dev_$$k.yaml \
+	    || { echo "charts/signalman/crds/ is stale: run 'make crds' and commit the result"; exit 1; }; \
+	done
+	@sed '1d;$$d' $(CHART_ADMISSION) | diff -u $(ADMISSION) - \
+	  || { echo "$(CHART_ADMISSION) differs from $(ADMISSION): run 'make crds' and commit the result"; exit 1; }
 
 ## e2e: the end-to-end suite against .e2e/kubeconfig (see docs/testing.md).
 ## (Brings the local cluster up if needed and leaves it running. Against any

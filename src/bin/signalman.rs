@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use signalman::api::Release;
+use signalman::api::{Release, ReleaseApproval, ReleasePolicy};
 use signalman::controller;
 
 #[derive(Parser)]
@@ -23,8 +24,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the Release CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML: Release, ReleasePolicy and
+    /// ReleaseApproval, or only the one named (by its plural).
+    Crd {
+        #[arg(value_enum)]
+        kind: Option<CrdKind>,
+    },
     /// Run the operator until SIGTERM.
     Run(Box<RunArgs>),
 }
@@ -101,6 +106,24 @@ fn namespaces(given: Vec<String>) -> Vec<String> {
     out
 }
 
+/// The CRDs `signalman crd` prints, by plural (what `crds/` names the files after).
+#[derive(Clone, Copy, ValueEnum)]
+enum CrdKind {
+    Releases,
+    Releasepolicies,
+    Releaseapprovals,
+}
+
+impl CrdKind {
+    fn crd(self) -> CustomResourceDefinition {
+        match self {
+            CrdKind::Releases => Release::crd(),
+            CrdKind::Releasepolicies => ReleasePolicy::crd(),
+            CrdKind::Releaseapprovals => ReleaseApproval::crd(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Json,
@@ -109,7 +132,17 @@ enum LogFormat {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => print!("{}", serde_yaml::to_string(&Release::crd())?),
+        Command::Crd { kind } => {
+            let kinds = match kind {
+                Some(k) => vec![k],
+                None => CrdKind::value_variants().to_vec(),
+            };
+            let docs = kinds
+                .iter()
+                .map(|k| serde_yaml::to_string(&k.crd()))
+                .collect::<Result<Vec<_>, _>>()?;
+            print!("{}", docs.join("---\n"));
+        }
         Command::Run(args) => {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
