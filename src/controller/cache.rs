@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::api::DynamicObject;
 use kube::core::{ApiResource, PartialObjectMeta};
@@ -19,7 +19,11 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Deserializer};
 
-use crate::api::{FIELD_MANAGER, Release};
+use crate::api::{
+    DEFAULT_POLICY, FIELD_MANAGER, POLICY_LABEL, Release, ReleaseApproval, ReleaseApprovalSpec,
+    ReleasePolicy, ReleasePolicySpec,
+};
+use crate::engine::{ApprovalObservation, PolicyObservation};
 use crate::preflight::Claimant;
 use crate::traffic::gateway::{POD_TEMPLATE_HASH, http_route_resource};
 
@@ -161,6 +165,24 @@ pub fn trim_revision(cr: &mut ControllerRevision) {
 
 pub fn trim_route(r: &mut DynamicObject) {
     trim_meta(&mut r.metadata, true);
+}
+
+/// Policies and approvals are read for their spec, name and age only.
+pub fn trim_dynamic(o: &mut DynamicObject) {
+    trim_meta(&mut o.metadata, false);
+    keep_annotations(&mut o.metadata, |_| false);
+    o.metadata.labels = None;
+}
+
+/// A namespace is read for one label: the policy its Releases follow.
+pub fn trim_namespace(n: &mut PartialObjectMeta<Namespace>) {
+    let m = &mut n.metadata;
+    trim_meta(m, false);
+    m.annotations = None;
+    m.finalizers = None;
+    if let Some(l) = m.labels.as_mut() {
+        l.retain(|k, _| k == POLICY_LABEL);
+    }
 }
 
 /// A ReplicaSet is read for its pod-template-hash only: which Deployment
@@ -419,10 +441,55 @@ pub struct Cache {
     pub baselines: Store<ControllerRevision>,
     pub routes: Store<DynamicObject>,
     pub replica_sets: Store<PartialObjectMeta<ReplicaSet>>,
+    /// ReleasePolicies (cluster-scoped), untyped: one that does not parse
+    /// fails the Releases that follow it, not the list of all of them.
+    pub policies: Store<DynamicObject>,
+    /// Every namespace's metadata, for the label naming its policy.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// ReleaseApprovals of the watched namespaces, untyped like the policies.
+    pub approvals: Store<DynamicObject>,
     pub naming: Naming,
     pub written: Written,
+    /// The kinds whose watch the API server refuses (forbidden, or not
+    /// served): the controller goes on without them.
+    pub unavailable: Unavailable,
     route_type: ApiResource,
+    policy_type: ApiResource,
     filled: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// The policy kinds the controller can do without. Before issue 12 an
+/// operator needed none of them; one whose ServiceAccount may not list
+/// ReleasePolicies, or a cluster without the new CRDs, keeps running
+/// Releases as before instead of waiting for a list that never comes.
+#[derive(Clone, Debug, Default)]
+pub struct Unavailable(Arc<tokio::sync::watch::Sender<BTreeMap<&'static str, String>>>);
+
+/// The probe's and the log's names of the watches [`Unavailable`] covers.
+pub const POLICY_WATCH: &str = "ReleasePolicy";
+pub const NAMESPACE_WATCH: &str = "Namespace labels";
+pub const APPROVAL_WATCH: &str = "ReleaseApproval";
+
+impl Unavailable {
+    /// The watch of `kind` was refused with `why`; true the first time (worth a warning).
+    pub fn refused(&self, kind: &'static str, why: String) -> bool {
+        self.0.send_if_modified(|m| m.insert(kind, why).is_none())
+    }
+
+    /// The watch of `kind` listed after all (e.g. RBAC was granted since).
+    pub fn listed(&self, kind: &'static str) {
+        self.0.send_if_modified(|m| m.remove(kind).is_some());
+    }
+
+    pub fn is(&self, kind: &str) -> bool {
+        self.0.borrow().contains_key(kind)
+    }
+
+    /// Once `kind` is refused.
+    async fn wait(&self, kind: &str) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|m| m.contains_key(kind)).await;
+    }
 }
 
 /// The writing halves of [`Cache`]'s stores, handed to the watches once.
@@ -433,11 +500,15 @@ pub struct Writers {
     pub baselines: Writer<ControllerRevision>,
     pub routes: Writer<DynamicObject>,
     pub replica_sets: Writer<PartialObjectMeta<ReplicaSet>>,
+    pub policies: Writer<DynamicObject>,
+    pub namespaces: Writer<PartialObjectMeta<Namespace>>,
+    pub approvals: Writer<DynamicObject>,
 }
 
 impl Cache {
     pub fn new() -> (Cache, Writers) {
         let route_type = http_route_resource();
+        let policy_type = ApiResource::erase::<ReleasePolicy>(&());
         let writers = Writers {
             releases: Writer::default(),
             deployments: Writer::default(),
@@ -445,6 +516,9 @@ impl Cache {
             baselines: Writer::default(),
             routes: Writer::new(route_type.clone()),
             replica_sets: Writer::default(),
+            policies: Writer::new(policy_type.clone()),
+            namespaces: Writer::default(),
+            approvals: Writer::new(ApiResource::erase::<ReleaseApproval>(&())),
         };
         let cache = Cache {
             releases: writers.releases.as_reader(),
@@ -453,9 +527,14 @@ impl Cache {
             baselines: writers.baselines.as_reader(),
             routes: writers.routes.as_reader(),
             replica_sets: writers.replica_sets.as_reader(),
+            policies: writers.policies.as_reader(),
+            namespaces: writers.namespaces.as_reader(),
+            approvals: writers.approvals.as_reader(),
             naming: Naming::default(),
             written: Written::default(),
+            unavailable: Unavailable::default(),
             route_type,
+            policy_type,
             filled: Arc::new(tokio::sync::watch::Sender::new(false)),
         };
         (cache, writers)
@@ -480,8 +559,127 @@ impl Cache {
             self.baselines.wait_until_ready(),
             self.routes.wait_until_ready(),
             self.replica_sets.wait_until_ready(),
+            self.ready_or_refused(&self.policies, POLICY_WATCH),
+            self.ready_or_refused(&self.namespaces, NAMESPACE_WATCH),
+            self.ready_or_refused(&self.approvals, APPROVAL_WATCH),
         );
         self.filled.send_replace(true);
+    }
+
+    async fn ready_or_refused<K>(&self, store: &Store<K>, kind: &str)
+    where
+        K: Resource + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        tokio::select! {
+            _ = store.wait_until_ready() => {}
+            () = self.unavailable.wait(kind) => {}
+        }
+    }
+
+    /// The ReleasePolicy that applies to `rel`: the one it names
+    /// (`spec.policy`), else the one its namespace's label names, else
+    /// `default`. One named but absent is `Missing`; none named and no
+    /// `default` is `None` (the Release behaves as before policies). When the
+    /// policies cannot be listed at all, `None` too.
+    pub fn policy_of(&self, rel: &Release) -> PolicyObservation {
+        if self.unavailable.is(POLICY_WATCH) {
+            return PolicyObservation::None;
+        }
+        let ns = rel.namespace().unwrap_or_default();
+        let label = self.namespace_policy(&ns);
+        resolve_policy(rel.spec.policy.as_deref(), label.as_deref(), |name| {
+            self.policy(name)
+        })
+    }
+
+    /// The policy named by the label of namespace `ns`, if any.
+    pub fn namespace_policy(&self, ns: &str) -> Option<String> {
+        let n = self.namespaces.get(&ObjectRef::new(ns))?;
+        n.metadata.labels.as_ref()?.get(POLICY_LABEL).cloned()
+    }
+
+    /// ReleasePolicy `name`: absent, or its spec (or why it does not parse).
+    fn policy(&self, name: &str) -> Option<Result<ReleasePolicySpec, String>> {
+        let p = self
+            .policies
+            .get(&ObjectRef::new_with(name, self.policy_type.clone()))?;
+        let spec = p.data.get("spec").cloned().unwrap_or(serde_json::json!({}));
+        Some(
+            serde_path_to_error::deserialize::<_, ReleasePolicySpec>(spec)
+                .map_err(|e| format!("spec.{}: {}", e.path(), e.inner())),
+        )
+    }
+
+    /// The ReleaseApprovals in `ns` naming Release `release`, oldest first.
+    /// One that does not parse counts for nothing (the API server's schema
+    /// makes that next to impossible).
+    pub fn approvals_of(&self, ns: &str, release: &str) -> Vec<ApprovalObservation> {
+        let mut out: Vec<ApprovalObservation> = self
+            .approvals
+            .state_filter(|a| {
+                a.metadata.namespace.as_deref() == Some(ns)
+                    && a.data["spec"]["release"].as_str() == Some(release)
+            })
+            .into_iter()
+            .filter_map(|a| {
+                let spec: ReleaseApprovalSpec =
+                    match serde_json::from_value(a.data["spec"].clone()) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(approval = %a.name_any(), error = %e, "unreadable ReleaseApproval ignored");
+                            return None;
+                        }
+                    };
+                Some(ApprovalObservation {
+                    name: a.name_any(),
+                    spec,
+                    at: a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (a.at, &a.name).cmp(&(b.at, &b.name)));
+        out
+    }
+
+    /// The Releases still under way that follow ReleasePolicy `name` (for a
+    /// change of it to wake them).
+    pub fn following(&self, name: &str) -> Vec<ObjectRef<Readable>> {
+        self.releases
+            .state()
+            .iter()
+            .filter_map(|r| r.release())
+            .filter(|r| {
+                !r.status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .is_some_and(|p| p.is_final())
+            })
+            .filter(|r| {
+                let ns = r.namespace().unwrap_or_default();
+                policy_name(
+                    r.spec.policy.as_deref(),
+                    self.namespace_policy(&ns).as_deref(),
+                ) == name
+            })
+            .map(|r| ObjectRef::new(&r.name_any()).within(&r.namespace().unwrap_or_default()))
+            .collect()
+    }
+
+    /// The Releases still under way in namespace `ns`.
+    pub fn under_way_in(&self, ns: &str) -> Vec<ObjectRef<Readable>> {
+        self.releases
+            .state_filter(|r| r.metadata_namespace() == Some(ns))
+            .iter()
+            .filter_map(|r| r.release())
+            .filter(|r| {
+                !r.status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .is_some_and(|p| p.is_final())
+            })
+            .map(|r| ObjectRef::new(&r.name_any()).within(ns))
+            .collect()
     }
 
     pub fn deployment(&self, ns: &str, name: &str) -> Option<Deployment> {
@@ -548,6 +746,47 @@ impl Cache {
                 .flatten()
                 .any(|f| f.manager.as_deref() == Some(FIELD_MANAGER)),
         )
+    }
+}
+
+/// The name of the policy a Release follows: its own `spec.policy`, else
+/// its namespace's label, else `default`.
+pub fn policy_name<'a>(spec_policy: Option<&'a str>, label: Option<&'a str>) -> &'a str {
+    spec_policy.or(label).unwrap_or(DEFAULT_POLICY)
+}
+
+/// [`Cache::policy_of`] without the stores: `lookup` finds a policy by name
+/// (absent: `None`; present but unreadable: `Some(Err(why))`).
+pub fn resolve_policy(
+    spec_policy: Option<&str>,
+    label: Option<&str>,
+    lookup: impl Fn(&str) -> Option<Result<ReleasePolicySpec, String>>,
+) -> PolicyObservation {
+    let (name, named_by) = match (spec_policy, label) {
+        (Some(n), _) => (n, Some("spec.policy")),
+        (None, Some(n)) => (n, Some("namespace label signalman.dev/policy")),
+        (None, None) => (DEFAULT_POLICY, None),
+    };
+    match (lookup(name), named_by) {
+        (Some(Ok(spec)), _) => PolicyObservation::Found {
+            name: name.to_owned(),
+            spec,
+        },
+        // The engine has no word for a policy that exists but does not
+        // parse; it must not be taken for none, so the Release stalls on it
+        // as on a missing one, saying why.
+        (Some(Err(why)), named_by) => PolicyObservation::Missing {
+            name: name.to_owned(),
+            named_by: format!(
+                "{} (it exists but cannot be read: {why}; fix the ReleasePolicy)",
+                named_by.unwrap_or("default")
+            ),
+        },
+        (None, Some(named_by)) => PolicyObservation::Missing {
+            name: name.to_owned(),
+            named_by: named_by.to_owned(),
+        },
+        (None, None) => PolicyObservation::None,
     }
 }
 
@@ -882,6 +1121,19 @@ mod tests {
         w.routes.apply_watcher_event(&watcher::Event::InitDone);
         w.replica_sets
             .apply_watcher_event(&watcher::Event::InitDone);
+        w.policies.apply_watcher_event(&watcher::Event::InitDone);
+        w.namespaces.apply_watcher_event(&watcher::Event::InitDone);
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            waiting.iter().all(|t| !t.is_finished()),
+            "went on before the approvals were listed or refused"
+        );
+        // The approvals' watch is refused (no CRD, or no RBAC): no wait for it.
+        cache
+            .unavailable
+            .refused(APPROVAL_WATCH, "forbidden".into());
         let all = futures::future::join_all(waiting);
         tokio::time::timeout(std::time::Duration::from_secs(5), all)
             .await
@@ -889,6 +1141,131 @@ mod tests {
         filling.await.unwrap();
         // And one that comes later does not wait at all.
         cache.filled().now_or_never().expect("filled");
+    }
+
+    #[test]
+    fn the_policy_is_the_releases_else_the_namespaces_else_default() {
+        let spec = |days: usize| crate::api::ReleasePolicySpec {
+            limits: Some(crate::api::Limits {
+                cross_team_edges: Some(days as i32),
+            }),
+            ..Default::default()
+        };
+        let found = |names: &'static [&'static str]| {
+            move |n: &str| {
+                names.iter().position(|m| *m == n).map(|i| {
+                    if n == "broken" {
+                        Err("spec.x: bad".to_string())
+                    } else {
+                        Ok(spec(i))
+                    }
+                })
+            }
+        };
+        let all = found(&["default", "strict", "broken"]);
+        let name_of = |o: PolicyObservation| match o {
+            PolicyObservation::Found { name, .. } => format!("found {name}"),
+            PolicyObservation::Missing { name, named_by } => format!("missing {name} ({named_by})"),
+            PolicyObservation::None => "none".into(),
+        };
+        assert_eq!(
+            name_of(resolve_policy(Some("strict"), Some("default"), &all)),
+            "found strict"
+        );
+        assert_eq!(
+            name_of(resolve_policy(None, Some("strict"), &all)),
+            "found strict"
+        );
+        assert_eq!(name_of(resolve_policy(None, None, &all)), "found default");
+        // Named but absent: missing, saying who named it; never the default instead.
+        assert_eq!(
+            name_of(resolve_policy(Some("gone"), Some("strict"), &all)),
+            "missing gone (spec.policy)"
+        );
+        assert_eq!(
+            name_of(resolve_policy(None, Some("gone"), &all)),
+            "missing gone (namespace label signalman.dev/policy)"
+        );
+        // Nobody names one and there is no default: as before policies.
+        assert_eq!(
+            name_of(resolve_policy(None, None, found(&["strict"]))),
+            "none"
+        );
+        // One that does not parse is not taken for none.
+        let broken = name_of(resolve_policy(Some("broken"), None, &all));
+        assert!(
+            broken.starts_with(
+                "missing broken (spec.policy (it exists but cannot be read: spec.x: bad"
+            ),
+            "{broken}"
+        );
+        assert_eq!(policy_name(None, None), "default");
+        assert_eq!(policy_name(None, Some("a")), "a");
+        assert_eq!(policy_name(Some("b"), Some("a")), "b");
+    }
+
+    #[test]
+    fn approvals_of_a_release_are_read_from_the_store_oldest_first() {
+        let (cache, mut w) = Cache::new();
+        let approval =
+            |ns: &str, name: &str, release: &str, at: &str, spec_extra: serde_json::Value| {
+                let mut spec = json!({"release": release, "approver": "alice", "comment": "ok"});
+                spec.as_object_mut()
+                    .unwrap()
+                    .extend(spec_extra.as_object().unwrap().clone());
+                let mut o = DynamicObject::new(name, &ApiResource::erase::<ReleaseApproval>(&()))
+                    .within(ns);
+                o.metadata.creation_timestamp = Some(
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at.parse().unwrap()),
+                );
+                o.data = json!({"spec": spec});
+                o
+            };
+        for a in [
+            approval(
+                "shop",
+                "late",
+                "r",
+                "2026-01-01T10:00:00Z",
+                json!({"gate": "smoke"}),
+            ),
+            approval(
+                "shop",
+                "early",
+                "r",
+                "2026-01-01T09:00:00Z",
+                json!({"window": true}),
+            ),
+            approval(
+                "shop",
+                "other",
+                "q",
+                "2026-01-01T09:00:00Z",
+                json!({"window": true}),
+            ),
+            approval(
+                "else",
+                "same-name",
+                "r",
+                "2026-01-01T09:00:00Z",
+                json!({"window": true}),
+            ),
+            // Not an approval the engine could read: ignored, not fatal.
+            approval(
+                "shop",
+                "bad",
+                "r",
+                "2026-01-01T08:00:00Z",
+                json!({"step": {"service": "web", "step": "three"}}),
+            ),
+        ] {
+            w.approvals.apply_watcher_event(&watcher::Event::Apply(a));
+        }
+        let got = cache.approvals_of("shop", "r");
+        let names: Vec<&str> = got.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["early", "late"]);
+        assert_eq!(got[1].spec.gate.as_deref(), Some("smoke"));
+        assert_eq!(got[0].spec.window, Some(true));
     }
 
     fn versioned(rv: &str, phase: Option<crate::api::Phase>) -> Release {

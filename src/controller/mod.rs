@@ -22,9 +22,9 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, DynamicObject, Patch};
-use kube::core::PartialObjectMeta;
+use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, store::Writer};
@@ -35,14 +35,16 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::api::{FINALIZER, Phase, RELEASE_LABEL, Release, RollbackReason};
+use crate::api::{
+    FINALIZER, Phase, RELEASE_LABEL, Release, ReleaseApproval, ReleasePolicy, RollbackReason,
+};
 use crate::engine::{self, Action, NoticeKind};
 use crate::health::{Probe, Readiness};
 use crate::metrics::Metrics;
 use crate::traffic::gateway::http_route_resource;
 use cache::{
-    Cache, Readable, Writers, merge_namespaces, owners, trim_deployment, trim_release,
-    trim_replica_set, trim_revision, trim_route, trim_service,
+    Cache, Readable, Writers, merge_namespaces, owners, trim_deployment, trim_dynamic,
+    trim_namespace, trim_release, trim_replica_set, trim_revision, trim_route, trim_service,
 };
 use cluster::Cluster;
 
@@ -378,12 +380,57 @@ async fn controller_until(ctx: Arc<Context>, stop: impl Future<Output = ()> + Se
         &ctx,
         w.replica_sets,
         ctx.apis::<PartialObjectMeta<ReplicaSet>>("ReplicaSet"),
-        all,
+        all.clone(),
         trim_replica_set,
+    );
+    // Go/no-go (issue 12): the policies, the namespaces' labels naming them,
+    // and the approvals. Each may be refused (RBAC, no CRD) without stopping
+    // the rest: the Releases then behave as with no policy.
+    let policy_ar = ApiResource::erase::<ReleasePolicy>(&());
+    let policies = cached_refusable(
+        &ctx,
+        w.policies,
+        vec![(
+            String::new(),
+            cache::POLICY_WATCH.to_owned(),
+            Api::all_with(ctx.client.clone(), &policy_ar),
+        )],
+        all.clone(),
+        trim_dynamic,
+        Some(cache::POLICY_WATCH),
+    );
+    let namespaces = cached_refusable(
+        &ctx,
+        w.namespaces,
+        vec![(
+            String::new(),
+            cache::NAMESPACE_WATCH.to_owned(),
+            Api::<PartialObjectMeta<Namespace>>::all(ctx.client.clone()),
+        )],
+        all.clone(),
+        trim_namespace,
+        Some(cache::NAMESPACE_WATCH),
+    );
+    let approval_ar = ApiResource::erase::<ReleaseApproval>(&());
+    let approvals = cached_refusable(
+        &ctx,
+        w.approvals,
+        ctx.scopes(cache::APPROVAL_WATCH, |ns| match ns {
+            Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &approval_ar),
+            None => Api::all_with(ctx.client.clone(), &approval_ar),
+        }),
+        all,
+        trim_dynamic,
+        Some(cache::APPROVAL_WATCH),
     );
 
     let by_deployment = cache.naming.clone();
     let by_route = cache.naming.clone();
+    let by_policy = cache.clone();
+    let by_namespace = cache.clone();
+    // The label each namespace had when last seen: only a change of it
+    // wakes the namespace's Releases (not every annotation someone adds).
+    let labels_seen: Mutex<std::collections::HashMap<String, Option<String>>> = Mutex::default();
     ctx.probe.set(Readiness::Ready);
     let filling = tokio::spawn({
         let cache = cache.clone();
@@ -422,6 +469,42 @@ async fn controller_until(ctx: Arc<Context>, stop: impl Future<Output = ()> + Se
         errors_reported(replica_sets.touched_objects()),
         |_: PartialObjectMeta<ReplicaSet>| None,
     )
+    // An approval wakes the Release it approves.
+    .watches_stream_with(
+        errors_reported(approvals.touched_objects()),
+        |a: DynamicObject| {
+            let ns = a.namespace()?;
+            let release = a.data["spec"]["release"].as_str()?;
+            Some(ObjectRef::<Readable>::new(release).within(&ns))
+        },
+        approval_ar,
+    )
+    // A policy created, changed or deleted wakes the Releases following it.
+    .watches_stream_with(
+        errors_reported(policies.touched_objects()),
+        move |p: DynamicObject| by_policy.following(&p.name_any()),
+        policy_ar,
+    )
+    // A namespace whose policy label changed wakes its Releases.
+    .watches_stream(
+        errors_reported(namespaces.touched_objects()),
+        move |n: PartialObjectMeta<Namespace>| {
+            let name = n.name_any();
+            let label = n
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::api::POLICY_LABEL))
+                .cloned();
+            let mut seen = labels_seen.lock().unwrap_or_else(|e| e.into_inner());
+            match seen.insert(name.clone(), label.clone()) {
+                // First sight (the list): every Release is reconciled anyway.
+                None => Vec::new(),
+                Some(before) if before == label => Vec::new(),
+                Some(_) => by_namespace.under_way_in(&name),
+            }
+        },
+    )
     .graceful_shutdown_on(stopped)
     .run(reconcile, error_policy, ctx)
     .for_each(|res| async move {
@@ -447,12 +530,31 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
+    cached_refusable(ctx, writer, scopes, config, trim, None)
+}
+
+/// [`cached`] for a kind the controller can do without (see [`watch_refusable`]).
+fn cached_refusable<K>(
+    ctx: &Context,
+    writer: Writer<K>,
+    scopes: Vec<(String, String, Api<K>)>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    refusable: Option<&'static str>,
+) -> BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
     let store = writer.as_reader();
     let watches = scopes
         .into_iter()
         .map(|(ns, name, api)| {
             ctx.probe.expect(&name);
-            (ns, watch(api, config.clone(), name, ctx).modify(trim))
+            (
+                ns,
+                watch_refusable(api, config.clone(), name, ctx, refusable).modify(trim),
+            )
         })
         .collect();
     merge_namespaces(watches, store).reflect(writer).boxed()
@@ -472,8 +574,28 @@ fn watch<K>(
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
+    watch_refusable(api, config, name, ctx, None)
+}
+
+/// [`watch`]; with `refusable`, a watch the controller can do without: when
+/// the API server refuses it (403: the ServiceAccount may not list it; 404:
+/// the CRD is not installed) the kind is marked unavailable in the cache, so
+/// that nobody waits for its list, the probes do not count it, and the
+/// Releases behave as without it. It keeps being retried, and counts again
+/// once it lists.
+fn watch_refusable<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    name: String,
+    ctx: &Context,
+    refusable: Option<&'static str>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
     let probe = ctx.probe.clone();
     let metrics = ctx.metrics.clone();
+    let unavailable = ctx.cache.unavailable.clone();
     watcher(api, config)
         // 410 Gone: the API server no longer has the version the watch
         // resumes from (it restarted, or history was compacted); the watcher
@@ -488,16 +610,32 @@ where
         .inspect(move |event| match event {
             // Emitted before the list is even asked for: proves nothing.
             Ok(watcher::Event::Init) => {}
-            Ok(e) => probe.watch_succeeded(&name, matches!(e, watcher::Event::InitDone)),
+            Ok(e) => {
+                let listed = matches!(e, watcher::Event::InitDone);
+                probe.watch_succeeded(&name, listed);
+                if let (true, Some(kind)) = (listed, refusable) {
+                    unavailable.listed(kind);
+                }
+            }
             Err(e) => {
                 metrics.watch_failed(name.split(' ').next().unwrap_or_default());
-                let not_served = matches!(
-                    e,
+                let refused_code = match e {
                     watcher::Error::InitialListFailed(kube::Error::Api(s))
-                        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-                        if s.code == 404
-                );
-                if probe.watch_failed(&name, e.to_string(), !not_served) {
+                    | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => Some(s.code),
+                    _ => None,
+                };
+                let not_served = refused_code == Some(404);
+                let refused = refusable.filter(|_| matches!(refused_code, Some(403 | 404)));
+                if let Some(kind) = refused {
+                    probe.watch_failed(&name, e.to_string(), false);
+                    if unavailable.refused(kind, e.to_string()) {
+                        tracing::warn!(
+                            watch = %name, error = %e,
+                            "the API server refuses this watch; going on without it \
+                             (Releases behave as with no {kind}) and retrying with backoff"
+                        );
+                    }
+                } else if probe.watch_failed(&name, e.to_string(), !not_served) {
                     tracing::warn!(watch = %name, error = %e, "watch failed; retrying with backoff");
                 } else {
                     tracing::debug!(watch = %name, error = %e, "watch still failing");
@@ -737,9 +875,11 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
     let world = observe::World::read(&ctx.cache, &rel)?;
     let mut obs = world.observations(&rel);
     let due = engine::due_measurements(&rel, started);
-    if !due.is_empty() {
-        obs.measurements =
-            observe::measure(&ctx, &rel, &world, &due, &ctx.config.prometheus_url).await;
+    let gates = engine::due_gates(&rel, started);
+    if !due.is_empty() || !gates.is_empty() {
+        (obs.measurements, obs.gates) =
+            observe::ask_prometheus(&ctx, &rel, &world, &due, &gates, &ctx.config.prometheus_url)
+                .await;
     }
     let now = jiff::Timestamp::now();
     let decision = engine::decide(&rel, &obs, now);

@@ -13,7 +13,10 @@ use super::template::template_state;
 use super::{Context, Error};
 use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, render_query};
 use crate::api::{Release, ServiceSpec};
-use crate::engine::{Observations, ServiceObservation, StableObservation};
+use crate::engine::{
+    ApprovalObservation, GateRequest, GateTaken, Observations, PolicyObservation,
+    ServiceObservation, StableObservation,
+};
 use crate::preflight::Claimant;
 use crate::traffic::gateway::{POD_TEMPLATE_HASH, canary_service_name};
 use crate::traffic::{
@@ -26,6 +29,10 @@ pub struct World {
     pub services: BTreeMap<String, ServiceObjects>,
     /// The Releases in the namespace, for the claim rule.
     pub releases: Vec<Claimant>,
+    /// The ReleasePolicy that applies (see [`Cache::policy_of`]).
+    pub policy: PolicyObservation,
+    /// The ReleaseApprovals naming the Release.
+    pub approvals: Vec<ApprovalObservation>,
 }
 
 impl World {
@@ -35,6 +42,8 @@ impl World {
         let ns = rel.namespace().unwrap_or_default();
         let mut world = World {
             releases: cache.claimants(&ns),
+            policy: cache.policy_of(rel),
+            approvals: cache.approvals_of(&ns, &name),
             ..World::default()
         };
         let mut found = Vec::new();
@@ -102,7 +111,9 @@ impl World {
             measurements: Vec::new(),
             releases: self.releases.clone(),
             refused: None,
-            ..Observations::default()
+            policy: self.policy.clone(),
+            approvals: self.approvals.clone(),
+            gates: Vec::new(),
         }
     }
 
@@ -174,6 +185,24 @@ pub async fn measure(
     due: &[MeasurementRequest],
     default_url: &str,
 ) -> Vec<Taken> {
+    ask_prometheus(ctx, rel, world, due, &[], default_url)
+        .await
+        .0
+}
+
+/// Run the measurements and the go/no-go gate checks the engine asked for,
+/// all through one bounded, coalesced round of queries: a gate and a metric
+/// that render to the same query are asked once. A gate's query is rendered
+/// with `{{namespace}}` and `{{release}}` (the only placeholders a gate may
+/// use: validation refuses the others).
+pub async fn ask_prometheus(
+    ctx: &Context,
+    rel: &Release,
+    world: &World,
+    due: &[MeasurementRequest],
+    gates: &[GateRequest],
+    default_url: &str,
+) -> (Vec<Taken>, Vec<GateTaken>) {
     let url = rel
         .spec
         .prometheus
@@ -181,13 +210,16 @@ pub async fn measure(
         .map(|p| p.address.clone())
         .unwrap_or_else(|| default_url.to_string());
     let ns = rel.namespace().unwrap_or_default();
+    // Steps and analysis limits may come from the policy; the metrics never
+    // do, but they are read through the same door as everything else.
+    let spec = signalman_core::policy::effective(rel);
     // Each request's query, or why it has none.
-    let queries: Vec<Result<String, String>> = due
+    let measured: Vec<Result<String, String>> = due
         .iter()
         .map(|req| {
-            let svc = rel.spec.service(&req.service);
+            let svc = spec.service(&req.service);
             let metric = svc.and_then(|svc| {
-                let analysis = rel.spec.analysis_of(svc);
+                let analysis = spec.analysis_of(svc);
                 analysis.metrics.into_iter().find(|m| m.name == req.metric)
             });
             match (svc, metric) {
@@ -209,7 +241,33 @@ pub async fn measure(
             }
         })
         .collect();
-    let distinct: BTreeSet<&str> = queries.iter().filter_map(|q| q.as_deref().ok()).collect();
+    let gate_vars = QueryVars {
+        namespace: ns.clone(),
+        release: rel.name_any(),
+        ..QueryVars::default()
+    };
+    let checked: Vec<Result<String, String>> = gates
+        .iter()
+        .map(|req| {
+            match spec
+                .gates
+                .iter()
+                .find(|g| g.name == req.gate)
+                .and_then(|g| g.query.as_deref())
+            {
+                Some(query) => Ok(render_query(query, &gate_vars)),
+                None => Err(format!(
+                    "gate {:?} is not a query gate of spec.gates",
+                    req.gate
+                )),
+            }
+        })
+        .collect();
+    let distinct: BTreeSet<&str> = measured
+        .iter()
+        .chain(&checked)
+        .filter_map(|q| q.as_deref().ok())
+        .collect();
     let answers: BTreeMap<&str, (jiff::Timestamp, QueryResult)> =
         futures::future::join_all(distinct.into_iter().map(|query| {
             let url = &url;
@@ -221,13 +279,15 @@ pub async fn measure(
         .await
         .into_iter()
         .collect();
-    due.iter()
-        .zip(&queries)
+    let answer = |query: &Result<String, String>| match query {
+        Ok(q) => answers[q.as_str()].clone(),
+        Err(e) => (jiff::Timestamp::now(), QueryResult::Error(e.clone())),
+    };
+    let taken = due
+        .iter()
+        .zip(&measured)
         .map(|(req, query)| {
-            let (at, result) = match query {
-                Ok(q) => answers[q.as_str()].clone(),
-                Err(e) => (jiff::Timestamp::now(), QueryResult::Error(e.clone())),
-            };
+            let (at, result) = answer(query);
             if let QueryResult::Value(v) = &result {
                 ctx.metrics
                     .measured(&ns, &rel.name_any(), &req.service, &req.metric, *v);
@@ -241,7 +301,21 @@ pub async fn measure(
                 at,
             }
         })
-        .collect()
+        .collect();
+    let gates_taken = gates
+        .iter()
+        .zip(&checked)
+        .map(|(req, query)| {
+            let (at, result) = answer(query);
+            tracing::info!(gate = %req.gate, ?result, "gate checked");
+            GateTaken {
+                gate: req.gate.clone(),
+                result,
+                at,
+            }
+        })
+        .collect();
+    (taken, gates_taken)
 }
 
 #[cfg(test)]
@@ -305,5 +379,61 @@ mod tests {
         );
         // errors once for both, latency once per service.
         assert_eq!(seen.queries.load(Ordering::SeqCst), 3);
+
+        // Gates go the same way: rendered with the namespace and the
+        // release, asked together with the measurements, and a gate whose
+        // query is a metric's shares its answer.
+        let gate = |name: &str, query: &str| crate::api::Gate {
+            name: name.into(),
+            query: Some(query.into()),
+            min: None,
+            max: Some(0.0),
+            interval: None,
+            approval: None,
+        };
+        rel.spec.gates = vec![
+            gate("same-as-errors", "sum(errors{namespace=\"{{namespace}}\"})"),
+            gate(
+                "smoke",
+                "sum(smoke_failed{namespace=\"{{namespace}}\",release=\"{{release}}\"})",
+            ),
+            crate::api::Gate {
+                approval: Some(true),
+                query: None,
+                max: None,
+                ..gate("sign-off", "")
+            },
+        ];
+        let gates: Vec<GateRequest> = ["same-as-errors", "smoke", "sign-off"]
+            .iter()
+            .map(|g| GateRequest {
+                gate: g.to_string(),
+            })
+            .collect();
+        let (taken, checked) = ask_prometheus(
+            &ctx,
+            &rel,
+            &World::default(),
+            &due[..1],
+            &gates,
+            &ctx.config.prometheus_url,
+        )
+        .await;
+        assert_eq!(taken.len(), 1);
+        assert_eq!(checked.len(), 3);
+        assert_eq!(checked[0].result, QueryResult::Value(0.5));
+        assert_eq!(checked[1].result, QueryResult::Value(0.5));
+        // An approval gate has no query: an error saying so, never a value.
+        assert!(
+            matches!(&checked[2].result, QueryResult::Error(e) if e.contains("sign-off")),
+            "{checked:?}"
+        );
+        // errors (shared by the metric and the first gate) and smoke.
+        assert_eq!(seen.queries.load(Ordering::SeqCst), 5);
+        let rendered = seen.last_query.lock().unwrap().clone();
+        assert!(
+            rendered.contains("namespace=\"shop\"") && rendered.contains("release=\"r\""),
+            "{rendered}"
+        );
     }
 }

@@ -99,8 +99,39 @@ pub(crate) mod fake {
     #[derive(Default)]
     pub struct Seen {
         pub queries: AtomicUsize,
+        /// The last query asked, decoded.
+        pub last_query: std::sync::Mutex<String>,
         pub in_flight: AtomicUsize,
         pub most_in_flight: AtomicUsize,
+    }
+
+    /// The `query` parameter of a GET request line, percent-decoded.
+    fn query_of(request: &[u8]) -> String {
+        let text = String::from_utf8_lossy(request);
+        let line = text.lines().next().unwrap_or_default();
+        let target = line.split(' ').nth(1).unwrap_or_default();
+        let Some(q) = target
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("query="))
+        else {
+            return String::new();
+        };
+        let bytes = q.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("3F");
+                    out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// Serve until the test ends; returns the base URL and what it saw.
@@ -125,6 +156,7 @@ pub(crate) mod fake {
                         }
                     }
                     s.queries.fetch_add(1, Ordering::SeqCst);
+                    *s.last_query.lock().unwrap() = query_of(&buf);
                     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                     s.most_in_flight.fetch_max(now, Ordering::SeqCst);
                     tokio::time::sleep(delay).await;
