@@ -33,8 +33,29 @@ pub async fn helm(args: &[&str]) -> Output {
         })
 }
 
-/// `helm install <release> charts/signalman -n <ns>` with `--set` values
-/// (not checked: see [`Installed`] for an install that must succeed).
+/// What every test install sets, before its own `--set` values: the chart's
+/// cluster-scoped objects must neither collide with another test's install
+/// nor change what other tests' Releases do. So its ReleasePolicy is named
+/// after the Helm release (never `default`, which would apply to every
+/// Release in the cluster) and open at every hour of every day (a test runs
+/// whenever it runs), its approver ClusterRole is named after the release,
+/// and the admission policies (one set per cluster) are left to the
+/// harness' CRD install ([`crate::operator::install_crd`]).
+pub fn test_values(release: &str) -> Vec<String> {
+    vec![
+        format!("policy.name={release}-always-open"),
+        "policy.window.days={Monday,Tuesday,Wednesday,Thursday,Friday,Saturday,Sunday}".into(),
+        "policy.window.from=00:00".into(),
+        "policy.window.to=24:00".into(),
+        "policy.freeze=null".into(),
+        format!("approverRole.name={release}-approver"),
+        "admission.create=false".into(),
+    ]
+}
+
+/// `helm install <release> charts/signalman -n <ns>` with [`test_values`] and
+/// then `--set` values (not checked: see [`Installed`] for an install that
+/// must succeed).
 pub async fn install(ns: &str, release: &str, sets: &[&str]) -> Output {
     let chart = chart_dir();
     let mut args = vec![
@@ -44,7 +65,12 @@ pub async fn install(ns: &str, release: &str, sets: &[&str]) -> Output {
         "--namespace",
         ns,
     ];
-    for s in sets {
+    let defaults = test_values(release);
+    for s in defaults
+        .iter()
+        .map(String::as_str)
+        .chain(sets.iter().copied())
+    {
         args.extend(["--set", s]);
     }
     helm(&args).await
@@ -86,6 +112,11 @@ impl Installed {
     /// for [`crate::operator::Launch::kubeconfig`].
     pub async fn token_kubeconfig(&self) -> PathBuf {
         token_kubeconfig(&self.ns, &self.service_account(), &crate::scratch_dir()).await
+    }
+
+    /// The name of the chart's ReleasePolicy (see [`test_values`]).
+    pub fn policy(&self) -> String {
+        format!("{}-always-open", self.release)
     }
 
     /// `helm uninstall --wait`.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::api::Api;
-use signalman::api::Release;
+use signalman::api::{Release, ReleaseApproval, ReleasePolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
@@ -383,10 +383,12 @@ async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)
     Ok((code, body))
 }
 
-/// Install (server-side apply) the Release CRD exactly as `signalman crd`
-/// prints it, from the same source as the operator under test, so the
-/// cluster's schema matches the status it writes; waits until the API server
-/// has Established it.
+/// Install (server-side apply) the CRDs exactly as `signalman crd` prints
+/// them (Release, ReleasePolicy, ReleaseApproval), from the same source as
+/// the operator under test, so the cluster's schema matches the status it
+/// writes, and the admission policies of `crds/` (approvals and the
+/// Release's creator vouched for by the API server); waits until the API
+/// server has Established the CRDs.
 pub async fn install_crd() {
     // Once per test binary; concurrent tests may both apply it, which
     // server-side apply makes harmless.
@@ -394,8 +396,28 @@ pub async fn install_crd() {
     if DONE.load(std::sync::atomic::Ordering::Acquire) {
         return;
     }
-    apply_crd(&crate::client().await, &Release::crd()).await;
+    let client = crate::client().await;
+    for crd in [Release::crd(), ReleasePolicy::crd(), ReleaseApproval::crd()] {
+        apply_crd(&client, &crd).await;
+    }
+    install_admission(&client).await;
     DONE.store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// The path of the admission policies shipped beside the CRDs.
+pub fn admission_yaml() -> PathBuf {
+    crate::repo_root().join("crds/signalman.dev_admission.yaml")
+}
+
+/// Server-side apply `crds/signalman.dev_admission.yaml`. The API server
+/// enforces a new ValidatingAdmissionPolicy a moment after it is written
+/// (its type checking runs first); the tests that depend on it wait for its
+/// first refusal themselves.
+pub async fn install_admission(client: &kube::Client) {
+    let path = admission_yaml();
+    let yaml = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    crate::apply_yaml(client, None, &yaml).await;
 }
 
 /// Server-side apply a CRD and wait until the API server has Established it

@@ -20,8 +20,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::Value;
 use signalman::api::{
-    Analysis, Defaults, GatewayApiTraffic, Metric, PrometheusSpec, Release, ReleaseSpec,
-    ServiceSpec, SkipAnalysis, Step, Traffic,
+    Analysis, CREATED_BY_ANNOTATION, Defaults, Gate, GatewayApiTraffic, Metric, PrometheusSpec,
+    Release, ReleaseSpec, ReleaseType, Risk, ServiceSpec, SkipAnalysis, Step, Traffic, Window,
+    WindowOverride,
 };
 
 use crate::{FIELD_MANAGER, Look, poll, pretty};
@@ -98,6 +99,82 @@ impl ReleaseBuilder {
         self
     }
 
+    /// `spec.policy`: the ReleasePolicy to follow (a test's own, never `default`).
+    pub fn policy(mut self, name: &str) -> ReleaseBuilder {
+        self.0.spec.policy = Some(name.to_string());
+        self
+    }
+
+    /// `spec.risk`.
+    pub fn risk(mut self, risk: Risk) -> ReleaseBuilder {
+        self.0.spec.risk = Some(risk);
+        self
+    }
+
+    /// `spec.type: hotfix`.
+    pub fn hotfix(mut self) -> ReleaseBuilder {
+        self.0.spec.release_type = Some(ReleaseType::Hotfix);
+        self
+    }
+
+    /// A go/no-go query gate: holds while `query`'s value is at most `max`,
+    /// checked every second.
+    pub fn query_gate(mut self, name: &str, query: &str, max: f64) -> ReleaseBuilder {
+        self.0.spec.gates.push(Gate {
+            name: name.to_string(),
+            query: Some(query.to_string()),
+            min: None,
+            max: Some(max),
+            interval: Some(Duration::from_secs(1).into()),
+            approval: None,
+        });
+        self
+    }
+
+    /// An approval gate.
+    pub fn approval_gate(mut self, name: &str) -> ReleaseBuilder {
+        self.0.spec.gates.push(Gate {
+            name: name.to_string(),
+            query: None,
+            min: None,
+            max: None,
+            interval: None,
+            approval: Some(true),
+        });
+        self
+    }
+
+    /// `spec.gateTimeout` in seconds.
+    pub fn gate_timeout(mut self, seconds: u64) -> ReleaseBuilder {
+        self.0.spec.gate_timeout = Some(Duration::from_secs(seconds).into());
+        self
+    }
+
+    /// `spec.window`.
+    pub fn window(mut self, window: Window) -> ReleaseBuilder {
+        self.0.spec.window = Some(window);
+        self
+    }
+
+    /// `spec.override.justification`.
+    pub fn justification(mut self, why: &str) -> ReleaseBuilder {
+        self.0.spec.window_override = Some(WindowOverride {
+            justification: why.to_string(),
+        });
+        self
+    }
+
+    /// The annotation naming the Release's creator (admission checks it is
+    /// the user who creates it).
+    pub fn created_by(mut self, user: &str) -> ReleaseBuilder {
+        self.0
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(CREATED_BY_ANNOTATION.to_string(), user.to_string());
+        self
+    }
+
     pub fn build(self) -> Release {
         self.0
     }
@@ -110,6 +187,7 @@ pub fn steps(steps: &[(i32, u64)]) -> Vec<Step> {
         .map(|&(weight, bake)| Step {
             weight,
             bake: Duration::from_secs(bake).into(),
+            approval: None,
         })
         .collect()
 }
@@ -186,6 +264,15 @@ impl Svc {
     /// simulator's `SIM_ERROR_RATE` on container `app`): "0.3" is a bad version.
     pub fn error_rate(self, rate: &str) -> Svc {
         self.env("app", "SIM_ERROR_RATE", rate)
+    }
+
+    /// `change.class`: copy, config, feature, migration, auth or payment.
+    pub fn class(mut self, class: &str) -> Svc {
+        self.0.change.class = Some(
+            serde_json::from_value(Value::String(class.to_string()))
+                .unwrap_or_else(|e| panic!("change.class {class}: {e}")),
+        );
+        self
     }
 
     /// The service's own steps, as (weight, bake seconds).

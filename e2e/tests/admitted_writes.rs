@@ -175,6 +175,7 @@ fn steps() -> BoxedStrategy<Option<Vec<Step>>> {
             .map(|&weight| Step {
                 weight,
                 bake: dur(bake),
+                approval: None,
             })
             .collect::<Vec<_>>()
     };

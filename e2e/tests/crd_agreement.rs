@@ -68,7 +68,11 @@ fn step() -> impl Strategy<Value = (i32, Duration)> {
 fn steps() -> BoxedStrategy<Vec<Step>> {
     let to_steps = |v: Vec<(i32, Duration)>| {
         v.into_iter()
-            .map(|(weight, bake)| Step { weight, bake })
+            .map(|(weight, bake)| Step {
+                weight,
+                bake,
+                approval: None,
+            })
             .collect::<Vec<_>>()
     };
     // A sound ladder with one rung possibly broken, or a ladder of a given length.
@@ -432,6 +436,7 @@ fn spec() -> impl Strategy<Value = ReleaseSpec> {
                     abort: None,
                     resume_hold: None,
                     hold_timeout,
+                    ..ReleaseSpec::default()
                 }
             },
         )
