@@ -151,6 +151,9 @@ pub struct Observations {
 }
 
 /// The ReleasePolicy that applies to a Release, as the shell found it.
+// Built once per decision and moved, never stored in bulk: boxing the policy
+// would only make every shell and test that builds one noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum PolicyObservation {
     /// None applies: the Release and its namespace name none and there is no
