@@ -8,6 +8,7 @@
 
 mod approval;
 mod conditions;
+mod go_no_go;
 mod policy;
 mod validate;
 
@@ -18,6 +19,7 @@ pub use policy::{
 };
 
 pub use conditions::{ConditionType, Standing, set_condition, set_standing};
+pub(crate) use validate::check_steps;
 pub use validate::{Problem, validate, validate_name};
 
 use std::collections::BTreeMap;

@@ -218,6 +218,7 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
         }
         check_measured(spec, i, &mut problem);
     }
+    out.extend(super::go_no_go::problems(spec));
     out
 }
 
@@ -247,7 +248,7 @@ fn check_measured(spec: &ReleaseSpec, i: usize, problem: &mut impl FnMut(String,
     }
 }
 
-fn check_steps(at: &str, steps: &[Step], problem: &mut impl FnMut(String, &str)) {
+pub(crate) fn check_steps(at: &str, steps: &[Step], problem: &mut impl FnMut(String, &str)) {
     if steps.len() < 2 {
         problem(
             at.to_owned(),
@@ -339,7 +340,7 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
         if m.query.trim().is_empty() {
             problem(format!("{at}.metrics[{i}].query"), "must be a PromQL query");
         }
-        let unknown = unknown_placeholder(&m.query);
+        let unknown = unknown_placeholder(&m.query, &super::PLACEHOLDERS);
         if let Some(bad) = &unknown {
             problem(
                 format!("{at}.metrics[{i}].query"),
@@ -377,15 +378,15 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
 
 /// The first `{{` that does not open a known placeholder (`{{ name }}`, spaces
 /// or tabs around the name), as written; the CRD's rule on `query` says the same.
-fn unknown_placeholder(query: &str) -> Option<String> {
+pub(super) fn unknown_placeholder(query: &str, known: &[&str]) -> Option<String> {
     let mut rest = query;
     while let Some(open) = rest.find("{{") {
         let after = &rest[open + 2..];
         let inner = after.split("}}").next().unwrap_or(after);
-        let known = after.contains("}}")
+        let ok = after.contains("}}")
             && !after.starts_with('{')
-            && super::PLACEHOLDERS.contains(&inner.trim_matches([' ', '\t']));
-        if !known {
+            && known.contains(&inner.trim_matches([' ', '\t']));
+        if !ok {
             let end = (open + 2 + inner.len() + 2).min(rest.len());
             return Some(rest[open..end].to_owned());
         }

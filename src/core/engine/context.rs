@@ -15,7 +15,11 @@ const MIN_REQUEUE: Duration = Duration::from_secs(1);
 
 pub(super) struct Ctx<'a> {
     pub release: &'a Release,
+    /// The spec as the policy in status completes it ([`crate::policy::effective`]):
+    /// what every rule reads steps and analysis from.
     pub spec: &'a ReleaseSpec,
+    /// The spec as written: what is validated and fingerprinted.
+    pub raw: &'a ReleaseSpec,
     pub obs: &'a Observations,
     pub now: Timestamp,
     pub st: ReleaseStatus,
@@ -30,12 +34,20 @@ pub(super) struct Ctx<'a> {
     /// Services that wait before their start for their Deployment (paused or
     /// still rolling out), for the release's message.
     pub waiting: Vec<String>,
+    /// A later wave that waits for its window or its gates: the phase to
+    /// show when nothing else moves, and why.
+    pub wave_waits: Option<(Phase, String)>,
+    /// Each later wave's go/no-go in this decision: decided once for all its services.
+    pub wave_verdicts: std::collections::BTreeMap<usize, bool>,
+    /// The gates before a later wave timed out: the rollback's message.
+    pub gate_timeout: Option<String>,
     empty: ServiceObservation,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(
         release: &'a Release,
+        spec: &'a ReleaseSpec,
         obs: &'a Observations,
         now: Timestamp,
         st: ReleaseStatus,
@@ -44,7 +56,8 @@ impl<'a> Ctx<'a> {
         st.observed_generation = release.metadata.generation;
         Ctx {
             release,
-            spec: &release.spec,
+            spec,
+            raw: &release.spec,
             obs,
             now,
             st,
@@ -55,6 +68,9 @@ impl<'a> Ctx<'a> {
             stalled: None,
             note: None,
             waiting: Vec::new(),
+            wave_waits: None,
+            wave_verdicts: Default::default(),
+            gate_timeout: None,
             empty: ServiceObservation::default(),
         }
     }
@@ -159,7 +175,34 @@ impl<'a> Ctx<'a> {
         self.st
             .spec_hash
             .as_deref()
-            .is_some_and(|h| !super::spec_matches(h, self.spec))
+            .is_some_and(|h| !super::spec_matches(h, self.raw))
+    }
+
+    /// The release has made its first change (its first wave began).
+    pub fn started(&self) -> bool {
+        self.st.started_at.is_some()
+    }
+
+    /// The approval rules of the profile in force (none: any approval counts).
+    pub fn approval_rules(&self) -> Option<&crate::api::Approvals> {
+        self.st
+            .policy
+            .as_ref()
+            .and_then(|p| p.defaults.as_ref())
+            .and_then(|d| d.approvals.as_ref())
+    }
+
+    /// The verdict on the approvals of `target`.
+    pub fn approval(
+        &self,
+        target: &crate::policy::approval::Target,
+    ) -> crate::policy::approval::Verdict<'a> {
+        crate::policy::approval::verdict(
+            self.release,
+            self.approval_rules(),
+            &self.obs.approvals,
+            target,
+        )
     }
 }
 

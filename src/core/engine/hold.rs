@@ -35,6 +35,7 @@ pub(super) fn place(cx: &mut Ctx, reason: HoldReason, service: Option<String>, m
         s.weight = 0;
         s.bake_started_at = None;
         s.tally.clear();
+        s.awaiting_approval = false;
         s.message = Some(format!("held by {id}: no traffic on the canary"));
         let name = s.name.clone();
         cx.act(Action::SetCanaryWeight {
@@ -85,14 +86,14 @@ pub(super) fn refused(cx: &mut Ctx, r: &super::WriteRefusal) {
         Phase::Held => {
             cx.note = Some(what);
         }
-        phase => {
-            if matches!(phase, Phase::Pending | Phase::AwaitingGates) {
+        _ => {
+            if !cx.started() {
                 // Refused in the pass that starts it: it starts (so its plan
                 // and services are on record) but moves nothing.
                 super::start::pending(cx);
                 cx.actions.clear();
                 cx.requeue = None;
-                if !cx.phase().is_in_flight() {
+                if !cx.started() || !cx.phase().is_in_flight() {
                     return;
                 }
             }
@@ -204,6 +205,7 @@ fn restart_bakes(cx: &mut Ctx) {
         if s.phase == ServicePhase::Progressing {
             s.bake_started_at = None;
             s.tally.clear();
+            s.awaiting_approval = false;
         }
     }
 }

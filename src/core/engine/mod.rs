@@ -9,15 +9,19 @@
 //! and writes the status when it changed.
 
 mod context;
+mod gate;
 mod hold;
 mod progress;
 mod rollback;
+mod sign_off;
 pub mod sim;
 mod start;
 mod summary;
 #[cfg(test)]
 mod tests;
 mod unreadable;
+mod wave;
+mod window;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +31,7 @@ use jiff::Timestamp;
 use crate::api::{HoldReason, Outcome, Phase, Release, ReleaseSpec, ReleaseStatus, RollbackReason};
 
 use crate::analysis::{MeasurementRequest, QueryResult, Taken};
+pub use gate::due_gates;
 pub use progress::due_measurements;
 pub use unreadable::{Unreadable, unreadable};
 
@@ -58,7 +63,23 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
             judged: Vec::new(),
         };
     }
-    let mut cx = context::Ctx::new(release, obs, now, before);
+    // Until the release starts, the profile follows the live policy; from
+    // then on the one fixed in its status.
+    let mut before = before;
+    if before.started_at.is_none() {
+        let applied = crate::policy::applied(&release.spec, &obs.policy);
+        before.policy = (applied != crate::api::AppliedPolicy::default()).then_some(applied);
+    }
+    let filled;
+    let spec = match before.policy.as_ref().filter(|a| a.defaults.is_some()) {
+        Some(applied) => {
+            filled = crate::policy::fill(&release.spec, applied);
+            &filled
+        }
+        None => &release.spec,
+    };
+    let started = before.started_at.is_some();
+    let mut cx = context::Ctx::new(release, spec, obs, now, before);
     if rollback::deletion_overdue(&cx) {
         rollback::give_up(&mut cx);
         summary::finish(&mut cx);
@@ -70,8 +91,15 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
         return cx.into_decision();
     }
     match phase {
-        Phase::Pending | Phase::AwaitingGates | Phase::AwaitingWindow => start::pending(&mut cx),
-        Phase::Progressing | Phase::Paused | Phase::Held => progress::run(&mut cx),
+        Phase::Pending | Phase::AwaitingGates | Phase::AwaitingWindow if !started => {
+            start::pending(&mut cx)
+        }
+        Phase::Pending
+        | Phase::AwaitingGates
+        | Phase::AwaitingWindow
+        | Phase::Progressing
+        | Phase::Paused
+        | Phase::Held => progress::run(&mut cx),
         Phase::RollingBack => rollback::run(&mut cx),
         Phase::Succeeded | Phase::RolledBack | Phase::Failed => {}
     }
@@ -84,9 +112,12 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
 /// the steps or the analysis, and the release holds (`SpecChanged`).
 ///
 /// Left out, because editing them changes nothing that is being released:
-/// the control fields (`paused`, `abort`, `resumeHold`, `holdTimeout`) and
-/// who is accountable (`owner`, `summary`, each service's `owner`). Correcting
-/// a typo in the summary must not send every canary to 0 %.
+/// the control fields (`paused`, `abort`, `resumeHold`, `holdTimeout`),
+/// who is accountable (`owner`, `summary`, each service's `owner`), and the
+/// go/no-go fields (`gates`, `gateTimeout`, `window`, `override`, `policy`,
+/// `risk`, `type`): the profile they pick is fixed in status at the start,
+/// and the gates and window are read afresh before each wave. Correcting a
+/// typo in the summary, or adding a gate, must not send every canary to 0 %.
 /// FNV-1a (64 bit) over the canonical JSON, as 16 hex digits.
 pub fn spec_hash(spec: &ReleaseSpec) -> String {
     let mut what = spec.clone();
@@ -96,6 +127,13 @@ pub fn spec_hash(spec: &ReleaseSpec) -> String {
     what.hold_timeout = None;
     what.owner = String::new();
     what.summary = None;
+    what.gates.clear();
+    what.gate_timeout = None;
+    what.window = None;
+    what.window_override = None;
+    what.policy = None;
+    what.risk = None;
+    what.release_type = None;
     for svc in &mut what.services {
         svc.owner = None;
     }
@@ -151,6 +189,9 @@ pub struct Observations {
 }
 
 /// The ReleasePolicy that applies to a Release, as the shell found it.
+// Built once per decision and moved, never stored in bulk: boxing the policy
+// would only make every shell and test that builds one noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum PolicyObservation {
     /// None applies: the Release and its namespace name none and there is no
@@ -191,14 +232,6 @@ pub struct GateTaken {
 pub struct GateRequest {
     /// `spec.gates[].name`; the shell renders its query with `{{namespace}}` and `{{release}}`.
     pub gate: String,
-}
-
-/// The query gates to check now for `release`: while it waits for its gates
-/// (before its first wave or a later one), each gate not checked for one of
-/// its `interval`s.
-pub fn due_gates(release: &Release, now: Timestamp) -> Vec<GateRequest> {
-    let _ = (release, now);
-    Vec::new()
 }
 
 /// A write the API server refused as invalid (422 Invalid, 400 BadRequest).
@@ -332,6 +365,8 @@ pub enum NoticeKind {
     Succeeded,
     RolledBack,
     Failed,
+    /// An approval let the release go on: a step, or the window override.
+    Approved,
 }
 
 impl NoticeKind {
@@ -350,6 +385,7 @@ impl NoticeKind {
             NoticeKind::Succeeded => "Succeeded",
             NoticeKind::RolledBack => "RolledBack",
             NoticeKind::Failed => "Failed",
+            NoticeKind::Approved => "Approved",
         }
     }
 
@@ -410,6 +446,30 @@ mod fingerprint {
         edited.abort = Some(false);
         edited.resume_hold = Some("hold-3".into());
         edited.hold_timeout = Some(Duration::from_secs(3600).into());
+        assert_eq!(spec_hash(&edited), spec_hash(&s));
+        assert!(spec_matches(&spec_hash(&s), &edited));
+        // The go/no-go fields: read before each wave, or fixed in status at the start.
+        edited.gates.push(crate::api::Gate {
+            name: "smoke".into(),
+            query: None,
+            min: None,
+            max: None,
+            interval: None,
+            approval: Some(true),
+        });
+        edited.gate_timeout = Some(Duration::from_secs(60).into());
+        edited.window_override = Some(crate::api::WindowOverride {
+            justification: "outage".into(),
+        });
+        edited.policy = Some("strict".into());
+        edited.risk = Some(crate::api::Risk::High);
+        edited.release_type = Some(crate::api::ReleaseType::Hotfix);
+        edited.window = Some(crate::api::Window {
+            days: vec![crate::api::Weekday::Monday],
+            from: "09:00".into(),
+            to: "17:00".into(),
+            time_zone: None,
+        });
         assert_eq!(spec_hash(&edited), spec_hash(&s));
         assert!(spec_matches(&spec_hash(&s), &edited));
     }

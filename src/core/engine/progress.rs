@@ -27,7 +27,11 @@ pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementReq
     let stopping = release.spec.paused == Some(true)
         || release.spec.abort == Some(true)
         || release.metadata.deletion_timestamp.is_some();
-    if st.phase != Some(Phase::Progressing) || st.hold.is_some() || stopping {
+    let moving = matches!(
+        st.phase,
+        Some(Phase::Progressing | Phase::AwaitingGates | Phase::AwaitingWindow)
+    );
+    if !moving || st.started_at.is_none() || st.hold.is_some() || stopping {
         return Vec::new();
     }
     if st
@@ -37,6 +41,7 @@ pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementReq
     {
         return Vec::new();
     }
+    let spec = crate::policy::effective(release);
     let mut out = Vec::new();
     for s in &st.services {
         let (ServicePhase::Progressing, Some(step), Some(baked)) =
@@ -44,10 +49,10 @@ pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementReq
         else {
             continue;
         };
-        let Some(svc) = release.spec.service(&s.name) else {
+        let Some(svc) = spec.service(&s.name) else {
             continue;
         };
-        let analysis = release.spec.analysis_of(svc);
+        let analysis = spec.analysis_of(svc);
         for m in &analysis.metrics {
             let last = s
                 .tally
@@ -72,7 +77,11 @@ pub(super) fn run(cx: &mut Ctx) {
     let was_paused = cx.phase() == Phase::Paused;
 
     let stopping = cx.spec.paused == Some(true) || cx.spec.abort == Some(true) || cx.deleting();
-    if cx.phase() == Phase::Progressing && cx.st.hold.is_none() && !spec_changed && !stopping {
+    let moving = matches!(
+        cx.phase(),
+        Phase::Progressing | Phase::AwaitingGates | Phase::AwaitingWindow
+    );
+    if moving && cx.st.hold.is_none() && !spec_changed && !stopping {
         let verdict = ingest(cx);
         if let Some(breach) = verdict.breach {
             return rollback::begin(
@@ -126,6 +135,23 @@ pub(super) fn run(cx: &mut Ctx) {
     }
     cx.set_phase(Phase::Progressing);
     advance(cx);
+    if let Some(message) = cx.gate_timeout.take() {
+        // Re-decided by the rollback: nothing asked for on the way forward stands.
+        cx.actions.clear();
+        return rollback::begin(cx, RollbackReason::GateTimeout, None, message, None);
+    }
+    let anything_moving = cx
+        .st
+        .services
+        .iter()
+        .any(|s| matches!(s.phase, ServicePhase::Progressing | ServicePhase::Promoting));
+    if cx.phase() == Phase::Progressing
+        && !anything_moving
+        && let Some((phase, message)) = cx.wave_waits.take()
+    {
+        cx.set_phase(phase);
+        cx.st.message = Some(message);
+    }
 }
 
 struct Breach {
@@ -337,6 +363,9 @@ fn start_service(cx: &mut Ctx, i: usize) {
             Some(format!("waits for {} to be promoted", waiting.join(", ")));
         return;
     }
+    if !super::wave::may_begin(cx, &name) {
+        return;
+    }
     if let Some((wait, stall)) = deployment_not_ready(cx, &svc.deployment, &name) {
         return wait_for_deployment(cx, i, wait, stall);
     }
@@ -503,7 +532,23 @@ fn bake(cx: &mut Ctx, i: usize) {
         .collect();
 
     if cx.now >= bake_end && short.is_empty() {
-        return pass_step(cx, i, k as usize, steps.len());
+        match super::sign_off::step_approval(cx, i, k as usize, step) {
+            super::sign_off::StepApproval::NotNeeded | super::sign_off::StepApproval::Given => {
+                return pass_step(cx, i, k as usize, steps.len());
+            }
+            // Measured on while it waits: a breach still rolls the train back.
+            super::sign_off::StepApproval::Waiting(message) => {
+                for m in &analysis.metrics {
+                    let last = tally
+                        .iter()
+                        .find(|t| t.metric == m.name)
+                        .and_then(|t| t.last_at.as_ref());
+                    cx.wake_at(plus(last.unwrap_or(&started).0, analysis.interval()));
+                }
+                cx.st.services[i].message = Some(message);
+                return;
+            }
+        }
     }
     if cx.now < bake_end {
         cx.wake_at(bake_end);
@@ -544,6 +589,7 @@ fn pass_step(cx: &mut Ctx, i: usize, k: usize, of: usize) {
     let s = &mut cx.st.services[i];
     s.bake_started_at = None;
     s.tally.clear();
+    s.awaiting_approval = false;
     if k + 1 < steps.len() {
         s.step = Some(k as i32 + 1);
         bake(cx, i);

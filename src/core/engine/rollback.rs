@@ -41,6 +41,7 @@ pub(super) fn begin(
                 s.phase = ServicePhase::Withdrawing;
                 s.weight = 0;
                 s.bake_started_at = None;
+                s.awaiting_approval = false;
                 s.since = Some(now.clone());
                 zeroed.push(s.name.clone());
             }

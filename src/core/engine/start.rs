@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::NoticeKind;
 use super::context::Ctx;
 use super::progress;
+use super::{NoticeKind, PolicyObservation};
 use crate::api::{self, Phase, ServicePhase, ServiceStatus, StallReason};
 use crate::preflight::{Claimant, ClusterView, ServiceView};
 
@@ -19,7 +19,7 @@ pub(super) fn pending(cx: &mut Ctx) {
         cx.st.message = Some("deleted before it started; nothing was changed".to_owned());
         return;
     }
-    let spec = cx.spec;
+    let spec = cx.raw;
     // Before any check: nothing was changed, so an abort ends even a Release
     // that is invalid or waits for a claim; otherwise it would stay Pending
     // with no way out but deletion.
@@ -47,6 +47,9 @@ pub(super) fn pending(cx: &mut Ctx) {
             .collect();
         return stall(cx, StallReason::InvalidPlan, lines, None);
     }
+    if let Some((reason, line)) = policy_problem(cx) {
+        return stall(cx, reason, vec![line], Some(RECHECK));
+    }
     let missing = cluster_problems(cx);
     if let Some((reason, _)) = missing.first() {
         let reason = *reason;
@@ -61,10 +64,14 @@ pub(super) fn pending(cx: &mut Ctx) {
         return;
     }
 
-    // Valid: fix the plan and the spec it was made from, then start moving.
     let Ok(plan) = crate::plan::plan(spec) else {
         return;
     };
+    if !go(cx, &plan) {
+        return;
+    }
+
+    // Valid and cleared: fix the plan and the spec it was made from, then start moving.
     cx.set_phase(Phase::Progressing);
     cx.st.started_at = Some(cx.time());
     cx.st.spec_hash = Some(super::spec_hash(spec));
@@ -78,8 +85,20 @@ pub(super) fn pending(cx: &mut Ctx) {
             ..Default::default()
         })
         .collect();
+    let profile = match cx
+        .st
+        .policy
+        .as_ref()
+        .and_then(|p| p.name.as_deref().zip(p.profile.as_deref()))
+    {
+        Some((name, profile)) => format!(
+            "; ReleasePolicy {name}, profile {profile} ({})",
+            plan.risk_reason.as_deref().unwrap_or_default()
+        ),
+        None => String::new(),
+    };
     let message = format!(
-        "started: {} services in {} waves",
+        "started: {} services in {} waves{profile}",
         spec.services.len(),
         plan.waves.len()
     );
@@ -87,8 +106,8 @@ pub(super) fn pending(cx: &mut Ctx) {
     cx.record("Started", None, message.clone());
     cx.notice(NoticeKind::Started, None, message);
     // The opt-out from metrics is on the record of the release, with its reason.
-    for svc in &spec.services {
-        let analysis = spec.analysis_of(svc);
+    for svc in &cx.spec.services {
+        let analysis = cx.spec.analysis_of(svc);
         if let Some(skip) = &analysis.skip_analysis
             && analysis.metrics.is_empty()
         {
@@ -103,6 +122,64 @@ pub(super) fn pending(cx: &mut Ctx) {
         }
     }
     progress::run(cx);
+}
+
+/// The window and the gates before the first wave: true when it may start.
+/// Otherwise the release waits (`AwaitingWindow`, `AwaitingGates`) with
+/// nothing changed, or ends `Failed` when its gates timed out.
+fn go(cx: &mut Ctx, plan: &crate::api::Plan) -> bool {
+    if let Err(message) = super::window::allows(cx) {
+        cx.set_phase(Phase::AwaitingWindow);
+        cx.st.message = Some(message);
+        return false;
+    }
+    if !super::gate::gated(cx) {
+        return true;
+    }
+    let first = plan
+        .waves
+        .first()
+        .map(|w| w.services.clone())
+        .unwrap_or_default();
+    match super::gate::check(cx, 1, &first) {
+        super::gate::Verdict::Hold => true,
+        super::gate::Verdict::Wait(message) => {
+            cx.set_phase(Phase::AwaitingGates);
+            cx.st.message = Some(message);
+            false
+        }
+        super::gate::Verdict::TimedOut(why) => {
+            let message = format!("{why}; nothing was changed");
+            cx.set_phase(Phase::Failed);
+            cx.st.finished_at = Some(cx.time());
+            cx.requeue = None;
+            cx.st.message = Some(message.clone());
+            cx.record("GateTimeout", None, message.clone());
+            cx.notice(NoticeKind::Failed, None, message);
+            false
+        }
+    }
+}
+
+/// The policy named for the release is missing or cannot be used.
+fn policy_problem(cx: &Ctx) -> Option<(StallReason, String)> {
+    match &cx.obs.policy {
+        PolicyObservation::None => None,
+        PolicyObservation::Missing { name, named_by } => Some((
+            StallReason::PolicyNotFound,
+            format!(
+                "ReleasePolicy {name:?} (named by {named_by}) does not exist; create it, or name an \
+                 existing one in spec.policy"
+            ),
+        )),
+        PolicyObservation::Found { name, spec } => {
+            let problems = crate::policy::validate_policy(name, spec);
+            (!problems.is_empty()).then(|| {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                (StallReason::InvalidPolicy, lines.join("; "))
+            })
+        }
+    }
 }
 
 fn stall(cx: &mut Ctx, reason: StallReason, lines: Vec<String>, recheck: Option<Duration>) {
@@ -131,7 +208,7 @@ fn cluster_problems(cx: &Ctx) -> Vec<(StallReason, String)> {
         namespace: cx.namespace().to_owned(),
         release: Some(Claimant::of(cx.release)),
         services: cx
-            .spec
+            .raw
             .services
             .iter()
             .map(|svc| {
@@ -146,7 +223,7 @@ fn cluster_problems(cx: &Ctx) -> Vec<(StallReason, String)> {
             .collect(),
         releases: cx.obs.releases.clone(),
     };
-    crate::preflight::cluster_problems(cx.spec, &view)
+    crate::preflight::cluster_problems(cx.raw, &view)
         .into_iter()
         .map(|r| (r.reason, r.problem.to_string()))
         .collect()

@@ -193,10 +193,12 @@ impl<'a> Graph<'a> {
                 services: w.into_iter().map(name).collect(),
             })
             .collect();
+        let (risk, reason) = crate::policy::risk(self.spec);
         Ok(Plan {
             waves,
             rollback_order,
-            ..Plan::default()
+            risk: Some(risk),
+            risk_reason: Some(reason),
         })
     }
 

@@ -1,0 +1,132 @@
+//! The release window before a wave begins: open, overridden (a
+//! justification and an approval of the override), or a wait that says
+//! exactly what is missing. A running step is never cut short: only
+//! services about to start ask.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::NoticeKind;
+use super::PolicyObservation;
+use super::context::Ctx;
+use crate::api::WindowStatus;
+use crate::policy::approval::Target;
+use crate::policy::{self, REVIEW_GATE};
+
+/// How soon a window that cannot be read is looked at again.
+const RECHECK: Duration = Duration::from_secs(30);
+
+/// May a wave begin now as far as the window goes? `Err` carries the
+/// release's message; the wait is in `status.window` and the wake-up is set.
+pub(super) fn allows(cx: &mut Ctx) -> Result<(), String> {
+    let policy = match &cx.obs.policy {
+        PolicyObservation::Found { name, spec } => Some((name.as_str(), spec)),
+        _ => None,
+    };
+    let own = cx.raw.window.as_ref();
+    let window = own.or(policy.and_then(|(_, p)| p.window.as_ref()));
+    let freeze = policy.and_then(|(_, p)| p.freeze.as_ref());
+    if window.is_none() && freeze.is_none() {
+        cx.st.window = None;
+        return Ok(());
+    }
+    let field = match (own, policy) {
+        (None, Some((name, _))) => format!("ReleasePolicy {name}: spec.window"),
+        _ => "spec.window".to_owned(),
+    };
+    let check = match policy::window::check(window, freeze, &field, cx.now) {
+        Ok(c) => c,
+        Err(p) => {
+            cx.wake_in(RECHECK);
+            return Err(format!("the release window cannot be read: {p}"));
+        }
+    };
+    let next_opening = check.next_opening.map(Time);
+    if check.open {
+        cx.st.window = Some(WindowStatus {
+            open: true,
+            next_opening: None,
+            message: check.describe,
+        });
+        return Ok(());
+    }
+    let hours = check
+        .describe
+        .split("; ")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let what = match &check.frozen {
+        Some(f) => format!("frozen ({f})"),
+        None => format!("outside the window ({hours})"),
+    };
+    let opens = match &check.opens {
+        Some(o) => format!("opens {o}"),
+        None => "does not open within a year".to_owned(),
+    };
+    let name = cx.release_name().to_owned();
+    let justification = cx
+        .raw
+        .window_override
+        .as_ref()
+        .map(|o| o.justification.trim().to_owned())
+        .filter(|j| !j.is_empty());
+    let window_approval = cx.approval(&Target::Window);
+    let review = policy::is_hotfix(cx.raw).then(|| cx.approval(&Target::Gate(REVIEW_GATE)));
+    let approver = window_approval
+        .approved_by
+        .or(review.as_ref().and_then(|r| r.approved_by))
+        .map(|a| a.spec.approver.clone());
+    let command = Target::Window.command(&name);
+
+    if let (Some(j), Some(by)) = (&justification, &approver) {
+        let message = format!("{what}; overridden by {by}: {j}");
+        let told = cx.st.window.as_ref().is_some_and(|w| w.message == message);
+        cx.st.window = Some(WindowStatus {
+            open: false,
+            next_opening,
+            message: message.clone(),
+        });
+        if !told {
+            cx.record("WindowOverride", None, message.clone());
+            cx.notice(NoticeKind::Approved, None, message);
+        }
+        return Ok(());
+    }
+
+    let mut message = match (&justification, &approver, &check.frozen) {
+        (None, None, Some(_)) => format!(
+            "{what}: needs spec.override.justification and an approved window override ({command}); \
+             otherwise it {opens}"
+        ),
+        (None, None, None) => format!("{what}; {opens}"),
+        (Some(_), None, _) => format!(
+            "{what}: has a justification; waits for an approval of the window override ({command}); \
+             otherwise it {opens}"
+        ),
+        (None, Some(by), _) => format!(
+            "{what}: the window override is approved by {by} but needs spec.override.justification \
+             (why it cannot wait); otherwise it {opens}"
+        ),
+        (Some(_), Some(_), _) => unreachable!("handled above"),
+    };
+    for why in window_approval
+        .refused
+        .iter()
+        .chain(review.iter().flat_map(|r| &r.refused))
+    {
+        message.push_str("; ");
+        message.push_str(why);
+    }
+    cx.st.window = Some(WindowStatus {
+        open: false,
+        next_opening,
+        message: check.describe,
+    });
+    match check.next_opening {
+        Some(at) => cx.wake_at(at),
+        None => cx.wake_in(Duration::from_secs(3600)),
+    }
+    Err(message)
+}

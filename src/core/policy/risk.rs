@@ -1,0 +1,222 @@
+//! A release's risk: the highest class of its changes, raised (never
+//! lowered) by `spec.risk`, and the sentence that says why.
+
+use crate::api::{ChangeClass, Problem, ReleaseSpec, Risk, ServiceSpec};
+
+/// The risk one change carries; no class counts as a feature.
+pub fn of_class(class: Option<ChangeClass>) -> Risk {
+    match class {
+        Some(ChangeClass::Copy | ChangeClass::Config) => Risk::Low,
+        None | Some(ChangeClass::Feature) => Risk::Medium,
+        Some(ChangeClass::Migration | ChangeClass::Auth | ChangeClass::Payment) => Risk::High,
+    }
+}
+
+pub fn name(risk: Risk) -> &'static str {
+    match risk {
+        Risk::Auto => "auto",
+        Risk::Low => "low",
+        Risk::Medium => "medium",
+        Risk::High => "high",
+    }
+}
+
+fn class_name(class: ChangeClass) -> &'static str {
+    match class {
+        ChangeClass::Copy => "copy",
+        ChangeClass::Config => "config",
+        ChangeClass::Feature => "feature",
+        ChangeClass::Migration => "migration",
+        ChangeClass::Auth => "auth",
+        ChangeClass::Payment => "payment",
+    }
+}
+
+/// The highest risk of `spec`'s changes, the first service that carries it,
+/// and why, without `spec.risk`.
+fn computed(spec: &ReleaseSpec) -> (Risk, String) {
+    let top = spec
+        .services
+        .iter()
+        .map(|s| of_class(s.change.class))
+        .max()
+        .unwrap_or(Risk::Low);
+    if top == Risk::Low {
+        return (Risk::Low, "low: every change is copy or config".to_owned());
+    }
+    let Some(svc) = spec
+        .services
+        .iter()
+        .find(|s| of_class(s.change.class) == top)
+    else {
+        return (top, name(top).to_owned());
+    };
+    (top, format!("{}: {}", name(top), why(svc)))
+}
+
+fn why(svc: &ServiceSpec) -> String {
+    match svc.change.class {
+        None => format!("{} has no change.class (counts as feature)", svc.name),
+        Some(c @ ChangeClass::Auth) => format!("{} is an {} change", svc.name, class_name(c)),
+        Some(c) => format!("{} is a {} change", svc.name, class_name(c)),
+    }
+}
+
+/// The release's risk class (never `Auto`) and why, e.g.
+/// `(High, "high: payments-api is a payment change")`. An explicit
+/// `spec.risk` above the computed one wins and says so; one below it is
+/// refused by [`problem`] and does not lower it here.
+pub fn risk(spec: &ReleaseSpec) -> (Risk, String) {
+    let (auto, reason) = computed(spec);
+    match spec.risk {
+        Some(set) if set > auto => (
+            set,
+            format!(
+                "{}: set by spec.risk (its changes alone: {})",
+                name(set),
+                name(auto)
+            ),
+        ),
+        _ => (auto, reason),
+    }
+}
+
+/// `spec.risk` below what the changes carry, in the words of the CRD's rule.
+pub fn problem(spec: &ReleaseSpec) -> Option<Problem> {
+    let set = spec.risk.filter(|r| *r != Risk::Auto)?;
+    let (auto, _) = computed(spec);
+    if set >= auto {
+        return None;
+    }
+    let message = match set {
+        Risk::Low => {
+            let svc = spec
+                .services
+                .iter()
+                .find(|s| of_class(s.change.class) > Risk::Low)?;
+            let what = match svc.change.class {
+                Some(c) => format!("a {} change", class_name(c)),
+                None => "no change.class, which counts as feature".to_owned(),
+            };
+            format!(
+                "low is below the risk of service {} ({what}); raise spec.risk or set it to auto",
+                svc.name
+            )
+        }
+        _ => {
+            let svc = spec
+                .services
+                .iter()
+                .find(|s| of_class(s.change.class) == Risk::High)?;
+            format!(
+                "medium is below the risk of service {} (a {} change is high risk); raise spec.risk to \
+                 high or set it to auto",
+                svc.name,
+                svc.change.class.map_or("", class_name)
+            )
+        }
+    };
+    Some(Problem {
+        field: "spec.risk".into(),
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(classes: &[(&str, Option<ChangeClass>)]) -> ReleaseSpec {
+        let mut s = crate::testing::spec()
+            .services(
+                &classes
+                    .iter()
+                    .map(|(n, _)| (*n, &[][..]))
+                    .collect::<Vec<_>>(),
+            )
+            .metric_at_most("e", "up", 0.1)
+            .build();
+        for (svc, (_, class)) in s.services.iter_mut().zip(classes) {
+            svc.change.class = *class;
+        }
+        s
+    }
+
+    #[test]
+    fn the_highest_change_sets_the_risk_and_says_which() {
+        use ChangeClass::*;
+        let cases: Vec<(ReleaseSpec, Risk, &str)> = vec![
+            (
+                spec(&[("web", Some(Copy)), ("payments-api", Some(Payment))]),
+                Risk::High,
+                "high: payments-api is a payment change",
+            ),
+            (
+                spec(&[("login", Some(Auth))]),
+                Risk::High,
+                "high: login is an auth change",
+            ),
+            (
+                spec(&[("web", Some(Copy)), ("cfg", Some(Config))]),
+                Risk::Low,
+                "low: every change is copy or config",
+            ),
+            (
+                spec(&[("api", Some(Config)), ("web", None)]),
+                Risk::Medium,
+                "medium: web has no change.class (counts as feature)",
+            ),
+            (
+                spec(&[("web", Some(Feature))]),
+                Risk::Medium,
+                "medium: web is a feature change",
+            ),
+        ];
+        for (s, r, reason) in cases {
+            assert_eq!(risk(&s), (r, reason.to_owned()));
+            assert_eq!(problem(&s), None);
+        }
+    }
+
+    #[test]
+    fn spec_risk_raises_and_is_refused_below_with_the_service_named() {
+        let mut s = spec(&[("web", Some(ChangeClass::Feature))]);
+        s.risk = Some(Risk::High);
+        assert_eq!(
+            risk(&s),
+            (
+                Risk::High,
+                "high: set by spec.risk (its changes alone: medium)".to_owned()
+            )
+        );
+        s.risk = Some(Risk::Medium);
+        assert_eq!(risk(&s).1, "medium: web is a feature change");
+        s.risk = Some(Risk::Low);
+        let p = problem(&s).expect("low is below feature");
+        assert_eq!(
+            p.to_string(),
+            "spec.risk: low is below the risk of service web (a feature change); raise spec.risk or \
+             set it to auto"
+        );
+        // Never lowered, even when the refusal is not heeded.
+        assert_eq!(risk(&s).0, Risk::Medium);
+        let mut s = spec(&[
+            ("cfg", Some(ChangeClass::Config)),
+            ("pay", Some(ChangeClass::Payment)),
+        ]);
+        s.risk = Some(Risk::Medium);
+        assert_eq!(
+            problem(&s).unwrap().message,
+            "medium is below the risk of service pay (a payment change is high risk); raise spec.risk \
+             to high or set it to auto"
+        );
+        let mut s = spec(&[("web", None)]);
+        s.risk = Some(Risk::Low);
+        assert!(
+            problem(&s)
+                .unwrap()
+                .message
+                .contains("(no change.class, which counts as feature)")
+        );
+    }
+}
