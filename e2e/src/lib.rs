@@ -27,6 +27,7 @@ pub mod bench;
 pub mod helm;
 pub mod operator;
 pub mod plugin;
+pub mod policy;
 pub mod release;
 pub mod scenario;
 pub mod sim;

@@ -60,6 +60,16 @@ impl ReleaseBuilder {
         self
     }
 
+    /// `spec.defaults`: only the scenarios' analysis, no steps (they come
+    /// from the policy's profile).
+    pub fn analysis_only(mut self) -> ReleaseBuilder {
+        self.0.spec.defaults = Some(Defaults {
+            steps: None,
+            analysis: Some(error_rate_analysis(1)),
+        });
+        self
+    }
+
     /// The `errorLimit` of the default analysis (set by [`Self::defaults`]).
     pub fn error_limit(mut self, limit: i32) -> ReleaseBuilder {
         self.0
