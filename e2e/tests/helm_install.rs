@@ -35,6 +35,41 @@ async fn helm_lint_is_clean() {
         "helm lint with options:\n{}",
         text(&out)
     );
+    // By default the chart's ReleasePolicy is `default`: Monday to Thursday,
+    // 09:00-17:00, weekends frozen, and the high-risk profile wants four eyes.
+    let out = helm(&[
+        "template",
+        "t",
+        chart.to_str().unwrap(),
+        "--show-only",
+        "templates/releasepolicy.yaml",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let policy: signalman::api::ReleasePolicy =
+        serde_yaml::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(policy.metadata.name.as_deref(), Some("default"));
+    let window = policy.spec.window.clone().unwrap();
+    assert_eq!(window.days.len(), 4);
+    assert_eq!(
+        (window.from.as_str(), window.to.as_str()),
+        ("09:00", "17:00")
+    );
+    assert_eq!(policy.spec.freeze.as_ref().unwrap().weekends, Some(true));
+    // The admission policies are in the chart by default, and out with admission.create=false.
+    let out = helm(&[
+        "template",
+        "t",
+        chart.to_str().unwrap(),
+        "--show-only",
+        "templates/admission.yaml",
+    ])
+    .await;
+    assert!(
+        text(&out).contains("kind: ValidatingAdmissionPolicy"),
+        "{}",
+        text(&out)
+    );
     // The dashboard ConfigMap carries valid Grafana JSON.
     let out = helm(&[
         "template",
@@ -219,6 +254,13 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
         ("watch", "httproutes.gateway.networking.k8s.io", None),
         ("patch", "httproutes.gateway.networking.k8s.io", Some(other)),
         ("create", "events.events.k8s.io", Some(other)),
+        // Go/no-go: the policies, the namespaces' policy label, the approvals.
+        ("list", "releasepolicies.signalman.dev", None),
+        ("watch", "releasepolicies.signalman.dev", None),
+        ("list", "namespaces", None),
+        ("watch", "namespaces", None),
+        ("list", "releaseapprovals.signalman.dev", None),
+        ("watch", "releaseapprovals.signalman.dev", None),
         ("create", "leases.coordination.k8s.io", mine),
         ("get", "leases.coordination.k8s.io/signalman-leader", mine),
         (
@@ -271,6 +313,13 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
             mine,
         ),
         ("create", "namespaces", None),
+        // The operator reads approvals and policies; it never makes or changes them.
+        ("approve", "releases.signalman.dev", Some(other)),
+        ("create", "releaseapprovals.signalman.dev", Some(other)),
+        ("update", "releaseapprovals.signalman.dev", Some(other)),
+        ("create", "releasepolicies.signalman.dev", None),
+        ("update", "releasepolicies.signalman.dev", None),
+        ("delete", "releasepolicies.signalman.dev", None),
         (
             "create",
             "clusterrolebindings.rbac.authorization.k8s.io",
@@ -299,6 +348,40 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
         }
     }
     assert!(wrong.is_empty(), "RBAC of {sa}:\n{}", wrong.join("\n"));
+
+    // The approver ClusterRole grants what approving takes, and the chart's
+    // ReleasePolicy (named for this test, open at all hours) is installed.
+    let approver = cr
+        .get(&format!("{}-approver", chart.release()))
+        .await
+        .expect("the approver ClusterRole");
+    let grants = |resource: &str, verb: &str| {
+        approver.rules.iter().flatten().any(|r| {
+            r.resources.iter().flatten().any(|x| x == resource) && r.verbs.iter().any(|v| v == verb)
+        })
+    };
+    assert!(
+        grants("releases", "approve") && grants("releaseapprovals", "create"),
+        "{approver:?}"
+    );
+    let policies: Api<signalman::api::ReleasePolicy> = Api::all(client.clone());
+    let policy = policies
+        .get(&chart.policy())
+        .await
+        .expect("the chart's ReleasePolicy");
+    let window = policy.spec.window.expect("a window");
+    assert_eq!(window.days.len(), 7, "{window:?}");
+    assert_eq!(
+        (window.from.as_str(), window.to.as_str()),
+        ("00:00", "24:00")
+    );
+    assert!(policy.spec.freeze.is_none(), "{:?}", policy.spec.freeze);
+    let high = policy
+        .spec
+        .risks
+        .and_then(|r| r.high)
+        .expect("a high-risk profile");
+    assert_eq!(high.approvals.and_then(|a| a.four_eyes), Some(true));
     eprintln!(
         "RBAC: {} allowed and {} denied checks hold for {sa}",
         allowed.len(),
