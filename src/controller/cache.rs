@@ -1169,21 +1169,21 @@ mod tests {
             PolicyObservation::None => "none".into(),
         };
         assert_eq!(
-            name_of(resolve_policy(Some("strict"), Some("default"), &all)),
+            name_of(resolve_policy(Some("strict"), Some("default"), all)),
             "found strict"
         );
         assert_eq!(
-            name_of(resolve_policy(None, Some("strict"), &all)),
+            name_of(resolve_policy(None, Some("strict"), all)),
             "found strict"
         );
-        assert_eq!(name_of(resolve_policy(None, None, &all)), "found default");
+        assert_eq!(name_of(resolve_policy(None, None, all)), "found default");
         // Named but absent: missing, saying who named it; never the default instead.
         assert_eq!(
-            name_of(resolve_policy(Some("gone"), Some("strict"), &all)),
+            name_of(resolve_policy(Some("gone"), Some("strict"), all)),
             "missing gone (spec.policy)"
         );
         assert_eq!(
-            name_of(resolve_policy(None, Some("gone"), &all)),
+            name_of(resolve_policy(None, Some("gone"), all)),
             "missing gone (namespace label signalman.dev/policy)"
         );
         // Nobody names one and there is no default: as before policies.
@@ -1192,7 +1192,7 @@ mod tests {
             "none"
         );
         // One that does not parse is not taken for none.
-        let broken = name_of(resolve_policy(Some("broken"), None, &all));
+        let broken = name_of(resolve_policy(Some("broken"), None, all));
         assert!(
             broken.starts_with(
                 "missing broken (spec.policy (it exists but cannot be read: spec.x: bad"
