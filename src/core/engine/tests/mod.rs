@@ -8,6 +8,7 @@ mod deletion;
 mod holds;
 mod order;
 mod pause;
+mod profiles;
 mod refused;
 mod rollback;
 mod waiting;
