@@ -155,9 +155,9 @@ fn deployments_ready(cx: &Ctx, w: i32, services: &[String]) -> GateStatus {
         })
         .collect();
     let reason = if not.is_empty() {
-        not.join("; ")
-    } else {
         format!("every Deployment of wave {w} exists, is rolled out and is not paused")
+    } else {
+        not.join("; ")
     };
     status(
         DEPLOYMENTS_READY,

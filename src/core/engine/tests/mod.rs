@@ -5,6 +5,7 @@ mod bad_input;
 mod bake;
 mod crash;
 mod deletion;
+mod gates;
 mod holds;
 mod order;
 mod pause;
