@@ -35,17 +35,28 @@ fn a_gate_that_does_not_hold_keeps_the_release_awaiting_gates_with_nothing_chang
     let mut sim = valued(Sim::new(s), &value);
     let first = sim.pass().clone();
     assert_eq!(first.status.phase, Some(Phase::AwaitingGates));
-    assert_eq!(first.requeue_after, Some(secs(1)), "asks for the gate at once");
+    assert_eq!(
+        first.requeue_after,
+        Some(secs(1)),
+        "asks for the gate at once"
+    );
     for _ in 0..10 {
         sim.pass();
     }
     assert!(sim.passes.iter().all(|p| p.decision.actions.is_empty()));
-    assert!(sim.cluster.values().all(|s| !s.baseline_recorded && s.canary.is_none()));
+    assert!(
+        sim.cluster
+            .values()
+            .all(|s| !s.baseline_recorded && s.canary.is_none())
+    );
     let st = status(&sim);
     assert_eq!(st.phase, Some(Phase::AwaitingGates));
     assert_eq!(st.started_at, None);
     let ready = gate(&sim, "deployments-ready");
-    assert_eq!((ready.kind, ready.holds, ready.wave), (GateKind::Cluster, true, 1));
+    assert_eq!(
+        (ready.kind, ready.holds, ready.wave),
+        (GateKind::Cluster, true, 1)
+    );
     let g = gate(&sim, "smoke");
     assert_eq!((g.holds, g.value), (false, Some(3.0)));
     assert_eq!(g.reason, "3 is not <= 0");
@@ -57,12 +68,21 @@ fn a_gate_that_does_not_hold_keeps_the_release_awaiting_gates_with_nothing_chang
     assert_eq!(condition(st, "Stalled").status, "False");
     assert_eq!(condition(st, "Ready").status, "False");
     // Checked every interval, not every pass.
-    let asked = sim.passes.iter().filter(|p| !p.observations.gates.is_empty()).count();
+    let asked = sim
+        .passes
+        .iter()
+        .filter(|p| !p.observations.gates.is_empty())
+        .count();
     assert!((2..=11).contains(&asked), "{asked}");
 
     value.set(0.0);
     assert_eq!(sim.run(500), Phase::Succeeded);
-    assert!(status(&sim).timeline.iter().any(|e| e.reason == "GatesPassed"));
+    assert!(
+        status(&sim)
+            .timeline
+            .iter()
+            .any(|e| e.reason == "GatesPassed")
+    );
 }
 
 #[test]
@@ -71,9 +91,11 @@ fn a_gate_that_fails_before_wave_2_holds_wave_2_while_wave_1_stays_promoted() {
     let mut s = spec(&[("a", &[]), ("b", &["a"])]);
     s.gates = vec![smoke(0.0)];
     let mut sim = valued(Sim::new(s), &value);
-    assert!(sim.run_until(100, |s| s.service_phase("a") == Some(ServicePhase::Progressing)));
+    assert!(sim.run_until(100, |s| s.service_phase("a")
+        == Some(ServicePhase::Progressing)));
     value.set(1.0);
-    assert!(sim.run_until(500, |s| s.service_phase("a") == Some(ServicePhase::Promoted)));
+    assert!(sim.run_until(500, |s| s.service_phase("a")
+        == Some(ServicePhase::Promoted)));
     let promoted_at = sim.passes.len();
     for _ in 0..10 {
         sim.pass();
@@ -83,14 +105,19 @@ fn a_gate_that_fails_before_wave_2_holds_wave_2_while_wave_1_stays_promoted() {
     assert_eq!(sim.service_phase("a"), Some(ServicePhase::Promoted));
     assert_eq!(sim.service_phase("b"), Some(ServicePhase::Pending));
     assert!(
-        sim.passes[promoted_at..].iter().all(|p| p.decision.actions.is_empty()),
+        sim.passes[promoted_at..]
+            .iter()
+            .all(|p| p.decision.actions.is_empty()),
         "wave 2 moved"
     );
     assert!(!sim.cluster["b"].baseline_recorded);
     let g = gate(&sim, "smoke");
     assert_eq!((g.wave, g.holds), (2, false));
     let message = st.message.clone().unwrap();
-    assert!(message.contains("before wave 2: smoke: 1 is not <= 0"), "{message}");
+    assert!(
+        message.contains("before wave 2: smoke: 1 is not <= 0"),
+        "{message}"
+    );
 
     value.set(0.0);
     assert_eq!(sim.run(500), Phase::Succeeded);
@@ -106,7 +133,10 @@ fn a_gate_timeout_before_the_first_wave_fails_with_nothing_changed() {
     assert!(sim.passes.iter().all(|p| p.decision.actions.is_empty()));
     let st = status(&sim);
     let waited = st.finished_at.as_ref().unwrap().0.duration_since(epoch());
-    assert!(waited.as_secs() >= 120 && waited.as_secs() < 135, "{waited:?}");
+    assert!(
+        waited.as_secs() >= 120 && waited.as_secs() < 135,
+        "{waited:?}"
+    );
     let message = st.message.clone().unwrap();
     assert!(
         message.starts_with("the gates did not hold within gateTimeout 2m before wave 1: smoke: the query returned no data"),
@@ -123,13 +153,18 @@ fn a_gate_timeout_before_a_later_wave_rolls_the_train_back() {
     s.gates = vec![smoke(0.0)];
     s.gate_timeout = Some(secs(300).into());
     let mut sim = valued(Sim::new(s), &value);
-    assert!(sim.run_until(100, |s| s.service_phase("a") == Some(ServicePhase::Progressing)));
+    assert!(sim.run_until(100, |s| s.service_phase("a")
+        == Some(ServicePhase::Progressing)));
     value.set(1.0);
     assert_eq!(sim.run(500), Phase::RolledBack);
     let st = status(&sim);
     let cause = st.rollback.as_ref().unwrap();
     assert_eq!(cause.reason, RollbackReason::GateTimeout);
-    assert!(cause.message.contains("gateTimeout 5m before wave 2"), "{}", cause.message);
+    assert!(
+        cause.message.contains("gateTimeout 5m before wave 2"),
+        "{}",
+        cause.message
+    );
     assert_eq!(sim.service_phase("a"), Some(ServicePhase::Restored));
     assert_eq!(sim.service_phase("b"), Some(ServicePhase::Skipped));
     all_settled_as(&sim, TemplateState::Baseline);
@@ -160,7 +195,11 @@ fn an_approval_gate_waits_for_an_approval_and_says_how() {
     );
     sim.approve_gate("carol", "sign-off");
     assert_eq!(sim.run(200), Phase::Succeeded);
-    assert!(gate(&sim, "sign-off").reason.starts_with("approved by carol"));
+    assert!(
+        gate(&sim, "sign-off")
+            .reason
+            .starts_with("approved by carol")
+    );
 }
 
 #[test]
@@ -175,7 +214,11 @@ fn a_paused_deployment_fails_the_built_in_gate_of_a_gated_release() {
     assert_eq!(sim.phase(), Phase::AwaitingGates, "{:#?}", status(&sim));
     let g = gate(&sim, "deployments-ready");
     assert!(!g.holds);
-    assert!(g.reason.contains("Deployment \"a\" is paused"), "{}", g.reason);
+    assert!(
+        g.reason.contains("Deployment \"a\" is paused"),
+        "{}",
+        g.reason
+    );
     sim.cluster.get_mut("a").unwrap().paused = false;
     assert_eq!(sim.run(200), Phase::Succeeded);
 }
@@ -185,12 +228,23 @@ fn due_gates_asks_only_while_waiting_and_once_per_interval() {
     let mut s = spec(&[("a", &[])]);
     s.gates = vec![smoke(0.0)];
     let mut sim = Sim::new(s).with_gate(|_, _| QueryResult::Value(5.0));
-    assert!(due_gates(&sim.release, sim.now).is_empty(), "nothing before the first decision");
+    assert!(
+        due_gates(&sim.release, sim.now).is_empty(),
+        "nothing before the first decision"
+    );
     sim.pass();
     let now = sim.now;
     assert_eq!(due_gates(&sim.release, now).len(), 1);
     sim.pass();
-    let checked = status(&sim).gates.iter().find(|g| g.name == "smoke").unwrap().checked_at.clone().unwrap().0;
+    let checked = status(&sim)
+        .gates
+        .iter()
+        .find(|g| g.name == "smoke")
+        .unwrap()
+        .checked_at
+        .clone()
+        .unwrap()
+        .0;
     assert!(due_gates(&sim.release, plus_secs(checked, 9)).is_empty());
     assert_eq!(due_gates(&sim.release, plus_secs(checked, 10)).len(), 1);
 }

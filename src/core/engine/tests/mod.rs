@@ -13,6 +13,7 @@ mod profiles;
 mod refused;
 mod rollback;
 mod waiting;
+mod windows;
 
 use std::time::Duration;
 
