@@ -11,6 +11,9 @@ use kube::ResourceExt;
 
 use crate::api::Release;
 
+use signalman_core::policy;
+
+use super::approve;
 use super::cluster::{self, Connection, Target};
 use super::schedule::{ClusterCheck, PlanInput, render_plan};
 use super::steer::{self, Steer};
@@ -242,6 +245,72 @@ pub(super) fn encode<T: serde::Serialize>(value: &T, output: Output) -> Result<S
             .map_err(|e| Failure(e.to_string())),
         Output::Yaml => serde_yaml::to_string(value).map_err(|e| Failure(e.to_string())),
     }
+}
+
+/// `approve NAME --gate G | --step SERVICE/N | --window -m TEXT`: check, create the
+/// approval as the authenticated user, and say what it unblocks.
+pub async fn approve(
+    target: &Target,
+    name: &str,
+    args: &approve::Args<'_>,
+) -> Result<ExitCode, Failure> {
+    // Bad arguments are refused before the cluster is asked anything.
+    let (what, comment) = approve::parse(args).map_err(Failure)?;
+    let conn = cluster::connect(target).await?;
+    let ns = conn.namespace.clone();
+    let release = conn.get(&ns, name).await?;
+    let user = conn.whoami().await?;
+    let applied = match release.status.as_ref().and_then(|s| s.policy.clone()) {
+        Some(p) => Some(p),
+        // Before the controller has written it: the policy it will follow, resolved as it resolves it.
+        None => match conn.policy_for(&ns, &release.spec).await {
+            Ok(observed) => Some(policy::applied(&release.spec, &observed)),
+            Err(why) => {
+                eprintln!(
+                    "note: {}; checking against the Release alone",
+                    untrusted::escape(&why)
+                );
+                None
+            }
+        },
+    };
+    approve::check(&release, applied.as_ref(), &what, &user).map_err(Failure)?;
+    let object = approve::approval(&release, &what, &user, &comment);
+    let shown = |s: &str| untrusted::escape(s).into_owned();
+    match conn.create_approval(&object).await? {
+        cluster::Created::New(a) => {
+            println!(
+                "{} approved {} of Release {name} (ReleaseApproval {}).",
+                shown(&user),
+                shown(&what.describe()),
+                shown(&a.name_any())
+            );
+        }
+        cluster::Created::Existing(a) => {
+            let at = a
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| format!(" at {}", t.0))
+                .unwrap_or_default();
+            println!(
+                "you already approved {} of Release {name}{at} (ReleaseApproval {}: {:?}); an approval cannot be changed, so nothing was created",
+                shown(&what.describe()),
+                shown(&a.name_any()),
+                shown(&a.spec.comment)
+            );
+        }
+    }
+    println!(
+        "  this unblocks: {}",
+        shown(&approve::unblocks(&release, applied.as_ref(), &what))
+    );
+    println!(
+        "  follow it: kubectl signalman get {} -n {} --watch",
+        shown(name),
+        shown(&ns)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `pause`, `resume` or `abort NAME`: patch the spec field that `decide` picks, and say what follows.

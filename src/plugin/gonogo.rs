@@ -136,6 +136,24 @@ pub fn would_not_count(
     None
 }
 
+/// The ReleasePolicy that applies to `spec` in a namespace labelled
+/// `namespace_label` (`signalman.dev/policy`), and what named it: `spec.policy`,
+/// else the namespace's label, else `default` (named by nothing: its absence
+/// means no policy, not a missing one).
+// The controller resolves the same way; this belongs in the core beside `policy::applied`.
+pub fn policy_name(spec: &ReleaseSpec, namespace_label: Option<&str>) -> (String, Option<String>) {
+    if let Some(p) = &spec.policy {
+        return (p.clone(), Some("spec.policy".to_owned()));
+    }
+    if let Some(l) = namespace_label.filter(|l| !l.is_empty()) {
+        return (
+            l.to_owned(),
+            Some(format!("namespace label {}", crate::api::POLICY_LABEL)),
+        );
+    }
+    (crate::api::DEFAULT_POLICY.to_owned(), None)
+}
+
 /// An instant as a person plans around it in `zone`: `Mon 09:00 Europe/Berlin`,
 /// with the date when it is a week or more after `now`.
 pub fn opening(at: Timestamp, zone: &str, now: Timestamp) -> String {
