@@ -374,16 +374,25 @@ fn awaiting_gates_shows_each_gate_its_value_and_reason_and_how_to_approve() {
     );
     golden("awaiting-gates", &text);
     assert!(
-        text.contains("risk     high: payments-api is a payment change · ReleasePolicy prod, profile high"),
+        text.contains(
+            "risk     high: payments-api is a payment change · ReleasePolicy prod, profile high"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("GATES for wave 1, waiting 3m; gate timeout 4h: ends Failed, nothing changed in 3h57m"),
+        text.contains(
+            "GATES for wave 1, waiting 3m; gate timeout 4h: ends Failed, nothing changed in 3h57m"
+        ),
         "{text}"
     );
-    assert!(text.contains("✖ smoke-tests        query     0  0 is not >= 1"), "{text}");
     assert!(
-        text.contains("approve: kubectl signalman approve checkout-v6 -n shop --gate change-board -m \"...\""),
+        text.contains("✖ smoke-tests        query     0  0 is not >= 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "approve: kubectl signalman approve checkout-v6 -n shop --gate change-board -m \"...\""
+        ),
         "{text}"
     );
     // A gate that holds needs nothing from anyone.
@@ -397,10 +406,15 @@ fn awaiting_window_shows_the_next_opening_and_what_the_override_still_needs() {
     let text = view::render_release(&r, now(), &TimeZone::UTC, Style::plain());
     golden("awaiting-window", &text);
     assert!(
-        text.contains("WINDOW closed: Mon-Thu 09:00-17:00 Europe/Berlin; Friday after 12:00 needs an override"),
+        text.contains(
+            "WINDOW closed: Mon-Thu 09:00-17:00 Europe/Berlin; Friday after 12:00 needs an override"
+        ),
         "{text}"
     );
-    assert!(text.contains("opens Mon 2026-11-30 08:00 UTC (in 88h)"), "{text}");
+    assert!(
+        text.contains("opens Mon 2026-11-30 08:00 UTC (in 88h)"),
+        "{text}"
+    );
     assert!(
         text.contains("override: justified (INC-4711: checkout fails for Safari users); it also needs an approval: kubectl signalman approve checkout-v7 -n shop --window"),
         "{text}"
@@ -408,7 +422,10 @@ fn awaiting_window_shows_the_next_opening_and_what_the_override_still_needs() {
     // In the reader's zone.
     let berlin = TimeZone::get("Europe/Berlin").unwrap();
     let text = view::render_release(&r, now(), &berlin, Style::plain());
-    assert!(text.contains("opens Mon 2026-11-30 09:00 Europe/Berlin"), "{text}");
+    assert!(
+        text.contains("opens Mon 2026-11-30 09:00 Europe/Berlin"),
+        "{text}"
+    );
     // Without a justification it says both are missing.
     let mut bare = r.clone();
     bare.spec.window_override = None;
@@ -436,7 +453,10 @@ fn a_service_waiting_for_a_step_approval_says_so_and_how_to_give_it() {
         text.contains("measurements go on (a breach still rolls back); to move on: kubectl signalman approve checkout-v6 -n shop --step payments-api/2 -m \"...\""),
         "{text}"
     );
-    assert!(!text.contains("bake"), "no countdown while it waits: {text}");
+    assert!(
+        !text.contains("bake"),
+        "no countdown while it waits: {text}"
+    );
 }
 
 #[test]

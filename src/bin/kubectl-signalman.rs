@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use signalman::plugin::cluster::Target;
 use signalman::plugin::commands::{self, Failure, Output};
-use signalman::plugin::{approve, steer};
 use signalman::plugin::style::Style;
+use signalman::plugin::{approve, steer};
 
 #[derive(Parser)]
 #[command(

@@ -405,7 +405,10 @@ impl Connection {
             }),
             // Without the ReleasePolicy CRD there is no policy: the behaviour from before policies.
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(PolicyObservation::None),
-            Err(e) => Err(format!("cannot read ReleasePolicy {name}: {}", root_cause(&e))),
+            Err(e) => Err(format!(
+                "cannot read ReleasePolicy {name}: {}",
+                root_cause(&e)
+            )),
         }
     }
 
@@ -428,7 +431,9 @@ impl Connection {
                     what,
                     reason: s.message,
                 }),
-                Err(e) => Err(self.explain(e, &format!("reading ReleaseApproval {ns}/{name}")).await),
+                Err(e) => Err(self
+                    .explain(e, &format!("reading ReleaseApproval {ns}/{name}"))
+                    .await),
             },
             Err(kube::Error::Api(s)) if s.code == 404 => Err(Error::Api {
                 what,

@@ -15,7 +15,7 @@ use signalman_core::policy;
 
 use super::approve;
 use super::cluster::{self, Connection, Target};
-use super::schedule::{ClusterCheck, PlanInput, render_plan};
+use super::schedule::{ClusterCheck, GoNoGo, PlanInput, PolicyRead, render_plan_with};
 use super::steer::{self, Steer};
 use super::style::Style;
 use super::untrusted;
@@ -104,23 +104,37 @@ pub async fn plan(
             .namespace
             .clone()
             .or_else(|| conn.as_ref().ok().map(|c| c.namespace.clone()));
-        let check = match &conn {
-            Err(why) => ClusterCheck::Skipped(why.clone()),
+        let (check, policy) = match &conn {
+            Err(why) => (
+                ClusterCheck::Skipped(why.clone()),
+                PolicyRead::NotRead(why.clone()),
+            ),
             Ok(c) => {
                 let ns = namespace.clone().unwrap_or_else(|| c.namespace.clone());
                 let facts = c.facts(&ns, r.metadata.name.as_deref(), &r.spec).await?;
-                ClusterCheck::Checked {
-                    server: c.server.clone(),
-                    facts,
-                }
+                let policy = match c.policy_for(&ns, &r.spec).await {
+                    Ok(observed) => PolicyRead::Read(observed),
+                    Err(why) => PolicyRead::NotRead(why),
+                };
+                (
+                    ClusterCheck::Checked {
+                        server: c.server.clone(),
+                        facts,
+                    },
+                    policy,
+                )
             }
+        };
+        let go = GoNoGo {
+            policy,
+            now: Timestamp::now(),
         };
         let input = PlanInput {
             name: r.metadata.name.as_deref(),
             namespace: namespace.as_deref(),
             spec: &r.spec,
         };
-        let (text, valid) = render_plan(&input, &check, style);
+        let (text, valid) = render_plan_with(&input, &check, &go, style);
         if i > 0 {
             println!();
         }

@@ -207,7 +207,8 @@ fn risk_line(status: &ReleaseStatus) -> Option<String> {
     let plan = status.plan.as_ref();
     let mut parts = Vec::new();
     match (
-        plan.and_then(|p| p.risk_reason.as_deref()).filter(|r| !r.is_empty()),
+        plan.and_then(|p| p.risk_reason.as_deref())
+            .filter(|r| !r.is_empty()),
         plan.and_then(|p| p.risk),
     ) {
         (Some(reason), _) => parts.push(reason.to_owned()),
@@ -265,7 +266,10 @@ fn render_window(
             text::duration(since(now, t.0))
         );
     } else {
-        let _ = writeln!(out, "           it does not open within a year: only an override lets it start");
+        let _ = writeln!(
+            out,
+            "           it does not open within a year: only an override lets it start"
+        );
     }
     let command = approve_command(r, "--window");
     let override_ = match &r.spec.window_override {
@@ -273,9 +277,7 @@ fn render_window(
             "override: justified ({}); it also needs an approval: {command}",
             o.justification
         ),
-        None => format!(
-            "override: needs spec.override.justification and an approval ({command})"
-        ),
+        None => format!("override: needs spec.override.justification and an approval ({command})"),
     };
     let _ = writeln!(out, "           {}", style.dim(&override_));
 }
@@ -334,18 +336,24 @@ fn render_gates(
                 GateKind::Approval => "approval",
             },
         );
-        let value = g.value.map(number).map(|v| format!("{v}  ")).unwrap_or_default();
+        let value = g
+            .value
+            .map(number)
+            .map(|v| format!("{v}  "))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "    {glyph} {:width$}  {kind:8}  {value}{}",
-            g.name,
-            g.reason
+            g.name, g.reason
         );
         if g.kind == GateKind::Approval && !g.holds {
             let _ = writeln!(
                 out,
                 "      {}",
-                style.dim(&format!("approve: {}", approve_command(r, &format!("--gate {}", g.name))))
+                style.dim(&format!(
+                    "approve: {}",
+                    approve_command(r, &format!("--gate {}", g.name))
+                ))
             );
         }
     }
@@ -388,12 +396,7 @@ fn render_service(
 ) {
     let steps = eff.steps_of(spec);
     let (glyph, painted) = service_badge(st.phase, style);
-    let name_w = eff
-        .services
-        .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(0);
+    let name_w = eff.services.iter().map(|s| s.name.len()).max().unwrap_or(0);
     let mut line = format!(
         "  {glyph} {}  {}",
         style.bold(&format!("{:name_w$}", st.name)),
