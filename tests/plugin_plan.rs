@@ -420,7 +420,7 @@ mod gonogo {
                 ..Default::default()
             },
         };
-        let (text, valid) = plan(&r, PolicyRead::Read(observed));
+        let (text, valid) = plan(&r, PolicyRead::Read(Box::new(observed)));
         assert!(valid, "{text}");
         assert!(
             text.contains("policy          ReleasePolicy default (the default)"),
@@ -440,14 +440,17 @@ mod gonogo {
             name: "strict".into(),
             named_by: "spec.policy".into(),
         };
-        let (text, valid) = plan(&r, PolicyRead::Read(missing));
+        let (text, valid) = plan(&r, PolicyRead::Read(Box::new(missing)));
         assert!(!valid, "{text}");
         assert!(
             text.contains("✖ spec.policy: ReleasePolicy strict (named by spec.policy) does not exist, so the controller would hold this Release Pending (PolicyNotFound); create the policy or name another"),
             "{text}"
         );
         // No policy at all is not a problem: the behaviour from before policies.
-        let (text, valid) = plan(&release(), PolicyRead::Read(PolicyObservation::None));
+        let (text, valid) = plan(
+            &release(),
+            PolicyRead::Read(Box::new(PolicyObservation::None)),
+        );
         assert!(valid, "{text}");
         assert!(text.contains("policy          none applies"), "{text}");
     }

@@ -113,7 +113,7 @@ pub async fn plan(
                 let ns = namespace.clone().unwrap_or_else(|| c.namespace.clone());
                 let facts = c.facts(&ns, r.metadata.name.as_deref(), &r.spec).await?;
                 let policy = match c.policy_for(&ns, &r.spec).await {
-                    Ok(observed) => PolicyRead::Read(observed),
+                    Ok(observed) => PolicyRead::Read(Box::new(observed)),
                     Err(why) => PolicyRead::NotRead(why),
                 };
                 (

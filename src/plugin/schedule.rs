@@ -170,7 +170,7 @@ pub struct PlanInput<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PolicyRead {
     /// Read from the cluster (resolved as the controller resolves it).
-    Read(PolicyObservation),
+    Read(Box<PolicyObservation>),
     /// Not read, and why (`--offline`, no cluster, no permission).
     NotRead(String),
 }
@@ -195,12 +195,12 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
 
 /// The policy in force for `spec` under what `plan` read, and the problem a missing one is.
 fn applied_policy(spec: &ReleaseSpec, read: &PolicyRead) -> (Option<AppliedPolicy>, Vec<Problem>) {
-    match read {
-        PolicyRead::NotRead(_) => (
-            Some(policy::applied(spec, &PolicyObservation::None)),
-            Vec::new(),
-        ),
-        PolicyRead::Read(PolicyObservation::Missing { name, named_by }) => (
+    let observed = match read {
+        PolicyRead::NotRead(_) => &PolicyObservation::None,
+        PolicyRead::Read(o) => &**o,
+    };
+    match observed {
+        PolicyObservation::Missing { name, named_by } => (
             None,
             vec![Problem {
                 field: if named_by == "spec.policy" {
@@ -213,7 +213,7 @@ fn applied_policy(spec: &ReleaseSpec, read: &PolicyRead) -> (Option<AppliedPolic
                 ),
             }],
         ),
-        PolicyRead::Read(obs) => (Some(policy::applied(spec, obs)), Vec::new()),
+        obs => (Some(policy::applied(spec, obs)), Vec::new()),
     }
 }
 
@@ -621,8 +621,11 @@ fn window_check(
     now: Timestamp,
 ) -> Result<Option<(policy::window::WindowCheck, String)>, Problem> {
     let found = match read {
-        PolicyRead::Read(PolicyObservation::Found { name, spec }) => Some((name, spec)),
-        _ => None,
+        PolicyRead::Read(o) => match &**o {
+            PolicyObservation::Found { name, spec } => Some((name, spec)),
+            _ => None,
+        },
+        PolicyRead::NotRead(_) => None,
     };
     let (window, field) = match (&spec.window, found) {
         (Some(w), _) => (Some(w), "spec.window".to_owned()),
@@ -672,13 +675,14 @@ fn render_gonogo(
             "no policy read ({}): the Release's own gates, window and steps; the cluster's ReleasePolicy may add steps, approvals and a window",
             e(why)
         ),
-        PolicyRead::Read(PolicyObservation::None) => {
+        PolicyRead::Read(o) => match &**o {
+        PolicyObservation::None => {
             "none applies (none named and no ReleasePolicy default): the Release's own gates, window and steps".to_owned()
         }
-        PolicyRead::Read(PolicyObservation::Missing { name, .. }) => {
+        PolicyObservation::Missing { name, .. } => {
             format!("ReleasePolicy {} does not exist (see Problems)", e(name))
         }
-        PolicyRead::Read(PolicyObservation::Found { name, .. }) => {
+        PolicyObservation::Found { name, .. } => {
             let by = if let Some(p) = &spec.policy {
                 format!("named by spec.policy {}", e(p))
             } else if name == api::DEFAULT_POLICY {
@@ -688,6 +692,7 @@ fn render_gonogo(
             };
             format!("ReleasePolicy {} ({by}), profile {profile}", e(name))
         }
+        },
     };
     let _ = writeln!(out, "  policy          {policy_line}");
 
