@@ -396,7 +396,6 @@ mod gonogo {
     }
 
     #[test]
-    #[ignore = "needs policy::applied from the engine's branch (a stub on this one)"]
     fn a_policy_read_from_the_cluster_names_itself_and_adds_its_approvals() {
         let mut r = release();
         r.spec.release_type = None;
@@ -457,35 +456,49 @@ mod gonogo {
 
     #[test]
     fn the_earliest_start_is_the_next_opening_in_the_window_zone_and_what_is_frozen() {
+        use signalman_core::api::{Freeze, Weekday, Window};
+        use signalman_core::policy::window::check;
         let now: Timestamp = "2026-11-27T14:00:00Z".parse().unwrap(); // Friday 15:00 in Berlin
-        let closed = WindowCheck {
-            open: false,
-            frozen: Some("Friday after 12:00".into()),
-            next_opening: Some("2026-11-30T08:00:00Z".parse().unwrap()),
-            describe: "Mon-Thu 09:00-17:00 Europe/Berlin; Friday after 12:00 needs an override"
-                .into(),
+        let window = Window {
+            days: vec![
+                Weekday::Monday,
+                Weekday::Tuesday,
+                Weekday::Wednesday,
+                Weekday::Thursday,
+                Weekday::Friday,
+            ],
+            from: "09:00".into(),
+            to: "17:00".into(),
+            time_zone: Some("Europe/Berlin".into()),
         };
-        assert_eq!(
-            earliest_start(&closed, "Europe/Berlin", now, false, "fix"),
-            "Mon 09:00 Europe/Berlin; Friday after 12:00 needs an override; sooner only with spec.override.justification and an approved override (kubectl signalman approve fix --window -m \"...\")"
+        let freeze = Freeze {
+            friday_from: Some("12:00".into()),
+            ..Default::default()
+        };
+        let closed = check(Some(&window), Some(&freeze), "spec.window", now).unwrap();
+        let start = earliest_start(&closed, false, "fix");
+        assert!(
+            start.starts_with("Mon 09:00 Europe/Berlin; Friday"),
+            "{start}"
         );
-        let open = WindowCheck {
-            open: true,
-            frozen: None,
-            next_opening: None,
-            describe: String::new(),
-        };
+        assert!(
+            start.ends_with("needs an override; sooner only with spec.override.justification and an approved override (kubectl signalman approve fix --window -m \"...\")"),
+            "{start}"
+        );
+        let thursday: Timestamp = "2026-11-26T10:00:00Z".parse().unwrap();
+        let open = check(Some(&window), Some(&freeze), "spec.window", thursday).unwrap();
         assert_eq!(
-            earliest_start(&open, "Europe/Berlin", now, false, "fix"),
+            earliest_start(&open, false, "fix"),
             "now (the window is open)"
         );
         let never = WindowCheck {
             frozen: None,
             next_opening: None,
+            opens: None,
             ..closed
         };
         assert!(
-            earliest_start(&never, "UTC", now, true, "fix").starts_with(
+            earliest_start(&never, true, "fix").starts_with(
                 "not within a year; sooner only with spec.override.justification (set)"
             )
         );

@@ -17,6 +17,7 @@ use crate::api::{
 };
 
 use super::gonogo;
+use signalman_core::policy;
 
 /// Longest comment the CRD accepts.
 const COMMENT_MAX: usize = 1024;
@@ -165,8 +166,9 @@ pub fn check(
     }
     match what {
         What::Gate(gate) => {
-            let gates = gonogo::approval_gates(&release.spec, applied);
-            if !gates.contains(gate) {
+            let rules = gonogo::approvals(applied);
+            let gates = policy::approval_gates(&release.spec, Some(&rules));
+            if !gates.contains(&gate.as_str()) {
                 if release
                     .spec
                     .gates
@@ -218,9 +220,10 @@ pub fn check(
                     steps.len()
                 ));
             }
-            let approvals = gonogo::approvals(applied);
-            if !gonogo::step_waits(&steps, index, &approvals) {
-                let waiting = listed(&|i| gonogo::step_waits(&steps, i, &approvals));
+            // The profile's approval before the last step is written into the effective steps.
+            let waits = |i: usize| steps[i].approval == Some(true);
+            if !waits(index) {
+                let waiting = listed(&waits);
                 let which = if waiting.is_empty() {
                     format!("none of {service}'s steps does")
                 } else {
@@ -254,7 +257,8 @@ pub fn check(
             }
         }
     }
-    if let Some(why) = gonogo::would_not_count(release, applied, user) {
+    let rules = gonogo::approvals(applied);
+    if let Some(why) = policy::approval::refusal_of(release, Some(&rules), user) {
         return Err(format!("your approval would not count: {why}"));
     }
     Ok(())

@@ -395,7 +395,7 @@ impl Connection {
                 }
             }
         };
-        let (name, named_by) = super::gonogo::policy_name(spec, label.as_deref());
+        let (name, named_by) = signalman_core::policy::named(spec, label.as_deref());
         let policies: Api<ReleasePolicy> = Api::all(self.client.clone());
         match policies.get_opt(&name).await {
             Ok(Some(p)) => Ok(PolicyObservation::Found { name, spec: p.spec }),

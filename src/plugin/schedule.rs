@@ -298,7 +298,6 @@ pub fn render_plan_with(
             applied.as_ref(),
             &go.policy,
             window.as_ref().ok(),
-            go.now,
             style,
         );
     }
@@ -588,20 +587,14 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
 
 /// When the release can start, e.g. `Mon 09:00 Europe/Berlin; Friday after 12:00
 /// needs an override; sooner only with ...`, from the window checked at `now`.
-pub fn earliest_start(
-    c: &policy::window::WindowCheck,
-    zone: &str,
-    now: Timestamp,
-    justified: bool,
-    name: &str,
-) -> String {
+pub fn earliest_start(c: &policy::window::WindowCheck, justified: bool, name: &str) -> String {
     if c.open {
         return "now (the window is open)".to_owned();
     }
-    let mut s = match c.next_opening {
-        Some(t) => gonogo::opening(t, zone, now),
-        None => "not within a year".to_owned(),
-    };
+    let mut s = c
+        .opens
+        .clone()
+        .unwrap_or_else(|| "not within a year".to_owned());
     if let Some(f) = &c.frozen {
         let _ = write!(s, "; {} needs an override", untrusted::escape(f));
     }
@@ -619,30 +612,13 @@ fn window_check(
     spec: &ReleaseSpec,
     read: &PolicyRead,
     now: Timestamp,
-) -> Result<Option<(policy::window::WindowCheck, String)>, Problem> {
-    let found = match read {
-        PolicyRead::Read(o) => match &**o {
-            PolicyObservation::Found { name, spec } => Some((name, spec)),
-            _ => None,
-        },
-        PolicyRead::NotRead(_) => None,
+) -> Result<Option<policy::window::WindowCheck>, Problem> {
+    let none = PolicyObservation::None;
+    let policy = match read {
+        PolicyRead::Read(o) => &**o,
+        PolicyRead::NotRead(_) => &none,
     };
-    let (window, field) = match (&spec.window, found) {
-        (Some(w), _) => (Some(w), "spec.window".to_owned()),
-        (None, Some((name, p))) => (
-            p.window.as_ref(),
-            format!("ReleasePolicy {name}: spec.window"),
-        ),
-        (None, None) => (None, "spec.window".to_owned()),
-    };
-    let freeze = found.and_then(|(_, p)| p.freeze.as_ref());
-    if window.is_none() && freeze.is_none() {
-        return Ok(None);
-    }
-    let zone = window
-        .and_then(|w| w.time_zone.clone())
-        .unwrap_or_else(|| "UTC".to_owned());
-    policy::window::check(window, freeze, &field, now).map(|c| Some((c, zone)))
+    policy::window::for_release(spec, policy, now)
 }
 
 /// Risk, policy, gates, the approvals the train waits for, the window and the earliest start.
@@ -653,8 +629,7 @@ fn render_gonogo(
     effective: &ReleaseSpec,
     applied: Option<&AppliedPolicy>,
     read: &PolicyRead,
-    window: Option<&Option<(policy::window::WindowCheck, String)>>,
-    now: Timestamp,
+    window: Option<&Option<policy::window::WindowCheck>>,
     style: Style,
 ) {
     let spec = input.spec;
@@ -663,7 +638,7 @@ fn render_gonogo(
     let _ = writeln!(out, "{}", style.bold("Go/no-go:"));
     let (risk, reason) = policy::risk(spec);
     let reason = if reason.is_empty() {
-        gonogo::risk_word(risk).to_owned()
+        policy::risk_name(risk).to_owned()
     } else {
         e(&reason)
     };
@@ -696,7 +671,7 @@ fn render_gonogo(
     };
     let _ = writeln!(out, "  policy          {policy_line}");
 
-    let mut gates = vec![format!("{} (built in)", gonogo::DEPLOYMENTS_READY)];
+    let mut gates = vec![format!("{} (built in)", policy::DEPLOYMENTS_READY)];
     for g in &spec.gates {
         gates.push(match (&g.query, g.approval) {
             (Some(_), _) => format!("{} (query {})", e(&g.name), text::threshold(g.min, g.max)),
@@ -712,7 +687,7 @@ fn render_gonogo(
 
     let approvals = gonogo::approvals(applied);
     let mut waits: Vec<String> = Vec::new();
-    let before_start = gonogo::approval_gates(spec, applied);
+    let before_start = policy::approval_gates(spec, Some(&approvals));
     if !before_start.is_empty() {
         waits.push(format!(
             "before wave 1: {}",
@@ -726,7 +701,8 @@ fn render_gonogo(
     for svc in &effective.services {
         let steps = effective.steps_of(svc);
         for i in 0..steps.len() {
-            if gonogo::step_waits(&steps, i, &approvals) {
+            // The profile's approval before the last step is written into the effective steps.
+            if steps[i].approval == Some(true) {
                 waits.push(format!(
                     "{}: after step {} ({}%): --step {}/{}",
                     e(&svc.name),
@@ -793,9 +769,9 @@ fn render_gonogo(
             let _ = writeln!(out, "  window          none: it may start at any time");
             let _ = writeln!(out, "  earliest start  now");
         }
-        Some(Some((c, zone))) => {
+        Some(Some(c)) => {
             let _ = writeln!(out, "  window          {}", e(&c.describe));
-            let start = earliest_start(c, zone, now, spec.window_override.is_some(), &e(name));
+            let start = earliest_start(c, spec.window_override.is_some(), &e(name));
             let _ = writeln!(out, "  earliest start  {start}");
         }
     }

@@ -19,7 +19,6 @@ use crate::plan;
 use crate::text;
 use signalman_core::policy;
 
-use super::gonogo;
 use super::style::{Style, clock, number};
 use super::untrusted;
 
@@ -212,7 +211,7 @@ fn risk_line(status: &ReleaseStatus) -> Option<String> {
         plan.and_then(|p| p.risk),
     ) {
         (Some(reason), _) => parts.push(reason.to_owned()),
-        (None, Some(risk)) => parts.push(gonogo::risk_word(risk).to_owned()),
+        (None, Some(risk)) => parts.push(policy::risk_name(risk).to_owned()),
         (None, None) => {}
     }
     if let Some(p) = &status.policy {
