@@ -700,14 +700,14 @@ fn render_gonogo(
     }
     for svc in &effective.services {
         let steps = effective.steps_of(svc);
-        for i in 0..steps.len() {
-            // The profile's approval before the last step is written into the effective steps.
-            if steps[i].approval == Some(true) {
+        // The profile's approval before the last step is written into the effective steps.
+        for (i, step) in steps.iter().enumerate() {
+            if step.approval == Some(true) {
                 waits.push(format!(
                     "{}: after step {} ({}%): --step {}/{}",
                     e(&svc.name),
                     i + 1,
-                    steps[i].weight,
+                    step.weight,
                     e(&svc.name),
                     i + 1
                 ));
