@@ -71,6 +71,11 @@ fn a_valid_train_prints_waves_steps_rollback_order_and_least_duration() {
 }
 
 #[test]
+fn plan_lists_the_gates_and_every_approval_the_train_waits_for() {
+    golden("gonogo", 0);
+}
+
+#[test]
 fn built_in_steps_apply_when_none_are_given() {
     golden("no-metrics", 0);
 }
@@ -328,4 +333,174 @@ fn a_deployment_too_small_for_its_steps_is_a_warning_that_says_by_how_much() {
 #[test]
 fn what_a_write_would_be_refused_for_is_refused_by_plan() {
     golden("refused-on-write", 1);
+}
+
+mod gonogo {
+    use jiff::Timestamp;
+    use signalman::api::{Approvals, Profile, ReleasePolicySpec, RiskProfiles};
+    use signalman::engine::PolicyObservation;
+    use signalman::plugin::read_releases;
+    use signalman::plugin::schedule::{
+        ClusterCheck, GoNoGo, PlanInput, PolicyRead, earliest_start, render_plan_with,
+    };
+    use signalman::plugin::style::Style;
+    use signalman_core::policy::window::WindowCheck;
+
+    fn release() -> signalman::api::Release {
+        let text = std::fs::read_to_string(super::fixtures().join("gonogo.yaml")).unwrap();
+        read_releases(&text).unwrap().remove(0)
+    }
+
+    fn plan(r: &signalman::api::Release, policy: PolicyRead) -> (String, bool) {
+        let input = PlanInput {
+            name: r.metadata.name.as_deref(),
+            namespace: Some("shop"),
+            spec: &r.spec,
+        };
+        let go = GoNoGo {
+            policy,
+            now: "2026-11-26T16:00:00Z".parse().unwrap(),
+        };
+        render_plan_with(
+            &input,
+            &ClusterCheck::Skipped("test".into()),
+            &go,
+            Style::plain(),
+        )
+    }
+
+    #[test]
+    fn offline_it_says_no_policy_was_read_and_lists_the_release_own_approvals() {
+        let (text, valid) = plan(&release(), PolicyRead::NotRead("--offline".into()));
+        assert!(valid, "{text}");
+        assert!(
+            text.contains("policy          no policy read (--offline)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gates           before each wave: deployments-ready (built in), no-critical-alerts (query <= 0), change-board (approval)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("approvals       before wave 1: --gate change-board, --gate review"),
+            "{text}"
+        );
+        assert!(
+            text.contains("payments-api: after step 2 (50%): --step payments-api/2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gate timeout    2h: before wave 1 it ends Failed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_policy_read_from_the_cluster_names_itself_and_adds_its_approvals() {
+        let mut r = release();
+        r.spec.release_type = None;
+        let profile = Profile {
+            approvals: Some(Approvals {
+                before_start: Some(true),
+                four_eyes: Some(true),
+                approvers: vec!["alice".into(), "bob".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let observed = PolicyObservation::Found {
+            name: "default".into(),
+            spec: ReleasePolicySpec {
+                risks: Some(RiskProfiles {
+                    low: Some(profile.clone()),
+                    medium: Some(profile.clone()),
+                    high: Some(profile),
+                }),
+                ..Default::default()
+            },
+        };
+        let (text, valid) = plan(&r, PolicyRead::Read(Box::new(observed)));
+        assert!(valid, "{text}");
+        assert!(
+            text.contains("policy          ReleasePolicy default (the default)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("approvers       only alice, bob count; four eyes: not the Release's creator (annotation signalman.dev/created-by)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_named_policy_that_does_not_exist_is_a_problem() {
+        let mut r = release();
+        r.spec.policy = Some("strict".into());
+        let missing = PolicyObservation::Missing {
+            name: "strict".into(),
+            named_by: "spec.policy".into(),
+        };
+        let (text, valid) = plan(&r, PolicyRead::Read(Box::new(missing)));
+        assert!(!valid, "{text}");
+        assert!(
+            text.contains("✖ spec.policy: ReleasePolicy strict (named by spec.policy) does not exist, so the controller would hold this Release Pending (PolicyNotFound); create the policy or name another"),
+            "{text}"
+        );
+        // No policy at all is not a problem: the behaviour from before policies.
+        let (text, valid) = plan(
+            &release(),
+            PolicyRead::Read(Box::new(PolicyObservation::None)),
+        );
+        assert!(valid, "{text}");
+        assert!(text.contains("policy          none applies"), "{text}");
+    }
+
+    #[test]
+    fn the_earliest_start_is_the_next_opening_in_the_window_zone_and_what_is_frozen() {
+        use signalman_core::api::{Freeze, Weekday, Window};
+        use signalman_core::policy::window::check;
+        let now: Timestamp = "2026-11-27T14:00:00Z".parse().unwrap(); // Friday 15:00 in Berlin
+        let window = Window {
+            days: vec![
+                Weekday::Monday,
+                Weekday::Tuesday,
+                Weekday::Wednesday,
+                Weekday::Thursday,
+                Weekday::Friday,
+            ],
+            from: "09:00".into(),
+            to: "17:00".into(),
+            time_zone: Some("Europe/Berlin".into()),
+        };
+        let freeze = Freeze {
+            friday_from: Some("12:00".into()),
+            ..Default::default()
+        };
+        let closed = check(Some(&window), Some(&freeze), "spec.window", now).unwrap();
+        let start = earliest_start(&closed, false, "fix");
+        assert!(
+            start.starts_with("Mon 09:00 Europe/Berlin; Friday"),
+            "{start}"
+        );
+        assert!(
+            start.ends_with("needs an override; sooner only with spec.override.justification and an approved override (kubectl signalman approve fix --window -m \"...\")"),
+            "{start}"
+        );
+        let thursday: Timestamp = "2026-11-26T10:00:00Z".parse().unwrap();
+        let open = check(Some(&window), Some(&freeze), "spec.window", thursday).unwrap();
+        assert_eq!(
+            earliest_start(&open, false, "fix"),
+            "now (the window is open)"
+        );
+        let never = WindowCheck {
+            frozen: None,
+            next_opening: None,
+            opens: None,
+            ..closed
+        };
+        assert!(
+            earliest_start(&never, true, "fix").starts_with(
+                "not within a year; sooner only with spec.override.justification (set)"
+            )
+        );
+    }
 }

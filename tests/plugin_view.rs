@@ -363,3 +363,106 @@ fn a_service_released_without_metrics_shows_the_opt_out_and_its_reason() {
     let note = text.find("not measured (skipAnalysis").unwrap();
     assert!(note > at, "{text}");
 }
+
+#[test]
+fn awaiting_gates_shows_each_gate_its_value_and_reason_and_how_to_approve() {
+    let text = view::render_release(
+        &release("awaiting-gates"),
+        now(),
+        &TimeZone::UTC,
+        Style::plain(),
+    );
+    golden("awaiting-gates", &text);
+    assert!(
+        text.contains(
+            "risk     high: payments-api is a payment change · ReleasePolicy prod, profile high"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "GATES for wave 1, waiting 3m; gate timeout 4h: ends Failed, nothing changed in 3h57m"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("✖ smoke-tests        query     0  0 is not >= 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "approve: kubectl signalman approve checkout-v6 -n shop --gate change-board -m \"...\""
+        ),
+        "{text}"
+    );
+    // A gate that holds needs nothing from anyone.
+    assert!(!text.contains("--gate approval"), "{text}");
+    assert!(text.contains("AwaitingGates"), "{text}");
+}
+
+#[test]
+fn awaiting_window_shows_the_next_opening_and_what_the_override_still_needs() {
+    let r = release("awaiting-window");
+    let text = view::render_release(&r, now(), &TimeZone::UTC, Style::plain());
+    golden("awaiting-window", &text);
+    assert!(
+        text.contains(
+            "WINDOW closed: Mon-Thu 09:00-17:00 Europe/Berlin; Friday after 12:00 needs an override"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("opens Mon 2026-11-30 08:00 UTC (in 88h)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("override: justified (INC-4711: checkout fails for Safari users); it also needs an approval: kubectl signalman approve checkout-v7 -n shop --window"),
+        "{text}"
+    );
+    // In the reader's zone.
+    let berlin = TimeZone::get("Europe/Berlin").unwrap();
+    let text = view::render_release(&r, now(), &berlin, Style::plain());
+    assert!(
+        text.contains("opens Mon 2026-11-30 09:00 Europe/Berlin"),
+        "{text}"
+    );
+    // Without a justification it says both are missing.
+    let mut bare = r.clone();
+    bare.spec.window_override = None;
+    let text = view::render_release(&bare, now(), &TimeZone::UTC, Style::plain());
+    assert!(
+        text.contains("override: needs spec.override.justification and an approval (kubectl signalman approve checkout-v7 -n shop --window -m \"...\")"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_service_waiting_for_a_step_approval_says_so_and_how_to_give_it() {
+    let text = view::render_release(
+        &release("awaiting-approval"),
+        now(),
+        &TimeZone::UTC,
+        Style::plain(),
+    );
+    golden("awaiting-approval", &text);
+    assert!(
+        text.contains("step 2/3  [##########..........]  50%  waits for an approval of step 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("measurements go on (a breach still rolls back); to move on: kubectl signalman approve checkout-v6 -n shop --step payments-api/2 -m \"...\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("bake"),
+        "no countdown while it waits: {text}"
+    );
+}
+
+#[test]
+fn the_table_shows_the_new_phases() {
+    let list = [release("awaiting-gates"), release("awaiting-window")];
+    let text = view::render_table(&list, now(), false, Style::plain());
+    assert!(text.contains("checkout-v6   AwaitingGates"), "{text}");
+    assert!(text.contains("checkout-v7   AwaitingWindow"), "{text}");
+}

@@ -2,7 +2,8 @@
 //!
 //! On PATH as `kubectl-signalman`, kubectl runs it for `kubectl signalman ...`.
 //! It takes kubectl's connection flags; everything it changes is one of three
-//! spec fields (`paused`, `resumeHold`, `abort`) that `kubectl patch` or git can set too.
+//! spec fields (`paused`, `resumeHold`, `abort`) that `kubectl patch` or git can set too,
+//! or a `ReleaseApproval` it creates as the user the API server authenticated.
 //! This file parses the arguments; the commands are in `signalman::plugin`.
 
 use std::path::PathBuf;
@@ -11,8 +12,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use signalman::plugin::cluster::Target;
 use signalman::plugin::commands::{self, Failure, Output};
-use signalman::plugin::steer;
 use signalman::plugin::style::Style;
+use signalman::plugin::{approve, steer};
 
 #[derive(Parser)]
 #[command(
@@ -20,7 +21,7 @@ use signalman::plugin::style::Style;
     bin_name = "kubectl signalman",
     version,
     about = "Plan, watch and steer Signalman release trains",
-    after_help = "Examples:\n  kubectl signalman plan -f release.yaml\n  kubectl signalman get checkout-2 -n shop --watch\n  kubectl signalman abort checkout-2 -n shop"
+    after_help = "Examples:\n  kubectl signalman plan -f release.yaml\n  kubectl signalman approve checkout-2 -n shop --gate change-board -m \"CAB-112 approved\"\n  kubectl signalman get checkout-2 -n shop --watch\n  kubectl signalman abort checkout-2 -n shop"
 )]
 struct Cli {
     /// Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
@@ -70,6 +71,24 @@ enum Command {
     Abort { name: String },
     /// The release's history with timestamps and measurements; the first deviation is marked.
     Timeline { name: String },
+    /// Approve one thing a release waits for, as yourself: an approval gate, a step, or the window override.
+    /// Prints what the approval unblocks; approving the same thing again changes nothing.
+    Approve {
+        /// The Release.
+        name: String,
+        /// An approval gate: one of spec.gates with approval: true, `approval` or `review`.
+        #[arg(long, value_name = "GATE")]
+        gate: Option<String>,
+        /// A step that waits for an approval: SERVICE/N, N counted from 1 as `get` shows steps.
+        #[arg(long, value_name = "SERVICE/N")]
+        step: Option<String>,
+        /// The window override (the Release needs spec.override.justification).
+        #[arg(long)]
+        window: bool,
+        /// What you checked, or why you approve (required).
+        #[arg(short = 'm', long = "message", value_name = "TEXT")]
+        message: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -116,5 +135,20 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Resume { name } => commands::steer_release(&target, &name, steer::resume).await,
         Command::Abort { name } => commands::steer_release(&target, &name, steer::abort).await,
         Command::Timeline { name } => commands::timeline(&target, &name, style).await,
+        Command::Approve {
+            name,
+            gate,
+            step,
+            window,
+            message,
+        } => {
+            let args = approve::Args {
+                gate: gate.as_deref(),
+                step: step.as_deref(),
+                window,
+                message: message.as_deref(),
+            };
+            commands::approve(&target, &name, &args).await
+        }
     }
 }

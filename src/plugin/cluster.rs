@@ -6,12 +6,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config, ResourceExt};
 
-use crate::api::{Phase, Release, ReleaseSpec};
+use crate::api::{Phase, Release, ReleaseApproval, ReleasePolicy, ReleaseSpec};
+use crate::engine::PolicyObservation;
 use crate::preflight::{Claimant, ClusterView, ServiceView};
 
 /// Field manager of the plugin's patches, so `managedFields` shows who paused a release.
@@ -53,6 +56,8 @@ pub enum Error {
     Forbidden { what: String, reason: String },
     #[error("{what} failed: {reason}")]
     Api { what: String, reason: String },
+    #[error("the API server refused {what}: {reason}")]
+    Refused { what: String, reason: String },
 }
 
 /// Where to connect, with kubectl's flags.
@@ -329,6 +334,121 @@ impl Connection {
                 }),
         );
         Ok(view)
+    }
+}
+
+/// What creating an approval came to.
+#[derive(Debug)]
+pub enum Created {
+    /// Created now.
+    New(ReleaseApproval),
+    /// One of that name was there already: the same user approved the same thing before.
+    Existing(ReleaseApproval),
+}
+
+impl Connection {
+    /// Who the API server says we are, as `kubectl auth whoami` asks it.
+    pub async fn whoami(&self) -> Result<String, Error> {
+        let api: Api<SelfSubjectReview> = Api::all(self.client.clone());
+        match api
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await
+        {
+            Ok(review) => review
+                .status
+                .and_then(|s| s.user_info)
+                .and_then(|u| u.username)
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| Error::Api {
+                    what: "asking the API server who you are (SelfSubjectReview)".into(),
+                    reason: "it named no user; an approval needs an authenticated user".into(),
+                }),
+            Err(e) => Err(self
+                .explain(e, "asking the API server who you are (SelfSubjectReview)")
+                .await),
+        }
+    }
+
+    /// The ReleasePolicy that applies to `spec` in `namespace`, resolved the way the
+    /// controller resolves it; `Err` says why it could not be read.
+    pub async fn policy_for(
+        &self,
+        namespace: &str,
+        spec: &ReleaseSpec,
+    ) -> Result<PolicyObservation, String> {
+        let label = if spec.policy.is_some() {
+            None
+        } else {
+            let namespaces: Api<Namespace> = Api::all(self.client.clone());
+            match namespaces.get_opt(namespace).await {
+                Ok(ns) => ns.and_then(|n| {
+                    n.metadata
+                        .labels
+                        .and_then(|l| l.get(crate::api::POLICY_LABEL).cloned())
+                }),
+                Err(e) => {
+                    return Err(format!(
+                        "cannot read namespace {namespace} for its label {}: {}",
+                        crate::api::POLICY_LABEL,
+                        root_cause(&e)
+                    ));
+                }
+            }
+        };
+        let (name, named_by) = signalman_core::policy::named(spec, label.as_deref());
+        let policies: Api<ReleasePolicy> = Api::all(self.client.clone());
+        match policies.get_opt(&name).await {
+            Ok(Some(p)) => Ok(PolicyObservation::Found { name, spec: p.spec }),
+            Ok(None) => Ok(match named_by {
+                Some(named_by) => PolicyObservation::Missing { name, named_by },
+                None => PolicyObservation::None,
+            }),
+            // Without the ReleasePolicy CRD there is no policy: the behaviour from before policies.
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(PolicyObservation::None),
+            Err(e) => Err(format!(
+                "cannot read ReleasePolicy {name}: {}",
+                root_cause(&e)
+            )),
+        }
+    }
+
+    /// Create `approval`; an existing one of that name is returned, not replaced (approvals are immutable).
+    /// The API server's refusal (its admission policy's message) is passed on as it says it.
+    pub async fn create_approval(&self, approval: &ReleaseApproval) -> Result<Created, Error> {
+        let ns = approval.metadata.namespace.clone().unwrap_or_default();
+        let name = approval.metadata.name.clone().unwrap_or_default();
+        let api: Api<ReleaseApproval> = Api::namespaced(self.client.clone(), &ns);
+        let params = PostParams {
+            field_manager: Some(PLUGIN_FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        let what = format!("creating ReleaseApproval {ns}/{name}");
+        match api.create(&params, approval).await {
+            Ok(a) => Ok(Created::New(a)),
+            Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await {
+                Ok(Some(a)) => Ok(Created::Existing(a)),
+                Ok(None) => Err(Error::Api {
+                    what,
+                    reason: s.message,
+                }),
+                Err(e) => Err(self
+                    .explain(e, &format!("reading ReleaseApproval {ns}/{name}"))
+                    .await),
+            },
+            Err(kube::Error::Api(s)) if s.code == 404 => Err(Error::Api {
+                what,
+                reason: format!(
+                    "{}; is the ReleaseApproval CRD (releaseapprovals.signalman.dev) installed? install it with kubectl apply -f crds/ or the Helm chart",
+                    s.message
+                ),
+            }),
+            // Admission (the ValidatingAdmissionPolicy) and RBAC answer here: their words, as they are.
+            Err(kube::Error::Api(s)) => Err(Error::Refused {
+                what: format!("ReleaseApproval {ns}/{name}"),
+                reason: s.message,
+            }),
+            Err(e) => Err(self.explain(e, &what).await),
+        }
     }
 }
 

@@ -11,8 +11,11 @@ use kube::ResourceExt;
 
 use crate::api::Release;
 
+use signalman_core::policy;
+
+use super::approve;
 use super::cluster::{self, Connection, Target};
-use super::schedule::{ClusterCheck, PlanInput, render_plan};
+use super::schedule::{ClusterCheck, GoNoGo, PlanInput, PolicyRead, render_plan_with};
 use super::steer::{self, Steer};
 use super::style::Style;
 use super::untrusted;
@@ -101,23 +104,37 @@ pub async fn plan(
             .namespace
             .clone()
             .or_else(|| conn.as_ref().ok().map(|c| c.namespace.clone()));
-        let check = match &conn {
-            Err(why) => ClusterCheck::Skipped(why.clone()),
+        let (check, policy) = match &conn {
+            Err(why) => (
+                ClusterCheck::Skipped(why.clone()),
+                PolicyRead::NotRead(why.clone()),
+            ),
             Ok(c) => {
                 let ns = namespace.clone().unwrap_or_else(|| c.namespace.clone());
                 let facts = c.facts(&ns, r.metadata.name.as_deref(), &r.spec).await?;
-                ClusterCheck::Checked {
-                    server: c.server.clone(),
-                    facts,
-                }
+                let policy = match c.policy_for(&ns, &r.spec).await {
+                    Ok(observed) => PolicyRead::Read(Box::new(observed)),
+                    Err(why) => PolicyRead::NotRead(why),
+                };
+                (
+                    ClusterCheck::Checked {
+                        server: c.server.clone(),
+                        facts,
+                    },
+                    policy,
+                )
             }
+        };
+        let go = GoNoGo {
+            policy,
+            now: Timestamp::now(),
         };
         let input = PlanInput {
             name: r.metadata.name.as_deref(),
             namespace: namespace.as_deref(),
             spec: &r.spec,
         };
-        let (text, valid) = render_plan(&input, &check, style);
+        let (text, valid) = render_plan_with(&input, &check, &go, style);
         if i > 0 {
             println!();
         }
@@ -242,6 +259,72 @@ pub(super) fn encode<T: serde::Serialize>(value: &T, output: Output) -> Result<S
             .map_err(|e| Failure(e.to_string())),
         Output::Yaml => serde_yaml::to_string(value).map_err(|e| Failure(e.to_string())),
     }
+}
+
+/// `approve NAME --gate G | --step SERVICE/N | --window -m TEXT`: check, create the
+/// approval as the authenticated user, and say what it unblocks.
+pub async fn approve(
+    target: &Target,
+    name: &str,
+    args: &approve::Args<'_>,
+) -> Result<ExitCode, Failure> {
+    // Bad arguments are refused before the cluster is asked anything.
+    let (what, comment) = approve::parse(args).map_err(Failure)?;
+    let conn = cluster::connect(target).await?;
+    let ns = conn.namespace.clone();
+    let release = conn.get(&ns, name).await?;
+    let user = conn.whoami().await?;
+    let applied = match release.status.as_ref().and_then(|s| s.policy.clone()) {
+        Some(p) => Some(p),
+        // Before the controller has written it: the policy it will follow, resolved as it resolves it.
+        None => match conn.policy_for(&ns, &release.spec).await {
+            Ok(observed) => Some(policy::applied(&release.spec, &observed)),
+            Err(why) => {
+                eprintln!(
+                    "note: {}; checking against the Release alone",
+                    untrusted::escape(&why)
+                );
+                None
+            }
+        },
+    };
+    approve::check(&release, applied.as_ref(), &what, &user).map_err(Failure)?;
+    let object = approve::approval(&release, &what, &user, &comment);
+    let shown = |s: &str| untrusted::escape(s).into_owned();
+    match conn.create_approval(&object).await? {
+        cluster::Created::New(a) => {
+            println!(
+                "{} approved {} of Release {name} (ReleaseApproval {}).",
+                shown(&user),
+                shown(&what.describe()),
+                shown(&a.name_any())
+            );
+        }
+        cluster::Created::Existing(a) => {
+            let at = a
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| format!(" at {}", t.0))
+                .unwrap_or_default();
+            println!(
+                "you already approved {} of Release {name}{at} (ReleaseApproval {}: {:?}); an approval cannot be changed, so nothing was created",
+                shown(&what.describe()),
+                shown(&a.name_any()),
+                shown(&a.spec.comment)
+            );
+        }
+    }
+    println!(
+        "  this unblocks: {}",
+        shown(&approve::unblocks(&release, applied.as_ref(), &what))
+    );
+    println!(
+        "  follow it: kubectl signalman get {} -n {} --watch",
+        shown(name),
+        shown(&ns)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `pause`, `resume` or `abort NAME`: patch the spec field that `decide` picks, and say what follows.

@@ -8,8 +8,10 @@
 //! [`watch`] join the two for each command the bin dispatches to. Whatever a
 //! Release (or the cluster) says is printed through [`untrusted`].
 
+pub mod approve;
 pub mod cluster;
 pub mod commands;
+pub mod gonogo;
 pub mod schedule;
 pub mod screen;
 pub mod steer;

@@ -9,14 +9,18 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use signalman_core::policy;
 
-use crate::api::{self, Analysis, Plan, Problem, ReleaseSpec};
+use crate::api::{self, Analysis, AppliedPolicy, Plan, Problem, Release, ReleaseSpec};
+use crate::engine::PolicyObservation;
 use crate::plan;
 use crate::preflight::{self, ClusterView};
 use crate::text;
 use crate::traffic::replica;
 
+use super::gonogo;
 use super::style::Style;
 use super::untrusted;
 
@@ -162,10 +166,75 @@ pub struct PlanInput<'a> {
     pub spec: &'a ReleaseSpec,
 }
 
-/// The text of `plan` for one Release, and whether it is valid (spec and cluster).
+/// Whether `plan` read the ReleasePolicy that would apply.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PolicyRead {
+    /// Read from the cluster (resolved as the controller resolves it).
+    Read(Box<PolicyObservation>),
+    /// Not read, and why (`--offline`, no cluster, no permission).
+    NotRead(String),
+}
+
+/// What the go/no-go part of `plan` depends on besides the file: the policy and the time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GoNoGo {
+    pub policy: PolicyRead,
+    /// The earliest start is counted from here.
+    pub now: Timestamp,
+}
+
+/// The text of `plan` for one Release, and whether it is valid (spec and cluster),
+/// without a policy read, at the current time.
 pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) -> (String, bool) {
+    let go = GoNoGo {
+        policy: PolicyRead::NotRead("not asked".into()),
+        now: Timestamp::now(),
+    };
+    render_plan_with(input, check, &go, style)
+}
+
+/// The policy in force for `spec` under what `plan` read, and the problem a missing one is.
+fn applied_policy(spec: &ReleaseSpec, read: &PolicyRead) -> (Option<AppliedPolicy>, Vec<Problem>) {
+    let observed = match read {
+        PolicyRead::NotRead(_) => &PolicyObservation::None,
+        PolicyRead::Read(o) => &**o,
+    };
+    match observed {
+        PolicyObservation::Missing { name, named_by } => (
+            None,
+            vec![Problem {
+                field: if named_by == "spec.policy" {
+                    "spec.policy".to_owned()
+                } else {
+                    "metadata.namespace".to_owned()
+                },
+                message: format!(
+                    "ReleasePolicy {name} (named by {named_by}) does not exist, so the controller would hold this Release Pending (PolicyNotFound); create the policy or name another"
+                ),
+            }],
+        ),
+        obs => (Some(policy::applied(spec, obs)), Vec::new()),
+    }
+}
+
+/// The text of `plan` for one Release, and whether it is valid (spec, cluster and policy).
+pub fn render_plan_with(
+    input: &PlanInput<'_>,
+    check: &ClusterCheck,
+    go: &GoNoGo,
+    style: Style,
+) -> (String, bool) {
     let mut out = String::new();
-    let sched = schedule(input.spec);
+    let (applied, policy_problems) = applied_policy(input.spec, &go.policy);
+    // The train as the profile completes it: its steps and analysis limits.
+    let completed = {
+        let mut r = Release::new(input.name.unwrap_or("release"), input.spec.clone());
+        r.metadata.namespace = input.namespace.map(str::to_owned);
+        r
+    };
+    let effective = gonogo::effective_spec(&completed, applied.as_ref());
+    let sched = schedule(input.spec).map(|s| schedule(&effective).unwrap_or(s));
+    let window = window_check(input.spec, &go.policy, go.now);
     let cluster = match (&sched, check) {
         (Ok(_), ClusterCheck::Checked { facts, .. }) => cluster_problems(input.spec, facts),
         _ => Vec::new(),
@@ -179,6 +248,10 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
         Err(p) => p.clone(),
         Ok(_) => cluster.clone(),
     });
+    problems.extend(policy_problems);
+    if let Err(p) = &window {
+        problems.push(p.clone());
+    }
     let valid = problems.is_empty();
     // The verdict above is the file's own; what is printed below comes from
     // escaped copies, since escaping can change what a check sees (a length, a blank).
@@ -211,7 +284,22 @@ pub fn render_plan(input: &PlanInput<'_>, check: &ClusterCheck, style: Style) ->
 
     if let Ok(s) = &sched {
         out.push('\n');
-        render_schedule(&mut out, spec, &untrusted::escaped(s), style);
+        render_schedule(
+            &mut out,
+            &untrusted::escaped(&effective),
+            &untrusted::escaped(s),
+            style,
+        );
+        out.push('\n');
+        render_gonogo(
+            &mut out,
+            input,
+            &effective,
+            applied.as_ref(),
+            &go.policy,
+            window.as_ref().ok(),
+            style,
+        );
     }
 
     if !problems.is_empty() {
@@ -495,6 +583,198 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
         style.bold(&text::duration(s.minimum)),
         path.join(" → ")
     );
+}
+
+/// When the release can start, e.g. `Mon 09:00 Europe/Berlin; Friday after 12:00
+/// needs an override; sooner only with ...`, from the window checked at `now`.
+pub fn earliest_start(c: &policy::window::WindowCheck, justified: bool, name: &str) -> String {
+    if c.open {
+        return "now (the window is open)".to_owned();
+    }
+    let mut s = c
+        .opens
+        .clone()
+        .unwrap_or_else(|| "not within a year".to_owned());
+    if let Some(f) = &c.frozen {
+        let _ = write!(s, "; {} needs an override", untrusted::escape(f));
+    }
+    let _ = write!(
+        s,
+        "; sooner only with spec.override.justification{} and an approved override (kubectl signalman approve {name} --window -m \"...\")",
+        if justified { " (set)" } else { "" },
+    );
+    s
+}
+
+/// The window and freeze that apply, checked at `now`: the Release's own window
+/// else the policy's, and the policy's freeze. `Ok(None)`: neither exists.
+fn window_check(
+    spec: &ReleaseSpec,
+    read: &PolicyRead,
+    now: Timestamp,
+) -> Result<Option<policy::window::WindowCheck>, Problem> {
+    let none = PolicyObservation::None;
+    let policy = match read {
+        PolicyRead::Read(o) => &**o,
+        PolicyRead::NotRead(_) => &none,
+    };
+    policy::window::for_release(spec, policy, now)
+}
+
+/// Risk, policy, gates, the approvals the train waits for, the window and the earliest start.
+#[allow(clippy::too_many_arguments)]
+fn render_gonogo(
+    out: &mut String,
+    input: &PlanInput<'_>,
+    effective: &ReleaseSpec,
+    applied: Option<&AppliedPolicy>,
+    read: &PolicyRead,
+    window: Option<&Option<policy::window::WindowCheck>>,
+    style: Style,
+) {
+    let spec = input.spec;
+    let name = input.name.unwrap_or("NAME");
+    let e = |s: &str| untrusted::escape(s).into_owned();
+    let _ = writeln!(out, "{}", style.bold("Go/no-go:"));
+    let (risk, reason) = policy::risk(spec);
+    let reason = if reason.is_empty() {
+        policy::risk_name(risk).to_owned()
+    } else {
+        e(&reason)
+    };
+    let _ = writeln!(out, "  risk            {reason}");
+
+    let profile = applied.and_then(|a| a.profile.as_deref()).unwrap_or("none");
+    let policy_line = match read {
+        PolicyRead::NotRead(why) => format!(
+            "no policy read ({}): the Release's own gates, window and steps; the cluster's ReleasePolicy may add steps, approvals and a window",
+            e(why)
+        ),
+        PolicyRead::Read(o) => match &**o {
+        PolicyObservation::None => {
+            "none applies (none named and no ReleasePolicy default): the Release's own gates, window and steps".to_owned()
+        }
+        PolicyObservation::Missing { name, .. } => {
+            format!("ReleasePolicy {} does not exist (see Problems)", e(name))
+        }
+        PolicyObservation::Found { name, .. } => {
+            let by = if let Some(p) = &spec.policy {
+                format!("named by spec.policy {}", e(p))
+            } else if name == api::DEFAULT_POLICY {
+                "the default".to_owned()
+            } else {
+                format!("named by the namespace label {}", api::POLICY_LABEL)
+            };
+            format!("ReleasePolicy {} ({by}), profile {profile}", e(name))
+        }
+        },
+    };
+    let _ = writeln!(out, "  policy          {policy_line}");
+
+    let mut gates = vec![format!("{} (built in)", policy::DEPLOYMENTS_READY)];
+    for g in &spec.gates {
+        gates.push(match (&g.query, g.approval) {
+            (Some(_), _) => format!("{} (query {})", e(&g.name), text::threshold(g.min, g.max)),
+            (None, Some(true)) => format!("{} (approval)", e(&g.name)),
+            _ => e(&g.name),
+        });
+    }
+    let _ = writeln!(
+        out,
+        "  gates           before each wave: {}",
+        gates.join(", ")
+    );
+
+    let approvals = gonogo::approvals(applied);
+    let mut waits: Vec<String> = Vec::new();
+    let before_start = policy::approval_gates(spec, Some(&approvals));
+    if !before_start.is_empty() {
+        waits.push(format!(
+            "before wave 1: {}",
+            before_start
+                .iter()
+                .map(|g| format!("--gate {}", e(g)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for svc in &effective.services {
+        let steps = effective.steps_of(svc);
+        // The profile's approval before the last step is written into the effective steps.
+        for (i, step) in steps.iter().enumerate() {
+            if step.approval == Some(true) {
+                waits.push(format!(
+                    "{}: after step {} ({}%): --step {}/{}",
+                    e(&svc.name),
+                    i + 1,
+                    step.weight,
+                    e(&svc.name),
+                    i + 1
+                ));
+            }
+        }
+    }
+    if waits.is_empty() {
+        let _ = writeln!(out, "  approvals       none");
+    } else {
+        for (i, w) in waits.iter().enumerate() {
+            let head = if i == 0 {
+                "approvals      "
+            } else {
+                "               "
+            };
+            let _ = writeln!(out, "  {head} {w}");
+        }
+        let _ = writeln!(
+            out,
+            "                  {}",
+            style.dim(&format!(
+                "each with: kubectl signalman approve {} ... -m \"...\"",
+                e(name)
+            ))
+        );
+    }
+    let mut who = Vec::new();
+    if !approvals.approvers.is_empty() {
+        who.push(format!("only {} count", e(&approvals.approvers.join(", "))));
+    }
+    if approvals.four_eyes == Some(true) {
+        who.push(format!(
+            "four eyes: not the Release's creator (annotation {})",
+            api::CREATED_BY_ANNOTATION
+        ));
+    }
+    if !who.is_empty() {
+        let _ = writeln!(out, "  approvers       {}", who.join("; "));
+    }
+    let timeout = spec
+        .gate_timeout
+        .or(applied.and_then(|a| a.gate_timeout))
+        .map(Duration::from);
+    let _ = writeln!(
+        out,
+        "  gate timeout    {}",
+        match timeout {
+            Some(t) => format!(
+                "{}: before wave 1 it ends Failed with nothing changed, before a later wave it rolls back",
+                text::duration(t)
+            ),
+            None => "none: it waits for its gates for ever".to_owned(),
+        }
+    );
+
+    match window {
+        None => {}
+        Some(None) => {
+            let _ = writeln!(out, "  window          none: it may start at any time");
+            let _ = writeln!(out, "  earliest start  now");
+        }
+        Some(Some(c)) => {
+            let _ = writeln!(out, "  window          {}", e(&c.describe));
+            let start = earliest_start(c, spec.window_override.is_some(), &e(name));
+            let _ = writeln!(out, "  earliest start  {start}");
+        }
+    }
 }
 
 fn plural(n: usize) -> &'static str {

@@ -12,10 +12,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
 use crate::api::{
-    Measurement, Outcome, Phase, Release, ReleaseStatus, ServicePhase, ServiceSpec, ServiceStatus,
+    GateKind, Measurement, Outcome, Phase, Release, ReleaseSpec, ReleaseStatus, ServicePhase,
+    ServiceSpec, ServiceStatus,
 };
 use crate::plan;
 use crate::text;
+use signalman_core::policy;
 
 use super::style::{Style, clock, number};
 use super::untrusted;
@@ -47,6 +49,9 @@ pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style
         owner.push_str(s);
     }
     let _ = writeln!(out, "  owner    {owner}");
+    if let Some(risk) = risk_line(&status) {
+        let _ = writeln!(out, "  risk     {risk}");
+    }
     let mut facts = Vec::new();
     if let Some(w) = &status.current_wave {
         facts.push(format!("wave {w}"));
@@ -87,12 +92,16 @@ pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style
     }
 
     render_attention(&mut out, r, &status, now, zone, style);
+    render_window(&mut out, r, &status, now, zone, style);
+    render_gates(&mut out, r, &status, now, style);
 
+    // Steps and analysis as the profile in force completes them.
+    let eff = policy::effective(r);
     for (i, wave) in waves(r, &status).iter().enumerate() {
         let _ = writeln!(out);
         let _ = writeln!(out, "  {}", style.bold(&format!("WAVE {}", i + 1)));
         for svc_name in wave {
-            let Some(spec) = r.spec.service(svc_name) else {
+            let Some(spec) = eff.service(svc_name) else {
                 continue;
             };
             let st = status
@@ -104,7 +113,7 @@ pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style
                     name: svc_name.clone(),
                     ..Default::default()
                 });
-            render_service(&mut out, r, spec, &st, &status, now, style);
+            render_service(&mut out, r, &eff, spec, &st, &status, now, style);
         }
     }
     out
@@ -191,6 +200,164 @@ fn render_attention(
     }
 }
 
+/// The risk and why, and the policy and profile it follows, e.g.
+/// `high: payments-api is a payment change · ReleasePolicy prod, profile high`.
+fn risk_line(status: &ReleaseStatus) -> Option<String> {
+    let plan = status.plan.as_ref();
+    let mut parts = Vec::new();
+    match (
+        plan.and_then(|p| p.risk_reason.as_deref())
+            .filter(|r| !r.is_empty()),
+        plan.and_then(|p| p.risk),
+    ) {
+        (Some(reason), _) => parts.push(reason.to_owned()),
+        (None, Some(risk)) => parts.push(policy::risk_name(risk).to_owned()),
+        (None, None) => {}
+    }
+    if let Some(p) = &status.policy {
+        match (&p.name, &p.profile) {
+            (Some(n), Some(pr)) => parts.push(format!("ReleasePolicy {n}, profile {pr}")),
+            (Some(n), None) => parts.push(format!("ReleasePolicy {n}")),
+            _ => parts.push("no ReleasePolicy".to_owned()),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
+/// The command that approves `flag` (e.g. `--gate change-board`) for this release.
+fn approve_command(r: &Release, flag: &str) -> String {
+    format!(
+        "kubectl signalman approve {} -n {} {flag} -m \"...\"",
+        r.name_any(),
+        r.namespace().unwrap_or_default()
+    )
+}
+
+/// A closed window: what it is, when it opens, and what an override still needs.
+fn render_window(
+    out: &mut String,
+    r: &Release,
+    status: &ReleaseStatus,
+    now: Timestamp,
+    zone: &TimeZone,
+    style: Style,
+) {
+    let phase = status.phase.unwrap_or_default();
+    let Some(w) = status.window.as_ref().filter(|w| !w.open) else {
+        return;
+    };
+    if phase.is_final() {
+        return;
+    }
+    let what = if w.message.is_empty() {
+        "closed".to_owned()
+    } else {
+        format!("closed: {}", w.message)
+    };
+    let _ = writeln!(out, "  {} {what}", style.yellow(&style.bold("WINDOW")));
+    if let Some(t) = &w.next_opening {
+        let local = t.0.to_zoned(zone.clone());
+        let _ = writeln!(
+            out,
+            "           opens {} {} (in {})",
+            local.strftime("%a %Y-%m-%d %H:%M"),
+            zone.iana_name().unwrap_or("local time"),
+            text::duration(since(now, t.0))
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "           it does not open within a year: only an override lets it start"
+        );
+    }
+    let command = approve_command(r, "--window");
+    let override_ = match &r.spec.window_override {
+        Some(o) => format!(
+            "override: justified ({}); it also needs an approval: {command}",
+            o.justification
+        ),
+        None => format!("override: needs spec.override.justification and an approval ({command})"),
+    };
+    let _ = writeln!(out, "           {}", style.dim(&override_));
+}
+
+/// While the release waits for its gates: each gate, whether it holds, its value and why.
+fn render_gates(
+    out: &mut String,
+    r: &Release,
+    status: &ReleaseStatus,
+    now: Timestamp,
+    style: Style,
+) {
+    if status.phase != Some(Phase::AwaitingGates) {
+        return;
+    }
+    let wave = status.gates.first().map(|g| g.wave).unwrap_or(1).max(1);
+    let mut head = format!("for wave {wave}");
+    if let Some(since_) = &status.awaiting_since {
+        let waited = since(since_.0, now);
+        let _ = write!(head, ", waiting {}", text::duration(waited));
+        let timeout = status
+            .policy
+            .as_ref()
+            .and_then(|p| p.gate_timeout)
+            .map(Duration::from);
+        if let Some(t) = timeout {
+            let then = if status.started_at.is_some() && wave > 1 {
+                "rolls back"
+            } else {
+                "ends Failed, nothing changed"
+            };
+            let _ = write!(
+                head,
+                "; gate timeout {}: {then} in {}",
+                text::duration(t),
+                text::duration(t.saturating_sub(waited))
+            );
+        }
+    }
+    let _ = writeln!(out, "  {} {head}", style.yellow(&style.bold("GATES")));
+    if status.gates.is_empty() {
+        let _ = writeln!(out, "    {}", style.dim("not checked yet"));
+        return;
+    }
+    let width = status.gates.iter().map(|g| g.name.len()).max().unwrap_or(0);
+    for g in &status.gates {
+        let (glyph, kind) = (
+            if g.holds {
+                style.green("✔")
+            } else {
+                style.red("✖")
+            },
+            match g.kind {
+                GateKind::Query => "query",
+                GateKind::Cluster => "cluster",
+                GateKind::Approval => "approval",
+            },
+        );
+        let value = g
+            .value
+            .map(number)
+            .map(|v| format!("{v}  "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    {glyph} {:width$}  {kind:8}  {value}{}",
+            g.name, g.reason
+        );
+        if g.kind == GateKind::Approval && !g.holds {
+            let _ = writeln!(
+                out,
+                "      {}",
+                style.dim(&format!(
+                    "approve: {}",
+                    approve_command(r, &format!("--gate {}", g.name))
+                ))
+            );
+        }
+    }
+}
+
 /// The `Stalled=True` condition of a release that stopped before changing anything.
 fn stalled(status: &ReleaseStatus) -> Option<&Condition> {
     let phase = status.phase.unwrap_or_default();
@@ -215,24 +382,20 @@ fn problems(message: &str) -> Vec<&str> {
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render_service(
     out: &mut String,
     r: &Release,
+    eff: &ReleaseSpec,
     spec: &ServiceSpec,
     st: &ServiceStatus,
     status: &ReleaseStatus,
     now: Timestamp,
     style: Style,
 ) {
-    let steps = r.spec.steps_of(spec);
+    let steps = eff.steps_of(spec);
     let (glyph, painted) = service_badge(st.phase, style);
-    let name_w = r
-        .spec
-        .services
-        .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(0);
+    let name_w = eff.services.iter().map(|s| s.name.len()).max().unwrap_or(0);
     let mut line = format!(
         "  {glyph} {}  {}",
         style.bold(&format!("{:name_w$}", st.name)),
@@ -254,8 +417,15 @@ fn render_service(
             if let Some(e) = st.effective_weight.filter(|e| *e != st.weight) {
                 let _ = write!(line, " {}", style.yellow(&format!("(effective {e}%)")));
             }
-            if st.phase == ServicePhase::Progressing && status.hold.is_none() {
-                let _ = write!(line, "  {}", bake_left(r, spec, st, now));
+            if st.phase == ServicePhase::Progressing && st.awaiting_approval {
+                let n = st.step.unwrap_or_default() + 1;
+                let _ = write!(
+                    line,
+                    "  {}",
+                    style.yellow(&format!("waits for an approval of step {n}"))
+                );
+            } else if st.phase == ServicePhase::Progressing && status.hold.is_none() {
+                let _ = write!(line, "  {}", bake_left(eff, spec, st, now));
             }
         }
         ServicePhase::Promoted
@@ -316,15 +486,26 @@ fn render_service(
     {
         let _ = writeln!(out, "      {}", style.dim(m));
     }
+    if st.phase == ServicePhase::Progressing && st.awaiting_approval {
+        let n = st.step.unwrap_or_default() + 1;
+        let _ = writeln!(
+            out,
+            "      {}",
+            style.dim(&format!(
+                "measurements go on (a breach still rolls back); to move on: {}",
+                approve_command(r, &format!("--step {}/{n}", st.name))
+            ))
+        );
+    }
     if matches!(
         st.phase,
         ServicePhase::Progressing | ServicePhase::Promoting | ServicePhase::Withdrawing
     ) || !st.measurements.is_empty()
     {
-        render_metrics(out, r, spec, st, style);
+        render_metrics(out, eff, spec, st, style);
     } // Released without metrics is a decision someone made; it stays in sight
     // for the whole release, not only while a step bakes.
-    let analysis = r.spec.analysis_of(spec);
+    let analysis = eff.analysis_of(spec);
     if let Some(skip) = &analysis.skip_analysis
         && analysis.metrics.is_empty()
     {
@@ -340,8 +521,8 @@ fn render_service(
 }
 
 /// How long the current step still bakes, or what it waits for.
-fn bake_left(r: &Release, spec: &ServiceSpec, st: &ServiceStatus, now: Timestamp) -> String {
-    let steps = r.spec.steps_of(spec);
+fn bake_left(eff: &ReleaseSpec, spec: &ServiceSpec, st: &ServiceStatus, now: Timestamp) -> String {
+    let steps = eff.steps_of(spec);
     let Some(step) = st.step.and_then(|s| steps.get(usize::try_from(s).ok()?)) else {
         return String::new();
     };
@@ -353,7 +534,7 @@ fn bake_left(r: &Release, spec: &ServiceSpec, st: &ServiceStatus, now: Timestamp
     if baked < bake {
         return format!("bake {} left", clock(bake - baked));
     }
-    let analysis = r.spec.analysis_of(spec);
+    let analysis = eff.analysis_of(spec);
     let needed = analysis.min_passes(bake);
     let short: Vec<String> = analysis
         .metrics
@@ -378,13 +559,13 @@ fn bake_left(r: &Release, spec: &ServiceSpec, st: &ServiceStatus, now: Timestamp
 /// The latest measurement of each metric against its threshold.
 fn render_metrics(
     out: &mut String,
-    r: &Release,
+    eff: &ReleaseSpec,
     spec: &ServiceSpec,
     st: &ServiceStatus,
     style: Style,
 ) {
-    let analysis = r.spec.analysis_of(spec);
-    let steps = r.spec.steps_of(spec);
+    let analysis = eff.analysis_of(spec);
+    let steps = eff.steps_of(spec);
     let needed = st
         .step
         .and_then(|s| steps.get(usize::try_from(s).ok()?))
@@ -534,7 +715,7 @@ fn paint_phase_text(cell: &str, padded: &str, style: Style) -> String {
     match cell.split(' ').next().unwrap_or_default() {
         "Succeeded" => style.green(padded),
         "RolledBack" | "RollingBack" | "Failed" => style.red(padded),
-        "Paused" | "Held" => style.yellow(padded),
+        "Paused" | "Held" | "AwaitingGates" | "AwaitingWindow" => style.yellow(padded),
         "Progressing" => style.blue(padded),
         _ => padded.to_owned(),
     }
@@ -547,9 +728,10 @@ fn phase_badge(phase: Phase, style: Style) -> String {
         Phase::RolledBack | Phase::Failed => style.red(&style.bold(&format!("✖ {text}"))),
         Phase::RollingBack => style.red(&style.bold(&format!("↺ {text}"))),
         Phase::Paused | Phase::Held => style.yellow(&style.bold(&format!("‖ {text}"))),
-        Phase::Progressing | Phase::AwaitingGates | Phase::AwaitingWindow => {
-            style.blue(&style.bold(&format!("● {text}")))
+        Phase::AwaitingGates | Phase::AwaitingWindow => {
+            style.yellow(&style.bold(&format!("◌ {text}")))
         }
+        Phase::Progressing => style.blue(&style.bold(&format!("● {text}"))),
         Phase::Pending => style.dim(&format!("○ {text}")),
     }
 }

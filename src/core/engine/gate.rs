@@ -12,11 +12,9 @@ use super::context::{Ctx, plus};
 use super::{GateRequest, QueryResult};
 use crate::api::{Gate, GateKind, GateStatus, Phase, Release};
 use crate::policy::approval::Target;
-use crate::policy::{self, APPROVAL_GATE, REVIEW_GATE};
+use crate::policy::{self, DEPLOYMENTS_READY};
 use crate::text;
 
-/// The built-in gate: every Deployment of the wave exists, is rolled out and is not paused.
-pub const DEPLOYMENTS_READY: &str = "deployments-ready";
 /// How often a query gate is checked while the release waits on it, unless it says.
 const INTERVAL: Duration = Duration::from_secs(30);
 /// How soon a gate nobody checked yet is asked for.
@@ -51,15 +49,10 @@ pub(super) fn check(cx: &mut Ctx, wave: usize, services: &[String]) -> Verdict {
             query(cx, g, w, since)
         });
     }
-    if wave == 1 {
-        let before_start = cx
-            .approval_rules()
-            .is_some_and(|a| a.before_start == Some(true));
-        if policy::is_hotfix(cx.raw) {
-            gates.push(approval(cx, REVIEW_GATE, w));
-        } else if before_start {
-            gates.push(approval(cx, APPROVAL_GATE, w));
-        }
+    if wave == 1
+        && let Some(name) = policy::start_gate(cx.raw, cx.approval_rules())
+    {
+        gates.push(approval(cx, name, w));
     }
     let failing: Vec<String> = gates
         .iter()
@@ -155,9 +148,9 @@ fn deployments_ready(cx: &Ctx, w: i32, services: &[String]) -> GateStatus {
         })
         .collect();
     let reason = if not.is_empty() {
-        not.join("; ")
-    } else {
         format!("every Deployment of wave {w} exists, is rolled out and is not paused")
+    } else {
+        not.join("; ")
     };
     status(
         DEPLOYMENTS_READY,

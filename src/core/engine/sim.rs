@@ -13,11 +13,15 @@ use jiff::Timestamp;
 use kube::core::ObjectMeta;
 
 use super::{
-    Action, CanaryObservation, Decision, MeasurementRequest, Observations, QueryResult,
-    RouteObservation, ServiceObservation, StableObservation, Taken, TemplateState, decide,
+    Action, ApprovalObservation, CanaryObservation, Decision, GateRequest, GateTaken,
+    MeasurementRequest, Observations, PolicyObservation, QueryResult, RouteObservation,
+    ServiceObservation, StableObservation, Taken, TemplateState, decide, due_gates,
     due_measurements,
 };
-use crate::api::{Phase, Release, ReleaseSpec, ServicePhase};
+use crate::api::{
+    CREATED_BY_ANNOTATION, Phase, Release, ReleaseApprovalSpec, ReleasePolicySpec, ReleaseSpec,
+    ServicePhase, StepRef,
+};
 
 /// One service's objects in the simulated cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +63,7 @@ pub struct Pass {
 }
 
 type Measure = Box<dyn FnMut(&MeasurementRequest, Timestamp) -> QueryResult>;
+type GateCheck = Box<dyn FnMut(&GateRequest, Timestamp) -> QueryResult>;
 
 /// A Release, a cluster and a clock.
 pub struct Sim {
@@ -66,6 +71,12 @@ pub struct Sim {
     pub cluster: BTreeMap<String, SimService>,
     pub now: Timestamp,
     pub measure: Measure,
+    /// What each query gate returns when the engine asks for it.
+    pub gate: GateCheck,
+    /// The ReleasePolicy that applies, as the shell would resolve it.
+    pub policy: PolicyObservation,
+    /// The ReleaseApprovals naming the release, as the API server admitted them.
+    pub approvals: Vec<ApprovalObservation>,
     /// Every pass, oldest first.
     pub passes: Vec<Pass>,
     /// Longest the clock jumps when the engine asks for no wake-up (paused, held).
@@ -133,6 +144,9 @@ impl Sim {
             cluster,
             now: epoch(),
             measure: Box::new(|_, _| QueryResult::Value(0.0)),
+            gate: Box::new(|_, _| QueryResult::Value(0.0)),
+            policy: PolicyObservation::None,
+            approvals: Vec::new(),
             passes: Vec::new(),
             idle_step: Duration::from_secs(30),
         }
@@ -144,6 +158,74 @@ impl Sim {
     ) -> Sim {
         self.measure = Box::new(f);
         self
+    }
+
+    pub fn with_gate(
+        mut self,
+        f: impl FnMut(&GateRequest, Timestamp) -> QueryResult + 'static,
+    ) -> Sim {
+        self.gate = Box::new(f);
+        self
+    }
+
+    /// Follow the ReleasePolicy `name`.
+    pub fn with_policy(mut self, name: &str, spec: ReleasePolicySpec) -> Sim {
+        self.policy = PolicyObservation::Found {
+            name: name.to_owned(),
+            spec,
+        };
+        self
+    }
+
+    /// Start the clock at `at` instead of [`epoch`].
+    pub fn at(mut self, at: Timestamp) -> Sim {
+        self.now = at;
+        self
+    }
+
+    /// The Release was created by `user` (annotation `signalman.dev/created-by`).
+    pub fn created_by(mut self, user: &str) -> Sim {
+        self.release
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(CREATED_BY_ANNOTATION.to_owned(), user.to_owned());
+        self
+    }
+
+    /// `approver` approves the gate `gate` now.
+    pub fn approve_gate(&mut self, approver: &str, gate: &str) {
+        self.approve(approver, |a| a.gate = Some(gate.to_owned()));
+    }
+
+    /// `approver` approves step `step` (from 1) of `service` now.
+    pub fn approve_step(&mut self, approver: &str, service: &str, step: i32) {
+        self.approve(approver, |a| {
+            a.step = Some(StepRef {
+                service: service.to_owned(),
+                step,
+            })
+        });
+    }
+
+    /// `approver` approves the window override now.
+    pub fn approve_window(&mut self, approver: &str) {
+        self.approve(approver, |a| a.window = Some(true));
+    }
+
+    fn approve(&mut self, approver: &str, what: impl FnOnce(&mut ReleaseApprovalSpec)) {
+        let mut spec = ReleaseApprovalSpec {
+            release: self.release.metadata.name.clone().unwrap_or_default(),
+            approver: approver.to_owned(),
+            comment: format!("checked by {approver}"),
+            ..Default::default()
+        };
+        what(&mut spec);
+        self.approvals.push(ApprovalObservation {
+            name: format!("approval-{}", self.approvals.len() + 1),
+            spec,
+            at: Some(self.now),
+        });
     }
 
     pub fn phase(&self) -> Phase {
@@ -210,7 +292,9 @@ impl Sim {
             measurements,
             releases,
             refused: None,
-            ..Observations::default()
+            policy: self.policy.clone(),
+            approvals: self.approvals.clone(),
+            gates: Vec::new(),
         }
     }
 
@@ -302,7 +386,15 @@ impl Sim {
                 at: self.now,
             })
             .collect();
-        let observations = self.observe(taken);
+        let mut observations = self.observe(taken);
+        observations.gates = due_gates(&self.release, self.now)
+            .iter()
+            .map(|r| GateTaken {
+                gate: r.gate.clone(),
+                result: (self.gate)(r, self.now),
+                at: self.now,
+            })
+            .collect();
         let before = self.release.clone();
         let decision = decide(&self.release, &observations, self.now);
         match crash {

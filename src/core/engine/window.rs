@@ -8,7 +8,6 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::NoticeKind;
-use super::PolicyObservation;
 use super::context::Ctx;
 use crate::api::WindowStatus;
 use crate::policy::approval::Target;
@@ -20,23 +19,12 @@ const RECHECK: Duration = Duration::from_secs(30);
 /// May a wave begin now as far as the window goes? `Err` carries the
 /// release's message; the wait is in `status.window` and the wake-up is set.
 pub(super) fn allows(cx: &mut Ctx) -> Result<(), String> {
-    let policy = match &cx.obs.policy {
-        PolicyObservation::Found { name, spec } => Some((name.as_str(), spec)),
-        _ => None,
-    };
-    let own = cx.raw.window.as_ref();
-    let window = own.or(policy.and_then(|(_, p)| p.window.as_ref()));
-    let freeze = policy.and_then(|(_, p)| p.freeze.as_ref());
-    if window.is_none() && freeze.is_none() {
-        cx.st.window = None;
-        return Ok(());
-    }
-    let field = match (own, policy) {
-        (None, Some((name, _))) => format!("ReleasePolicy {name}: spec.window"),
-        _ => "spec.window".to_owned(),
-    };
-    let check = match policy::window::check(window, freeze, &field, cx.now) {
-        Ok(c) => c,
+    let check = match policy::window::for_release(cx.raw, &cx.obs.policy, cx.now) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            cx.st.window = None;
+            return Ok(());
+        }
         Err(p) => {
             cx.wake_in(RECHECK);
             return Err(format!("the release window cannot be read: {p}"));

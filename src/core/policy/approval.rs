@@ -107,9 +107,14 @@ fn refusal(
     rules: Option<&Approvals>,
     a: &ApprovalObservation,
 ) -> Option<String> {
-    let who = &a.spec.approver;
+    refusal_of(release, rules, &a.spec.approver)
+}
+
+/// Why an approval by `who` would not count for `release` under `rules`, if
+/// it would not: the plugin asks before it creates one.
+pub fn refusal_of(release: &Release, rules: Option<&Approvals>, who: &str) -> Option<String> {
     let rules = rules?;
-    if !rules.approvers.is_empty() && !rules.approvers.contains(who) {
+    if !rules.approvers.is_empty() && !rules.approvers.iter().any(|a| a == who) {
         return Some(format!(
             "{who}'s approval does not count: only {} may approve under this release's policy",
             rules.approvers.join(", ")

@@ -9,8 +9,8 @@ pub mod window;
 use std::borrow::Cow;
 
 use crate::api::{
-    AnalysisLimits, AppliedPolicy, Problem, Profile, Release, ReleasePolicySpec, ReleaseSpec,
-    ReleaseType, Risk,
+    AnalysisLimits, AppliedPolicy, Approvals, DEFAULT_POLICY, POLICY_LABEL, Problem, Profile,
+    Release, ReleasePolicySpec, ReleaseSpec, ReleaseType, Risk,
 };
 use crate::engine::PolicyObservation;
 
@@ -18,6 +18,8 @@ pub use risk::{of_class, problem as risk_problem, risk};
 
 /// The name of the hotfix profile, and of the approval gate a hotfix waits for.
 pub const HOTFIX: &str = "hotfix";
+/// The built-in gate: every Deployment of the wave exists, is rolled out and is not paused.
+pub const DEPLOYMENTS_READY: &str = "deployments-ready";
 /// The approval gate a profile with `approvals.beforeStart` adds before the first wave.
 pub const APPROVAL_GATE: &str = "approval";
 /// The approval gate every hotfix waits for before its first wave: its review.
@@ -30,6 +32,46 @@ pub fn risk_name(r: Risk) -> &'static str {
 
 pub fn is_hotfix(spec: &ReleaseSpec) -> bool {
     spec.release_type == Some(ReleaseType::Hotfix)
+}
+
+/// The approval gate checked before the first wave, if any: `review` for a
+/// hotfix, else `approval` when the profile's `rules` want one before the start.
+pub fn start_gate(spec: &ReleaseSpec, rules: Option<&Approvals>) -> Option<&'static str> {
+    if is_hotfix(spec) {
+        Some(REVIEW_GATE)
+    } else if rules.is_some_and(|a| a.before_start == Some(true)) {
+        Some(APPROVAL_GATE)
+    } else {
+        None
+    }
+}
+
+/// Every approval gate of a release, in the order they are checked: its own
+/// (`spec.gates` with `approval: true`), then its [`start_gate`].
+pub fn approval_gates<'a>(spec: &'a ReleaseSpec, rules: Option<&Approvals>) -> Vec<&'a str> {
+    spec.gates
+        .iter()
+        .filter(|g| g.approval == Some(true))
+        .map(|g| g.name.as_str())
+        .chain(start_gate(spec, rules))
+        .collect()
+}
+
+/// The ReleasePolicy that applies to `spec` in a namespace whose label
+/// `signalman.dev/policy` is `namespace_label`, and what named it:
+/// `spec.policy`, else the label, else `default`, named by nothing (so its
+/// absence means no policy rather than a missing one).
+pub fn named(spec: &ReleaseSpec, namespace_label: Option<&str>) -> (String, Option<String>) {
+    if let Some(p) = &spec.policy {
+        return (p.clone(), Some("spec.policy".to_owned()));
+    }
+    match namespace_label.filter(|l| !l.is_empty()) {
+        Some(l) => (
+            l.to_owned(),
+            Some(format!("namespace label {POLICY_LABEL}")),
+        ),
+        None => (DEFAULT_POLICY.to_owned(), None),
+    }
 }
 
 /// The policy `spec` follows under `policy`: the profile its risk (or its

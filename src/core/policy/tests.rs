@@ -171,3 +171,57 @@ fn an_unusable_policy_names_itself_and_the_field() {
     );
     assert!(validate_policy("default", &ReleasePolicySpec::default()).is_empty());
 }
+
+#[test]
+fn the_approval_gates_are_the_releases_own_then_the_one_before_the_start() {
+    use crate::api::{Approvals, Gate};
+    let mut spec = crate::testing::spec()
+        .service("a", Vec::<String>::new())
+        .build();
+    let gate = |name: &str, approval: Option<bool>| Gate {
+        name: name.into(),
+        query: approval.is_none().then(|| "up".to_owned()),
+        min: Some(1.0),
+        max: None,
+        interval: None,
+        approval,
+    };
+    spec.gates = vec![gate("smoke", None), gate("change-board", Some(true))];
+    assert_eq!(super::approval_gates(&spec, None), ["change-board"]);
+    let before = Approvals {
+        before_start: Some(true),
+        ..Default::default()
+    };
+    assert_eq!(
+        super::approval_gates(&spec, Some(&before)),
+        ["change-board", "approval"]
+    );
+    // A hotfix's review is its one approval before the start, whatever the profile.
+    spec.release_type = Some(crate::api::ReleaseType::Hotfix);
+    assert_eq!(
+        super::approval_gates(&spec, Some(&before)),
+        ["change-board", "review"]
+    );
+    assert_eq!(super::start_gate(&spec, None), Some("review"));
+}
+
+#[test]
+fn the_policy_is_the_releases_else_the_namespaces_else_default_named_by_nothing() {
+    let mut spec = crate::testing::spec()
+        .service("a", Vec::<String>::new())
+        .build();
+    assert_eq!(super::named(&spec, None), ("default".to_owned(), None));
+    assert_eq!(super::named(&spec, Some("")), ("default".to_owned(), None));
+    assert_eq!(
+        super::named(&spec, Some("strict")),
+        (
+            "strict".to_owned(),
+            Some("namespace label signalman.dev/policy".to_owned())
+        )
+    );
+    spec.policy = Some("own".into());
+    assert_eq!(
+        super::named(&spec, Some("strict")),
+        ("own".to_owned(), Some("spec.policy".to_owned()))
+    );
+}

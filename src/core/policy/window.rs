@@ -58,6 +58,31 @@ pub fn check(
     })
 }
 
+/// The window and freeze `spec` is held to under `policy`, checked at `at`: its own
+/// `spec.window`, else the policy's, and the policy's freeze. `Ok(None)`: neither
+/// exists, so it may go at any time. The controller and `plan` both ask here.
+pub fn for_release(
+    spec: &crate::api::ReleaseSpec,
+    policy: &crate::engine::PolicyObservation,
+    at: Timestamp,
+) -> Result<Option<WindowCheck>, Problem> {
+    let found = match policy {
+        crate::engine::PolicyObservation::Found { name, spec } => Some((name.as_str(), spec)),
+        _ => None,
+    };
+    let own = spec.window.as_ref();
+    let window = own.or(found.and_then(|(_, p)| p.window.as_ref()));
+    let freeze = found.and_then(|(_, p)| p.freeze.as_ref());
+    if window.is_none() && freeze.is_none() {
+        return Ok(None);
+    }
+    let field = match (own, found) {
+        (None, Some((name, _))) => format!("ReleasePolicy {name}: spec.window"),
+        _ => "spec.window".to_owned(),
+    };
+    check(window, freeze, &field, at).map(Some)
+}
+
 /// Every problem with a window (at `field`) and a freeze (at `freeze_field`): an unknown
 /// time zone, a time that is not `HH:MM`, `from` not before `to`, a blackout that is no date.
 pub fn problems(

@@ -5,12 +5,15 @@ mod bad_input;
 mod bake;
 mod crash;
 mod deletion;
+mod gates;
 mod holds;
 mod order;
 mod pause;
+mod profiles;
 mod refused;
 mod rollback;
 mod waiting;
+mod windows;
 
 use std::time::Duration;
 

@@ -1,7 +1,8 @@
 -- Argo CD health check for signalman.dev/Release.
 -- Maps the release phase (and its kstatus conditions) to an Argo CD health:
 --   Succeeded                          -> Healthy
---   Pending, AwaitingGates, Progressing -> Progressing
+--   Pending, Progressing                -> Progressing
+--   AwaitingWindow, AwaitingGates       -> Progressing (a go/no-go wait, not a failure)
 --   Paused (spec.paused), Held (a hold) -> Suspended
 --   RollingBack, RolledBack, Failed     -> Degraded
 --   Pending refused (Stalled=True)      -> Degraded
@@ -83,11 +84,15 @@ elseif phase == "Progressing" and stalled ~= nil and stalled.status == "True" th
     hs.status = "Degraded"
   end
   hs.message = say(stalled.message or phase)
+elseif phase == "AwaitingWindow" or phase == "AwaitingGates" then
+  -- Waiting for the window, a gate or an approval: the message says which and the command.
+  hs.status = "Progressing"
+  hs.message = say(phase)
 elseif phase == "Pending" and obj.spec ~= nil and obj.spec.paused == true then
   hs.status = "Suspended"
   hs.message = say("Paused by spec.paused before it started")
 else
-  -- Pending (valid), AwaitingGates, Progressing, and any phase added later.
+  -- Pending (valid), Progressing, and any phase added later.
   hs.status = "Progressing"
   hs.message = say(phase)
 end
