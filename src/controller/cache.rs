@@ -20,8 +20,8 @@ use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Deserializer};
 
 use crate::api::{
-    DEFAULT_POLICY, FIELD_MANAGER, POLICY_LABEL, Release, ReleaseApproval, ReleaseApprovalSpec,
-    ReleasePolicy, ReleasePolicySpec,
+    FIELD_MANAGER, POLICY_LABEL, Release, ReleaseApproval, ReleaseApprovalSpec, ReleasePolicy,
+    ReleasePolicySpec, ReleaseSpec,
 };
 use crate::engine::{ApprovalObservation, PolicyObservation};
 use crate::preflight::Claimant;
@@ -588,9 +588,7 @@ impl Cache {
         }
         let ns = rel.namespace().unwrap_or_default();
         let label = self.namespace_policy(&ns);
-        resolve_policy(rel.spec.policy.as_deref(), label.as_deref(), |name| {
-            self.policy(name)
-        })
+        resolve_policy(&rel.spec, label.as_deref(), |name| self.policy(name))
     }
 
     /// The policy named by the label of namespace `ns`, if any.
@@ -657,10 +655,8 @@ impl Cache {
             })
             .filter(|r| {
                 let ns = r.namespace().unwrap_or_default();
-                policy_name(
-                    r.spec.policy.as_deref(),
-                    self.namespace_policy(&ns).as_deref(),
-                ) == name
+                signalman_core::policy::named(&r.spec, self.namespace_policy(&ns).as_deref()).0
+                    == name
             })
             .map(|r| ObjectRef::new(&r.name_any()).within(&r.namespace().unwrap_or_default()))
             .collect()
@@ -749,24 +745,17 @@ impl Cache {
     }
 }
 
-/// The name of the policy a Release follows: its own `spec.policy`, else
-/// its namespace's label, else `default`.
-pub fn policy_name<'a>(spec_policy: Option<&'a str>, label: Option<&'a str>) -> &'a str {
-    spec_policy.or(label).unwrap_or(DEFAULT_POLICY)
-}
-
-/// [`Cache::policy_of`] without the stores: `lookup` finds a policy by name
-/// (absent: `None`; present but unreadable: `Some(Err(why))`).
+/// [`Cache::policy_of`] without the stores: the core's naming rule
+/// (`policy::named`), then `lookup` finds the policy (absent: `None`;
+/// present but unreadable: `Some(Err(why))`).
 pub fn resolve_policy(
-    spec_policy: Option<&str>,
+    spec: &ReleaseSpec,
     label: Option<&str>,
     lookup: impl Fn(&str) -> Option<Result<ReleasePolicySpec, String>>,
 ) -> PolicyObservation {
-    let (name, named_by) = match (spec_policy, label) {
-        (Some(n), _) => (n, Some("spec.policy")),
-        (None, Some(n)) => (n, Some("namespace label signalman.dev/policy")),
-        (None, None) => (DEFAULT_POLICY, None),
-    };
+    let (name, named_by) = signalman_core::policy::named(spec, label);
+    let name = name.as_str();
+    let named_by = named_by.as_deref();
     match (lookup(name), named_by) {
         (Some(Ok(spec)), _) => PolicyObservation::Found {
             name: name.to_owned(),
@@ -1143,6 +1132,13 @@ mod tests {
         cache.filled().now_or_never().expect("filled");
     }
 
+    fn spec_naming(policy: Option<&str>) -> ReleaseSpec {
+        ReleaseSpec {
+            policy: policy.map(str::to_owned),
+            ..ReleaseSpec::default()
+        }
+    }
+
     #[test]
     fn the_policy_is_the_releases_else_the_namespaces_else_default() {
         let spec = |days: usize| crate::api::ReleasePolicySpec {
@@ -1169,39 +1165,47 @@ mod tests {
             PolicyObservation::None => "none".into(),
         };
         assert_eq!(
-            name_of(resolve_policy(Some("strict"), Some("default"), all)),
+            name_of(resolve_policy(
+                &spec_naming(Some("strict")),
+                Some("default"),
+                all
+            )),
             "found strict"
         );
         assert_eq!(
-            name_of(resolve_policy(None, Some("strict"), all)),
+            name_of(resolve_policy(&spec_naming(None), Some("strict"), all)),
             "found strict"
         );
-        assert_eq!(name_of(resolve_policy(None, None, all)), "found default");
+        assert_eq!(
+            name_of(resolve_policy(&spec_naming(None), None, all)),
+            "found default"
+        );
         // Named but absent: missing, saying who named it; never the default instead.
         assert_eq!(
-            name_of(resolve_policy(Some("gone"), Some("strict"), all)),
+            name_of(resolve_policy(
+                &spec_naming(Some("gone")),
+                Some("strict"),
+                all
+            )),
             "missing gone (spec.policy)"
         );
         assert_eq!(
-            name_of(resolve_policy(None, Some("gone"), all)),
+            name_of(resolve_policy(&spec_naming(None), Some("gone"), all)),
             "missing gone (namespace label signalman.dev/policy)"
         );
         // Nobody names one and there is no default: as before policies.
         assert_eq!(
-            name_of(resolve_policy(None, None, found(&["strict"]))),
+            name_of(resolve_policy(&spec_naming(None), None, found(&["strict"]))),
             "none"
         );
         // One that does not parse is not taken for none.
-        let broken = name_of(resolve_policy(Some("broken"), None, all));
+        let broken = name_of(resolve_policy(&spec_naming(Some("broken")), None, all));
         assert!(
             broken.starts_with(
                 "missing broken (spec.policy (it exists but cannot be read: spec.x: bad"
             ),
             "{broken}"
         );
-        assert_eq!(policy_name(None, None), "default");
-        assert_eq!(policy_name(None, Some("a")), "a");
-        assert_eq!(policy_name(Some("b"), Some("a")), "b");
     }
 
     #[test]
