@@ -5,7 +5,10 @@
 //! 100, bakes under 1s, duplicate names, self-dependency, metrics without
 //! bounds or with min > max, names off the pattern, lengths at and over the
 //! limits, no metrics and no opt-out, Prometheus addresses that are no
-//! usable URL, images with Unicode white space around them), go to the real API server as
+//! usable URL, images with Unicode white space around them; a risk below its
+//! changes' classes, gates without bounds or of both kinds, windows from
+//! after to or in an unknown time zone, a blank override justification, an
+//! unmeasured hotfix), go to the real API server as
 //! server-side dry-run creates; "accepted" must equal "validate() found
 //! nothing". The schema is the CRD this tree generates (`Release::crd()`,
 //! what `signalman crd` prints into `crds/`), installed under a group of its
@@ -21,8 +24,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use signalman_core::api::{
-    Analysis, Change, Defaults, Duration, GatewayApiTraffic, Metric, NoDataPolicy, PrometheusSpec,
-    Release, ReleaseSpec, ServiceSpec, SkipAnalysis, Step, Traffic, validate,
+    Analysis, Change, ChangeClass, Defaults, Duration, Gate, GatewayApiTraffic, Metric,
+    NoDataPolicy, PrometheusSpec, Release, ReleaseSpec, ReleaseType, Risk, ServiceSpec,
+    SkipAnalysis, Step, Traffic, Weekday, Window, WindowOverride, validate,
 };
 use signalman_e2e::{self as e2e, TestNamespace, operator};
 
@@ -367,6 +371,105 @@ fn services() -> BoxedStrategy<Vec<ServiceSpec>> {
     .boxed()
 }
 
+fn gate(name: &str, query: Option<&str>, min: Option<f64>, max: Option<f64>) -> Gate {
+    Gate {
+        name: name.into(),
+        query: query.map(Into::into),
+        min,
+        max,
+        interval: None,
+        approval: query.is_none().then_some(true),
+    }
+}
+
+fn gates() -> BoxedStrategy<Vec<Gate>> {
+    let alerts = "sum(ALERTS{alertstate=\"firing\",namespace=\"{{namespace}}\"}) or vector(0)";
+    let good = vec![
+        gate("no-alerts", Some(alerts), None, Some(0.0)),
+        gate("change-board", None, None, None),
+    ];
+    let mut both = gate("both", Some("up"), Some(1.0), None);
+    both.approval = Some(true);
+    mostly(
+        Vec::new(),
+        vec![
+            good.clone(),
+            vec![gate("no-bounds", Some("up"), None, None)],
+            vec![gate("upside-down", Some("up"), Some(2.0), Some(1.0))],
+            vec![both],
+            vec![gate("Bad_Name", None, None, None)],
+            vec![gate("blank", Some(" "), Some(1.0), None)],
+            vec![good[1].clone(), good[1].clone()],
+        ],
+    )
+}
+
+fn window(days: Vec<Weekday>, from: &str, to: &str, zone: Option<&str>) -> Window {
+    Window {
+        days,
+        from: from.into(),
+        to: to.into(),
+        time_zone: zone.map(Into::into),
+    }
+}
+
+fn windows() -> BoxedStrategy<Option<Window>> {
+    let week = vec![Weekday::Monday, Weekday::Tuesday, Weekday::Thursday];
+    mostly(
+        None,
+        vec![
+            Some(window(
+                week.clone(),
+                "09:00",
+                "17:00",
+                Some("Europe/Berlin"),
+            )),
+            Some(window(week.clone(), "00:00", "24:00", None)),
+            Some(window(week.clone(), "17:00", "09:00", Some("UTC"))),
+            Some(window(week.clone(), "09:00", "09:00", Some("UTC"))),
+            Some(window(week.clone(), "09:00", "17:00", Some("Mars/Base"))),
+            Some(window(week.clone(), "9:00", "17:00", None)),
+            Some(window(week.clone(), "09:00", "24:01", None)),
+            Some(window(Vec::new(), "09:00", "17:00", None)),
+            Some(window(
+                vec![Weekday::Monday, Weekday::Monday],
+                "09:00",
+                "17:00",
+                None,
+            )),
+        ],
+    )
+}
+
+/// Risk, type, and the class of the first service's change.
+fn go_no_go() -> impl Strategy<Value = (Option<Risk>, Option<ReleaseType>, Option<ChangeClass>)> {
+    (
+        mostly(
+            None,
+            vec![
+                Some(Risk::Auto),
+                Some(Risk::Low),
+                Some(Risk::Medium),
+                Some(Risk::High),
+            ],
+        ),
+        mostly(
+            None,
+            vec![Some(ReleaseType::Hotfix), Some(ReleaseType::Normal)],
+        ),
+        mostly(
+            None,
+            vec![
+                Some(ChangeClass::Copy),
+                Some(ChangeClass::Config),
+                Some(ChangeClass::Feature),
+                Some(ChangeClass::Payment),
+                Some(ChangeClass::Auth),
+            ],
+        ),
+    )
+}
+
 fn spec() -> impl Strategy<Value = ReleaseSpec> {
     (
         mostly(
@@ -411,6 +514,20 @@ fn spec() -> impl Strategy<Value = ReleaseSpec> {
         ),
         services(),
         mostly(None, vec![Some(true), Some(false)]),
+        go_no_go(),
+        (
+            gates(),
+            windows(),
+            mostly(
+                None,
+                vec![
+                    Some("checkout outage INC-4711".to_owned()),
+                    Some(String::new()),
+                    Some(" \t".to_owned()),
+                ],
+            ),
+            mostly(None, vec![Some(dur("4h")), Some(dur("0s"))]),
+        ),
     )
         .prop_map(
             |(
@@ -419,9 +536,14 @@ fn spec() -> impl Strategy<Value = ReleaseSpec> {
                 prometheus,
                 hold_timeout,
                 (d_steps, d_analysis),
-                services,
+                mut services,
                 paused,
+                (risk, release_type, class),
+                (gates, window, justification, gate_timeout),
             )| {
+                if let Some(first) = services.first_mut() {
+                    first.change.class = class;
+                }
                 let defaults = (d_steps.is_some() || d_analysis.is_some()).then_some(Defaults {
                     steps: d_steps,
                     analysis: d_analysis,
@@ -436,6 +558,13 @@ fn spec() -> impl Strategy<Value = ReleaseSpec> {
                     abort: None,
                     resume_hold: None,
                     hold_timeout,
+                    risk,
+                    release_type,
+                    gates,
+                    gate_timeout,
+                    window,
+                    window_override: justification
+                        .map(|justification| WindowOverride { justification }),
                     ..ReleaseSpec::default()
                 }
             },

@@ -761,15 +761,10 @@ pub fn resolve_policy(
             name: name.to_owned(),
             spec,
         },
-        // The engine has no word for a policy that exists but does not
-        // parse; it must not be taken for none, so the Release stalls on it
-        // as on a missing one, saying why.
-        (Some(Err(why)), named_by) => PolicyObservation::Missing {
+        // Never taken for none: the Release waits for the policy to be fixed.
+        (Some(Err(error)), _) => PolicyObservation::Unreadable {
             name: name.to_owned(),
-            named_by: format!(
-                "{} (it exists but cannot be read: {why}; fix the ReleasePolicy)",
-                named_by.unwrap_or("default")
-            ),
+            error,
         },
         (None, Some(named_by)) => PolicyObservation::Missing {
             name: name.to_owned(),
@@ -1162,6 +1157,7 @@ mod tests {
         let name_of = |o: PolicyObservation| match o {
             PolicyObservation::Found { name, .. } => format!("found {name}"),
             PolicyObservation::Missing { name, named_by } => format!("missing {name} ({named_by})"),
+            PolicyObservation::Unreadable { name, error } => format!("unreadable {name}: {error}"),
             PolicyObservation::None => "none".into(),
         };
         assert_eq!(
@@ -1201,9 +1197,7 @@ mod tests {
         // One that does not parse is not taken for none.
         let broken = name_of(resolve_policy(&spec_naming(Some("broken")), None, all));
         assert!(
-            broken.starts_with(
-                "missing broken (spec.policy (it exists but cannot be read: spec.x: bad"
-            ),
+            broken.starts_with("unreadable broken: spec.x: bad"),
             "{broken}"
         );
     }

@@ -213,6 +213,15 @@ fn applied_policy(spec: &ReleaseSpec, read: &PolicyRead) -> (Option<AppliedPolic
                 ),
             }],
         ),
+        PolicyObservation::Unreadable { name, error } => (
+            None,
+            vec![Problem {
+                field: format!("ReleasePolicy {name}"),
+                message: format!(
+                    "cannot be read ({error}), so the controller would hold this Release Pending (InvalidPolicy); correct that field"
+                ),
+            }],
+        ),
         obs => (Some(policy::applied(spec, obs)), Vec::new()),
     }
 }
@@ -656,6 +665,9 @@ fn render_gonogo(
         }
         PolicyObservation::Missing { name, .. } => {
             format!("ReleasePolicy {} does not exist (see Problems)", e(name))
+        }
+        PolicyObservation::Unreadable { name, .. } => {
+            format!("ReleasePolicy {} cannot be read (see Problems)", e(name))
         }
         PolicyObservation::Found { name, .. } => {
             let by = if let Some(p) = &spec.policy {

@@ -56,7 +56,7 @@ pub(super) fn problems(spec: &ReleaseSpec) -> Vec<Problem> {
                 ),
             );
         }
-        if !is_gate_name(&g.name) {
+        if !super::validate::is_dns_label(&g.name) {
             problem(
                 format!("{at}.name"),
                 "must be lower-case letters, digits and '-', at most 63 characters, e.g. smoke-tests",
@@ -127,15 +127,6 @@ fn hotfix_measured(spec: &ReleaseSpec) -> bool {
         .as_ref()
         .and_then(|d| d.analysis.as_ref())
         .is_none_or(|a| a.skip_analysis.is_none())
-}
-
-fn is_gate_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 #[cfg(test)]

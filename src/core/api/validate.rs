@@ -455,7 +455,7 @@ fn is_env_name(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
 }
 
-fn is_dns_label(s: &str) -> bool {
+pub(super) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

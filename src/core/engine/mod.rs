@@ -206,6 +206,9 @@ pub enum PolicyObservation {
     /// The Release (`spec.policy`) or its namespace (label `signalman.dev/policy`) names a policy
     /// that does not exist; `named_by` says which, e.g. `spec.policy` or `namespace label signalman.dev/policy`.
     Missing { name: String, named_by: String },
+    /// The policy that applies exists but does not parse (`error` names the field): the
+    /// Release is not released without it, nor under another.
+    Unreadable { name: String, error: String },
 }
 
 /// One ReleaseApproval of the Release.

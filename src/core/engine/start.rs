@@ -172,6 +172,10 @@ fn policy_problem(cx: &Ctx) -> Option<(StallReason, String)> {
                  existing one in spec.policy"
             ),
         )),
+        PolicyObservation::Unreadable { name, error } => Some((
+            StallReason::InvalidPolicy,
+            format!("ReleasePolicy {name} cannot be read: {error}; correct that field"),
+        )),
         PolicyObservation::Found { name, spec } => {
             let problems = crate::policy::validate_policy(name, spec);
             (!problems.is_empty()).then(|| {

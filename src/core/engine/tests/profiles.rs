@@ -246,4 +246,17 @@ fn a_named_policy_that_is_missing_or_unusable_stalls_the_release_with_nothing_ch
         "{}",
         c.message
     );
+    // One that exists but does not parse is never taken for none.
+    sim.policy = PolicyObservation::Unreadable {
+        name: "strict".into(),
+        error: "spec.risks.high.steps[0].weight: invalid type".into(),
+    };
+    let d = sim.pass().clone();
+    assert!(d.actions.is_empty());
+    let c = condition(&d.status, "Stalled");
+    assert_eq!(c.reason, "InvalidPolicy");
+    assert_eq!(
+        c.message,
+        "ReleasePolicy strict cannot be read: spec.risks.high.steps[0].weight: invalid type; correct that field"
+    );
 }
