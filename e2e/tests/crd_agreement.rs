@@ -45,6 +45,13 @@ fn mostly<T: Clone + std::fmt::Debug + 'static>(good: T, bad: Vec<T>) -> BoxedSt
     prop_oneof![24 => Just(good), 1 => bad].boxed()
 }
 
+/// As [`mostly`], at half its odds: for the go/no-go fields, so that with
+/// the older edges enough specs stay valid to prove the accepting side.
+fn rarely<T: Clone + std::fmt::Debug + 'static>(good: T, bad: Vec<T>) -> BoxedStrategy<T> {
+    let bad = proptest::sample::select(bad);
+    prop_oneof![49 => Just(good), 1 => bad].boxed()
+}
+
 fn name_like(good: &str, extra: &[&str]) -> BoxedStrategy<String> {
     let mut bad: Vec<String> = vec![
         String::new(),
@@ -390,7 +397,7 @@ fn gates() -> BoxedStrategy<Vec<Gate>> {
     ];
     let mut both = gate("both", Some("up"), Some(1.0), None);
     both.approval = Some(true);
-    mostly(
+    rarely(
         Vec::new(),
         vec![
             good.clone(),
@@ -415,7 +422,7 @@ fn window(days: Vec<Weekday>, from: &str, to: &str, zone: Option<&str>) -> Windo
 
 fn windows() -> BoxedStrategy<Option<Window>> {
     let week = vec![Weekday::Monday, Weekday::Tuesday, Weekday::Thursday];
-    mostly(
+    rarely(
         None,
         vec![
             Some(window(
@@ -444,7 +451,7 @@ fn windows() -> BoxedStrategy<Option<Window>> {
 /// Risk, type, and the class of the first service's change.
 fn go_no_go() -> impl Strategy<Value = (Option<Risk>, Option<ReleaseType>, Option<ChangeClass>)> {
     (
-        mostly(
+        rarely(
             None,
             vec![
                 Some(Risk::Auto),
@@ -453,11 +460,11 @@ fn go_no_go() -> impl Strategy<Value = (Option<Risk>, Option<ReleaseType>, Optio
                 Some(Risk::High),
             ],
         ),
-        mostly(
+        rarely(
             None,
             vec![Some(ReleaseType::Hotfix), Some(ReleaseType::Normal)],
         ),
-        mostly(
+        rarely(
             None,
             vec![
                 Some(ChangeClass::Copy),
@@ -518,7 +525,7 @@ fn spec() -> impl Strategy<Value = ReleaseSpec> {
         (
             gates(),
             windows(),
-            mostly(
+            rarely(
                 None,
                 vec![
                     Some("checkout outage INC-4711".to_owned()),
@@ -526,7 +533,7 @@ fn spec() -> impl Strategy<Value = ReleaseSpec> {
                     Some(" \t".to_owned()),
                 ],
             ),
-            mostly(None, vec![Some(dur("4h")), Some(dur("0s"))]),
+            rarely(None, vec![Some(dur("4h")), Some(dur("0s"))]),
         ),
     )
         .prop_map(

@@ -70,7 +70,7 @@ async fn get_shows_a_running_release_as_view_table_json_and_yaml() {
     let line = view
         .stdout
         .lines()
-        .find(|l| l.trim_start().starts_with("web "))
+        .find(|l| l.contains(" web ") && l.contains('%'))
         .expect("a line for web");
     assert!(
         line.contains("step 1/2") && line.contains("[##########..........]  50%"),
