@@ -89,7 +89,8 @@ pub(super) fn allows(cx: &mut Ctx) -> Result<(), String> {
              otherwise it {opens}"
         ),
         (None, None, None) => format!("{what}; {opens}"),
-        (Some(_), None, _) => format!(
+        // With an approver too it went on above.
+        (Some(_), _, _) => format!(
             "{what}: has a justification; waits for an approval of the window override ({command}); \
              otherwise it {opens}"
         ),
@@ -97,7 +98,6 @@ pub(super) fn allows(cx: &mut Ctx) -> Result<(), String> {
             "{what}: the window override is approved by {by} but needs spec.override.justification \
              (why it cannot wait); otherwise it {opens}"
         ),
-        (Some(_), Some(_), _) => unreachable!("handled above"),
     };
     for why in window_approval
         .refused
