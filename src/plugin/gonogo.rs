@@ -4,35 +4,24 @@
 //! (which gates, which steps wait, whose approval counts, when the window
 //! opens) are the core's `policy`, as the controller uses them.
 
-use std::borrow::Cow;
-
 use crate::api::{AppliedPolicy, Approvals, Release, ReleaseSpec};
 use signalman_core::policy;
 
 /// The approvals the profile in force asks for (none without a policy).
 pub fn approvals(applied: Option<&AppliedPolicy>) -> Approvals {
     applied
-        .and_then(|a| a.defaults.as_ref())
-        .and_then(|p| p.approvals.clone())
+        .and_then(AppliedPolicy::approvals)
+        .cloned()
         .unwrap_or_default()
 }
 
-/// `release` with `applied` as its policy when its status has none yet, so
-/// [`policy::effective`] completes it the way the controller will.
-pub fn with_policy<'a>(release: &'a Release, applied: Option<&AppliedPolicy>) -> Cow<'a, Release> {
-    let has = release.status.as_ref().is_some_and(|s| s.policy.is_some());
-    match applied {
-        Some(a) if !has => {
-            let mut r = release.clone();
-            r.status.get_or_insert_with(Default::default).policy = Some(a.clone());
-            Cow::Owned(r)
-        }
-        _ => Cow::Borrowed(release),
-    }
-}
-
-/// The spec as the train will run it: steps and analysis limits from the profile filled in.
+/// The spec as the train will run it: steps and analysis limits from the
+/// profile filled in, by the policy fixed in its status, else by `applied`
+/// (what the controller will fix when it starts).
 pub fn effective_spec(release: &Release, applied: Option<&AppliedPolicy>) -> ReleaseSpec {
-    let r = with_policy(release, applied);
-    policy::effective(&r).into_owned()
+    let fixed = release.status.as_ref().and_then(|s| s.policy.as_ref());
+    match fixed.or(applied) {
+        Some(a) => policy::fill(&release.spec, a),
+        None => release.spec.clone(),
+    }
 }

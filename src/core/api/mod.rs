@@ -907,6 +907,13 @@ pub struct AppliedPolicy {
     pub gate_timeout: Option<Duration>,
 }
 
+impl AppliedPolicy {
+    /// The approvals its profile requires, if it sets any.
+    pub fn approvals(&self) -> Option<&Approvals> {
+        self.defaults.as_ref()?.approvals.as_ref()
+    }
+}
+
 /// One go/no-go gate at its last check.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

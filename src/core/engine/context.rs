@@ -185,11 +185,7 @@ impl<'a> Ctx<'a> {
 
     /// The approval rules of the profile in force (none: any approval counts).
     pub fn approval_rules(&self) -> Option<&crate::api::Approvals> {
-        self.st
-            .policy
-            .as_ref()
-            .and_then(|p| p.defaults.as_ref())
-            .and_then(|d| d.approvals.as_ref())
+        self.st.policy.as_ref()?.approvals()
     }
 
     /// The verdict on the approvals of `target`.
