@@ -233,6 +233,7 @@ pub fn svc(name: &str) -> Svc {
         traffic: None,
         steps: None,
         analysis: None,
+        ..Default::default()
     })
     .image("app", &format!("registry.example/{name}:v2"))
 }

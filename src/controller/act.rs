@@ -86,6 +86,10 @@ fn doing(action: &Action) -> String {
         Action::PromoteStable { .. } => "promoting the new version".to_owned(),
         Action::RemoveCanary { .. } => "removing the canary".to_owned(),
         Action::RestoreBaseline { .. } => "restoring the baseline".to_owned(),
+        Action::CreateJob { job, .. } => format!("creating the {job:?} Job"),
+        Action::StopJob { job, .. } => format!("stopping the {job:?} Job"),
+        Action::SetFlag { .. } => "setting the flag's keys".to_owned(),
+        Action::RestoreFlag { .. } => "restoring the flag's keys".to_owned(),
     }
 }
 
@@ -148,6 +152,11 @@ pub fn writes(
             }
             template_writes(svc, &baseline.template, stable_of(svc, objects)?)
         }
+        // TODO(issue 13): Jobs and flags.
+        Action::CreateJob { .. }
+        | Action::StopJob { .. }
+        | Action::SetFlag { .. }
+        | Action::RestoreFlag { .. } => Vec::new(),
     })
 }
 

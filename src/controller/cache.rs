@@ -1139,6 +1139,7 @@ mod tests {
         let spec = |days: usize| crate::api::ReleasePolicySpec {
             limits: Some(crate::api::Limits {
                 cross_team_edges: Some(days as i32),
+                cross_team: None,
             }),
             ..Default::default()
         };

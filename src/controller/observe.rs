@@ -154,6 +154,10 @@ impl World {
         });
         let in_effect = traffic::for_service(svc).observe(&o);
         ServiceObservation {
+            // TODO(issue 13): Jobs and flags.
+            forward_job: None,
+            rollback_job: None,
+            flag: None,
             stable,
             canary: in_effect.canary,
             baseline_recorded: o.baseline.is_some(),

@@ -345,6 +345,7 @@ mod tests {
             }),
             steps: None,
             analysis: None,
+            ..Default::default()
         };
         ReleaseSpec {
             owner: "team".into(),

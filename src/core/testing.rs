@@ -48,6 +48,7 @@ impl SpecBuilder {
             steps: None,
             analysis: None,
             name,
+            ..Default::default()
         });
         self
     }

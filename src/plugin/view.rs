@@ -432,9 +432,11 @@ fn render_service(
         | ServicePhase::Withdrawn
         | ServicePhase::Restoring
         | ServicePhase::Restored
-        | ServicePhase::Skipped => {
+        | ServicePhase::Skipped
+        | ServicePhase::Deferred => {
             // The controller's own sentence when it wrote one; it knows best.
             let fallback = match st.phase {
+                ServicePhase::Deferred => "deferred: not shipped by this release",
                 ServicePhase::Promoted => "new version is stable, canary removed",
                 ServicePhase::Withdrawn => "canary removed, stable never touched",
                 ServicePhase::Restoring => "putting the stable Deployment back on its baseline",
@@ -748,6 +750,7 @@ fn service_badge(phase: ServicePhase, style: Style) -> (String, String) {
         ServicePhase::Restoring => ("↺", Style::red),
         ServicePhase::Restored => ("↺", Style::green),
         ServicePhase::Skipped => ("–", Style::dim),
+        ServicePhase::Deferred => ("⏸", Style::yellow),
     };
     (paint(style, glyph), paint(style, &text))
 }

@@ -9,6 +9,9 @@ pub enum ConditionType {
     Ready,
     Reconciling,
     Stalled,
+    /// Not a kstatus condition: something a person should know that stops nothing
+    /// (e.g. more cross-team dependencies than the policy allows).
+    Warning,
 }
 
 impl ConditionType {
@@ -17,6 +20,7 @@ impl ConditionType {
             ConditionType::Ready => "Ready",
             ConditionType::Reconciling => "Reconciling",
             ConditionType::Stalled => "Stalled",
+            ConditionType::Warning => "Warning",
         }
     }
 }

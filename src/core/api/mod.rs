@@ -9,15 +9,19 @@
 mod approval;
 mod conditions;
 mod go_no_go;
+mod member;
 mod policy;
 mod validate;
 
 pub use approval::{CREATED_BY_ANNOTATION, ReleaseApproval, ReleaseApprovalSpec, StepRef};
 pub use policy::{
-    AnalysisLimits, Approvals, Blackout, DEFAULT_POLICY, Freeze, Limits, POLICY_LABEL, Profile,
+    AnalysisLimits, Approvals, Blackout, CrossTeamAction, DEFAULT_POLICY, Freeze, Limits, POLICY_LABEL, Profile,
     ReleasePolicy, ReleasePolicySpec, RiskProfiles, Weekday, Window,
 };
 
+pub use member::{
+    FlagChange, Irreversible, MemberKind, MigrationJob, ServiceHold, default as member_default,
+};
 pub use conditions::{ConditionType, Standing, set_condition, set_standing};
 pub(crate) use validate::check_steps;
 pub use validate::{Problem, validate, validate_name};
@@ -94,7 +98,7 @@ pub struct ReleaseSpec {
     /// The services that change together. Order does not matter: `dependsOn` does.
     #[schemars(length(min = 1, max = 100))]
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("spec.services: service names must be unique"))]
-    #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.deployment == s.deployment))").message("spec.services: each Deployment can be in one service only; merge their changes into one service"))]
+    #[x_kube(validation = Rule::new("self.all(s, !has(s.deployment) || self.exists_one(t, has(t.deployment) && t.deployment == s.deployment))").message("spec.services: each Deployment can be in one service only; merge their changes into one service"))]
     pub services: Vec<ServiceSpec>,
 
     /// Pause the release: nothing advances and no step bakes while true; canary weights stay where they are.
@@ -255,24 +259,32 @@ pub struct Gate {
     pub approval: Option<bool>,
 }
 
-/// `low` is below any change that is not copy or config.
+/// A service is exactly one kind.
+const ONE_KIND: &str =
+    "(has(self.deployment) ? 1 : 0) + (has(self.job) ? 1 : 0) + (has(self.flag) ? 1 : 0) == 1";
+
+/// `low` is below any change that is not copy or config (a job or a flag counts as medium).
 const RISK_NOT_BELOW_LOW: &str = "!has(self.risk) || self.risk != 'low' || \
-    self.services.all(s, has(s.change.class) && s.change.class in ['copy', 'config'])";
+    self.services.all(s, has(s.change) && has(s.change.class) && s.change.class in ['copy', 'config'])";
 // The messages pick with the three-argument `map` (filter and project at
 // once): a `filter` would copy whole services, which the API server's cost
 // estimate refuses (over 100x the budget).
 const RISK_BELOW_LOW_MESSAGE: &str = "'spec.risk: low is below the risk of service ' + \
-    self.services.map(s, !has(s.change.class) || !(s.change.class in ['copy', 'config']), s.name)[0] + \
-    ' (' + self.services.map(s, !has(s.change.class) || !(s.change.class in ['copy', 'config']), \
+    self.services.map(s, !has(s.change) || !has(s.change.class) || !(s.change.class in ['copy', 'config']), s.name)[0] + \
+    ' (' + self.services.map(s, !has(s.change) || !has(s.change.class) || !(s.change.class in ['copy', 'config']), \
+    has(s.job) ? 'a migration job, which counts as medium' : has(s.flag) ? 'a flag change, which counts as medium' : \
     has(s.change.class) ? 'a ' + s.change.class + ' change' : 'no change.class, which counts as feature')[0] + \
     '); raise spec.risk or set it to auto'";
-/// `medium` is below a migration, auth or payment change.
+/// `medium` is below a migration, auth or payment change, and below an irreversible migration job.
 const RISK_NOT_BELOW_MEDIUM: &str = "!has(self.risk) || self.risk != 'medium' || \
-    self.services.all(s, !has(s.change.class) || !(s.change.class in ['migration', 'auth', 'payment']))";
+    self.services.all(s, (!has(s.change) || !has(s.change.class) || !(s.change.class in ['migration', 'auth', 'payment'])) \
+    && (!has(s.job) || !has(s.job.irreversible)))";
 const RISK_BELOW_MEDIUM_MESSAGE: &str = "'spec.risk: medium is below the risk of service ' + \
-    self.services.map(s, has(s.change.class) && s.change.class in ['migration', 'auth', 'payment'], s.name)[0] + \
-    ' (a ' + self.services.map(s, has(s.change.class) && s.change.class in ['migration', 'auth', 'payment'], s.change.class)[0] + \
-    ' change is high risk); raise spec.risk to high or set it to auto'";
+    self.services.map(s, has(s.change) && has(s.change.class) && s.change.class in ['migration', 'auth', 'payment'] \
+    || has(s.job) && has(s.job.irreversible), s.name)[0] + \
+    ' (' + self.services.map(s, has(s.change) && has(s.change.class) && s.change.class in ['migration', 'auth', 'payment'] \
+    || has(s.job) && has(s.job.irreversible), has(s.job) ? 'an irreversible migration' : 'a ' + s.change.class + ' change')[0] + \
+    ' is high risk); raise spec.risk to high or set it to auto'";
 /// A hotfix skips steps, never measurement.
 const HOTFIX_MEASURED: &str = "!has(self.type) || self.type != 'hotfix' || \
     (!has(self.defaults) || !has(self.defaults.analysis) || !has(self.defaults.analysis.skipAnalysis)) && \
@@ -327,12 +339,12 @@ pub struct Defaults {
 /// A service is judged by its own `analysis`, which replaces the defaults'
 /// whole, else by `spec.defaults.analysis`; either must measure something or
 /// say why not, because a step with nothing to measure passes on time alone.
-const EVERY_SERVICE_MEASURED: &str = "self.services.all(s, has(s.analysis) \
+const EVERY_SERVICE_MEASURED: &str = "self.services.all(s, has(s.job) || (has(s.analysis) \
     ? ((has(s.analysis.metrics) && size(s.analysis.metrics) > 0) || has(s.analysis.skipAnalysis)) \
     : (has(self.defaults) && has(self.defaults.analysis) \
        && ((has(self.defaults.analysis.metrics) && size(self.defaults.analysis.metrics) > 0) \
-           || has(self.defaults.analysis.skipAnalysis))))";
-const NOT_MEASURED: &str = "spec.services: every service needs at least one metric (in its analysis.metrics, \
+           || has(self.defaults.analysis.skipAnalysis)))))";
+const NOT_MEASURED: &str = "spec.services: every deployment and flag service needs at least one metric (in its analysis.metrics, \
     or in spec.defaults.analysis.metrics when it has no analysis of its own), or an explicit opt-out: \
     analysis.skipAnalysis.reason";
 
@@ -520,11 +532,15 @@ pub struct Metric {
     pub max: Option<f64>,
 }
 
-/// One service of the train: a Deployment and the change it gets.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// One service of the train: a Deployment and the change it gets, a migration Job, or a flag.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.dependsOn) || !(self.name in self.dependsOn)").message("spec.services[].dependsOn: a service cannot depend on itself"))]
 #[x_kube(validation = Rule::new(CANARY_SERVICE_FITS).message("spec.services[]: with traffic.gatewayAPI the stable Service (traffic.gatewayAPI.service, else name) has at most 56 characters, so that its canary Service <service>-canary is a valid Service name"))]
+#[x_kube(validation = Rule::new(ONE_KIND).message("spec.services[]: a service is exactly one of deployment (with change), job or flag; set one of them"))]
+#[x_kube(validation = Rule::new("has(self.deployment) == has(self.change)").message("spec.services[]: change goes with deployment, and a deployment needs a change (images or env); a job or flag service has no change"))]
+#[x_kube(validation = Rule::new("has(self.deployment) || !has(self.traffic) && !has(self.steps)").message("spec.services[]: traffic and steps are for a deployment; a job runs once and a flag is set at once (its bake is flag.bake)"))]
+#[x_kube(validation = Rule::new("!has(self.job) || !has(self.analysis)").message("spec.services[]: a job is judged by its exit, not by analysis; measure the services that depend on it instead"))]
 pub struct ServiceSpec {
     /// Name of the service in this Release. Also the Kubernetes Service that `{{service}}` names in
     /// queries, unless `traffic.gatewayAPI.service` names another one.
@@ -538,10 +554,33 @@ pub struct ServiceSpec {
     pub owner: Option<String>,
     /// The Deployment, in the Release's namespace, that runs this service. At most 246
     /// characters, so that its canary Deployment `<deployment>-canary` is a valid name.
+    /// A service is exactly one of `deployment` (with `change`), `job` or `flag`.
+    // Empty when the service is a job or a flag: see `ServiceSpec::kind`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1, max = 246))]
     pub deployment: String,
-    /// What changes in the Deployment's pod template.
+    /// What changes in the Deployment's pod template; required with `deployment`, absent otherwise.
+    #[serde(default, skip_serializing_if = "Change::is_empty")]
     pub change: Change,
+    /// A migration run as a Job: `forward` in its wave, `rollback` on a rollback, after every
+    /// service that depends on it has been restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<MigrationJob>,
+    /// A feature flag: keys set in a ConfigMap once the services it depends on are promoted,
+    /// measured for `flag.bake`, and put back first on a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<FlagChange>,
+    /// Not ready to ship: this service and every service that depends on it are `Deferred`;
+    /// the rest of the train ships. Read when the service's turn comes, so it can be set mid-train.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<ServiceHold>,
+    /// Go/no-go gates of this service alone, checked when its turn comes: while one does not hold
+    /// it waits and the rest of the train moves on; if one still does not hold when nothing else
+    /// can move, the service and its dependents are `Deferred`. Names are unique across the
+    /// release's and every service's gates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub gates: Vec<Gate>,
     /// Services that must be promoted before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
@@ -578,6 +617,17 @@ pub struct Change {
     /// Container name to environment variables to set (name to literal value).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, BTreeMap<String, String>>,
+    /// The new code ships behind a flag this release does not switch: deployed, not released.
+    /// Reported as such.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dark: Option<bool>,
+}
+
+impl Change {
+    /// Nothing set: the service is a job or a flag.
+    pub fn is_empty(&self) -> bool {
+        *self == Change::default()
+    }
 }
 
 /// The kind of change, from least to most risky.
@@ -685,6 +735,14 @@ pub struct ReleaseStatus {
     /// Why a rollback began (the breach or the abort), once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackCause>,
+    /// Services this release does not ship, and why: held (`services[].hold`), a service gate
+    /// that did not hold, or a dependency that was deferred. A later Release carries them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<Deferral>,
+    /// Dependencies between services of different owners, and unrelated changes combined in one
+    /// release, when there are more than the policy allows: with the split that would avoid them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_team: Option<CrossTeam>,
     /// One entry per service, in spec order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceStatus>,
@@ -806,6 +864,9 @@ named!(StallReason {
     DeploymentRolloutFailed,
     PolicyNotFound,
     InvalidPolicy,
+    ConfigMapNotFound,
+    ConfigMapClaimed,
+    CrossTeamLimit,
 });
 named!(RollbackReason {
     Breach,
@@ -852,6 +913,12 @@ pub enum StallReason {
     PolicyNotFound,
     /// The ReleasePolicy that applies cannot be used (e.g. an unknown time zone).
     InvalidPolicy,
+    /// A flag service's ConfigMap does not exist.
+    ConfigMapNotFound,
+    /// Another unfinished Release sets keys of the same flag ConfigMap.
+    ConfigMapClaimed,
+    /// More `dependsOn` edges between owners than the policy allows, with `limits.crossTeam: refuse`.
+    CrossTeamLimit,
 }
 
 /// Why a rollback began.
@@ -1045,6 +1112,15 @@ pub struct ServiceStatus {
     /// It waits, at its current step's weight with the bake passed, for an approval of this step.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub awaiting_approval: bool,
+    /// A migration's forward Job, once it is due: recorded before it is created, so it runs once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_job: Option<JobRun>,
+    /// A migration's rollback Job, once it is due: recorded before it is created, so it runs once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_job: Option<JobRun>,
+    /// A flag's keys as they were before the release: recorded before they are changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag_baseline: Option<FlagBaseline>,
     /// When this service's state last changed phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Time>,
@@ -1075,6 +1151,91 @@ pub enum ServicePhase {
     Restored,
     /// Never started: the release ended first.
     Skipped,
+    /// Not shipped by this release: held, its service gate did not hold, or it depends on a
+    /// deferred service (see `status.deferred`).
+    Deferred,
+}
+
+/// One run of a migration Job.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRun {
+    /// The Job's name in the Release's namespace.
+    pub name: String,
+    /// When Signalman first saw the Job exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When it finished (completed, failed or timed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// How it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<JobResult>,
+    /// Why it failed and its last log lines, when it did not succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How a migration Job ended.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobResult {
+    Succeeded,
+    Failed,
+    /// It ran longer than `job.timeout` and was stopped.
+    TimedOut,
+}
+
+/// A flag's keys before the release.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FlagBaseline {
+    /// Keys that existed, with their values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, String>,
+    /// Keys that did not exist: removed again on a rollback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<String>,
+}
+
+/// A service this release does not ship.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Deferral {
+    /// The service.
+    pub service: String,
+    /// Why, e.g. `held: load test not signed off` or `depends on payments, which is deferred`.
+    pub reason: String,
+}
+
+/// Cross-team dependencies and unrelated changes in one release.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CrossTeam {
+    /// The `dependsOn` edges whose two services have different owners, as `web -> api (team-web -> team-api)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edges: Vec<String>,
+    /// The most such edges allowed (the policy's `limits.crossTeamEdges`, else the operator's `--cross-team-edges`).
+    pub limit: i32,
+    /// Groups of services with no dependency path between them and different owners, as
+    /// `search (team-search) | web, api (team-shop)`: unrelated changes combined in one train.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unrelated: Vec<String>,
+    /// The proposed split: groups with no cross-team edge inside them, each a Release of its own,
+    /// in the order they can ship.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<SplitGroup>,
+}
+
+/// One Release of a proposed split.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SplitGroup {
+    /// The owner of its services.
+    pub owner: String,
+    pub services: Vec<String>,
+    /// Groups (by their index in `split`, counted from 0) that must ship before this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<i32>,
 }
 
 /// Counts of this step's measurements for one metric.
@@ -1218,6 +1379,26 @@ impl Analysis {
 }
 
 impl ServiceSpec {
+    /// What the service is: a Deployment, a migration Job or a flag.
+    pub fn kind(&self) -> MemberKind<'_> {
+        match (&self.job, &self.flag) {
+            (Some(job), _) => MemberKind::Job(job),
+            (None, Some(flag)) => MemberKind::Flag(flag),
+            (None, None) => MemberKind::Deployment {
+                deployment: &self.deployment,
+                change: &self.change,
+            },
+        }
+    }
+
+    /// The Deployment it shifts, for a deployment service.
+    pub fn deployment(&self) -> Option<&str> {
+        match self.kind() {
+            MemberKind::Deployment { deployment, .. } => Some(deployment),
+            _ => None,
+        }
+    }
+
     /// The Kubernetes Service that carries this service's traffic, and so its
     /// metrics' labels: `traffic.gatewayAPI.service` when set, else `name`.
     pub fn kubernetes_service(&self) -> &str {

@@ -224,4 +224,18 @@ pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 10000))]
     pub cross_team_edges: Option<i32>,
+    /// What a release beyond the limit gets: `warn` (default: a `Warning` condition and an Event
+    /// proposing a split) or `refuse` (`Stalled` before anything moves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_team: Option<CrossTeamAction>,
+}
+
+/// What a release with too many cross-team edges gets.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CrossTeamAction {
+    #[default]
+    #[serde(rename = "warn")]
+    Warn,
+    #[serde(rename = "refuse")]
+    Refuse,
 }

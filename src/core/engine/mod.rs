@@ -259,6 +259,39 @@ pub struct ServiceObservation {
     pub baseline_recorded: bool,
     /// The HTTPRoute, for Gateway API traffic; `None` for replica ratio.
     pub route: Option<RouteObservation>,
+    /// A migration's forward Job (`status.services[].forwardJob.name`); `None` while it does not exist.
+    pub forward_job: Option<JobObservation>,
+    /// A migration's rollback Job (`status.services[].rollbackJob.name`); `None` while it does not exist.
+    pub rollback_job: Option<JobObservation>,
+    /// A flag's ConfigMap; `None` when it does not exist.
+    pub flag: Option<FlagObservation>,
+}
+
+/// A migration Job as the shell found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobObservation {
+    /// Created and not finished.
+    Running,
+    /// Condition `Complete`.
+    Succeeded,
+    /// Condition `Failed`: `reason` is the Job's reason and message (e.g. `BackoffLimitExceeded`),
+    /// `logs` its failed pod's last log lines (its termination message), when there are any.
+    Failed { reason: String, logs: Option<String> },
+}
+
+/// A flag's ConfigMap as the shell found it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlagObservation {
+    /// The current values of the flag's keys (`spec.services[].flag.keys`); a key absent from
+    /// the ConfigMap is absent here.
+    pub values: BTreeMap<String, String>,
+}
+
+/// Which of a migration's Jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    Forward,
+    Rollback,
 }
 
 /// The stable Deployment.
@@ -328,6 +361,16 @@ pub enum Action {
     RemoveCanary { service: String },
     /// Write the baseline back into the stable Deployment.
     RestoreBaseline { service: String },
+    /// Create the migration's Job of this kind, named as `status.services[]` records it, unless
+    /// it exists (a Job is never created twice).
+    CreateJob { service: String, job: JobKind },
+    /// Delete the migration's Job of this kind with its pods (it ran past `job.timeout`).
+    StopJob { service: String, job: JobKind },
+    /// Write the flag's keys (`spec.services[].flag.keys`) into its ConfigMap.
+    SetFlag { service: String },
+    /// Put the flag's keys back as `status.services[].flagBaseline` recorded them: values
+    /// written back, keys that were absent removed.
+    RestoreFlag { service: String },
 }
 
 impl Action {
@@ -338,7 +381,11 @@ impl Action {
             | Action::SetCanaryWeight { service, .. }
             | Action::PromoteStable { service }
             | Action::RemoveCanary { service }
-            | Action::RestoreBaseline { service } => service,
+            | Action::RestoreBaseline { service }
+            | Action::CreateJob { service, .. }
+            | Action::StopJob { service, .. }
+            | Action::SetFlag { service }
+            | Action::RestoreFlag { service } => service,
         }
     }
 }
@@ -370,6 +417,11 @@ pub enum NoticeKind {
     Failed,
     /// An approval let the release go on: a step, or the window override.
     Approved,
+    /// A service and its dependents were deferred.
+    Deferred,
+    /// Something a person should know that stops nothing (see the `Warning` condition),
+    /// e.g. more cross-team dependencies than the policy allows.
+    Warning,
 }
 
 impl NoticeKind {
@@ -389,6 +441,8 @@ impl NoticeKind {
             NoticeKind::RolledBack => "RolledBack",
             NoticeKind::Failed => "Failed",
             NoticeKind::Approved => "Approved",
+            NoticeKind::Deferred => "Deferred",
+            NoticeKind::Warning => "CrossTeamEdges",
         }
     }
 
@@ -401,6 +455,8 @@ impl NoticeKind {
                 | NoticeKind::RollbackBegan(_)
                 | NoticeKind::RolledBack
                 | NoticeKind::Failed
+                | NoticeKind::Deferred
+                | NoticeKind::Warning
         )
     }
 }

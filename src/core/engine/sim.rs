@@ -266,6 +266,7 @@ impl Sim {
                     canary: s.canary.clone(),
                     baseline_recorded: s.baseline_recorded,
                     route: s.route.clone(),
+                    ..Default::default()
                 };
                 (name.clone(), o)
             })
@@ -303,6 +304,11 @@ impl Sim {
     pub fn apply(&mut self, actions: &[Action]) {
         for a in actions {
             match a {
+                // TODO(issue 13): the simulated Jobs and ConfigMaps.
+                Action::CreateJob { .. }
+                | Action::StopJob { .. }
+                | Action::SetFlag { .. }
+                | Action::RestoreFlag { .. } => {}
                 Action::RecordBaseline { service } => self.svc(service).baseline_recorded = true,
                 Action::SetCanaryWeight { service, weight } => {
                     let s = self.svc(service);
