@@ -261,6 +261,7 @@ fn service() -> impl Strategy<Value = ServiceSpec> {
                 traffic,
                 steps,
                 analysis,
+                ..Default::default()
             },
         )
 }
