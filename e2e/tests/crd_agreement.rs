@@ -324,6 +324,7 @@ fn service() -> impl Strategy<Value = ServiceSpec> {
                     traffic,
                     steps,
                     analysis,
+                    ..Default::default()
                 }
             },
         )
@@ -344,6 +345,7 @@ fn services() -> BoxedStrategy<Vec<ServiceSpec>> {
                 traffic: None,
                 steps: None,
                 analysis: None,
+                ..Default::default()
             })
             .collect()
     });
