@@ -114,6 +114,7 @@ impl World {
             policy: self.policy.clone(),
             approvals: self.approvals.clone(),
             gates: Vec::new(),
+            cross_team_limit: None,
         }
     }
 

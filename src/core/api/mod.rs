@@ -15,14 +15,14 @@ mod validate;
 
 pub use approval::{CREATED_BY_ANNOTATION, ReleaseApproval, ReleaseApprovalSpec, StepRef};
 pub use policy::{
-    AnalysisLimits, Approvals, Blackout, CrossTeamAction, DEFAULT_POLICY, Freeze, Limits, POLICY_LABEL, Profile,
-    ReleasePolicy, ReleasePolicySpec, RiskProfiles, Weekday, Window,
+    AnalysisLimits, Approvals, Blackout, CrossTeamAction, DEFAULT_POLICY, Freeze, Limits,
+    POLICY_LABEL, Profile, ReleasePolicy, ReleasePolicySpec, RiskProfiles, Weekday, Window,
 };
 
+pub use conditions::{ConditionType, Standing, set_condition, set_standing};
 pub use member::{
     FlagChange, Irreversible, MemberKind, MigrationJob, ServiceHold, default as member_default,
 };
-pub use conditions::{ConditionType, Standing, set_condition, set_standing};
 pub(crate) use validate::check_steps;
 pub use validate::{Problem, validate, validate_name};
 
@@ -1216,8 +1216,8 @@ pub struct CrossTeam {
     pub edges: Vec<String>,
     /// The most such edges allowed (the policy's `limits.crossTeamEdges`, else the operator's `--cross-team-edges`).
     pub limit: i32,
-    /// Groups of services with no dependency path between them and different owners, as
-    /// `search (team-search) | web, api (team-shop)`: unrelated changes combined in one train.
+    /// Groups of services with no dependency path between them, when their owners differ: unrelated
+    /// changes combined in one train. One entry per group, as `web, api (team-shop)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unrelated: Vec<String>,
     /// The proposed split: groups with no cross-team edge inside them, each a Release of its own,

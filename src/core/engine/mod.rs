@@ -186,6 +186,9 @@ pub struct Observations {
     pub approvals: Vec<ApprovalObservation>,
     /// Gate checks the shell ran, as asked by [`due_gates`], since the last decision.
     pub gates: Vec<GateTaken>,
+    /// The operator's `--cross-team-edges`: the limit when the policy sets none
+    /// (`None`: [`crate::plan::teams::DEFAULT_CROSS_TEAM_EDGES`]).
+    pub cross_team_limit: Option<i32>,
 }
 
 /// The ReleasePolicy that applies to a Release, as the shell found it.
@@ -276,7 +279,10 @@ pub enum JobObservation {
     Succeeded,
     /// Condition `Failed`: `reason` is the Job's reason and message (e.g. `BackoffLimitExceeded`),
     /// `logs` its failed pod's last log lines (its termination message), when there are any.
-    Failed { reason: String, logs: Option<String> },
+    Failed {
+        reason: String,
+        logs: Option<String>,
+    },
 }
 
 /// A flag's ConfigMap as the shell found it.

@@ -296,6 +296,7 @@ impl Sim {
             policy: self.policy.clone(),
             approvals: self.approvals.clone(),
             gates: Vec::new(),
+            cross_team_limit: None,
         }
     }
 

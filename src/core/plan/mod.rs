@@ -5,6 +5,8 @@
 //! move in parallel. The rollback order walks the waves backwards, so a service
 //! is restored only after everything that depends on it.
 
+pub mod teams;
+
 use std::collections::HashMap;
 use std::fmt;
 
