@@ -331,6 +331,11 @@ fn a_deployment_too_small_for_its_steps_is_a_warning_that_says_by_how_much() {
 }
 
 #[test]
+fn a_train_across_too_many_teams_shows_its_edges_unrelated_changes_and_the_split() {
+    golden("cross-team", 0);
+}
+
+#[test]
 fn what_a_write_would_be_refused_for_is_refused_by_plan() {
     golden("refused-on-write", 1);
 }
@@ -427,6 +432,68 @@ mod gonogo {
         );
         assert!(
             text.contains("approvers       only alice, bob count; four eyes: not the Release's creator (annotation signalman.dev/created-by)"),
+            "{text}"
+        );
+    }
+
+    fn cross_team(limits: signalman::api::Limits) -> (String, bool) {
+        let text = std::fs::read_to_string(super::fixtures().join("cross-team.yaml")).unwrap();
+        let r = read_releases(&text).unwrap().remove(0);
+        let observed = PolicyObservation::Found {
+            name: "prod".into(),
+            spec: ReleasePolicySpec {
+                limits: Some(limits),
+                ..Default::default()
+            },
+        };
+        plan(&r, PolicyRead::Read(Box::new(observed)))
+    }
+
+    #[test]
+    fn the_policy_limit_on_cross_team_edges_is_the_one_plan_counts_against() {
+        use signalman::api::{CrossTeamAction, Limits};
+        let (text, valid) = cross_team(Limits {
+            cross_team_edges: Some(5),
+            cross_team: Some(CrossTeamAction::Refuse),
+        });
+        assert!(valid, "{text}");
+        assert!(
+            text.contains("cross-team edges  4, within the limit 5 (limits.crossTeamEdges of ReleasePolicy prod)"),
+            "{text}"
+        );
+        // The unrelated newsletter change still asks for a split, and only warns.
+        assert!(
+            text.contains("the controller    it runs, with condition Warning (UnrelatedChanges)"),
+            "{text}"
+        );
+        assert!(text.contains("    6. newsletter (team-growth)"), "{text}");
+    }
+
+    #[test]
+    fn a_policy_that_refuses_a_train_over_its_limit_makes_plan_say_stalled() {
+        use signalman::api::{CrossTeamAction, Limits};
+        let (text, valid) = cross_team(Limits {
+            cross_team_edges: None,
+            cross_team: Some(CrossTeamAction::Refuse),
+        });
+        assert!(!valid, "{text}");
+        assert!(
+            text.contains("cross-team edges  4, more than the limit 3 (the default; the operator's --cross-team-edges may set another)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the controller    Stalled (CrossTeamLimit) before anything moves: ReleasePolicy prod refuses it (limits.crossTeam: refuse)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("✖ spec.services[].dependsOn: 4 dependencies between owners, more than the limit 3 of ReleasePolicy prod"),
+            "{text}"
+        );
+        // Warn (the default action) runs the same train with a warning.
+        let (text, valid) = cross_team(Limits::default());
+        assert!(valid, "{text}");
+        assert!(
+            text.contains("it runs, with condition Warning (CrossTeamEdges) and a Warning Event"),
             "{text}"
         );
     }

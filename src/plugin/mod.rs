@@ -12,6 +12,7 @@ pub mod approve;
 pub mod cluster;
 pub mod commands;
 pub mod gonogo;
+pub mod members;
 pub mod schedule;
 pub mod screen;
 pub mod steer;

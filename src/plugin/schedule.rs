@@ -13,14 +13,17 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use signalman_core::policy;
 
-use crate::api::{self, Analysis, AppliedPolicy, Plan, Problem, Release, ReleaseSpec};
-use crate::engine::PolicyObservation;
+use crate::api::{
+    self, Analysis, AppliedPolicy, CrossTeamAction, MemberKind, Plan, Problem, Release, ReleaseSpec,
+};
+use crate::engine::{JobKind, PolicyObservation};
 use crate::plan;
 use crate::preflight::{self, ClusterView};
 use crate::text;
 use crate::traffic::replica;
 
 use super::gonogo;
+use super::members;
 use super::style::Style;
 use super::untrusted;
 
@@ -85,11 +88,17 @@ pub fn schedule(spec: &ReleaseSpec) -> Result<Schedule, Vec<Problem>> {
         .iter()
         .map(|svc| {
             let analysis = spec.analysis_of(svc);
-            let steps: Vec<(i32, Duration)> = spec
-                .steps_of(svc)
-                .iter()
-                .map(|s| (s.weight, step_minimum(&analysis, s.bake.into())))
-                .collect();
+            let steps: Vec<(i32, Duration)> = match svc.kind() {
+                // A Job runs as long as it runs: nothing to count in advance.
+                MemberKind::Job(_) => Vec::new(),
+                // A flag is set at once and bakes like one step at 100%.
+                MemberKind::Flag(f) => vec![(100, step_minimum(&analysis, f.bake()))],
+                MemberKind::Deployment { .. } => spec
+                    .steps_of(svc)
+                    .iter()
+                    .map(|s| (s.weight, step_minimum(&analysis, s.bake.into())))
+                    .collect(),
+            };
             let total = steps.iter().map(|(_, d)| *d).sum();
             ServiceSchedule {
                 name: svc.name.clone(),
@@ -258,6 +267,9 @@ pub fn render_plan_with(
         Ok(_) => cluster.clone(),
     });
     problems.extend(policy_problems);
+    // The owners' view needs a train that can be ordered.
+    let owned = sched.as_ref().ok().map(|_| owners(input.spec, &go.policy));
+    problems.extend(owned.as_ref().and_then(refused));
     if let Err(p) = &window {
         problems.push(p.clone());
     }
@@ -295,11 +307,16 @@ pub fn render_plan_with(
         out.push('\n');
         render_schedule(
             &mut out,
+            &untrusted::escape(input.name.unwrap_or("NAME")),
             &untrusted::escaped(&effective),
             &untrusted::escaped(s),
             style,
         );
         out.push('\n');
+        if let Some(o) = &owned {
+            render_owners(&mut out, o, style);
+            out.push('\n');
+        }
         render_gonogo(
             &mut out,
             input,
@@ -403,6 +420,7 @@ pub fn weight_warnings(spec: &ReleaseSpec, facts: &ClusterView) -> Vec<(String, 
         .enumerate()
         .filter(|(_, svc)| svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()).is_none())
         .filter_map(|(i, svc)| {
+            let deployment = svc.deployment()?;
             let n = facts.services.get(&svc.name)?.replicas?;
             let weights: Vec<i32> = spec.steps_of(svc).iter().map(|s| s.weight).collect();
             let steps: Vec<String> = replica::overshoots(n, &weights)
@@ -424,8 +442,7 @@ pub fn weight_warnings(spec: &ReleaseSpec, facts: &ClusterView) -> Vec<(String, 
                 (
                     format!("spec.services[{i}]"),
                     format!(
-                        "Deployment {:?} has {n} replica{}: {} (the canary's share of the pods is its share of the traffic)",
-                        svc.deployment,
+                        "Deployment {deployment:?} has {n} replica{}: {} (the canary's share of the pods is its share of the traffic)",
                         plural(n as usize),
                         steps.join("; ")
                     ),
@@ -435,7 +452,13 @@ pub fn weight_warnings(spec: &ReleaseSpec, facts: &ClusterView) -> Vec<(String, 
         .collect()
 }
 
-fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: Style) {
+fn render_schedule(
+    out: &mut String,
+    release: &str,
+    spec: &ReleaseSpec,
+    s: &Schedule,
+    style: Style,
+) {
     let _ = writeln!(
         out,
         "{}",
@@ -460,6 +483,7 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
         };
         let _ = writeln!(out, "  {}. {}{tail}", i + 1, wave.services.join(", "));
     }
+    render_held(out, spec, style);
 
     out.push('\n');
     let _ = writeln!(
@@ -476,20 +500,28 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
         if let Some(o) = &svc.owner {
             about.push(o.clone());
         }
-        if let Some(c) = svc.change.class {
-            about.push(
-                serde_json::to_value(c)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-            );
+        match svc.kind() {
+            MemberKind::Deployment { change, .. } => {
+                if let Some(c) = change.class {
+                    about.push(
+                        serde_json::to_value(c)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                    );
+                }
+                if change.dark == Some(true) {
+                    about.push("dark".to_owned());
+                }
+                about.push(
+                    match svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+                        Some(g) => format!("Gateway API route {}", g.http_route),
+                        None => "replica ratio".to_owned(),
+                    },
+                );
+            }
+            _ => about.push(members::kind_word(svc).to_owned()),
         }
-        about.push(
-            match svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
-                Some(g) => format!("Gateway API route {}", g.http_route),
-                None => "replica ratio".to_owned(),
-            },
-        );
         let name = format!("{:width$}", sched.name);
         let _ = writeln!(
             out,
@@ -497,36 +529,80 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
             style.bold(&name),
             style.dim(&about.join(" · "))
         );
-        let analysis = spec.analysis_of(svc);
-        let bakes = spec.steps_of(svc);
-        let mut stretched = false;
-        let steps: Vec<String> = sched
-            .steps
-            .iter()
-            .zip(&bakes)
-            .map(|((w, d), step)| {
-                let longer = *d > Duration::from(step.bake);
-                stretched |= longer;
-                format!(
-                    "{w}% {}{}",
-                    text::duration(*d),
-                    if longer { "*" } else { "" }
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "    {}   = {}",
-            steps.join(" → "),
-            text::duration(sched.total)
-        );
-        if stretched {
+        if let MemberKind::Deployment { change, .. } = svc.kind()
+            && change.dark == Some(true)
+        {
             let _ = writeln!(
                 out,
-                "    * longer than the bake: each metric needs {} passing measurements, one per {}",
-                analysis.min_passes.unwrap_or(1),
-                text::duration(analysis.interval())
+                "    dark: deployed behind a flag this release does not switch (deployed, not released)"
             );
+        }
+        let analysis = spec.analysis_of(svc);
+        match svc.kind() {
+            MemberKind::Job(job) => {
+                for line in members::job_lines(release, svc, job) {
+                    let _ = writeln!(out, "    {line}");
+                }
+                // A Job is judged by its exit; there is nothing to measure.
+                continue;
+            }
+            MemberKind::Flag(flag) => {
+                let bake = flag.bake();
+                let least = sched.total;
+                let _ = writeln!(
+                    out,
+                    "    sets ConfigMap {}: {}; bakes {}{}   = {}",
+                    flag.config_map.as_deref().unwrap_or_default(),
+                    members::flag_keys(flag),
+                    text::duration(bake),
+                    if least > bake { "*" } else { "" },
+                    text::duration(least)
+                );
+                let _ = writeln!(
+                    out,
+                    "    on a rollback its keys go back to their values before the release first, at once (keys it added are removed)"
+                );
+                if least > bake {
+                    let _ = writeln!(
+                        out,
+                        "    * longer than the bake: each metric needs {} passing measurements, one per {}",
+                        analysis.min_passes.unwrap_or(1),
+                        text::duration(analysis.interval())
+                    );
+                }
+            }
+            MemberKind::Deployment { .. } => {
+                let bakes = spec.steps_of(svc);
+                let mut stretched = false;
+                let steps: Vec<String> = sched
+                    .steps
+                    .iter()
+                    .zip(&bakes)
+                    .map(|((w, d), step)| {
+                        let longer = *d > Duration::from(step.bake);
+                        stretched |= longer;
+                        format!(
+                            "{w}% {}{}",
+                            text::duration(*d),
+                            if longer { "*" } else { "" }
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    {}   = {}",
+                    steps.join(" → "),
+                    text::duration(sched.total)
+                );
+                if stretched {
+                    let _ = writeln!(
+                        out,
+                        "    * longer than the bake: each metric needs {} passing measurements, one per {}",
+                        analysis.min_passes.unwrap_or(1),
+                        text::duration(analysis.interval())
+                    );
+                }
+            }
         }
         if analysis.metrics.is_empty() {
             let reason = analysis
@@ -570,13 +646,23 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
         "{}",
         style.bold("Rollback order (after every canary in flight goes to 0%):")
     );
-    let _ = writeln!(out, "  {}", s.plan.rollback_order.join(" → "));
+    let _ = writeln!(
+        out,
+        "  {}",
+        rollback_order(release, spec, &s.plan).join(" → ")
+    );
 
     out.push('\n');
     let path: Vec<String> = s
         .critical_path
         .iter()
         .map(|n| {
+            if spec
+                .service(n)
+                .is_some_and(|svc| matches!(svc.kind(), MemberKind::Job(_)))
+            {
+                return format!("{n} (Job)");
+            }
             let t = s
                 .services
                 .iter()
@@ -586,12 +672,215 @@ fn render_schedule(out: &mut String, spec: &ReleaseSpec, s: &Schedule, style: St
             format!("{n} {}", text::duration(t))
         })
         .collect();
+    let jobs = if spec
+        .services
+        .iter()
+        .any(|svc| matches!(svc.kind(), MemberKind::Job(_)))
+    {
+        ", migration Jobs their run time"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
-        "This train takes at least {}: {} (bakes along the longest dependency chain; rollouts and promotions add to it).",
+        "This train takes at least {}: {} (bakes along the longest dependency chain; rollouts and promotions add to it{jobs}).",
         style.bold(&text::duration(s.minimum)),
         path.join(" → ")
     );
+}
+
+/// The rollback order as the controller walks it: flags first, at once (turning
+/// a feature off is the fastest mitigation), then the plan's order, dependents
+/// before their dependencies; a migration's rollback Job in its place there, an
+/// irreversible one staying applied.
+pub fn rollback_order(release: &str, spec: &ReleaseSpec, plan: &Plan) -> Vec<String> {
+    let ordered = || plan.rollback_order.iter().filter_map(|n| spec.service(n));
+    let flags = ordered()
+        .filter(|svc| matches!(svc.kind(), MemberKind::Flag(_)))
+        .map(|svc| format!("{} (flag, first, at once)", svc.name));
+    let rest = ordered()
+        .map(|svc| (&svc.name, svc))
+        .filter_map(|(n, svc)| match svc.kind() {
+            MemberKind::Flag(_) => None,
+            MemberKind::Deployment { .. } => Some(n.clone()),
+            MemberKind::Job(j) if j.irreversible.is_some() => {
+                Some(format!("{n} (irreversible: stays applied)"))
+            }
+            MemberKind::Job(_) => Some(format!(
+                "{n} (rollback Job {})",
+                members::job_name(release, n, JobKind::Rollback)
+            )),
+        });
+    flags.chain(rest).collect()
+}
+
+/// Held services: deferred at the start with everything that depends on them.
+fn render_held(out: &mut String, spec: &ReleaseSpec, style: Style) {
+    for svc in &spec.services {
+        let Some(hold) = &svc.hold else { continue };
+        let dependents = members::dependents(spec, &svc.name);
+        let with = if dependents.is_empty() {
+            String::new()
+        } else {
+            format!(" with what depends on it: {}", dependents.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "  {}",
+            style.yellow(&format!(
+                "held: {} ({}): deferred at the start{with}; the rest ships",
+                svc.name, hold.reason
+            ))
+        );
+    }
+}
+
+/// The owners' view of the train and what the controller would make of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Owners {
+    pub teams: plan::teams::Teams,
+    /// What the controller would set in `status.crossTeam` (none: no warning).
+    pub cross: Option<crate::api::CrossTeam>,
+    pub limit: i32,
+    /// Where the limit comes from, in words.
+    pub source: String,
+    /// The policy that refuses a train over its limit (`limits.crossTeam: refuse`).
+    pub refused_by: Option<String>,
+}
+
+impl Owners {
+    /// More cross-team edges than the limit.
+    pub fn over(&self) -> bool {
+        self.cross
+            .as_ref()
+            .is_some_and(|c| c.edges.len() > usize::try_from(c.limit).unwrap_or(0))
+    }
+}
+
+/// The owners' view of `spec` under the policy `plan` read: the core's
+/// `plan::teams`, with the policy's limit, else the default.
+pub fn owners(spec: &ReleaseSpec, read: &PolicyRead) -> Owners {
+    let found = match read {
+        PolicyRead::Read(o) => match &**o {
+            PolicyObservation::Found { name, spec } => Some((name, spec.limits.as_ref())),
+            _ => None,
+        },
+        PolicyRead::NotRead(_) => None,
+    };
+    let set = found.and_then(|(name, l)| Some((name, l?.cross_team_edges?)));
+    let (limit, source) = match (set, read) {
+        (Some((name, limit)), _) => (
+            limit,
+            format!("limits.crossTeamEdges of ReleasePolicy {name}"),
+        ),
+        (None, PolicyRead::Read(_)) => (
+            plan::teams::DEFAULT_CROSS_TEAM_EDGES,
+            "the default; the operator's --cross-team-edges may set another".to_owned(),
+        ),
+        (None, PolicyRead::NotRead(_)) => (
+            plan::teams::DEFAULT_CROSS_TEAM_EDGES,
+            "the default; a ReleasePolicy's limits.crossTeamEdges or the operator's --cross-team-edges may set another".to_owned(),
+        ),
+    };
+    let refused_by = found
+        .filter(|(_, l)| l.and_then(|l| l.cross_team) == Some(CrossTeamAction::Refuse))
+        .map(|(name, _)| name.clone());
+    Owners {
+        teams: plan::teams::teams(spec),
+        cross: plan::teams::cross_team(spec, limit),
+        limit,
+        source,
+        refused_by,
+    }
+}
+
+/// The problem a policy that refuses a train over its limit makes of it.
+fn refused(o: &Owners) -> Option<Problem> {
+    let name = o.refused_by.as_ref().filter(|_| o.over())?;
+    Some(Problem {
+        field: "spec.services[].dependsOn".to_owned(),
+        message: format!(
+            "{} dependencies between owners, more than the limit {} of ReleasePolicy {name}, which refuses such a train (limits.crossTeam: refuse), so the controller would stall it (CrossTeamLimit) before anything moves; split it as proposed under Owners, or raise limits.crossTeamEdges of ReleasePolicy {name}",
+            o.teams.edges.len(),
+            o.limit
+        ),
+    })
+}
+
+fn render_owners(out: &mut String, o: &Owners, style: Style) {
+    let e = |s: &str| untrusted::escape(s).into_owned();
+    let n = o.teams.edges.len();
+    if n == 0 && o.cross.is_none() {
+        let _ = writeln!(
+            out,
+            "{} no dependsOn edge between services of different owners.",
+            style.bold("Owners:")
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        style.bold("Owners (dependsOn edges between services of different owners):")
+    );
+    let verdict = if n == 0 {
+        "none".to_owned()
+    } else if o.over() {
+        style.yellow(&format!("{n}, more than the limit {}", o.limit))
+    } else {
+        format!("{n}, within the limit {}", o.limit)
+    };
+    let _ = writeln!(out, "  cross-team edges  {verdict} ({})", e(&o.source));
+    for edge in &o.teams.edges {
+        let _ = writeln!(out, "    {}", e(&edge.to_string()));
+    }
+    let Some(cross) = &o.cross else {
+        return;
+    };
+    if !cross.unrelated.is_empty() {
+        let _ = writeln!(
+            out,
+            "  unrelated changes {}",
+            style.yellow("no dependency path between these groups, and their owners differ:")
+        );
+        for group in &cross.unrelated {
+            let _ = writeln!(out, "    {}", e(group));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  proposed split    each group a Release of its own, in this order:"
+    );
+    for (i, g) in cross.split.iter().enumerate() {
+        let after = if g.after.is_empty() {
+            String::new()
+        } else {
+            let after: Vec<String> = g.after.iter().map(|a| (a + 1).to_string()).collect();
+            style.dim(&format!("   after {}", after.join(", ")))
+        };
+        let _ = writeln!(
+            out,
+            "    {}. {} ({}){after}",
+            i + 1,
+            e(&g.services.join(", ")),
+            e(&g.owner)
+        );
+    }
+    let reason = if o.over() {
+        "CrossTeamEdges"
+    } else {
+        "UnrelatedChanges"
+    };
+    let then = match (&o.refused_by, o.over()) {
+        (Some(name), true) => style.red(&format!(
+            "Stalled (CrossTeamLimit) before anything moves: ReleasePolicy {} refuses it (limits.crossTeam: refuse)",
+            e(name)
+        )),
+        _ => format!(
+            "it runs, with condition Warning ({reason}) and a Warning Event proposing this split"
+        ),
+    };
+    let _ = writeln!(out, "  the controller    {then}");
 }
 
 /// When the release can start, e.g. `Mon 09:00 Europe/Berlin; Friday after 12:00
@@ -696,6 +985,23 @@ fn render_gonogo(
         "  gates           before each wave: {}",
         gates.join(", ")
     );
+    for svc in spec.services.iter().filter(|s| !s.gates.is_empty()) {
+        let own: Vec<String> = svc
+            .gates
+            .iter()
+            .map(|g| match (&g.query, g.approval) {
+                (Some(_), _) => format!("{} (query {})", e(&g.name), text::threshold(g.min, g.max)),
+                (None, Some(true)) => format!("{} (approval: --gate {})", e(&g.name), e(&g.name)),
+                _ => e(&g.name),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  service gates   {}: {} when its turn comes; while one does not hold it waits and the rest moves on; if one still does not hold when nothing else can move, it and what depends on it are deferred",
+            e(&svc.name),
+            own.join(", ")
+        );
+    }
 
     let approvals = gonogo::approvals(applied);
     let mut waits: Vec<String> = Vec::new();

@@ -12,13 +12,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
 use crate::api::{
-    GateKind, Measurement, Outcome, Phase, Release, ReleaseSpec, ReleaseStatus, ServicePhase,
-    ServiceSpec, ServiceStatus,
+    GateKind, JobResult, JobRun, Measurement, MemberKind, Outcome, Phase, Release, ReleaseSpec,
+    ReleaseStatus, ServicePhase, ServiceSpec, ServiceStatus,
 };
 use crate::plan;
 use crate::text;
 use signalman_core::policy;
 
+use super::members;
 use super::style::{Style, clock, number};
 use super::untrusted;
 
@@ -92,6 +93,8 @@ pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style
     }
 
     render_attention(&mut out, r, &status, now, zone, style);
+    render_owners(&mut out, &status, style);
+    render_deferred(&mut out, &status, style);
     render_window(&mut out, r, &status, now, zone, style);
     render_gates(&mut out, r, &status, now, style);
 
@@ -197,6 +200,87 @@ fn render_attention(
         for p in problems(&c.message) {
             let _ = writeln!(out, "    {} {p}", style.red("✖"));
         }
+    }
+}
+
+/// The `Warning` condition (a train its owners should have split) and what
+/// `status.crossTeam` says about it: the edges, the unrelated changes, the split.
+fn render_owners(out: &mut String, status: &ReleaseStatus, style: Style) {
+    let warning = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Warning" && c.status == "True");
+    if let Some(c) = warning {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            style.yellow(&style.bold("WARNING")),
+            c.reason,
+            c.message
+        );
+    }
+    let Some(cross) = &status.cross_team else {
+        return;
+    };
+    let n = cross.edges.len();
+    let over = n > usize::try_from(cross.limit).unwrap_or(0);
+    let head = if over {
+        format!("{n} cross-team edges, more than the limit {}", cross.limit)
+    } else {
+        format!("{n} cross-team edges, within the limit {}", cross.limit)
+    };
+    let _ = writeln!(out, "  {} {head}", style.bold("OWNERS"));
+    for e in &cross.edges {
+        let _ = writeln!(out, "           {e}");
+    }
+    if !cross.unrelated.is_empty() {
+        let _ = writeln!(
+            out,
+            "           unrelated changes (no dependency path between them, different owners): {}",
+            cross.unrelated.join(" · ")
+        );
+    }
+    if !cross.split.is_empty() {
+        let _ = writeln!(out, "           proposed split, each a Release of its own:");
+        for (i, g) in cross.split.iter().enumerate() {
+            let after = if g.after.is_empty() {
+                String::new()
+            } else {
+                let after: Vec<String> = g.after.iter().map(|a| (a + 1).to_string()).collect();
+                style.dim(&format!("   after {}", after.join(", ")))
+            };
+            let _ = writeln!(
+                out,
+                "             {}. {} ({}){after}",
+                i + 1,
+                g.services.join(", "),
+                g.owner
+            );
+        }
+    }
+}
+
+/// The services this release does not ship, and why (`status.deferred`).
+fn render_deferred(out: &mut String, status: &ReleaseStatus, style: Style) {
+    if status.deferred.is_empty() {
+        return;
+    }
+    let n = status.deferred.len();
+    let _ = writeln!(
+        out,
+        "  {} {n} service{} not shipped by this release (a new Release carries {}):",
+        style.yellow(&style.bold("DEFERRED")),
+        if n == 1 { "" } else { "s" },
+        if n == 1 { "it" } else { "them" },
+    );
+    let width = status
+        .deferred
+        .iter()
+        .map(|d| d.service.len())
+        .max()
+        .unwrap_or(0);
+    for d in &status.deferred {
+        let _ = writeln!(out, "           {:width$}  {}", d.service, d.reason);
     }
 }
 
@@ -401,7 +485,29 @@ fn render_service(
         style.bold(&format!("{:name_w$}", st.name)),
         painted
     );
+    let kind = spec.kind();
     match st.phase {
+        ServicePhase::Progressing | ServicePhase::Withdrawing | ServicePhase::Promoting
+            if matches!(kind, MemberKind::Job(_)) =>
+        {
+            // A Job has no canary and no weight: what runs is the Job.
+            let run = if st.phase == ServicePhase::Withdrawing {
+                "waiting for its forward Job to finish before its rollback"
+            } else {
+                "forward Job running"
+            };
+            let _ = write!(line, "  {}", style.dim(run));
+        }
+        ServicePhase::Progressing if matches!(kind, MemberKind::Flag(_)) => {
+            let what = if st.bake_started_at.is_none() {
+                "setting its keys".to_owned()
+            } else if status.hold.is_some() {
+                "keys set".to_owned()
+            } else {
+                format!("keys set · {}", bake_left(eff, spec, st, now))
+            };
+            let _ = write!(line, "  {what}");
+        }
         ServicePhase::Progressing | ServicePhase::Withdrawing | ServicePhase::Promoting => {
             let step = st
                 .step
@@ -435,12 +541,26 @@ fn render_service(
         | ServicePhase::Skipped
         | ServicePhase::Deferred => {
             // The controller's own sentence when it wrote one; it knows best.
-            let fallback = match st.phase {
-                ServicePhase::Deferred => "deferred: not shipped by this release",
-                ServicePhase::Promoted => "new version is stable, canary removed",
-                ServicePhase::Withdrawn => "canary removed, stable never touched",
-                ServicePhase::Restoring => "putting the stable Deployment back on its baseline",
-                ServicePhase::Restored => "stable Deployment back on its baseline",
+            let fallback = match (st.phase, kind) {
+                (ServicePhase::Deferred, _) => "deferred: not shipped by this release",
+                (ServicePhase::Promoted, MemberKind::Job(_)) => "migration applied",
+                (ServicePhase::Restoring, MemberKind::Job(_)) => {
+                    "waits to run its rollback Job after what depends on it"
+                }
+                (ServicePhase::Restored, MemberKind::Job(_)) => {
+                    "migration reversed by its rollback Job"
+                }
+                (ServicePhase::Promoted, MemberKind::Flag(_)) => "flag on: keys set and baked",
+                (ServicePhase::Restoring, MemberKind::Flag(_)) => {
+                    "putting the keys back to their baseline"
+                }
+                (ServicePhase::Restored, MemberKind::Flag(_)) => "keys back to their baseline",
+                (ServicePhase::Promoted, _) => "new version is stable, canary removed",
+                (ServicePhase::Withdrawn, _) => "canary removed, stable never touched",
+                (ServicePhase::Restoring, _) => {
+                    "putting the stable Deployment back on its baseline"
+                }
+                (ServicePhase::Restored, _) => "stable Deployment back on its baseline",
                 _ => "never started",
             };
             let text = st.message.as_deref().unwrap_or(fallback);
@@ -488,6 +608,7 @@ fn render_service(
     {
         let _ = writeln!(out, "      {}", style.dim(m));
     }
+    render_member(out, r, spec, st, now, style);
     if st.phase == ServicePhase::Progressing && st.awaiting_approval {
         let n = st.step.unwrap_or_default() + 1;
         let _ = writeln!(
@@ -498,6 +619,10 @@ fn render_service(
                 approve_command(r, &format!("--step {}/{n}", st.name))
             ))
         );
+    }
+    // A Job is judged by its exit, not measured.
+    if matches!(kind, MemberKind::Job(_)) {
+        return;
     }
     if matches!(
         st.phase,
@@ -524,14 +649,16 @@ fn render_service(
 
 /// How long the current step still bakes, or what it waits for.
 fn bake_left(eff: &ReleaseSpec, spec: &ServiceSpec, st: &ServiceStatus, now: Timestamp) -> String {
-    let steps = eff.steps_of(spec);
-    let Some(step) = st.step.and_then(|s| steps.get(usize::try_from(s).ok()?)) else {
+    let Some(bake) = step_bake(eff, spec, st.step) else {
         return String::new();
     };
     let Some(started) = &st.bake_started_at else {
-        return format!("waiting for {}% to take effect", step.weight);
+        let weight = st
+            .step
+            .and_then(|s| eff.steps_of(spec).get(usize::try_from(s).ok()?).cloned())
+            .map_or(st.weight, |s| s.weight);
+        return format!("waiting for {weight}% to take effect");
     };
-    let bake: Duration = step.bake.into();
     let baked = since(started.0, now);
     if baked < bake {
         return format!("bake {} left", clock(bake - baked));
@@ -558,6 +685,144 @@ fn bake_left(eff: &ReleaseSpec, spec: &ServiceSpec, st: &ServiceStatus, now: Tim
     }
 }
 
+/// How long step `step` of a service bakes: a deployment's step, a flag's
+/// `flag.bake` (its one step); a Job has none.
+fn step_bake(eff: &ReleaseSpec, spec: &ServiceSpec, step: Option<i32>) -> Option<Duration> {
+    match spec.kind() {
+        MemberKind::Job(_) => None,
+        MemberKind::Flag(f) => step.map(|_| f.bake()),
+        MemberKind::Deployment { .. } => {
+            let steps = eff.steps_of(spec);
+            step.and_then(|s| steps.get(usize::try_from(s).ok()?))
+                .map(|s| s.bake.into())
+        }
+    }
+}
+
+/// What a migration's Jobs, a flag's keys or a dark change are, below the service's line.
+fn render_member(
+    out: &mut String,
+    r: &Release,
+    spec: &ServiceSpec,
+    st: &ServiceStatus,
+    now: Timestamp,
+    style: Style,
+) {
+    match spec.kind() {
+        MemberKind::Job(job) => {
+            let release = r.name_any();
+            let forward = st.forward_job.clone().unwrap_or_else(|| JobRun {
+                name: members::job_name(&release, &spec.name, crate::engine::JobKind::Forward),
+                ..Default::default()
+            });
+            let started = st.phase != ServicePhase::Pending
+                && st.phase != ServicePhase::Deferred
+                && st.phase != ServicePhase::Skipped;
+            let _ = writeln!(
+                out,
+                "      {}",
+                job_line("forward", &forward, job.timeout(), started, now, style)
+            );
+            match (&job.irreversible, &st.rollback_job) {
+                (Some(i), _) => {
+                    let _ = writeln!(
+                        out,
+                        "      {}",
+                        style.dim(&format!(
+                            "irreversible ({}): no rollback Job; on a rollback it stays applied",
+                            i.justification
+                        ))
+                    );
+                }
+                (None, Some(run)) => {
+                    let _ = writeln!(
+                        out,
+                        "      {}",
+                        job_line("rollback", run, job.timeout(), true, now, style)
+                    );
+                }
+                (None, None) => {}
+            }
+        }
+        MemberKind::Flag(flag) => {
+            let mut line = format!(
+                "ConfigMap {}: {}",
+                flag.config_map.as_deref().unwrap_or_default(),
+                members::flag_keys(flag)
+            );
+            if let Some(b) = &st.flag_baseline {
+                let mut was: Vec<String> =
+                    b.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                was.extend(b.absent.iter().map(|k| format!("{k} absent")));
+                let _ = write!(line, " (baseline: {})", was.join(", "));
+            }
+            let _ = writeln!(out, "      {}", style.dim(&line));
+        }
+        MemberKind::Deployment { change, .. } => {
+            if change.dark == Some(true) {
+                let _ = writeln!(
+                    out,
+                    "      {}",
+                    style.dim("dark: deployed behind a flag this release does not switch")
+                );
+            }
+        }
+    }
+    // A hold set once the service is moving does not stop it.
+    if let Some(h) = &spec.hold
+        && !matches!(st.phase, ServicePhase::Pending | ServicePhase::Deferred)
+    {
+        let _ = writeln!(
+            out,
+            "      {}",
+            style.yellow(&format!(
+                "hold ({}) set after it started: this release ships it anyway",
+                h.reason
+            ))
+        );
+    }
+}
+
+/// `forward Job NAME: Failed after 1m2s: REASON; last log lines: ...`.
+fn job_line(
+    which: &str,
+    run: &JobRun,
+    timeout: Duration,
+    started: bool,
+    now: Timestamp,
+    style: Style,
+) -> String {
+    let head = format!("{which} Job {}", run.name);
+    let took = match (&run.started_at, &run.finished_at) {
+        (Some(s), Some(f)) => format!(" after {}", text::duration(since(s.0, f.0))),
+        _ => String::new(),
+    };
+    let message = run
+        .message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    match (run.result, &run.started_at) {
+        (Some(JobResult::Succeeded), _) => style.green(&format!("{head}: Succeeded{took}")),
+        (Some(JobResult::Failed), _) => style.red(&format!("{head}: Failed{took}{message}")),
+        (Some(JobResult::TimedOut), _) => style.red(&format!(
+            "{head}: TimedOut{took} (timeout {}){message}",
+            text::duration(timeout)
+        )),
+        (None, Some(s)) => {
+            let ran = since(s.0, now);
+            format!(
+                "{head}: running for {} (timeout {}, {} left)",
+                text::duration(ran),
+                text::duration(timeout),
+                text::duration(timeout.saturating_sub(ran))
+            )
+        }
+        (None, None) if started => format!("{head}: being created"),
+        (None, None) => style.dim(&format!("{head}: not run yet")),
+    }
+}
+
 /// The latest measurement of each metric against its threshold.
 fn render_metrics(
     out: &mut String,
@@ -567,11 +832,7 @@ fn render_metrics(
     style: Style,
 ) {
     let analysis = eff.analysis_of(spec);
-    let steps = eff.steps_of(spec);
-    let needed = st
-        .step
-        .and_then(|s| steps.get(usize::try_from(s).ok()?))
-        .map(|s| analysis.min_passes(s.bake.into()));
+    let needed = step_bake(eff, spec, st.step).map(|b| analysis.min_passes(b));
     let width = analysis
         .metrics
         .iter()
