@@ -466,3 +466,100 @@ fn the_table_shows_the_new_phases() {
     assert!(text.contains("checkout-v6   AwaitingGates"), "{text}");
     assert!(text.contains("checkout-v7   AwaitingWindow"), "{text}");
 }
+
+#[test]
+fn a_migration_shows_its_jobs_a_flag_its_keys_and_baseline_and_deferred_services_their_reasons() {
+    let text = view::render_release(
+        &release("members-rolling-back"),
+        now(),
+        &TimeZone::UTC,
+        Style::plain(),
+    );
+    golden("members-rolling-back", &text);
+    for part in [
+        "forward Job checkout-v6-db-migration-forward: Succeeded after 1m30s",
+        "rollback Job checkout-v6-db-migration-rollback: running for 20s (timeout 10m, 9m40s left)",
+        "stays applied: irreversible (drops the legacy_orders table; restore from backup)",
+        "irreversible (drops the legacy_orders table; restore from backup): no rollback Job; on a rollback it stays applied",
+        "ConfigMap checkout-flags: checkout-v2=on, checkout-v2-beta=on (baseline: checkout-v2=off, checkout-v2-beta absent)",
+        "dark: deployed behind a flag this release does not switch",
+        "DEFERRED 2 services not shipped by this release (a new Release carries them):",
+        "recommendations  held: load test not signed off",
+        "emails           depends on recommendations, which is deferred",
+    ] {
+        assert!(text.contains(part), "missing {part:?} in\n{text}");
+    }
+    // A Job has no canary: no weight bar and no measurements under it.
+    let migration = text
+        .lines()
+        .find(|l| l.contains("db-migration") && l.contains("Restoring"))
+        .unwrap();
+    assert!(!migration.contains('%'), "{migration}");
+}
+
+#[test]
+fn a_failed_rollback_job_ends_failed_with_its_name_reason_and_log_lines() {
+    let text = view::render_release(
+        &release("members-failed"),
+        now(),
+        &TimeZone::UTC,
+        Style::plain(),
+    );
+    golden("members-failed", &text);
+    assert!(
+        text.contains("rollback Job orders-v3-db-migration-rollback: Failed after 1m: BackoffLimitExceeded: Job has reached the specified backoff limit; last log lines: ERROR: column \"total\" is referenced by view orders_summary"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the migration may be partly reversed: finish it by hand"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_cross_team_warning_shows_the_condition_and_the_proposed_split() {
+    let text = view::render_release(
+        &release("cross-team"),
+        now(),
+        &TimeZone::UTC,
+        Style::plain(),
+    );
+    golden("cross-team", &text);
+    assert!(
+        text.contains("WARNING UnrelatedChanges: unrelated changes in one release"),
+        "{text}"
+    );
+    assert!(
+        text.contains("OWNERS 1 cross-team edge, within the limit 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2. payments-api (team-payments)   after 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_running_job_and_a_baking_flag_say_how_long_is_left_by_their_own_timeout_and_bake() {
+    let text = view::render_release(
+        &release("members-progressing"),
+        now(),
+        &TimeZone::UTC,
+        Style::plain(),
+    );
+    golden("members-progressing", &text);
+    assert!(
+        text.contains("forward Job checkout-v6-search-index-forward: running for 8m30s (timeout 30m, 21m30s left)"),
+        "{text}"
+    );
+    // The flag bakes 3m (flag.bake), not the 2m of the default steps: 6 passes, 2:00 left.
+    assert!(text.contains("keys set · bake 2:00 left"), "{text}");
+    assert!(text.contains("2/6 passes"), "{text}");
+    assert!(text.contains("waiting for search-index"), "{text}");
+    assert!(
+        text.contains(
+            "hold set after it started (payments team not ready): this release ships it anyway"
+        ),
+        "{text}"
+    );
+}

@@ -224,10 +224,14 @@ fn render_owners(out: &mut String, status: &ReleaseStatus, style: Style) {
     };
     let n = cross.edges.len();
     let over = n > usize::try_from(cross.limit).unwrap_or(0);
+    let edges = if n == 1 { "edge" } else { "edges" };
     let head = if over {
-        format!("{n} cross-team edges, more than the limit {}", cross.limit)
+        format!(
+            "{n} cross-team {edges}, more than the limit {}",
+            cross.limit
+        )
     } else {
-        format!("{n} cross-team edges, within the limit {}", cross.limit)
+        format!("{n} cross-team {edges}, within the limit {}", cross.limit)
     };
     let _ = writeln!(out, "  {} {head}", style.bold("OWNERS"));
     for e in &cross.edges {
@@ -544,6 +548,9 @@ fn render_service(
             let fallback = match (st.phase, kind) {
                 (ServicePhase::Deferred, _) => "deferred: not shipped by this release",
                 (ServicePhase::Promoted, MemberKind::Job(_)) => "migration applied",
+                (ServicePhase::Restoring, MemberKind::Job(_)) if st.rollback_job.is_some() => {
+                    "reversing the migration with its rollback Job"
+                }
                 (ServicePhase::Restoring, MemberKind::Job(_)) => {
                     "waits to run its rollback Job after what depends on it"
                 }
@@ -598,6 +605,7 @@ fn render_service(
             | ServicePhase::Restoring
             | ServicePhase::Restored
             | ServicePhase::Skipped
+            | ServicePhase::Deferred
     );
     let restates_bake = st.phase == ServicePhase::Progressing
         && st.bake_started_at.is_some()
@@ -776,7 +784,7 @@ fn render_member(
             out,
             "      {}",
             style.yellow(&format!(
-                "hold ({}) set after it started: this release ships it anyway",
+                "hold set after it started ({}): this release ships it anyway",
                 h.reason
             ))
         );
