@@ -290,8 +290,67 @@ fn every_example_release_plans_cleanly() {
         }
     }
     assert!(
-        releases >= 4,
+        releases >= 8,
         "found only {releases} example Releases in {files:?}"
+    );
+    // One commented example for each kind of member and rule of issue 13.
+    for name in [
+        "migration.yaml",
+        "feature-flag.yaml",
+        "deferred.yaml",
+        "cross-team.yaml",
+    ] {
+        assert!(
+            files.contains(&root.join(name)),
+            "examples/{name} is missing"
+        );
+    }
+}
+
+#[test]
+fn the_examples_show_what_they_are_about() {
+    let plan = |name: &str| {
+        let file = format!("examples/{name}");
+        let (stdout, stderr, code) = plugin(&["plan", "-f", &file, "--offline"], None);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        stdout
+    };
+    let migration = plan("migration.yaml");
+    assert!(
+        migration.contains("runs once: Job orders-2026-12-02-db-migration-forward (timeout 15m)"),
+        "{migration}"
+    );
+    assert!(
+        migration.contains(
+            "orders-web → orders-api → db-migration (rollback Job orders-2026-12-02-db-migration-rollback)"
+        ),
+        "{migration}"
+    );
+    let flag = plan("feature-flag.yaml");
+    assert!(
+        flag.contains(
+            "sets ConfigMap checkout-flags: checkout-v2=on, checkout-v2-rollout=all; bakes 10m"
+        ),
+        "{flag}"
+    );
+    assert!(
+        flag.contains("checkout-v2 (flag, first, at once) → checkout-api"),
+        "{flag}"
+    );
+    assert!(flag.contains("dark"), "{flag}");
+    let deferred = plan("deferred.yaml");
+    assert!(
+        deferred.contains("held: payments-api (load test not signed off, PAY-311): deferred at the start with what depends on it: checkout-web; the rest ships"),
+        "{deferred}"
+    );
+    let cross = plan("cross-team.yaml");
+    assert!(
+        cross.contains("cross-team edges  4, more than the limit 3"),
+        "{cross}"
+    );
+    assert!(
+        cross.contains("4. checkout-api, checkout-web (team-checkout)   after 2, 3"),
+        "{cross}"
     );
 }
 
