@@ -167,6 +167,7 @@ fn cluster_facts_name_missing_deployments_containers_routes_and_claims() {
                 phase: Phase::Progressing,
                 created: at(100),
                 deployments: vec!["emails".into()],
+                config_maps: Vec::new(),
                 refused: false,
             },
             // Older and not started: it still goes first.
@@ -175,9 +176,11 @@ fn cluster_facts_name_missing_deployments_containers_routes_and_claims() {
                 phase: Phase::Pending,
                 created: at(50),
                 deployments: vec!["inventory".into()],
+                config_maps: Vec::new(),
                 refused: false,
             },
         ],
+        config_maps: Default::default(),
     };
     let problems: Vec<String> = cluster_problems(&spec, &view)
         .iter()
@@ -387,6 +390,25 @@ fn a_deployment_too_small_for_its_steps_is_a_warning_that_says_by_how_much() {
         "{message}"
     );
     assert!(message.contains("replicas would make it"), "{message}");
+}
+
+#[test]
+fn each_kind_of_member_shows_what_it_does_forward_and_on_a_rollback() {
+    golden("members", 0);
+    let text = std::fs::read_to_string(fixtures().join("members.golden")).unwrap();
+    for part in [
+        "runs once: Job checkout-v6-db-migration-forward (timeout 10m)",
+        "irreversible (drops the legacy_orders table; restore from backup): no rollback Job; on a rollback it stays applied",
+        "checkout-api     dark · replica ratio",
+        "sets ConfigMap checkout-flags: checkout-v2=on, checkout-v2-beta=off; bakes 3m",
+        "held: recommendations (load test not signed off): deferred at the start with what depends on it: emails",
+        // Flags first; the migration's rollback Job after everything that depends on it;
+        // the deferred services never changed, so they are not in it.
+        "  checkout-v2 (flag, first, at once) → checkout-api → drop-legacy (irreversible: stays applied) → db-migration (rollback Job checkout-v6-db-migration-rollback)\n",
+        "risk            high: drop-legacy is an irreversible migration",
+    ] {
+        assert!(text.contains(part), "missing {part:?} in\n{text}");
+    }
 }
 
 #[test]

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config, ResourceExt};
 
-use crate::api::{Phase, Release, ReleaseApproval, ReleasePolicy, ReleaseSpec};
+use crate::api::{Release, ReleaseApproval, ReleasePolicy, ReleaseSpec};
 use crate::engine::PolicyObservation;
 use crate::preflight::{Claimant, ClusterView, ServiceView};
 
@@ -250,7 +250,8 @@ impl Connection {
 
     /// What `plan` checks in the cluster, as the controller's preflight sees it:
     /// the Deployments and their containers, the HTTPRoutes and whether they
-    /// point at the stable Service, and the Releases that may claim a Deployment.
+    /// point at the stable Service, the ConfigMaps of the flags, and the
+    /// Releases that may claim a Deployment or a ConfigMap.
     pub async fn facts(
         &self,
         namespace: &str,
@@ -268,15 +269,30 @@ impl Connection {
             namespace: namespace.to_owned(),
             ..Default::default()
         };
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         for svc in &spec.services {
-            let found = match deployments.get_opt(&svc.deployment).await {
+            if let Some(cm) = svc.flag.as_ref().and_then(|f| f.config_map.as_deref()) {
+                match config_maps.get_metadata_opt(cm).await {
+                    Ok(Some(_)) => {
+                        view.config_maps.insert(cm.to_owned());
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        return Err(self
+                            .explain(e, &format!("reading ConfigMap {namespace}/{cm}"))
+                            .await);
+                    }
+                }
+            }
+            // Only a deployment service has a Deployment to look at.
+            let Some(deployment) = svc.deployment() else {
+                continue;
+            };
+            let found = match deployments.get_opt(deployment).await {
                 Ok(d) => d,
                 Err(e) => {
                     return Err(self
-                        .explain(
-                            e,
-                            &format!("reading Deployment {namespace}/{}", svc.deployment),
-                        )
+                        .explain(e, &format!("reading Deployment {namespace}/{deployment}"))
                         .await);
                 }
             };
@@ -325,13 +341,7 @@ impl Connection {
                 .iter()
                 .find(|r| name.is_some_and(|n| r.name_any() == n))
                 .map(Claimant::of)
-                .unwrap_or_else(|| Claimant {
-                    name: name.unwrap_or_default().to_owned(),
-                    phase: Phase::Pending,
-                    created: None,
-                    deployments: spec.services.iter().map(|s| s.deployment.clone()).collect(),
-                    refused: false,
-                }),
+                .unwrap_or_else(|| Claimant::unsaved(name.unwrap_or_default(), spec)),
         );
         Ok(view)
     }

@@ -7,26 +7,7 @@ use crate::engine::JobKind;
 use crate::text;
 
 /// The name of a migration's Job, as the controller creates it.
-// TODO(issue 13): switch to `signalman_core::migration::job_name` once the
-// engine branch adds it; this stand-in follows the brief's rule (cut to 52 and
-// append the FNV-1a hash when longer than 63) so the output does not change.
-pub fn job_name(release: &str, service: &str, job: JobKind) -> String {
-    let which = match job {
-        JobKind::Forward => "forward",
-        JobKind::Rollback => "rollback",
-    };
-    let full = format!("{release}-{service}-{which}");
-    if full.len() <= 63 {
-        return full;
-    }
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in full.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let hex = format!("{hash:016x}");
-    format!("{}-{}", &full[..52], &hex[..10])
-}
+use signalman_core::migration::job_name;
 
 /// The kind of a service in a word or two, e.g. `migration job` or `flag`.
 pub fn kind_word(svc: &ServiceSpec) -> &'static str {
@@ -92,22 +73,16 @@ pub fn dependents(spec: &ReleaseSpec, name: &str) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_long_job_name_is_cut_to_63_with_a_hash_of_the_full_name() {
-        assert_eq!(
-            job_name("checkout-v5", "db-migration", JobKind::Forward),
-            "checkout-v5-db-migration-forward"
-        );
-        let long = "a".repeat(40);
-        let one = job_name(&long, "schema-migration", JobKind::Rollback);
-        let two = job_name(&long, "schema-migration", JobKind::Forward);
-        assert_eq!(one.len(), 63);
-        assert_eq!(two.len(), 63);
-        assert_ne!(one, two, "the hash tells the two Jobs apart");
-        assert!(one.starts_with(&format!("{long}-schema-mig")), "{one}");
+/// The held services and every service that depends on them: what the
+/// controller defers as soon as the train starts.
+pub fn deferred_at_start(spec: &ReleaseSpec) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for svc in spec.services.iter().filter(|s| s.hold.is_some()) {
+        for n in std::iter::once(svc.name.clone()).chain(dependents(spec, &svc.name)) {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
     }
+    out
 }

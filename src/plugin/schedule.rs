@@ -114,9 +114,11 @@ pub fn schedule(spec: &ReleaseSpec) -> Result<Schedule, Vec<Problem>> {
         .iter()
         .map(|s| (s.name.as_str(), s.total))
         .collect();
+    // Held services and their dependents are deferred at the start: they take no time.
+    let deferred = members::deferred_at_start(spec);
     let mut finish: HashMap<&str, (Duration, Option<&str>)> = HashMap::new();
     for wave in &plan.waves {
-        for name in &wave.services {
+        for name in wave.services.iter().filter(|n| !deferred.contains(n)) {
             let deps = spec
                 .service(name)
                 .map(|s| s.depends_on.as_slice())
@@ -694,7 +696,14 @@ fn render_schedule(
 /// before their dependencies; a migration's rollback Job in its place there, an
 /// irreversible one staying applied.
 pub fn rollback_order(release: &str, spec: &ReleaseSpec, plan: &Plan) -> Vec<String> {
-    let ordered = || plan.rollback_order.iter().filter_map(|n| spec.service(n));
+    // Deferred at the start, they never change, so there is nothing to reverse.
+    let deferred = members::deferred_at_start(spec);
+    let ordered = || {
+        plan.rollback_order
+            .iter()
+            .filter(|n| !deferred.contains(n))
+            .filter_map(|n| spec.service(n))
+    };
     let flags = ordered()
         .filter(|svc| matches!(svc.kind(), MemberKind::Flag(_)))
         .map(|svc| format!("{} (flag, first, at once)", svc.name));
@@ -708,7 +717,7 @@ pub fn rollback_order(release: &str, spec: &ReleaseSpec, plan: &Plan) -> Vec<Str
             }
             MemberKind::Job(_) => Some(format!(
                 "{n} (rollback Job {})",
-                members::job_name(release, n, JobKind::Rollback)
+                signalman_core::migration::job_name(release, n, JobKind::Rollback)
             )),
         });
     flags.chain(rest).collect()

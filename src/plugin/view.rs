@@ -720,7 +720,11 @@ fn render_member(
         MemberKind::Job(job) => {
             let release = r.name_any();
             let forward = st.forward_job.clone().unwrap_or_else(|| JobRun {
-                name: members::job_name(&release, &spec.name, crate::engine::JobKind::Forward),
+                name: signalman_core::migration::job_name(
+                    &release,
+                    &spec.name,
+                    crate::engine::JobKind::Forward,
+                ),
                 ..Default::default()
             });
             let started = st.phase != ServicePhase::Pending
