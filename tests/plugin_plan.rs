@@ -567,7 +567,11 @@ mod gonogo {
             "{text}"
         );
         assert!(
-            text.contains("✖ spec.services[].dependsOn: 4 dependencies between owners, more than the limit 3 of ReleasePolicy prod"),
+            text.contains("✖ spec.services[].dependsOn: 4 dependencies between owners, more than the limit 3: payments-api -> orders-db-proxy (team-payments -> team-data), "),
+            "{text}"
+        );
+        assert!(
+            text.contains("6. newsletter (team-growth); or raise limits.crossTeamEdges of ReleasePolicy prod\n"),
             "{text}"
         );
         // Warn (the default action) runs the same train with a warning.

@@ -526,7 +526,7 @@ fn a_cross_team_warning_shows_the_condition_and_the_proposed_split() {
     );
     golden("cross-team", &text);
     assert!(
-        text.contains("WARNING UnrelatedChanges: unrelated changes in one release"),
+        text.contains("WARNING UnrelatedChanges: unrelated changes combined in one release"),
         "{text}"
     );
     assert!(

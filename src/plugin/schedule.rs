@@ -803,16 +803,14 @@ pub fn owners(spec: &ReleaseSpec, read: &PolicyRead) -> Owners {
     }
 }
 
-/// The problem a policy that refuses a train over its limit makes of it.
+/// The problem a policy that refuses a train over its limit makes of it, in
+/// the words of the controller's `Stalled` (`CrossTeamLimit`) condition.
 fn refused(o: &Owners) -> Option<Problem> {
     let name = o.refused_by.as_ref().filter(|_| o.over())?;
+    let (_, message) = crate::engine::cross_team_warning(o.cross.as_ref()?);
     Some(Problem {
         field: "spec.services[].dependsOn".to_owned(),
-        message: format!(
-            "{} dependencies between owners, more than the limit {} of ReleasePolicy {name}, which refuses such a train (limits.crossTeam: refuse), so the controller would stall it (CrossTeamLimit) before anything moves; split it as proposed under Owners, or raise limits.crossTeamEdges of ReleasePolicy {name}",
-            o.teams.edges.len(),
-            o.limit
-        ),
+        message: format!("{message}; or raise limits.crossTeamEdges of ReleasePolicy {name}"),
     })
 }
 
@@ -875,11 +873,7 @@ fn render_owners(out: &mut String, o: &Owners, style: Style) {
             e(&g.owner)
         );
     }
-    let reason = if o.over() {
-        "CrossTeamEdges"
-    } else {
-        "UnrelatedChanges"
-    };
+    let (reason, _) = crate::engine::cross_team_warning(cross);
     let then = match (&o.refused_by, o.over()) {
         (Some(name), true) => style.red(&format!(
             "Stalled (CrossTeamLimit) before anything moves: ReleasePolicy {} refuses it (limits.crossTeam: refuse)",
