@@ -167,14 +167,9 @@ pub fn check(
     match what {
         What::Gate(gate) => {
             let rules = gonogo::approvals(applied);
-            let gates = policy::approval_gates(&release.spec, Some(&rules));
+            let gates = policy::approvable_gates(&release.spec, Some(&rules));
             if !gates.contains(&gate.as_str()) {
-                if release
-                    .spec
-                    .gates
-                    .iter()
-                    .any(|g| &g.name == gate && g.query.is_some())
-                {
+                if release.spec.gate(gate).is_some_and(|g| g.query.is_some()) {
                     return Err(format!(
                         "gate {gate} of Release {name} is a query gate: it holds when its query's value is in range, and no approval makes it hold"
                     ));

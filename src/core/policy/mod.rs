@@ -57,6 +57,21 @@ pub fn approval_gates<'a>(spec: &'a ReleaseSpec, rules: Option<&Approvals>) -> V
         .collect()
 }
 
+/// Every gate a `ReleaseApproval` can make hold: the [`approval_gates`],
+/// then each service's own approval gates.
+pub fn approvable_gates<'a>(spec: &'a ReleaseSpec, rules: Option<&Approvals>) -> Vec<&'a str> {
+    let services = spec
+        .services
+        .iter()
+        .flat_map(|s| &s.gates)
+        .filter(|g| g.approval == Some(true))
+        .map(|g| g.name.as_str());
+    approval_gates(spec, rules)
+        .into_iter()
+        .chain(services)
+        .collect()
+}
+
 /// The ReleasePolicy that applies to `spec` in a namespace whose label
 /// `signalman.dev/policy` is `namespace_label`, and what named it:
 /// `spec.policy`, else the label, else `default`, named by nothing (so its

@@ -203,6 +203,16 @@ fn the_approval_gates_are_the_releases_own_then_the_one_before_the_start() {
         ["change-board", "review"]
     );
     assert_eq!(super::start_gate(&spec, None), Some("review"));
+    // A service's own approval gate can be approved too, but is not checked before the start.
+    spec.services[0].gates = vec![gate("payments-sign-off", Some(true)), gate("load", None)];
+    assert_eq!(
+        super::approval_gates(&spec, Some(&before)),
+        ["change-board", "review"]
+    );
+    assert_eq!(
+        super::approvable_gates(&spec, Some(&before)),
+        ["change-board", "review", "payments-sign-off"]
+    );
 }
 
 #[test]
