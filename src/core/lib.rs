@@ -1,5 +1,6 @@
 //! The pure core of Signalman: what a Release is ([`api`]), the order its
-//! services move in ([`plan`]), what to do next ([`engine`]), how a
+//! services move in ([`plan`]), what to do next ([`engine`]), the names of a
+//! migration's Jobs ([`migration`]), how a
 //! measurement is judged ([`analysis`]), what the cluster must hold before a
 //! Release starts ([`preflight`]), and how durations and bounds are written
 //! wherever they are shown ([`text`]). Data in, data out: no client, no
@@ -9,6 +10,7 @@
 pub mod analysis;
 pub mod api;
 pub mod engine;
+pub mod migration;
 pub mod plan;
 pub mod policy;
 pub mod preflight;

@@ -19,6 +19,8 @@ pub struct Claimant {
     pub created: Option<Timestamp>,
     /// The Deployments its services name.
     pub deployments: Vec<String>,
+    /// The ConfigMaps its flag services set keys of.
+    pub config_maps: Vec<String>,
     /// Refused before it started for a problem of its own (Pending with
     /// `Stalled=True` for any reason but `DeploymentClaimed`): it will not
     /// run until someone fixes it, so it must not block the Releases behind it.
@@ -35,13 +37,21 @@ impl Claimant {
                 .and_then(|s| s.phase)
                 .unwrap_or_default(),
             created: release.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            deployments: release
-                .spec
-                .services
-                .iter()
-                .map(|s| s.deployment.clone())
-                .collect(),
+            deployments: deployments(&release.spec),
+            config_maps: config_maps(&release.spec),
             refused: refused(release),
+        }
+    }
+
+    /// A Release not created yet (`plan` on a file), named `name`: younger than every stored one.
+    pub fn unsaved(name: &str, spec: &ReleaseSpec) -> Claimant {
+        Claimant {
+            name: name.to_owned(),
+            phase: Phase::Pending,
+            created: None,
+            deployments: deployments(spec),
+            config_maps: config_maps(spec),
+            refused: false,
         }
     }
 
@@ -49,6 +59,24 @@ impl Claimant {
     fn seniority(&self) -> (Timestamp, &str) {
         (self.created.unwrap_or(Timestamp::MAX), self.name.as_str())
     }
+}
+
+fn deployments(spec: &ReleaseSpec) -> Vec<String> {
+    spec.services
+        .iter()
+        .filter_map(|s| s.deployment().map(str::to_owned))
+        .collect()
+}
+
+fn config_maps(spec: &ReleaseSpec) -> Vec<String> {
+    let mut out: Vec<String> = spec
+        .services
+        .iter()
+        .filter_map(|s| s.flag.as_ref()?.config_map.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Pending and stalled on a problem of its own. One that waits for a claim
@@ -63,6 +91,7 @@ fn refused(release: &Release) -> bool {
             c.type_ == "Stalled"
                 && c.status == "True"
                 && c.reason != StallReason::DeploymentClaimed.as_str()
+                && c.reason != StallReason::ConfigMapClaimed.as_str()
         })
 }
 
@@ -76,12 +105,34 @@ pub fn claimed_by<'a>(
     deployment: &str,
     others: &'a [Claimant],
 ) -> Option<&'a Claimant> {
+    holder(me, others, |o| {
+        o.deployments.iter().any(|d| d == deployment)
+    })
+}
+
+/// The same rule for a flag's ConfigMap: two Releases setting keys of one
+/// ConfigMap at once would restore each other's keys on a rollback.
+pub fn config_map_claimed_by<'a>(
+    me: &Claimant,
+    config_map: &str,
+    others: &'a [Claimant],
+) -> Option<&'a Claimant> {
+    holder(me, others, |o| {
+        o.config_maps.iter().any(|c| c == config_map)
+    })
+}
+
+fn holder<'a>(
+    me: &Claimant,
+    others: &'a [Claimant],
+    lists: impl Fn(&Claimant) -> bool,
+) -> Option<&'a Claimant> {
     let mine_in_flight = me.phase.is_in_flight();
     others
         .iter()
         .filter(|o| o.name != me.name)
         .filter(|o| !o.phase.is_final())
-        .filter(|o| o.deployments.iter().any(|d| d == deployment))
+        .filter(|o| lists(o))
         .filter(|o| {
             o.phase.is_in_flight()
                 || (!mine_in_flight && !o.refused && o.seniority() < me.seniority())
@@ -113,6 +164,8 @@ pub struct ClusterView {
     pub services: BTreeMap<String, ServiceView>,
     /// Releases in the namespace (the one checked may be among them: it is skipped).
     pub releases: Vec<Claimant>,
+    /// The ConfigMaps that exist in the namespace, of those the flag services name.
+    pub config_maps: std::collections::BTreeSet<String>,
 }
 
 /// One reason the controller would refuse to start.
@@ -128,13 +181,10 @@ pub struct Refusal {
 pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> {
     let ns = &view.namespace;
     let none = ServiceView::default();
-    let me = view.release.clone().unwrap_or_else(|| Claimant {
-        name: String::new(),
-        phase: Phase::Pending,
-        created: None,
-        deployments: Vec::new(),
-        refused: false,
-    });
+    let me = view
+        .release
+        .clone()
+        .unwrap_or_else(|| Claimant::unsaved("", &ReleaseSpec::default()));
     let mut out = Vec::new();
     let mut refuse = |reason, field: String, message: String| {
         out.push(Refusal {
@@ -144,6 +194,33 @@ pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> 
     };
     for (i, svc) in spec.services.iter().enumerate() {
         let at = format!("spec.services[{i}]");
+        if let Some(flag) = &svc.flag {
+            let cm = flag.config_map.as_deref().unwrap_or_default();
+            if !view.config_maps.contains(cm) {
+                refuse(
+                    StallReason::ConfigMapNotFound,
+                    format!("{at}.flag.configMap"),
+                    format!(
+                        "ConfigMap {cm:?} not found in namespace {ns:?}; create it (the flag's keys may \
+                         be absent from it) or fix the name"
+                    ),
+                );
+            }
+            if let Some(other) = config_map_claimed_by(&me, cm, &view.releases) {
+                refuse(
+                    StallReason::ConfigMapClaimed,
+                    format!("{at}.flag.configMap"),
+                    format!(
+                        "ConfigMap {cm:?} is claimed by Release {:?}, {}",
+                        other.name,
+                        why_claimed(other)
+                    ),
+                );
+            }
+        }
+        let Some(deployment) = svc.deployment() else {
+            continue;
+        };
         let seen = view.services.get(&svc.name).unwrap_or(&none);
         match &seen.containers {
             None => refuse(
@@ -151,7 +228,7 @@ pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> 
                 format!("{at}.deployment"),
                 format!(
                     "Deployment {:?} not found in namespace {ns:?}; create it or fix the name",
-                    svc.deployment
+                    deployment
                 ),
             ),
             Some(containers) => {
@@ -168,7 +245,7 @@ pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> 
                             format!("{at}.change.{field}.{container}"),
                             format!(
                                 "Deployment {:?} has no container {container:?} (it has {}); use one of those names",
-                                svc.deployment,
+                                deployment,
                                 list(containers)
                             ),
                         );
@@ -190,27 +267,31 @@ pub fn cluster_problems(spec: &ReleaseSpec, view: &ClusterView) -> Vec<Refusal> 
                 ),
             );
         }
-        if let Some(other) = claimed_by(&me, &svc.deployment, &view.releases) {
-            let why = if other.phase.is_in_flight() {
-                "which is still in flight; wait for it or abort it".to_owned()
-            } else {
-                format!(
-                    "which was created first and has not started ({:?}); it goes first: wait for it, \
-                     or abort it (spec.abort: true) or delete it",
-                    other.phase
-                )
-            };
+        if let Some(other) = claimed_by(&me, deployment, &view.releases) {
             refuse(
                 StallReason::DeploymentClaimed,
                 format!("{at}.deployment"),
                 format!(
-                    "Deployment {:?} is claimed by Release {:?}, {why}",
-                    svc.deployment, other.name
+                    "Deployment {deployment:?} is claimed by Release {:?}, {}",
+                    other.name,
+                    why_claimed(other)
                 ),
             );
         }
     }
     out
+}
+
+fn why_claimed(other: &Claimant) -> String {
+    if other.phase.is_in_flight() {
+        "which is still in flight; wait for it or abort it".to_owned()
+    } else {
+        format!(
+            "which was created first and has not started ({:?}); it goes first: wait for it, \
+             or abort it (spec.abort: true) or delete it",
+            other.phase
+        )
+    }
 }
 
 fn list(names: &[String]) -> String {
@@ -239,6 +320,7 @@ mod tests {
             phase,
             created,
             deployments: vec!["web".into()],
+            config_maps: vec!["flags".into()],
             refused: false,
         }
     }
@@ -389,6 +471,7 @@ mod tests {
                 claimant("early", at(5), Phase::Pending),
                 claimant("late", at(10), Phase::Pending),
             ],
+            config_maps: Default::default(),
         };
         let found = cluster_problems(&spec(), &view);
         assert_eq!(found.len(), 1, "{found:?}");
@@ -416,6 +499,7 @@ mod tests {
             )]
             .into(),
             releases: vec![],
+            config_maps: Default::default(),
         };
         let found: Vec<(StallReason, String)> = cluster_problems(&spec(), &view)
             .into_iter()

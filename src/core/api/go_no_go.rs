@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::validate::unknown_placeholder;
-use super::{Problem, ReleaseSpec};
+use super::{Gate, Problem, ReleaseSpec};
 
 /// The placeholders a gate query may use: a gate is about the release, not one service.
 pub const GATE_PLACEHOLDERS: [&str; 2] = ["namespace", "release"];
@@ -44,68 +44,32 @@ pub(super) fn problems(spec: &ReleaseSpec) -> Vec<Problem> {
             "must say why the release cannot wait for its window",
         );
     }
+    // Names are unique across the release's gates and every service's: an
+    // approval and a gate check name a gate by its name alone.
     let mut names = BTreeSet::new();
-    for (i, g) in spec.gates.iter().enumerate() {
-        let at = format!("spec.gates[{i}]");
+    let all = spec
+        .gates
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (format!("spec.gates[{i}]"), g))
+        .chain(spec.services.iter().enumerate().flat_map(|(s, svc)| {
+            svc.gates
+                .iter()
+                .enumerate()
+                .map(move |(i, g)| (format!("spec.services[{s}].gates[{i}]"), g))
+        }));
+    for (at, g) in all {
         if !names.insert(g.name.as_str()) {
             problem(
                 format!("{at}.name"),
                 &format!(
-                    "gate names must be unique; {:?} appears more than once",
+                    "gate names must be unique across spec.gates and every service's gates; {:?} \
+                     appears more than once",
                     g.name
                 ),
             );
         }
-        if !super::validate::is_dns_label(&g.name) {
-            problem(
-                format!("{at}.name"),
-                "must be lower-case letters, digits and '-', at most 63 characters, e.g. smoke-tests",
-            );
-        }
-        if g.interval.is_some_and(too_short) {
-            problem(
-                format!("{at}.interval"),
-                "must be a duration of at least 1s, e.g. 30s",
-            );
-        }
-        let approval = g.approval == Some(true);
-        if g.query.is_some() == approval {
-            problem(
-                at.clone(),
-                "a gate is either a query (with min and/or max) or approval: true",
-            );
-        }
-        if let (Some(lo), Some(hi)) = (g.min, g.max)
-            && lo > hi
-        {
-            problem(at.clone(), "min must not exceed max");
-        }
-        let Some(query) = &g.query else { continue };
-        if g.min.is_none() && g.max.is_none() {
-            problem(at.clone(), "a query gate needs min, max or both");
-        }
-        if query.trim().is_empty() {
-            problem(format!("{at}.query"), "must be a PromQL query");
-            continue;
-        }
-        if query.chars().count() > MAX_GATE_QUERY {
-            problem(
-                format!("{at}.query"),
-                "at most 4096 characters; move long expressions into a recording rule",
-            );
-            continue;
-        }
-        if let Some(bad) = unknown_placeholder(query, &GATE_PLACEHOLDERS) {
-            problem(
-                format!("{at}.query"),
-                &format!(
-                    "{bad:?} is not a placeholder a gate can use; use {{{{namespace}}}} or {{{{release}}}} \
-                     (a gate is checked for the whole release, not for one service)"
-                ),
-            );
-        } else if let Some(why) = crate::analysis::query_problem(query) {
-            problem(format!("{at}.query"), &why);
-        }
+        check_gate(&at, g, &mut problem);
     }
     out.extend(crate::policy::window::problems(
         spec.window.as_ref(),
@@ -116,10 +80,67 @@ pub(super) fn problems(spec: &ReleaseSpec) -> Vec<Problem> {
     out
 }
 
+/// One gate on its face, release-level or a service's: both are checked by the same code.
+fn check_gate(at: &str, g: &Gate, problem: &mut impl FnMut(String, &str)) {
+    let too_short =
+        |d: super::Duration| d.is_negative() || Duration::from(d) < Duration::from_secs(1);
+    if !super::validate::is_dns_label(&g.name) {
+        problem(
+            format!("{at}.name"),
+            "must be lower-case letters, digits and '-', at most 63 characters, e.g. smoke-tests",
+        );
+    }
+    if g.interval.is_some_and(too_short) {
+        problem(
+            format!("{at}.interval"),
+            "must be a duration of at least 1s, e.g. 30s",
+        );
+    }
+    let approval = g.approval == Some(true);
+    if g.query.is_some() == approval {
+        problem(
+            at.to_owned(),
+            "a gate is either a query (with min and/or max) or approval: true",
+        );
+    }
+    if let (Some(lo), Some(hi)) = (g.min, g.max)
+        && lo > hi
+    {
+        problem(at.to_owned(), "min must not exceed max");
+    }
+    let Some(query) = &g.query else { return };
+    if g.min.is_none() && g.max.is_none() {
+        problem(at.to_owned(), "a query gate needs min, max or both");
+    }
+    if query.trim().is_empty() {
+        problem(format!("{at}.query"), "must be a PromQL query");
+        return;
+    }
+    if query.chars().count() > MAX_GATE_QUERY {
+        problem(
+            format!("{at}.query"),
+            "at most 4096 characters; move long expressions into a recording rule",
+        );
+        return;
+    }
+    if let Some(bad) = unknown_placeholder(query, &GATE_PLACEHOLDERS) {
+        problem(
+            format!("{at}.query"),
+            &format!(
+                "{bad:?} is not a placeholder a gate can use; use {{{{namespace}}}} or {{{{release}}}} \
+                 (a gate is checked for the whole release, not for one service)"
+            ),
+        );
+    } else if let Some(why) = crate::analysis::query_problem(query) {
+        problem(format!("{at}.query"), &why);
+    }
+}
+
 /// The CRD's rule for a hotfix: no service opts out of measurement, and
 /// every service has a metric.
 fn hotfix_measured(spec: &ReleaseSpec) -> bool {
-    spec.services.iter().all(|s| {
+    // A job is judged by its exit, not measured.
+    spec.services.iter().filter(|s| s.job.is_none()).all(|s| {
         let a = spec.analysis_of(s);
         a.skip_analysis.is_none() && !a.metrics.is_empty()
     }) && spec
@@ -176,7 +197,8 @@ mod tests {
         assert_eq!(
             said(&s),
             [
-                "spec.gates[2].name: gate names must be unique; \"smoke\" appears more than once",
+                "spec.gates[2].name: gate names must be unique across spec.gates and every service's gates; \
+                 \"smoke\" appears more than once",
                 "spec.gates[2].query: \"{{service}}\" is not a placeholder a gate can use; use {{namespace}} or \
                  {{release}} (a gate is checked for the whole release, not for one service)",
                 "spec.gates[3].query: does not parse as PromQL: unclosed left parenthesis; fix the query (with its \

@@ -1112,6 +1112,9 @@ pub struct ServiceStatus {
     /// It waits, at its current step's weight with the bake passed, for an approval of this step.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub awaiting_approval: bool,
+    /// This service's own gates (`spec.services[].gates`) at their last check, once its turn came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateStatus>,
     /// A migration's forward Job, once it is due: recorded before it is created, so it runs once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_job: Option<JobRun>,
@@ -1326,6 +1329,15 @@ impl ReleaseSpec {
     /// The service entry named `name`.
     pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The gate named `name`: the release's own (`spec.gates`) or a service's
+    /// (`spec.services[].gates`); names are unique across both.
+    pub fn gate(&self, name: &str) -> Option<&Gate> {
+        self.gates
+            .iter()
+            .chain(self.services.iter().flat_map(|s| &s.gates))
+            .find(|g| g.name == name)
     }
 
     /// The steps service `svc` walks through: its own, else the defaults, else the built-in ones.

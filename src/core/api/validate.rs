@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use super::{Analysis, ReleaseSpec, Step};
+use super::{Analysis, FlagChange, MemberKind, MigrationJob, ReleaseSpec, Step};
 
 /// One thing wrong with a Release, and the field that causes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +38,9 @@ const MAX_SKIP_REASON: usize = 512;
 const MAX_QUERY: usize = 4096;
 const MAX_ADDRESS: usize = 2048;
 const MAX_COUNT: i32 = 1000;
+const MAX_SERVICE_GATES: usize = 5;
+const MAX_FLAG_KEYS: usize = 50;
+const MAX_JUSTIFICATION: usize = 1024;
 /// A label value, and a DNS label (a Service name), have at most 63 characters.
 const MAX_LABEL: usize = 63;
 /// What Signalman appends to a Deployment or Service name for its canary.
@@ -100,6 +103,8 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
 
     let mut seen = BTreeSet::new();
     let mut deployments = BTreeSet::new();
+    // (ConfigMap, key) to the flag service that sets it.
+    let mut flag_keys = std::collections::BTreeMap::new();
     for (i, svc) in spec.services.iter().enumerate() {
         let at = format!("spec.services[{i}]");
         if !seen.insert(svc.name.as_str()) {
@@ -111,35 +116,90 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
                 ),
             );
         }
-        // Two services on one Deployment would share one canary and one baseline.
-        if !deployments.insert(svc.deployment.as_str()) {
-            problem(
-                format!("{at}.deployment"),
-                &format!(
-                    "Deployment {:?} is in another service of this release; each Deployment can be in \
-                     one service only: merge their changes into one service",
-                    svc.deployment
-                ),
-            );
-        }
         if !is_dns_label(&svc.name) {
             problem(
                 format!("{at}.name"),
                 "must be a DNS label: lower-case letters, digits and '-', at most 63 characters",
             );
         }
-        if svc.deployment.is_empty() {
+        let kinds = usize::from(!svc.deployment.is_empty())
+            + usize::from(svc.job.is_some())
+            + usize::from(svc.flag.is_some());
+        if kinds != 1 {
             problem(
-                format!("{at}.deployment"),
-                "name the Deployment this service runs as",
+                at.clone(),
+                "a service is exactly one of deployment (with change), job or flag; set one of them",
             );
         }
-        if svc.deployment.chars().count() > MAX_DEPLOYMENT {
+        if let MemberKind::Deployment { deployment, .. } = svc.kind() {
+            // Two services on one Deployment would share one canary and one baseline.
+            if !deployment.is_empty() && !deployments.insert(deployment) {
+                problem(
+                    format!("{at}.deployment"),
+                    &format!(
+                        "Deployment {deployment:?} is in another service of this release; each Deployment \
+                         can be in one service only: merge their changes into one service"
+                    ),
+                );
+            }
+            if deployment.chars().count() > MAX_DEPLOYMENT {
+                problem(
+                    format!("{at}.deployment"),
+                    "at most 246 characters: the canary Deployment is named <deployment>-canary, and a \
+                     name has at most 253; rename the Deployment",
+                );
+            }
+        } else {
+            if !svc.change.is_empty() {
+                problem(
+                    format!("{at}.change"),
+                    "change goes with deployment, and a deployment needs a change (images or env); a job \
+                     or flag service has no change",
+                );
+            }
+            if svc.traffic.is_some() || svc.steps.is_some() {
+                problem(
+                    format!(
+                        "{at}.{}",
+                        if svc.steps.is_some() {
+                            "steps"
+                        } else {
+                            "traffic"
+                        }
+                    ),
+                    "traffic and steps are for a deployment; a job runs once and a flag is set at once \
+                     (its bake is flag.bake)",
+                );
+            }
+        }
+        if let Some(job) = &svc.job {
+            check_job(spec, i, job, &mut problem);
+        }
+        if let Some(flag) = &svc.flag {
+            check_flag(&at, flag, &mut problem);
+            let cm = flag.config_map.as_deref().unwrap_or_default();
+            for key in flag.keys.keys() {
+                if let Some(other) = flag_keys.insert((cm, key.as_str()), svc.name.as_str()) {
+                    problem(
+                        format!("{at}.flag.keys.{key}"),
+                        &format!(
+                            "service {other:?} sets key {key:?} of ConfigMap {cm:?} too; one flag service \
+                             per key: merge them, or drop the key from one of them"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(hold) = &svc.hold
+            && hold.reason.trim().is_empty()
+        {
             problem(
-                format!("{at}.deployment"),
-                "at most 246 characters: the canary Deployment is named <deployment>-canary, and a \
-                 name has at most 253; rename the Deployment",
+                format!("{at}.hold.reason"),
+                "must say why the service is not ready, e.g. payments team: load test not signed off",
             );
+        }
+        if svc.gates.len() > MAX_SERVICE_GATES {
+            problem(format!("{at}.gates"), "at most 5 gates per service");
         }
         if svc.depends_on.len() > MAX_SERVICES {
             problem(format!("{at}.dependsOn"), "at most 100 dependencies");
@@ -207,19 +267,164 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
                 }
             }
         }
-        if svc.change.images.is_empty() && svc.change.env.is_empty() {
+        if svc.deployment().is_some_and(|d| !d.is_empty())
+            && svc.change.images.is_empty()
+            && svc.change.env.is_empty()
+        {
             problem(format!("{at}.change"), "must set images or env");
         }
         if let Some(steps) = &svc.steps {
             check_steps(&format!("{at}.steps"), steps, &mut problem);
         }
         if let Some(a) = &svc.analysis {
-            check_analysis(&format!("{at}.analysis"), a, &mut problem);
+            if svc.job.is_some() {
+                problem(
+                    format!("{at}.analysis"),
+                    "a job is judged by its exit, not by analysis; measure the services that depend on \
+                     it instead",
+                );
+            } else {
+                check_analysis(&format!("{at}.analysis"), a, &mut problem);
+            }
         }
-        check_measured(spec, i, &mut problem);
+        if svc.job.is_none() {
+            check_measured(spec, i, &mut problem);
+        }
     }
     out.extend(super::go_no_go::problems(spec));
     out
+}
+
+/// A migration: its Job templates can run, it says how it is reversed, and it
+/// is ordered against the code that needs it.
+fn check_job(
+    spec: &ReleaseSpec,
+    i: usize,
+    job: &MigrationJob,
+    problem: &mut impl FnMut(String, &str),
+) {
+    let at = format!("spec.services[{i}]");
+    check_template(&format!("{at}.job.forward"), &job.forward, problem);
+    if let Some(rollback) = &job.rollback {
+        check_template(&format!("{at}.job.rollback"), rollback, problem);
+    }
+    if job.rollback.is_some() == job.irreversible.is_some() {
+        problem(
+            format!("{at}.job"),
+            "give a rollback Job template (job.rollback), or say why the migration cannot be reversed \
+             (job.irreversible.justification), not both",
+        );
+    }
+    if let Some(irreversible) = &job.irreversible {
+        let j = irreversible.justification.trim();
+        if j.is_empty() || irreversible.justification.chars().count() > MAX_JUSTIFICATION {
+            problem(
+                format!("{at}.job.irreversible.justification"),
+                "must say why the migration cannot be reversed (1 to 1024 characters), e.g. drops the \
+                 legacy_orders table; restore from backup",
+            );
+        }
+    }
+    if job
+        .timeout
+        .is_some_and(|d| d.is_negative() || Duration::from(d) < MIN_DURATION)
+    {
+        problem(
+            format!("{at}.job.timeout"),
+            "must be a duration of at least 1s, e.g. 30m",
+        );
+    }
+    // Beside the code of its wave it would race it instead of going before it.
+    let name = &spec.services[i].name;
+    let needed = spec
+        .services
+        .iter()
+        .any(|s| s.depends_on.iter().any(|d| d == name));
+    if spec.services[i].depends_on.is_empty() && !needed {
+        problem(
+            at,
+            &format!(
+                "migration {name} is ordered against nothing, so it would run beside the code of its wave \
+                 instead of before it; add {name} to the dependsOn of the services that need it"
+            ),
+        );
+    }
+}
+
+/// A Job template the Job API would take: containers, and pods that do not restart for ever.
+fn check_template(
+    at: &str,
+    template: &k8s_openapi::api::batch::v1::JobTemplateSpec,
+    problem: &mut impl FnMut(String, &str),
+) {
+    let pod = template
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref());
+    if pod.is_none_or(|p| p.containers.is_empty()) {
+        problem(
+            format!("{at}.spec.template.spec.containers"),
+            "list at least one container: they are what the Job runs",
+        );
+    }
+    let restart = pod.and_then(|p| p.restart_policy.as_deref());
+    if !matches!(restart, Some("Never" | "OnFailure")) {
+        problem(
+            format!("{at}.spec.template.spec.restartPolicy"),
+            &format!(
+                "must be Never or OnFailure{}: a Job's pods must not restart for ever",
+                restart.map_or(String::new(), |r| format!(", not {r}"))
+            ),
+        );
+    }
+}
+
+/// A flag: a source, and keys a ConfigMap can hold.
+fn check_flag(at: &str, flag: &FlagChange, problem: &mut impl FnMut(String, &str)) {
+    match flag.config_map.as_deref() {
+        None => problem(
+            format!("{at}.flag"),
+            "needs a source: configMap, the ConfigMap (in the Release's namespace) that holds the flag's keys",
+        ),
+        Some(cm) if !is_dns_subdomain(cm) => problem(
+            format!("{at}.flag.configMap"),
+            "must be a ConfigMap name: lower-case letters, digits, '-' and '.', at most 253 characters",
+        ),
+        Some(_) => {}
+    }
+    if flag.keys.is_empty() || flag.keys.len() > MAX_FLAG_KEYS {
+        problem(
+            format!("{at}.flag.keys"),
+            "set 1 to 50 keys, each to the value the flag gets, e.g. checkout-v2: \"on\"",
+        );
+    }
+    for key in flag.keys.keys() {
+        let valid = !key.is_empty()
+            && key.len() <= MAX_OBJECT_NAME
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if !valid {
+            problem(
+                format!("{at}.flag.keys.{key}"),
+                "each key must be a valid ConfigMap key (letters, digits, '-', '_' and '.', at most 253 \
+                 characters)",
+            );
+        }
+    }
+    if flag
+        .bake
+        .is_some_and(|d| d.is_negative() || Duration::from(d) < MIN_DURATION)
+    {
+        problem(
+            format!("{at}.flag.bake"),
+            "must be a duration of at least 1s, e.g. 5m",
+        );
+    }
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= MAX_OBJECT_NAME && s.split('.').all(is_dns_label)
 }
 
 /// A service with nothing to measure would pass every step on bake time

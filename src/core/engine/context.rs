@@ -41,6 +41,9 @@ pub(super) struct Ctx<'a> {
     pub wave_verdicts: std::collections::BTreeMap<usize, bool>,
     /// The gates before a later wave timed out: the rollback's message.
     pub gate_timeout: Option<String>,
+    /// A migration's forward Job failed or timed out on the way forward: the
+    /// service and the rollback's message.
+    pub breach: Option<(String, String)>,
     empty: ServiceObservation,
 }
 
@@ -71,6 +74,7 @@ impl<'a> Ctx<'a> {
             wave_waits: None,
             wave_verdicts: Default::default(),
             gate_timeout: None,
+            breach: None,
             empty: ServiceObservation::default(),
         }
     }
@@ -137,6 +141,16 @@ impl<'a> Ctx<'a> {
         if !self.actions.contains(&action) {
             self.actions.push(action);
         }
+    }
+
+    /// End the release `Failed` now, for a person, with `message`.
+    pub fn fail(&mut self, service: Option<&str>, message: String) {
+        self.set_phase(Phase::Failed);
+        self.st.finished_at = Some(self.time());
+        self.requeue = None;
+        self.st.message = Some(message.clone());
+        self.record("Failed", service, message.clone());
+        self.notice(NoticeKind::Failed, service, message);
     }
 
     pub fn wake_in(&mut self, after: Duration) {

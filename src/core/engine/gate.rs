@@ -16,11 +16,11 @@ use crate::policy::{self, DEPLOYMENTS_READY};
 use crate::text;
 
 /// How often a query gate is checked while the release waits on it, unless it says.
-const INTERVAL: Duration = Duration::from_secs(30);
+pub(super) const INTERVAL: Duration = Duration::from_secs(30);
 /// How soon a gate nobody checked yet is asked for.
-const FIRST_CHECK: Duration = Duration::from_secs(1);
+pub(super) const FIRST_CHECK: Duration = Duration::from_secs(1);
 /// How soon the gates are looked at again when no watch wakes the controller first.
-const RECHECK: Duration = Duration::from_secs(30);
+pub(super) const RECHECK: Duration = Duration::from_secs(30);
 
 pub(super) enum Verdict {
     Hold,
@@ -108,7 +108,7 @@ pub(super) fn check(cx: &mut Ctx, wave: usize, services: &[String]) -> Verdict {
     Verdict::Wait(format!("waits for its go/no-go gates {what}"))
 }
 
-fn interval(g: &Gate) -> Duration {
+pub(super) fn interval(g: &Gate) -> Duration {
     g.interval.map_or(INTERVAL, Duration::from)
 }
 
@@ -133,10 +133,15 @@ fn status(
 
 fn deployments_ready(cx: &Ctx, w: i32, services: &[String]) -> GateStatus {
     let ns = cx.namespace();
+    // Jobs and flags have no Deployment, and a held or deferred service does not start.
     let not: Vec<String> = services
         .iter()
         .filter_map(|name| {
-            let deployment = cx.spec.service(name).map_or(name.as_str(), |s| &s.deployment);
+            let svc = cx.spec.service(name)?;
+            let deployment = svc.deployment()?;
+            if svc.hold.is_some() || cx.service_phase(name) == Some(crate::api::ServicePhase::Deferred) {
+                return None;
+            }
             match &cx.seen(name).stable {
                 None => Some(format!("Deployment {deployment:?} does not exist")),
                 Some(s) if s.paused => Some(format!(
@@ -162,7 +167,7 @@ fn deployments_ready(cx: &Ctx, w: i32, services: &[String]) -> GateStatus {
     )
 }
 
-fn approval(cx: &Ctx, name: &str, w: i32) -> GateStatus {
+pub(super) fn approval(cx: &Ctx, name: &str, w: i32) -> GateStatus {
     let target = Target::Gate(name);
     let verdict = cx.approval(&target);
     let reason = verdict.reason(&target, cx.release_name());
@@ -216,7 +221,7 @@ fn query(cx: &Ctx, g: &Gate, w: i32, since: Timestamp) -> GateStatus {
     }
 }
 
-fn judge(g: &Gate, result: &QueryResult) -> (bool, Option<f64>, String) {
+pub(super) fn judge(g: &Gate, result: &QueryResult) -> (bool, Option<f64>, String) {
     let bounds = text::threshold(g.min, g.max);
     match result {
         QueryResult::Value(v) if v.is_nan() => (
@@ -244,7 +249,9 @@ fn judge(g: &Gate, result: &QueryResult) -> (bool, Option<f64>, String) {
 
 /// The query gates to check now for `release`: while it waits for its gates
 /// (before its first wave or a later one), each gate not checked for this
-/// wave yet, or not within its `interval`.
+/// wave yet, or not within its `interval`; and the query gates of each
+/// service whose turn came and that waits on them (`spec.services[].gates`;
+/// [`crate::api::ReleaseSpec::gate`] finds a gate by its name).
 pub fn due_gates(release: &Release, now: Timestamp) -> Vec<GateRequest> {
     let Some(st) = &release.status else {
         return Vec::new();
@@ -253,29 +260,53 @@ pub fn due_gates(release: &Release, now: Timestamp) -> Vec<GateRequest> {
     let stopping = release.spec.paused == Some(true)
         || release.spec.abort == Some(true)
         || release.metadata.deletion_timestamp.is_some();
-    let Some(since) = &st.awaiting_since else {
-        return Vec::new();
-    };
     if phase.is_final() || stopping || matches!(phase, Phase::Held | Phase::RollingBack) {
         return Vec::new();
     }
-    let wave = st.gates.first().map_or(0, |g| g.wave);
-    release
-        .spec
-        .gates
-        .iter()
-        .filter(|g| g.query.is_some())
-        .filter(|g| {
-            let last = st
+    let mut out = Vec::new();
+    if let Some(since) = &st.awaiting_since {
+        let wave = st.gates.first().map_or(0, |g| g.wave);
+        out.extend(
+            release
+                .spec
                 .gates
                 .iter()
-                .find(|s| s.name == g.name && s.wave == wave)
-                .and_then(|s| s.checked_at.as_ref())
-                .filter(|c| c.0 >= since.0);
-            last.is_none_or(|c| now >= plus(c.0, interval(g)))
-        })
-        .map(|g| GateRequest {
-            gate: g.name.clone(),
-        })
-        .collect()
+                .filter(|g| g.query.is_some())
+                .filter(|g| {
+                    let last = st
+                        .gates
+                        .iter()
+                        .find(|s| s.name == g.name && s.wave == wave)
+                        .and_then(|s| s.checked_at.as_ref())
+                        .filter(|c| c.0 >= since.0);
+                    last.is_none_or(|c| now >= plus(c.0, interval(g)))
+                })
+                .map(|g| GateRequest {
+                    gate: g.name.clone(),
+                }),
+        );
+    }
+    // A service's own gates, from when its turn came (its gates are in its
+    // status) until it starts or is deferred.
+    for s in &st.services {
+        if s.phase != crate::api::ServicePhase::Pending || s.gates.is_empty() {
+            continue;
+        }
+        let Some(svc) = release.spec.service(&s.name) else {
+            continue;
+        };
+        for g in svc.gates.iter().filter(|g| g.query.is_some()) {
+            let last = s
+                .gates
+                .iter()
+                .find(|x| x.name == g.name)
+                .and_then(|x| x.checked_at.as_ref());
+            if last.is_none_or(|c| now >= plus(c.0, interval(g))) {
+                out.push(GateRequest {
+                    gate: g.name.clone(),
+                });
+            }
+        }
+    }
+    out
 }

@@ -7,7 +7,7 @@
 use super::NoticeKind;
 use super::context::{Ctx, plus};
 use super::{Action, CONVERGE, TemplateState};
-use crate::api::{Hold, HoldReason, Phase, ServicePhase};
+use crate::api::{Hold, HoldReason, MemberKind, Phase, ServicePhase};
 use crate::text;
 
 pub(super) const SPEC_CHANGED: &str = "the spec changed while the release is in flight; restore it, or abort and create a new Release";
@@ -28,16 +28,29 @@ pub(super) fn place(cx: &mut Ctx, reason: HoldReason, service: Option<String>, m
     });
     cx.set_phase(Phase::Held);
     for i in 0..cx.st.services.len() {
-        let s = &mut cx.st.services[i];
-        if s.phase != ServicePhase::Progressing {
+        if cx.st.services[i].phase != ServicePhase::Progressing {
             continue;
         }
+        let name = cx.st.services[i].name.clone();
+        let kind = cx.spec.service(&name).map(|s| s.kind());
+        if let Some(MemberKind::Job(_)) = kind {
+            // A Job cannot be paused: it runs on, and is judged when the hold is lifted.
+            cx.st.services[i].message = Some(format!(
+                "held by {id}: its Job runs on and is judged on resume"
+            ));
+            continue;
+        }
+        let s = &mut cx.st.services[i];
         s.weight = 0;
         s.bake_started_at = None;
         s.tally.clear();
         s.awaiting_approval = false;
+        if let Some(MemberKind::Flag(_)) = kind {
+            s.message = Some(format!("held by {id}: the flag is off"));
+            super::flag::off(cx, i);
+            continue;
+        }
         s.message = Some(format!("held by {id}: no traffic on the canary"));
-        let name = s.name.clone();
         cx.act(Action::SetCanaryWeight {
             service: name,
             weight: 0,
@@ -163,6 +176,12 @@ pub(super) fn check(cx: &mut Ctx, spec_changed: bool) -> bool {
             continue;
         }
         let name = cx.st.services[i].name.clone();
+        if cx.spec.service(&name).is_some_and(|s| s.flag.is_some()) {
+            if super::flag::off(cx, i) {
+                cx.wake_in(CONVERGE);
+            }
+            continue;
+        }
         if cx
             .seen(&name)
             .canary
@@ -226,6 +245,17 @@ pub(super) fn drift(cx: &Ctx) -> Option<(String, String)> {
             .iter()
             .position(|x| x.name == s.name)
             .unwrap_or(i);
+        let why = match svc.kind() {
+            MemberKind::Job(_) => super::migration::drift(cx, i, at),
+            MemberKind::Flag(_) => super::flag::drift(cx, i, at),
+            MemberKind::Deployment { .. } => None,
+        };
+        if let Some(message) = why {
+            return Some((s.name.clone(), message));
+        }
+        if svc.deployment().is_none() {
+            continue;
+        }
         let seen = cx.seen(&s.name);
         match &seen.stable {
             None => {
@@ -234,7 +264,7 @@ pub(super) fn drift(cx: &Ctx) -> Option<(String, String)> {
                     format!(
                         "Deployment {:?} (spec.services[{at}].deployment) was deleted while the release is in flight; \
                          recreate it",
-                        svc.deployment
+                        svc.deployment().unwrap_or_default()
                     ),
                 ));
             }
@@ -245,7 +275,7 @@ pub(super) fn drift(cx: &Ctx) -> Option<(String, String)> {
                         "Deployment {:?} (spec.services[{at}].deployment) was changed by someone else while the \
                          release is in flight: its pod template is neither the baseline nor the new version; \
                          put it back",
-                        svc.deployment
+                        svc.deployment().unwrap_or_default()
                     ),
                 ));
             }

@@ -9,10 +9,15 @@
 //! and writes the status when it changed.
 
 mod context;
+mod cross_team;
+mod defer;
+mod flag;
 mod gate;
 mod hold;
+mod migration;
 mod progress;
 mod rollback;
+mod service_gate;
 mod sign_off;
 pub mod sim;
 mod start;
@@ -31,6 +36,7 @@ use jiff::Timestamp;
 use crate::api::{HoldReason, Outcome, Phase, Release, ReleaseSpec, ReleaseStatus, RollbackReason};
 
 use crate::analysis::{MeasurementRequest, QueryResult, Taken};
+pub use cross_team::warning as cross_team_warning;
 pub use gate::due_gates;
 pub use progress::due_measurements;
 pub use unreadable::{Unreadable, unreadable};
@@ -115,8 +121,9 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
 /// the control fields (`paused`, `abort`, `resumeHold`, `holdTimeout`),
 /// who is accountable (`owner`, `summary`, each service's `owner`), and the
 /// go/no-go fields (`gates`, `gateTimeout`, `window`, `override`, `policy`,
-/// `risk`, `type`): the profile they pick is fixed in status at the start,
-/// and the gates and window are read afresh before each wave. Correcting a
+/// `risk`, `type`) and each service's `hold` and `gates`: the profile they
+/// pick is fixed in status at the start, the gates and window are read afresh
+/// before each wave, and a service's hold and gates when its turn comes. Correcting a
 /// typo in the summary, or adding a gate, must not send every canary to 0 %.
 /// FNV-1a (64 bit) over the canonical JSON, as 16 hex digits.
 pub fn spec_hash(spec: &ReleaseSpec) -> String {
@@ -136,6 +143,9 @@ pub fn spec_hash(spec: &ReleaseSpec) -> String {
     what.release_type = None;
     for svc in &mut what.services {
         svc.owner = None;
+        // Read when the service's turn comes, like the release's gates.
+        svc.hold = None;
+        svc.gates.clear();
     }
     fnv1a(&what)
 }

@@ -8,8 +8,8 @@ use super::{Action, CONVERGE, MeasurementRequest, QueryResult, TemplateState, ho
 use super::{Judged, NoticeKind};
 use crate::analysis::judge;
 use crate::api::{
-    HoldReason, Measurement, MetricTally, Outcome, Phase, Release, RollbackReason, ServicePhase,
-    StallReason, default::MEASUREMENTS_KEPT,
+    HoldReason, Measurement, MemberKind, MetricTally, Outcome, Phase, Release, RollbackReason,
+    ServicePhase, StallReason, default::MEASUREMENTS_KEPT,
 };
 use crate::text;
 
@@ -135,6 +135,11 @@ pub(super) fn run(cx: &mut Ctx) {
     }
     cx.set_phase(Phase::Progressing);
     advance(cx);
+    if let Some((service, message)) = cx.breach.take() {
+        // Re-decided by the rollback; only stopping a Job past its timeout stands.
+        cx.actions.retain(|a| matches!(a, Action::StopJob { .. }));
+        return rollback::begin(cx, RollbackReason::Breach, Some(service), message, None);
+    }
     if let Some(message) = cx.gate_timeout.take() {
         // Re-decided by the rollback: nothing asked for on the way forward stands.
         cx.actions.clear();
@@ -323,25 +328,37 @@ fn ingest(cx: &mut Ctx) -> Verdict {
 fn advance(cx: &mut Ctx) {
     let plan = cx.plan();
     for name in plan.waves.iter().flat_map(|w| &w.services) {
+        if cx.breach.is_some() {
+            return;
+        }
         let Some(i) = cx.index(name) else { continue };
-        match cx.st.services[i].phase {
-            ServicePhase::Pending => start_service(cx, i),
-            ServicePhase::Progressing => bake(cx, i),
-            ServicePhase::Promoting => promote(cx, i),
+        let kind = cx.spec.service(name).map(|s| s.kind());
+        match (cx.st.services[i].phase, kind) {
+            (ServicePhase::Pending, _) => start_service(cx, i),
+            (ServicePhase::Progressing, Some(MemberKind::Job(_))) => {
+                super::migration::forward(cx, i)
+            }
+            (ServicePhase::Progressing, Some(MemberKind::Flag(_))) => super::flag::bake(cx, i),
+            (ServicePhase::Progressing, _) => bake(cx, i),
+            (ServicePhase::Promoting, _) => promote(cx, i),
             _ => {}
         }
     }
+    if cx.breach.is_some() {
+        return;
+    }
+    super::defer::stuck_on_gates(cx);
     if !cx.st.services.is_empty()
         && cx
             .st
             .services
             .iter()
-            .all(|s| s.phase == ServicePhase::Promoted)
+            .all(|s| matches!(s.phase, ServicePhase::Promoted | ServicePhase::Deferred))
     {
         cx.set_phase(Phase::Succeeded);
         cx.st.finished_at = Some(cx.time());
         cx.requeue = None;
-        let message = format!("all {} services promoted", cx.st.services.len());
+        let message = super::defer::outcome(&cx.st);
         cx.record("Succeeded", None, message.clone());
         cx.notice(NoticeKind::Succeeded, None, message);
     }
@@ -363,10 +380,23 @@ fn start_service(cx: &mut Ctx, i: usize) {
             Some(format!("waits for {} to be promoted", waiting.join(", ")));
         return;
     }
+    // Read when its turn comes, so a hold set mid-train defers it then.
+    if let Some(hold) = &svc.hold {
+        let reason = format!("held: {}", hold.reason.trim());
+        return super::defer::defer(cx, &name, reason);
+    }
     if !super::wave::may_begin(cx, &name) {
         return;
     }
-    if let Some((wait, stall)) = deployment_not_ready(cx, &svc.deployment, &name) {
+    if !super::service_gate::clear(cx, i) {
+        return;
+    }
+    let deployment = match svc.kind() {
+        MemberKind::Job(_) => return super::migration::start(cx, i),
+        MemberKind::Flag(_) => return super::flag::start(cx, i),
+        MemberKind::Deployment { deployment, .. } => deployment,
+    };
+    if let Some((wait, stall)) = deployment_not_ready(cx, deployment, &name) {
         return wait_for_deployment(cx, i, wait, stall);
     }
     if !cx.seen(&name).baseline_recorded {
@@ -617,7 +647,11 @@ fn promote(cx: &mut Ctx, i: usize) {
     if !rolled_out {
         let paused = seen.stable.as_ref().is_some_and(|s| s.paused);
         let failed = seen.stable.as_ref().is_some_and(|s| s.rollout_failed);
-        let deployment = cx.spec.service(&name).map_or("", |s| s.deployment.as_str());
+        let deployment = cx
+            .spec
+            .service(&name)
+            .and_then(|s| s.deployment())
+            .unwrap_or_default();
         let ns = cx.namespace();
         cx.st.services[i].message = Some(if paused {
             format!(

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::NoticeKind;
 use super::context::{Ctx, plus};
 use super::{Action, CONVERGE, DELETION_GRACE, TemplateState};
-use crate::api::{Phase, RollbackCause, RollbackReason, ServicePhase};
+use crate::api::{MemberKind, Phase, RollbackCause, RollbackReason, ServicePhase};
 
 /// Start rolling back. Every canary in flight is sent to 0 % in this very
 /// decision, before anything else happens.
@@ -35,7 +35,26 @@ pub(super) fn begin(
 
     let now = cx.time();
     let mut zeroed = Vec::new();
-    for s in &mut cx.st.services {
+    for i in 0..cx.st.services.len() {
+        let kind = cx.spec.service(&cx.st.services[i].name).map(|s| s.kind());
+        let phase = cx.st.services[i].phase;
+        match (kind, phase) {
+            (Some(MemberKind::Job(_)), ServicePhase::Progressing | ServicePhase::Promoted) => {
+                super::migration::at_rollback(cx, i);
+                continue;
+            }
+            // Keys possibly set: put back first, in the rollback's first decision.
+            (Some(MemberKind::Flag(_)), ServicePhase::Progressing | ServicePhase::Promoted) => {
+                let s = &mut cx.st.services[i];
+                s.phase = ServicePhase::Restoring;
+                s.weight = 0;
+                s.bake_started_at = None;
+                s.since = Some(now.clone());
+                continue;
+            }
+            _ => {}
+        }
+        let s = &mut cx.st.services[i];
         match s.phase {
             ServicePhase::Progressing | ServicePhase::Promoting => {
                 s.phase = ServicePhase::Withdrawing;
@@ -75,8 +94,22 @@ pub(super) fn begin(
 
 pub(super) fn run(cx: &mut Ctx) {
     for i in 0..cx.st.services.len() {
-        if cx.st.services[i].phase == ServicePhase::Withdrawing {
+        if cx.st.services[i].phase != ServicePhase::Withdrawing {
+            continue;
+        }
+        if is_job(cx, i) {
+            super::migration::withdraw(cx, i);
+        } else {
             withdraw(cx, i);
+        }
+    }
+    // Flags first, whatever the order: turning a feature off is the fastest mitigation.
+    for i in 0..cx.st.services.len() {
+        if cx.st.services[i].phase == ServicePhase::Restoring && is_flag(cx, i) {
+            super::flag::restore(cx, i);
+            if cx.phase() == Phase::Failed {
+                return;
+            }
         }
     }
     let order = cx.plan().rollback_order;
@@ -99,7 +132,11 @@ pub(super) fn run(cx: &mut Ctx) {
             ));
             continue;
         }
-        restore(cx, i);
+        if is_job(cx, i) {
+            super::migration::restore(cx, i);
+        } else {
+            restore(cx, i);
+        }
         if cx.phase() == Phase::Failed {
             return;
         }
@@ -109,7 +146,9 @@ pub(super) fn run(cx: &mut Ctx) {
         cx.st.finished_at = Some(cx.time());
         cx.requeue = None;
         let cause = cx.st.rollback.as_ref().map_or("", |r| r.reason.as_str());
-        let message = format!("rolled back after {cause}: every change is reversed");
+        let reversed = super::migration::stayed_applied(cx)
+            .unwrap_or_else(|| "every change is reversed".to_owned());
+        let message = format!("rolled back after {cause}: {reversed}");
         cx.record("RolledBack", None, message.clone());
         cx.notice(NoticeKind::RolledBack, None, message);
     }
@@ -179,11 +218,29 @@ fn phase_name(p: ServicePhase) -> String {
         .unwrap_or_default()
 }
 
+/// Done rolling back. `Promoted` is settled only in a rollback, where it is
+/// an irreversible migration that stays applied; `Deferred` was never shipped.
 fn settled(p: ServicePhase) -> bool {
     matches!(
         p,
-        ServicePhase::Withdrawn | ServicePhase::Restored | ServicePhase::Skipped
+        ServicePhase::Withdrawn
+            | ServicePhase::Restored
+            | ServicePhase::Skipped
+            | ServicePhase::Deferred
+            | ServicePhase::Promoted
     )
+}
+
+fn is_job(cx: &Ctx, i: usize) -> bool {
+    cx.spec
+        .service(&cx.st.services[i].name)
+        .is_some_and(|s| s.job.is_some())
+}
+
+fn is_flag(cx: &Ctx, i: usize) -> bool {
+    cx.spec
+        .service(&cx.st.services[i].name)
+        .is_some_and(|s| s.flag.is_some())
 }
 
 /// The canary goes to 0 % and then away.

@@ -13,15 +13,16 @@ use jiff::Timestamp;
 use kube::core::ObjectMeta;
 
 use super::{
-    Action, ApprovalObservation, CanaryObservation, Decision, GateRequest, GateTaken,
-    MeasurementRequest, Observations, PolicyObservation, QueryResult, RouteObservation,
-    ServiceObservation, StableObservation, Taken, TemplateState, decide, due_gates,
-    due_measurements,
+    Action, ApprovalObservation, CanaryObservation, Decision, FlagObservation, GateRequest,
+    GateTaken, JobKind, JobObservation, MeasurementRequest, Observations, PolicyObservation,
+    QueryResult, RouteObservation, ServiceObservation, StableObservation, Taken, TemplateState,
+    decide, due_gates, due_measurements,
 };
 use crate::api::{
     CREATED_BY_ANNOTATION, Phase, Release, ReleaseApprovalSpec, ReleasePolicySpec, ReleaseSpec,
     ServicePhase, StepRef,
 };
+use crate::preflight::Claimant;
 
 /// One service's objects in the simulated cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +41,49 @@ pub struct SimService {
     /// Another Release, in flight, lists this service's Deployment.
     pub claimed_by: Option<String>,
     pub route: Option<RouteObservation>,
+    /// A migration's forward Job, as the shell would observe it.
+    pub forward_job: Option<JobObservation>,
+    /// A migration's rollback Job.
+    pub rollback_job: Option<JobObservation>,
+    /// Every Job created for this service, in order: a Job runs once.
+    pub jobs_created: Vec<JobKind>,
+    /// How the forward Job fails at settle (its reason and last log lines) instead of completing.
+    pub forward_fails: Option<(String, Option<String>)>,
+    /// How the rollback Job fails at settle.
+    pub rollback_fails: Option<(String, Option<String>)>,
+    /// Its Jobs run and never finish.
+    pub jobs_hang: bool,
+}
+
+impl SimService {
+    /// A service with no objects at all.
+    fn absent() -> SimService {
+        SimService {
+            exists: false,
+            containers: Vec::new(),
+            template: TemplateState::Baseline,
+            rolled_out: true,
+            paused: false,
+            rollout_failed: false,
+            canary: None,
+            baseline_recorded: false,
+            claimed_by: None,
+            route: None,
+            forward_job: None,
+            rollback_job: None,
+            jobs_created: Vec::new(),
+            forward_fails: None,
+            rollback_fails: None,
+            jobs_hang: false,
+        }
+    }
+
+    fn job(&mut self, kind: JobKind) -> &mut Option<JobObservation> {
+        match kind {
+            JobKind::Forward => &mut self.forward_job,
+            JobKind::Rollback => &mut self.rollback_job,
+        }
+    }
 }
 
 /// How a controller pass goes wrong, to prove crash safety.
@@ -81,6 +125,10 @@ pub struct Sim {
     pub passes: Vec<Pass>,
     /// Longest the clock jumps when the engine asks for no wake-up (paused, held).
     pub idle_step: Duration,
+    /// The ConfigMaps in the namespace, by name: their data.
+    pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
+    /// Other Releases in the namespace, for the claim rules.
+    pub others: Vec<Claimant>,
 }
 
 /// `2026-11-26T10:00:00Z`, the simulated start of every test.
@@ -112,22 +160,23 @@ impl Sim {
                     .and_then(|t| t.gateway_api.as_ref())
                     .is_some();
                 let svc = SimService {
-                    exists: true,
+                    exists: s.deployment().is_some(),
                     containers,
-                    template: TemplateState::Baseline,
-                    rolled_out: true,
-                    paused: false,
-                    rollout_failed: false,
-                    canary: None,
-                    baseline_recorded: false,
-                    claimed_by: None,
                     route: gateway.then_some(RouteObservation {
                         found: true,
                         drifted: false,
                     }),
+                    ..SimService::absent()
                 };
                 (s.name.clone(), svc)
             })
+            .collect();
+        // Every flag's ConfigMap exists, without its keys.
+        let config_maps = spec
+            .services
+            .iter()
+            .filter_map(|s| s.flag.as_ref()?.config_map.clone())
+            .map(|cm| (cm, BTreeMap::new()))
             .collect();
         let release = Release {
             metadata: ObjectMeta {
@@ -149,7 +198,75 @@ impl Sim {
             approvals: Vec::new(),
             passes: Vec::new(),
             idle_step: Duration::from_secs(30),
+            config_maps,
+            others: Vec::new(),
         }
+    }
+
+    /// The `kind` Job of `service` fails at settle with `reason` and, when
+    /// given, `logs` as its last log lines.
+    pub fn failing_job(
+        mut self,
+        service: &str,
+        kind: JobKind,
+        reason: &str,
+        logs: Option<&str>,
+    ) -> Sim {
+        let failure = Some((reason.to_owned(), logs.map(str::to_owned)));
+        let s = self.svc(service);
+        match kind {
+            JobKind::Forward => s.forward_fails = failure,
+            JobKind::Rollback => s.rollback_fails = failure,
+        }
+        self
+    }
+
+    /// The Jobs of `service` run and never finish.
+    pub fn hanging_job(mut self, service: &str) -> Sim {
+        self.svc(service).jobs_hang = true;
+        self
+    }
+
+    /// ConfigMap `name` holds `data` (created if it did not exist).
+    pub fn with_config_map(mut self, name: &str, data: &[(&str, &str)]) -> Sim {
+        self.config_maps.insert(
+            name.to_owned(),
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        self
+    }
+
+    /// ConfigMap `name` does not exist.
+    pub fn without_config_map(mut self, name: &str) -> Sim {
+        self.config_maps.remove(name);
+        self
+    }
+
+    /// Another Release, `other`, in `phase`, sets keys of ConfigMap `config_map`.
+    pub fn config_map_claimed_by(mut self, config_map: &str, other: &str, phase: Phase) -> Sim {
+        self.others.push(Claimant {
+            name: other.to_owned(),
+            phase,
+            created: Some(epoch()),
+            deployments: Vec::new(),
+            config_maps: vec![config_map.to_owned()],
+            refused: false,
+        });
+        self
+    }
+
+    /// How many `kind` Jobs were created for `service`.
+    pub fn jobs_created(&self, service: &str, kind: JobKind) -> usize {
+        self.cluster
+            .get(service)
+            .map_or(0, |s| s.jobs_created.iter().filter(|k| **k == kind).count())
+    }
+
+    /// The data of ConfigMap `name`, if it exists.
+    pub fn config_map(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.config_maps.get(name)
     }
 
     pub fn with_measure(
@@ -266,7 +383,9 @@ impl Sim {
                     canary: s.canary.clone(),
                     baseline_recorded: s.baseline_recorded,
                     route: s.route.clone(),
-                    ..Default::default()
+                    forward_job: s.forward_job.clone(),
+                    rollback_job: s.rollback_job.clone(),
+                    flag: self.flag_seen(name),
                 };
                 (name.clone(), o)
             })
@@ -278,15 +397,17 @@ impl Sim {
             .iter()
             .filter_map(|(name, s)| {
                 let other = s.claimed_by.clone()?;
-                let deployment = self.release.spec.service(name)?.deployment.clone();
-                Some(crate::preflight::Claimant {
+                let deployment = self.release.spec.service(name)?.deployment()?.to_owned();
+                Some(Claimant {
                     name: other,
                     phase: Phase::Progressing,
                     created: None,
                     deployments: vec![deployment],
+                    config_maps: Vec::new(),
                     refused: false,
                 })
             })
+            .chain(self.others.iter().cloned())
             .collect();
         Observations {
             services,
@@ -305,11 +426,59 @@ impl Sim {
     pub fn apply(&mut self, actions: &[Action]) {
         for a in actions {
             match a {
-                // TODO(issue 13): the simulated Jobs and ConfigMaps.
-                Action::CreateJob { .. }
-                | Action::StopJob { .. }
-                | Action::SetFlag { .. }
-                | Action::RestoreFlag { .. } => {}
+                // The shell creates a Job only if it does not exist.
+                Action::CreateJob { service, job } => {
+                    let s = self.svc(service);
+                    if s.job(*job).is_none() {
+                        *s.job(*job) = Some(JobObservation::Running);
+                        s.jobs_created.push(*job);
+                    }
+                }
+                Action::StopJob { service, job } => *self.svc(service).job(*job) = None,
+                Action::SetFlag { service } => {
+                    let Some(flag) = self
+                        .release
+                        .spec
+                        .service(service)
+                        .and_then(|s| s.flag.clone())
+                    else {
+                        continue;
+                    };
+                    let cm = flag.config_map.unwrap_or_default();
+                    if let Some(data) = self.config_maps.get_mut(&cm) {
+                        data.extend(flag.keys);
+                    }
+                }
+                Action::RestoreFlag { service } => {
+                    let Some(flag) = self
+                        .release
+                        .spec
+                        .service(service)
+                        .and_then(|s| s.flag.clone())
+                    else {
+                        continue;
+                    };
+                    let baseline = self
+                        .release
+                        .status
+                        .as_ref()
+                        .and_then(|st| st.services.iter().find(|s| &s.name == service))
+                        .and_then(|s| s.flag_baseline.clone())
+                        .unwrap_or_default();
+                    let cm = flag.config_map.unwrap_or_default();
+                    if let Some(data) = self.config_maps.get_mut(&cm) {
+                        for k in flag.keys.keys() {
+                            match baseline.values.get(k) {
+                                Some(v) => {
+                                    data.insert(k.clone(), v.clone());
+                                }
+                                None => {
+                                    data.remove(k);
+                                }
+                            }
+                        }
+                    }
+                }
                 Action::RecordBaseline { service } => self.svc(service).baseline_recorded = true,
                 Action::SetCanaryWeight { service, weight } => {
                     let s = self.svc(service);
@@ -355,24 +524,41 @@ impl Sim {
                 c.effective = c.weight;
             }
             s.rolled_out |= !s.paused && !s.rollout_failed;
+            for kind in [JobKind::Forward, JobKind::Rollback] {
+                let fails = match kind {
+                    JobKind::Forward => s.forward_fails.clone(),
+                    JobKind::Rollback => s.rollback_fails.clone(),
+                };
+                let hangs = s.jobs_hang;
+                let job = s.job(kind);
+                if *job != Some(JobObservation::Running) || hangs {
+                    continue;
+                }
+                *job = Some(match fails {
+                    Some((reason, logs)) => JobObservation::Failed { reason, logs },
+                    None => JobObservation::Succeeded,
+                });
+            }
         }
+    }
+
+    /// What the shell would see of service `name`'s flag: its keys in its ConfigMap.
+    fn flag_seen(&self, name: &str) -> Option<FlagObservation> {
+        let flag = self.release.spec.service(name)?.flag.as_ref()?;
+        let data = self.config_maps.get(flag.config_map.as_deref()?)?;
+        Some(FlagObservation {
+            values: data
+                .iter()
+                .filter(|(k, _)| flag.keys.contains_key(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
     }
 
     fn svc(&mut self, name: &str) -> &mut SimService {
         self.cluster
             .entry(name.to_owned())
-            .or_insert_with(|| SimService {
-                exists: false,
-                containers: Vec::new(),
-                template: TemplateState::Baseline,
-                rolled_out: true,
-                paused: false,
-                rollout_failed: false,
-                canary: None,
-                baseline_recorded: false,
-                claimed_by: None,
-                route: None,
-            })
+            .or_insert_with(SimService::absent)
     }
 
     /// One controller pass: take the due measurements, decide, apply, store the

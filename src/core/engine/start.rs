@@ -50,6 +50,9 @@ pub(super) fn pending(cx: &mut Ctx) {
     if let Some((reason, line)) = policy_problem(cx) {
         return stall(cx, reason, vec![line], Some(RECHECK));
     }
+    if let Some(refused) = super::cross_team::check(cx) {
+        return stall(cx, StallReason::CrossTeamLimit, vec![refused], None);
+    }
     let missing = cluster_problems(cx);
     if let Some((reason, _)) = missing.first() {
         let reason = *reason;
@@ -106,7 +109,7 @@ pub(super) fn pending(cx: &mut Ctx) {
     cx.record("Started", None, message.clone());
     cx.notice(NoticeKind::Started, None, message);
     // The opt-out from metrics is on the record of the release, with its reason.
-    for svc in &cx.spec.services {
+    for svc in cx.spec.services.iter().filter(|s| s.job.is_none()) {
         let analysis = cx.spec.analysis_of(svc);
         if let Some(skip) = &analysis.skip_analysis
             && analysis.metrics.is_empty()
@@ -121,6 +124,7 @@ pub(super) fn pending(cx: &mut Ctx) {
             );
         }
     }
+    super::defer::held_at_start(cx);
     progress::run(cx);
 }
 
@@ -226,6 +230,13 @@ fn cluster_problems(cx: &Ctx) -> Vec<(StallReason, String)> {
             })
             .collect(),
         releases: cx.obs.releases.clone(),
+        config_maps: cx
+            .raw
+            .services
+            .iter()
+            .filter(|svc| cx.seen(&svc.name).flag.is_some())
+            .filter_map(|svc| svc.flag.as_ref()?.config_map.clone())
+            .collect(),
     };
     crate::preflight::cluster_problems(cx.raw, &view)
         .into_iter()

@@ -16,7 +16,17 @@ pub(super) fn finish(cx: &mut Ctx) {
             .iter()
             .filter(|s| s.phase == ServicePhase::Promoted)
             .count();
-        cx.st.progress = Some(format!("{promoted}/{total} promoted"));
+        let deferred = cx
+            .st
+            .services
+            .iter()
+            .filter(|s| s.phase == ServicePhase::Deferred)
+            .count();
+        cx.st.progress = Some(if deferred > 0 {
+            format!("{promoted}/{total} promoted, {deferred} deferred")
+        } else {
+            format!("{promoted}/{total} promoted")
+        });
     }
     if let Some(plan) = &cx.st.plan {
         let of = plan.waves.len();
@@ -25,10 +35,10 @@ pub(super) fn finish(cx: &mut Ctx) {
             .iter()
             .position(|w| {
                 w.services.iter().any(|n| {
-                    cx.st
-                        .services
-                        .iter()
-                        .any(|s| &s.name == n && s.phase != ServicePhase::Promoted)
+                    cx.st.services.iter().any(|s| {
+                        &s.name == n
+                            && !matches!(s.phase, ServicePhase::Promoted | ServicePhase::Deferred)
+                    })
                 })
             })
             .map_or(of, |w| w + 1);
@@ -42,10 +52,15 @@ pub(super) fn finish(cx: &mut Ctx) {
 /// What each running canary really gets, next to the weight it was asked for.
 fn effective_weights(cx: &mut Ctx) {
     for i in 0..cx.st.services.len() {
-        let running = matches!(
-            cx.st.services[i].phase,
-            ServicePhase::Progressing | ServicePhase::Promoting | ServicePhase::Withdrawing
-        );
+        let canary = cx
+            .spec
+            .service(&cx.st.services[i].name)
+            .is_none_or(|s| s.deployment().is_some());
+        let running = canary
+            && matches!(
+                cx.st.services[i].phase,
+                ServicePhase::Progressing | ServicePhase::Promoting | ServicePhase::Withdrawing
+            );
         let effective = running.then(|| {
             cx.seen(&cx.st.services[i].name)
                 .canary
@@ -95,9 +110,12 @@ fn message(cx: &Ctx) -> String {
         Phase::Paused => "paused by spec.paused; set it to false to continue (the current steps bake again from the start)"
             .to_owned(),
         Phase::RollingBack => format!("rolling back after {}", cause()),
-        Phase::Succeeded => format!("all {} services promoted", st.services.len()),
+        Phase::Succeeded => super::defer::outcome(st),
         Phase::RolledBack => match &st.rollback {
-            Some(_) => format!("rolled back after {}", cause()),
+            Some(_) => match super::migration::stayed_applied(cx) {
+                Some(stays) => format!("rolled back after {}; {stays}", cause()),
+                None => format!("rolled back after {}", cause()),
+            },
             None => st.message.clone().unwrap_or_default(),
         },
     }

@@ -26,7 +26,7 @@ pub(super) fn may_begin(cx: &mut Ctx, name: &str) -> bool {
     let services = &plan.waves[w].services;
     let under_way = services.iter().any(|n| {
         cx.service_phase(n)
-            .is_some_and(|p| p != ServicePhase::Pending)
+            .is_some_and(|p| !matches!(p, ServicePhase::Pending | ServicePhase::Deferred))
     });
     if under_way {
         return true;

@@ -1,7 +1,7 @@
 //! A release's risk: the highest class of its changes, raised (never
 //! lowered) by `spec.risk`, and the sentence that says why.
 
-use crate::api::{ChangeClass, Problem, ReleaseSpec, Risk, ServiceSpec};
+use crate::api::{ChangeClass, MemberKind, Problem, ReleaseSpec, Risk, ServiceSpec};
 
 /// The risk one change carries; no class counts as a feature.
 pub fn of_class(class: Option<ChangeClass>) -> Risk {
@@ -32,33 +32,50 @@ fn class_name(class: ChangeClass) -> &'static str {
     }
 }
 
+/// The risk one service carries: its change's class for a Deployment; a
+/// migration job or a flag counts as medium, an irreversible migration as high.
+fn of_service(svc: &ServiceSpec) -> Risk {
+    match svc.kind() {
+        MemberKind::Deployment { change, .. } => of_class(change.class),
+        MemberKind::Job(job) if job.irreversible.is_some() => Risk::High,
+        MemberKind::Job(_) | MemberKind::Flag(_) => Risk::Medium,
+    }
+}
+
 /// The highest risk of `spec`'s changes, the first service that carries it,
 /// and why, without `spec.risk`.
 fn computed(spec: &ReleaseSpec) -> (Risk, String) {
     let top = spec
         .services
         .iter()
-        .map(|s| of_class(s.change.class))
+        .map(of_service)
         .max()
         .unwrap_or(Risk::Low);
     if top == Risk::Low {
         return (Risk::Low, "low: every change is copy or config".to_owned());
     }
-    let Some(svc) = spec
-        .services
-        .iter()
-        .find(|s| of_class(s.change.class) == top)
-    else {
+    let Some(svc) = spec.services.iter().find(|s| of_service(s) == top) else {
         return (top, name(top).to_owned());
     };
     (top, format!("{}: {}", name(top), why(svc)))
 }
 
 fn why(svc: &ServiceSpec) -> String {
-    match svc.change.class {
-        None => format!("{} has no change.class (counts as feature)", svc.name),
-        Some(c @ ChangeClass::Auth) => format!("{} is an {} change", svc.name, class_name(c)),
-        Some(c) => format!("{} is a {} change", svc.name, class_name(c)),
+    match svc.kind() {
+        MemberKind::Job(job) => match &job.irreversible {
+            Some(i) => format!(
+                "{} is an irreversible migration ({})",
+                svc.name,
+                i.justification.trim()
+            ),
+            None => format!("{} is a migration job (counts as medium)", svc.name),
+        },
+        MemberKind::Flag(_) => format!("{} is a flag change (counts as medium)", svc.name),
+        MemberKind::Deployment { change, .. } => match change.class {
+            None => format!("{} has no change.class (counts as feature)", svc.name),
+            Some(c @ ChangeClass::Auth) => format!("{} is an {} change", svc.name, class_name(c)),
+            Some(c) => format!("{} is a {} change", svc.name, class_name(c)),
+        },
     }
 }
 
@@ -90,13 +107,12 @@ pub fn problem(spec: &ReleaseSpec) -> Option<Problem> {
     }
     let message = match set {
         Risk::Low => {
-            let svc = spec
-                .services
-                .iter()
-                .find(|s| of_class(s.change.class) > Risk::Low)?;
-            let what = match svc.change.class {
-                Some(c) => format!("a {} change", class_name(c)),
-                None => "no change.class, which counts as feature".to_owned(),
+            let svc = spec.services.iter().find(|s| of_service(s) > Risk::Low)?;
+            let what = match (svc.kind(), svc.change.class) {
+                (MemberKind::Job(_), _) => "a migration job, which counts as medium".to_owned(),
+                (MemberKind::Flag(_), _) => "a flag change, which counts as medium".to_owned(),
+                (_, Some(c)) => format!("a {} change", class_name(c)),
+                (_, None) => "no change.class, which counts as feature".to_owned(),
             };
             format!(
                 "low is below the risk of service {} ({what}); raise spec.risk or set it to auto",
@@ -104,15 +120,15 @@ pub fn problem(spec: &ReleaseSpec) -> Option<Problem> {
             )
         }
         _ => {
-            let svc = spec
-                .services
-                .iter()
-                .find(|s| of_class(s.change.class) == Risk::High)?;
+            let svc = spec.services.iter().find(|s| of_service(s) == Risk::High)?;
+            let what = match svc.kind() {
+                MemberKind::Job(_) => "an irreversible migration".to_owned(),
+                _ => format!("a {} change", svc.change.class.map_or("", class_name)),
+            };
             format!(
-                "medium is below the risk of service {} (a {} change is high risk); raise spec.risk to \
+                "medium is below the risk of service {} ({what} is high risk); raise spec.risk to \
                  high or set it to auto",
                 svc.name,
-                svc.change.class.map_or("", class_name)
             )
         }
     };
