@@ -24,28 +24,6 @@ pub const FORWARD_RESULT_ENV: &str = "SIGNALMAN_FORWARD_RESULT";
 /// and never needs the logs API.
 const FALLBACK_TO_LOGS: &str = "FallbackToLogsOnError";
 
-/// The name of `service`'s Job of `kind` in Release `release`.
-///
-/// TODO(issue 13): replace with `crate::migration::job_name` once the engine
-/// lands it; this is the brief's rule, so both give the same name.
-fn job_name(release: &str, service: &str, kind: JobKind) -> String {
-    let suffix = match kind {
-        JobKind::Forward => "forward",
-        JobKind::Rollback => "rollback",
-    };
-    let full = format!("{release}-{service}-{suffix}");
-    if full.len() <= 63 {
-        return full;
-    }
-    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let mut cut = full[..52].to_owned();
-    cut.push('-');
-    cut.push_str(&format!("{hash:016x}")[..10]);
-    cut
-}
-
 /// The service's status entry, if the engine wrote one.
 fn service_status<'a>(rel: &'a Release, service: &str) -> Option<&'a ServiceStatus> {
     rel.status
@@ -64,7 +42,7 @@ pub fn name(rel: &Release, service: &str, kind: JobKind) -> String {
     });
     match recorded {
         Some(run) if !run.name.is_empty() => run.name.clone(),
-        _ => job_name(&rel.name_any(), service, kind),
+        _ => signalman_core::migration::job_name(&rel.name_any(), service, kind),
     }
 }
 
@@ -236,29 +214,6 @@ mod tests {
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::json;
-
-    #[test]
-    fn names_are_the_release_the_service_and_the_kind_cut_to_63_with_a_hash() {
-        assert_eq!(
-            job_name("shop-v5", "db", JobKind::Forward),
-            "shop-v5-db-forward"
-        );
-        assert_eq!(
-            job_name("shop-v5", "db", JobKind::Rollback),
-            "shop-v5-db-rollback"
-        );
-        let long = "a".repeat(60);
-        let f = job_name(&long, "db", JobKind::Forward);
-        let r = job_name(&long, "db", JobKind::Rollback);
-        assert_eq!(f.len(), 63);
-        assert_eq!(&f[..53], &format!("{}-", &long[..52]));
-        assert!(f[53..].chars().all(|c| c.is_ascii_hexdigit()), "{f}");
-        assert_ne!(f, r, "forward and rollback must differ");
-        // A name of exactly 63 is kept whole.
-        let exact = "r".repeat(63 - "-db-forward".len());
-        assert_eq!(job_name(&exact, "db", JobKind::Forward).len(), 63);
-        assert!(job_name(&exact, "db", JobKind::Forward).ends_with("-db-forward"));
-    }
 
     fn release_with(status: serde_json::Value) -> Release {
         serde_json::from_value(json!({
