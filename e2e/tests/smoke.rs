@@ -122,7 +122,14 @@ spec:
             .flatten()
             .any(|c| c.type_ == "Failed" && c.status == "True")
     };
-    e2e::wait_for_object(&jobs, "migrate", "Job to fail", Duration::from_secs(60), failed).await;
+    e2e::wait_for_object(
+        &jobs,
+        "migrate",
+        "Job to fail",
+        Duration::from_secs(60),
+        failed,
+    )
+    .await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
     let listed = pods
         .list(&ListParams::default().labels("app=migrate"))
