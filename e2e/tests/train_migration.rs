@@ -249,3 +249,58 @@ async fn a_failing_rollback_job_ends_the_release_failed_saying_which_and_why() {
     );
     sc.end().await;
 }
+
+#[tokio::test]
+async fn killed_during_the_forward_and_the_rollback_job_each_job_runs_once() {
+    let mut sc = Scenario::start("train-kill").await;
+    sc.deploy_apps(&["api"]).await;
+    let watch = JobWatch::start(&sc.client, sc.ns());
+    let train = release("kill")
+        .defaults(&[(50, 3), (100, 1)])
+        .service(migration("db"))
+        .service(svc("api").after(&["db"]).error_rate("0.3"))
+        .build();
+    let api = sc.apply(&train).await;
+    let recorded = |job: &'static str| {
+        move |s: &Value| rel::service(s, "db").is_some_and(|d| d[job]["name"].is_string())
+    };
+    // The moment the forward Job is recorded: it may or may not exist yet.
+    rel::wait_status(
+        &api,
+        "kill",
+        "forward Job recorded",
+        Duration::from_secs(60),
+        recorded("forwardJob"),
+    )
+    .await;
+    sc.operator.crash_and_restart().await;
+    let forward = watch.seen();
+    rel::wait_status(
+        &api,
+        "kill",
+        "rollback Job recorded",
+        Duration::from_secs(90),
+        recorded("rollbackJob"),
+    )
+    .await;
+    sc.operator.crash_and_restart().await;
+    let status = rel::wait_phase(&api, "kill", "RolledBack", Duration::from_secs(120)).await;
+
+    assert_each_job_ran_once(&sc, &watch, &["kill-db-forward", "kill-db-rollback"]).await;
+    if let Some(uids) = forward.get("kill-db-forward") {
+        assert_eq!(
+            Some(uids),
+            watch.seen().get("kill-db-forward"),
+            "the forward Job seen before the kill is the one that ran"
+        );
+    }
+    let tl = rel::timeline(&status);
+    let count = |reason: &str| tl.iter().filter(|(r, s)| r == reason && s == "db").count();
+    assert_eq!(count("JobStarted"), 2, "{tl:?}");
+    assert_eq!(count("JobSucceeded"), 2, "{tl:?}");
+    assert_eq!(count("RollbackJobRecorded"), 1, "{tl:?}");
+    let db = rel::service(&status, "db").unwrap();
+    assert_eq!(db["phase"], "Restored", "{db}");
+    assert_images_v1(&sc, &["api"]).await;
+    sc.end().await;
+}
