@@ -304,3 +304,81 @@ async fn killed_during_the_forward_and_the_rollback_job_each_job_runs_once() {
     assert_images_v1(&sc, &["api"]).await;
     sc.end().await;
 }
+
+/// 4. An irreversible migration makes the train high risk: it waits for the
+/// high profile's approval before anything runs, and on a breach everything
+/// else is reversed while the migration stays applied, said plainly.
+#[tokio::test]
+async fn an_irreversible_migration_needs_the_high_approval_and_stays_applied() {
+    use signalman_e2e::policy::{TestPolicy, What, approval, approve, whoami};
+    let sc = Scenario::start("train-irr").await;
+    sc.deploy_apps(&["api"]).await;
+    let pol = TestPolicy::create(
+        &sc.client,
+        &format!("{}-risk", sc.ns()),
+        "risks:\n\
+         \x20 high:\n\
+         \x20   approvals: {beforeStart: true}\n",
+    )
+    .await;
+    let watch = JobWatch::start(&sc.client, sc.ns());
+    let train = release("irr")
+        .defaults(&[(50, 3), (100, 1)])
+        .policy(pol.name())
+        .service(migration("db").irreversible("drops the legacy_orders table; restore from backup"))
+        .service(svc("api").after(&["db"]).error_rate("0.3"))
+        .build();
+    let api = sc.apply(&train).await;
+    let status = rel::wait_status(
+        &api,
+        "irr",
+        "waiting for the approval",
+        Duration::from_secs(60),
+        |s| rel::phase(s) == "AwaitingGates",
+    )
+    .await;
+    assert_eq!(status["policy"]["profile"], "high", "{status}");
+    // Nothing runs before the approval.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        watch.seen().is_empty(),
+        "a Job ran unapproved: {:?}",
+        watch.seen()
+    );
+    assert_eq!(rel::phase(&rel::status(&api, "irr").await), "AwaitingGates");
+
+    let me = whoami(&sc.client).await;
+    approve(
+        &sc.client,
+        sc.ns(),
+        &approval("irr-go", "irr", &me, What::Gate("approval")),
+    )
+    .await;
+    let status = rel::wait_phase(&api, "irr", "RolledBack", Duration::from_secs(120)).await;
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(
+            "every change is reversed except the irreversible migration db, which stays applied"
+        ),
+        "{message}"
+    );
+    let db = rel::service(&status, "db").unwrap();
+    assert_eq!(db["phase"], "Promoted", "{db}");
+    assert!(
+        db.get("rollbackJob").is_none() || db["rollbackJob"].is_null(),
+        "{db}"
+    );
+    let tl = rel::timeline(&status);
+    assert!(
+        at(&tl, "Breach", "") < at(&tl, "StaysApplied", "db"),
+        "{tl:?}"
+    );
+    assert!(
+        at(&tl, "StaysApplied", "db") < at(&tl, "RolledBack", ""),
+        "{tl:?}"
+    );
+    assert_each_job_ran_once(&sc, &watch, &["irr-db-forward"]).await;
+    assert_images_v1(&sc, &["api"]).await;
+    sc.end().await;
+    pol.delete(&e2e::client().await).await;
+}
