@@ -167,6 +167,7 @@ fn cluster_facts_name_missing_deployments_containers_routes_and_claims() {
                 phase: Phase::Progressing,
                 created: at(100),
                 deployments: vec!["emails".into()],
+                config_maps: vec![],
                 refused: false,
             },
             // Older and not started: it still goes first.
@@ -175,9 +176,11 @@ fn cluster_facts_name_missing_deployments_containers_routes_and_claims() {
                 phase: Phase::Pending,
                 created: at(50),
                 deployments: vec!["inventory".into()],
+                config_maps: vec![],
                 refused: false,
             },
         ],
+        config_maps: Default::default(),
     };
     let problems: Vec<String> = cluster_problems(&spec, &view)
         .iter()

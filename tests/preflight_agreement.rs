@@ -79,6 +79,7 @@ fn plan(me: &Release, stored: &[Release]) -> (bool, Vec<String>, String) {
         )]
         .into(),
         releases: stored.iter().map(Claimant::of).collect(),
+        config_maps: Default::default(),
     };
     let problems = cluster_problems(&me.spec, &view)
         .iter()

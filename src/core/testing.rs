@@ -7,7 +7,12 @@
 
 use std::time::Duration;
 
-use crate::api::{Analysis, Change, Defaults, Metric, ReleaseSpec, ServiceSpec, Step};
+use k8s_openapi::api::batch::v1::JobTemplateSpec;
+
+use crate::api::{
+    Analysis, Change, Defaults, FlagChange, Irreversible, Metric, MigrationJob, ReleaseSpec,
+    ServiceHold, ServiceSpec, Step,
+};
 
 /// A release owned by `team` with no services yet; add them with
 /// [`SpecBuilder::service`] or [`SpecBuilder::services`].
@@ -50,6 +55,86 @@ impl SpecBuilder {
             name,
             ..Default::default()
         });
+        self
+    }
+
+    /// A migration service whose forward and rollback Jobs run `migrate up` and `migrate down`.
+    pub fn job(
+        mut self,
+        name: impl Into<String>,
+        depends_on: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.0.services.push(ServiceSpec {
+            name: name.into(),
+            job: Some(MigrationJob {
+                forward: job_template("up"),
+                rollback: Some(job_template("down")),
+                irreversible: None,
+                timeout: None,
+            }),
+            depends_on: depends_on.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        });
+        self
+    }
+
+    /// A migration service with no rollback Job, for `justification`.
+    pub fn irreversible_job(
+        mut self,
+        name: impl Into<String>,
+        depends_on: impl IntoIterator<Item = impl Into<String>>,
+        justification: &str,
+    ) -> Self {
+        self = self.job(name, depends_on);
+        let job = self.0.services.last_mut().and_then(|s| s.job.as_mut());
+        if let Some(job) = job {
+            job.rollback = None;
+            job.irreversible = Some(Irreversible {
+                justification: justification.into(),
+            });
+        }
+        self
+    }
+
+    /// A flag service setting `keys` in ConfigMap `config_map`.
+    pub fn flag(
+        mut self,
+        name: impl Into<String>,
+        depends_on: impl IntoIterator<Item = impl Into<String>>,
+        config_map: &str,
+        keys: &[(&str, &str)],
+    ) -> Self {
+        self.0.services.push(ServiceSpec {
+            name: name.into(),
+            flag: Some(FlagChange {
+                config_map: Some(config_map.into()),
+                keys: keys
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                bake: None,
+            }),
+            depends_on: depends_on.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        });
+        self
+    }
+
+    /// Service `name` (added before) is held for `reason`.
+    pub fn hold(mut self, name: &str, reason: &str) -> Self {
+        if let Some(s) = self.0.services.iter_mut().find(|s| s.name == name) {
+            s.hold = Some(ServiceHold {
+                reason: reason.into(),
+            });
+        }
+        self
+    }
+
+    /// Service `name` (added before) is owned by `owner`.
+    pub fn owned(mut self, name: &str, owner: &str) -> Self {
+        if let Some(s) = self.0.services.iter_mut().find(|s| s.name == name) {
+            s.owner = Some(owner.into());
+        }
         self
     }
 
@@ -110,6 +195,17 @@ impl SpecBuilder {
             .analysis
             .get_or_insert_with(Analysis::default)
     }
+}
+
+/// A Job template running `migrate <arg>` once.
+pub fn job_template(arg: &str) -> JobTemplateSpec {
+    serde_json::from_value(serde_json::json!({
+        "spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "migrate", "image": "migrate:v2", "args": [arg]}]
+        }}}
+    }))
+    .expect("a valid Job template")
 }
 
 #[cfg(test)]

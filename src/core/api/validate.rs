@@ -739,6 +739,171 @@ mod tests {
         assert!(fields(&s).is_empty());
     }
 
+    fn train() -> ReleaseSpec {
+        crate::testing::spec()
+            .job("db", [] as [&str; 0])
+            .service("api", ["db"])
+            .flag("on", ["api"], "flags", &[("checkout-v2", "on")])
+            .metric_at_most("error-rate", "up", 0.01)
+            .build()
+    }
+
+    fn said(s: &ReleaseSpec) -> Vec<String> {
+        validate(s).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_train_of_a_migration_code_and_a_flag_is_valid() {
+        assert_eq!(said(&train()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_service_is_exactly_one_kind() {
+        let mut s = train();
+        s.services[0].deployment = "db".into();
+        s.services[0].change = s.services[1].change.clone();
+        assert_eq!(
+            said(&s)[0],
+            "spec.services[0]: a service is exactly one of deployment (with change), job or flag; set one of them"
+        );
+        let mut s = train();
+        s.services[2].flag = None;
+        assert_eq!(
+            said(&s),
+            [
+                "spec.services[2]: a service is exactly one of deployment (with change), job or flag; set one of them"
+            ]
+        );
+        let mut s = train();
+        s.services[2].change = s.services[1].change.clone();
+        assert_eq!(
+            fields(&s),
+            ["spec.services[2].change"],
+            "change goes with deployment only"
+        );
+    }
+
+    #[test]
+    fn a_job_template_must_run_containers_that_do_not_restart_for_ever() {
+        let mut s = train();
+        let job = s.services[0].job.as_mut().unwrap();
+        let pod = job
+            .forward
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap();
+        pod.containers.clear();
+        pod.restart_policy = Some("Always".into());
+        assert_eq!(
+            said(&s),
+            [
+                "spec.services[0].job.forward.spec.template.spec.containers: list at least one container: \
+                 they are what the Job runs",
+                "spec.services[0].job.forward.spec.template.spec.restartPolicy: must be Never or OnFailure, \
+                 not Always: a Job's pods must not restart for ever",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_migration_is_reversible_or_says_why_not() {
+        let mut s = train();
+        s.services[0].job.as_mut().unwrap().irreversible = Some(super::super::Irreversible {
+            justification: " ".into(),
+        });
+        assert_eq!(
+            fields(&s),
+            [
+                "spec.services[0].job",
+                "spec.services[0].job.irreversible.justification"
+            ]
+        );
+        s.services[0].job.as_mut().unwrap().rollback = None;
+        assert_eq!(
+            fields(&s),
+            ["spec.services[0].job.irreversible.justification"]
+        );
+        s.services[0].job.as_mut().unwrap().irreversible = None;
+        assert_eq!(fields(&s), ["spec.services[0].job"]);
+    }
+
+    #[test]
+    fn a_migration_ordered_against_nothing_is_refused_naming_the_fix() {
+        let mut s = train();
+        s.services[1].depends_on.clear();
+        assert_eq!(
+            said(&s),
+            [
+                "spec.services[0]: migration db is ordered against nothing, so it would run beside the code \
+                 of its wave instead of before it; add db to the dependsOn of the services that need it"
+            ]
+        );
+        // Depending on something orders it too.
+        s.services[0].depends_on = vec!["api".into()];
+        assert!(fields(&s).is_empty());
+        s.services[0].analysis = s.defaults.as_ref().unwrap().analysis.clone();
+        assert_eq!(fields(&s), ["spec.services[0].analysis"]);
+    }
+
+    #[test]
+    fn a_hold_needs_a_reason_and_flag_keys_are_config_map_keys_set_once() {
+        let mut s = train();
+        s.services[1].hold = Some(super::super::ServiceHold { reason: "".into() });
+        s.services[2]
+            .flag
+            .as_mut()
+            .unwrap()
+            .keys
+            .insert("not a key!".into(), "x".into());
+        let mut twin = s.services[2].clone();
+        twin.name = "twin".into();
+        twin.flag.as_mut().unwrap().keys = [("checkout-v2".to_owned(), "off".to_owned())].into();
+        s.services.push(twin);
+        assert_eq!(
+            said(&s),
+            [
+                "spec.services[1].hold.reason: must say why the service is not ready, e.g. payments team: \
+                 load test not signed off",
+                "spec.services[2].flag.keys.not a key!: each key must be a valid ConfigMap key (letters, \
+                 digits, '-', '_' and '.', at most 253 characters)",
+                "spec.services[3].flag.keys.checkout-v2: service \"on\" sets key \"checkout-v2\" of ConfigMap \
+                 \"flags\" too; one flag service per key: merge them, or drop the key from one of them",
+            ]
+        );
+    }
+
+    #[test]
+    fn gate_names_are_unique_across_the_release_and_its_services_and_service_gates_are_checked_alike()
+     {
+        let gate = |name: &str, query: &str| super::super::Gate {
+            name: name.into(),
+            query: Some(query.into()),
+            min: None,
+            max: Some(0.0),
+            interval: None,
+            approval: None,
+        };
+        let mut s = train();
+        s.gates.push(gate("smoke", "up"));
+        s.services[1].gates.push(gate("smoke", "up"));
+        s.services[2]
+            .gates
+            .push(gate("flag-smoke", "x{service=\"{{service}}\"}"));
+        assert_eq!(
+            said(&s),
+            [
+                "spec.services[1].gates[0].name: gate names must be unique across spec.gates and every \
+                 service's gates; \"smoke\" appears more than once",
+                "spec.services[2].gates[0].query: \"{{service}}\" is not a placeholder a gate can use; use \
+                 {{namespace}} or {{release}} (a gate is checked for the whole release, not for one service)",
+            ]
+        );
+    }
+
     #[test]
     fn the_release_name_must_fit_in_a_label_value() {
         let s = spec();

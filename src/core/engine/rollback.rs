@@ -115,7 +115,8 @@ pub(super) fn run(cx: &mut Ctx) {
     let order = cx.plan().rollback_order;
     for (pos, name) in order.iter().enumerate() {
         let Some(i) = cx.index(name) else { continue };
-        if cx.st.services[i].phase != ServicePhase::Restoring {
+        // A flag was put back above, out of order.
+        if cx.st.services[i].phase != ServicePhase::Restoring || is_flag(cx, i) {
             continue;
         }
         // Strictly in rollback order: everything before this service (all its

@@ -235,4 +235,53 @@ mod tests {
                 .contains("(no change.class, which counts as feature)")
         );
     }
+
+    #[test]
+    fn a_job_or_a_flag_counts_as_medium_and_an_irreversible_migration_as_high() {
+        let mut s = crate::testing::spec()
+            .service("copy", [] as [&str; 0])
+            .job("db", [] as [&str; 0])
+            .service("api", ["db"])
+            .metric_at_most("e", "up", 0.1)
+            .build();
+        s.services[0].change.class = Some(ChangeClass::Copy);
+        s.services[2].change.class = Some(ChangeClass::Config);
+        assert_eq!(
+            risk(&s),
+            (
+                Risk::Medium,
+                "medium: db is a migration job (counts as medium)".to_owned()
+            )
+        );
+        s.risk = Some(Risk::Low);
+        assert_eq!(
+            problem(&s).unwrap().message,
+            "low is below the risk of service db (a migration job, which counts as medium); raise \
+             spec.risk or set it to auto"
+        );
+        let job = s.services[1].job.as_mut().unwrap();
+        job.rollback = None;
+        job.irreversible = Some(crate::api::Irreversible {
+            justification: "drops a table".into(),
+        });
+        s.risk = None;
+        assert_eq!(
+            risk(&s),
+            (
+                Risk::High,
+                "high: db is an irreversible migration (drops a table)".to_owned()
+            )
+        );
+        s.risk = Some(Risk::Medium);
+        assert_eq!(
+            problem(&s).unwrap().message,
+            "medium is below the risk of service db (an irreversible migration is high risk); raise \
+             spec.risk to high or set it to auto"
+        );
+        let f = crate::testing::spec()
+            .flag("on", [] as [&str; 0], "flags", &[("k", "on")])
+            .metric_at_most("e", "up", 0.1)
+            .build();
+        assert_eq!(risk(&f).1, "medium: on is a flag change (counts as medium)");
+    }
 }

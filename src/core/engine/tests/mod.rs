@@ -4,9 +4,13 @@
 mod bad_input;
 mod bake;
 mod crash;
+mod cross_team;
+mod deferral;
 mod deletion;
+mod flag;
 mod gates;
 mod holds;
+mod migration;
 mod order;
 mod pause;
 mod profiles;
