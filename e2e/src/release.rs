@@ -320,6 +320,12 @@ impl Svc {
         self
     }
 
+    /// `change.dark`: the new code ships behind a flag this Release does not switch.
+    pub fn dark(mut self) -> Svc {
+        self.0.change.dark = Some(true);
+        self
+    }
+
     /// `hold.reason`: the service is not ready and is deferred.
     pub fn hold(mut self, reason: &str) -> Svc {
         self.0.hold = Some(ServiceHold {
