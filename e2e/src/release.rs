@@ -352,6 +352,25 @@ impl Svc {
         self
     }
 
+    /// The forward Job's template as written (for refused input).
+    pub fn forward_template(mut self, template: serde_json::Value) -> Svc {
+        self.job_mut().forward = serde_json::from_value(template).expect("a Job template");
+        self
+    }
+
+    /// Put a rollback Job template back (after [`Self::irreversible`]: both, refused).
+    pub fn forward_template_rollback(mut self) -> Svc {
+        let image = format!("registry.example/{}:rollback", self.0.name);
+        self.job_mut().rollback = Some(job_template(&image, None));
+        self
+    }
+
+    /// No change at all (for refused input).
+    pub fn without_change(mut self) -> Svc {
+        self.0.change = Default::default();
+        self
+    }
+
     /// No rollback Job: `job.irreversible.justification`.
     pub fn irreversible(mut self, justification: &str) -> Svc {
         let job = self.job_mut();
