@@ -25,6 +25,7 @@
 pub mod apiserver;
 pub mod bench;
 pub mod helm;
+pub mod members;
 pub mod operator;
 pub mod plugin;
 pub mod policy;

@@ -43,9 +43,17 @@ pub struct Launch {
     /// More namespaces to watch beside the test's own (`--namespace a,b`).
     also: Vec<String>,
     namespace_selector: Option<String>,
+    /// More arguments to `signalman run`.
+    args: Vec<String>,
 }
 
 impl Launch {
+    /// Pass `arg` to `signalman run` too (e.g. `--cross-team-edges=5`).
+    pub fn arg(mut self, arg: &str) -> Launch {
+        self.args.push(arg.to_string());
+        self
+    }
+
     /// Name the process: its leader-election identity (`POD_NAME`) and its log file.
     pub fn name(mut self, name: &str) -> Launch {
         self.name = name.to_string();
@@ -125,6 +133,7 @@ impl Operator {
             stall_timeout: None,
             also: Vec::new(),
             namespace_selector: None,
+            args: Vec::new(),
         }
     }
 
@@ -176,6 +185,7 @@ impl Operator {
         if let Some(t) = l.stall_timeout {
             cmd.arg(format!("--stall-timeout={}ms", t.as_millis()));
         }
+        cmd.args(&l.args);
         if let Some((lease, duration)) = &l.lease {
             cmd.args(["--leader-elect", "--lease-name", lease])
                 .args(["--lease-namespace", &l.namespace])

@@ -17,12 +17,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::JobTemplateSpec;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::Value;
 use signalman::api::{
-    Analysis, CREATED_BY_ANNOTATION, Defaults, Gate, GatewayApiTraffic, Metric, PrometheusSpec,
-    Release, ReleaseSpec, ReleaseType, Risk, ServiceSpec, SkipAnalysis, Step, Traffic, Window,
-    WindowOverride,
+    Analysis, CREATED_BY_ANNOTATION, Defaults, FlagChange, Gate, GatewayApiTraffic, Irreversible,
+    Metric, MigrationJob, PrometheusSpec, Release, ReleaseSpec, ReleaseType, Risk, ServiceHold,
+    ServiceSpec, SkipAnalysis, Step, Traffic, Window, WindowOverride,
 };
 
 use crate::{FIELD_MANAGER, Look, poll, pretty};
@@ -238,6 +239,70 @@ pub fn svc(name: &str) -> Svc {
     .image("app", &format!("registry.example/{name}:v2"))
 }
 
+/// The kwok annotations that make a Job's pod fail, with `message` as its
+/// container's termination message (see e2e/cluster/kwok-stages.yaml).
+pub const JOB_RESULT_ANNOTATION: &str = "sim.signalman.dev/job-result";
+pub const JOB_MESSAGE_ANNOTATION: &str = "sim.signalman.dev/job-message";
+
+/// A Job template whose one pod exits 0 one second after it starts (kwok),
+/// or, with `fails`, exits 1 leaving that termination message. No retries:
+/// `backoffLimit: 0`.
+pub fn job_template(image: &str, fails: Option<&str>) -> JobTemplateSpec {
+    let annotations = match fails {
+        Some(m) => serde_json::json!({JOB_RESULT_ANNOTATION: "failed", JOB_MESSAGE_ANNOTATION: m}),
+        None => serde_json::json!({}),
+    };
+    serde_json::from_value(serde_json::json!({
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": annotations},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "migrate", "image": image}],
+                },
+            },
+        },
+    }))
+    .expect("a Job template")
+}
+
+/// A migration service `name`: its forward Job
+/// (`registry.example/<name>:forward`) and its rollback Job
+/// (`registry.example/<name>:rollback`) both succeed.
+pub fn migration(name: &str) -> Svc {
+    Svc(ServiceSpec {
+        name: name.to_string(),
+        job: Some(MigrationJob {
+            forward: job_template(&format!("registry.example/{name}:forward"), None),
+            rollback: Some(job_template(
+                &format!("registry.example/{name}:rollback"),
+                None,
+            )),
+            irreversible: None,
+            timeout: None,
+        }),
+        ..Default::default()
+    })
+}
+
+/// A flag service `name` setting `keys` in ConfigMap `config_map`, baking
+/// `bake` seconds.
+pub fn flag(name: &str, config_map: &str, keys: &[(&str, &str)], bake: u64) -> Svc {
+    Svc(ServiceSpec {
+        name: name.to_string(),
+        flag: Some(FlagChange {
+            config_map: Some(config_map.to_string()),
+            keys: keys
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            bake: Some(Duration::from_secs(bake).into()),
+        }),
+        ..Default::default()
+    })
+}
+
 /// Builds one entry of `spec.services`; see [`svc`].
 #[derive(Clone, Debug)]
 pub struct Svc(ServiceSpec);
@@ -246,6 +311,73 @@ impl Svc {
     /// `dependsOn`.
     pub fn after(mut self, services: &[&str]) -> Svc {
         self.0.depends_on = services.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// `owner`: the team accountable for this service.
+    pub fn owner(mut self, owner: &str) -> Svc {
+        self.0.owner = Some(owner.to_string());
+        self
+    }
+
+    /// `change.dark`: the new code ships behind a flag this Release does not switch.
+    pub fn dark(mut self) -> Svc {
+        self.0.change.dark = Some(true);
+        self
+    }
+
+    /// `hold.reason`: the service is not ready and is deferred.
+    pub fn hold(mut self, reason: &str) -> Svc {
+        self.0.hold = Some(ServiceHold {
+            reason: reason.to_string(),
+        });
+        self
+    }
+
+    fn job_mut(&mut self) -> &mut MigrationJob {
+        self.0.job.as_mut().expect("a migration() service")
+    }
+
+    /// The forward Job fails, leaving `message` as its last log lines.
+    pub fn forward_fails(mut self, message: &str) -> Svc {
+        let image = format!("registry.example/{}:forward", self.0.name);
+        self.job_mut().forward = job_template(&image, Some(message));
+        self
+    }
+
+    /// The rollback Job fails, leaving `message` as its last log lines.
+    pub fn rollback_fails(mut self, message: &str) -> Svc {
+        let image = format!("registry.example/{}:rollback", self.0.name);
+        self.job_mut().rollback = Some(job_template(&image, Some(message)));
+        self
+    }
+
+    /// The forward Job's template as written (for refused input).
+    pub fn forward_template(mut self, template: serde_json::Value) -> Svc {
+        self.job_mut().forward = serde_json::from_value(template).expect("a Job template");
+        self
+    }
+
+    /// Put a rollback Job template back (after [`Self::irreversible`]: both, refused).
+    pub fn forward_template_rollback(mut self) -> Svc {
+        let image = format!("registry.example/{}:rollback", self.0.name);
+        self.job_mut().rollback = Some(job_template(&image, None));
+        self
+    }
+
+    /// No change at all (for refused input).
+    pub fn without_change(mut self) -> Svc {
+        self.0.change = Default::default();
+        self
+    }
+
+    /// No rollback Job: `job.irreversible.justification`.
+    pub fn irreversible(mut self, justification: &str) -> Svc {
+        let job = self.job_mut();
+        job.rollback = None;
+        job.irreversible = Some(Irreversible {
+            justification: justification.to_string(),
+        });
         self
     }
 

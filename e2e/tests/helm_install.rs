@@ -254,6 +254,16 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
         ("watch", "httproutes.gateway.networking.k8s.io", None),
         ("patch", "httproutes.gateway.networking.k8s.io", Some(other)),
         ("create", "events.events.k8s.io", Some(other)),
+        // Migrations and flags (issue 13): Jobs created and stopped, their
+        // pods' termination messages read, flags' keys patched.
+        ("watch", "jobs.batch", None),
+        ("create", "jobs.batch", Some(other)),
+        ("delete", "jobs.batch", Some(other)),
+        ("list", "pods", None),
+        ("watch", "pods", None),
+        ("watch", "configmaps", None),
+        ("get", "configmaps", Some(other)),
+        ("patch", "configmaps", Some(other)),
         // Go/no-go: the policies, the namespaces' policy label, the approvals.
         ("list", "releasepolicies.signalman.dev", None),
         ("watch", "releasepolicies.signalman.dev", None),
@@ -273,7 +283,12 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
     let denied: &[(&str, &str, Option<&str>)] = &[
         ("get", "secrets", mine),
         ("list", "secrets", None),
-        ("get", "configmaps", mine),
+        ("create", "configmaps", Some(other)),
+        ("delete", "configmaps", Some(other)),
+        ("update", "configmaps", Some(other)),
+        ("update", "jobs.batch", Some(other)),
+        ("patch", "jobs.batch", Some(other)),
+        ("get", "pods", Some(other)),
         ("create", "pods", Some(other)),
         ("delete", "pods", Some(other)),
         ("*", "*", None),

@@ -91,6 +91,66 @@ spec:
 }
 
 #[tokio::test]
+async fn a_failing_job_pod_leaves_the_message_its_annotation_gives() {
+    let client = e2e::client().await;
+    let ns = TestNamespace::create(&client, "smoke-job-fail").await;
+    ns.apply_yaml(
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels: {app: migrate}
+      annotations:
+        sim.signalman.dev/job-result: failed
+        sim.signalman.dev/job-message: "ERROR: column \"total\" already exists"
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: registry.example/migrate:v1}]
+"#,
+    )
+    .await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns.name());
+    let failed = |j: &Job| {
+        j.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "Failed" && c.status == "True")
+    };
+    e2e::wait_for_object(
+        &jobs,
+        "migrate",
+        "Job to fail",
+        Duration::from_secs(60),
+        failed,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    let listed = pods
+        .list(&ListParams::default().labels("app=migrate"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1, "backoffLimit 0: one pod");
+    let terminated = listed.items[0]
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c[0].state.as_ref()?.terminated.clone())
+        .expect("the container terminated");
+    assert_eq!(terminated.exit_code, 1);
+    assert_eq!(
+        terminated.message.as_deref(),
+        Some(r#"ERROR: column "total" already exists"#)
+    );
+    ns.delete().await;
+}
+
+#[tokio::test]
 async fn invalid_objects_are_rejected() {
     let client = e2e::client().await;
     let ns = TestNamespace::create(&client, "smoke-invalid").await;

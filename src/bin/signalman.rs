@@ -93,6 +93,13 @@ struct RunArgs {
     /// restarts a stuck operator.
     #[arg(long, env = "SIGNALMAN_STALL_TIMEOUT", default_value = "60s")]
     stall_timeout: kube::core::Duration,
+    /// The most dependencies between services of different owners a Release
+    /// may have before it gets a Warning (or, with the policy's
+    /// limits.crossTeam: refuse, is stalled), when its ReleasePolicy sets no
+    /// limits.crossTeamEdges.
+    #[arg(long, env = "SIGNALMAN_CROSS_TEAM_EDGES", default_value_t = signalman::plan::teams::DEFAULT_CROSS_TEAM_EDGES,
+          value_parser = clap::value_parser!(i32).range(0..))]
+    cross_team_edges: i32,
 }
 
 /// Trimmed, without empties and repeats, in order.
@@ -205,6 +212,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics_addr: args.metrics_addr,
             leader_election,
             stall_timeout: args.stall_timeout.into(),
+            cross_team_edges: args.cross_team_edges,
         },
     )
     .await

@@ -5,7 +5,8 @@
 //! writes and executes them.
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
@@ -15,8 +16,9 @@ use super::Error;
 use super::cluster::Cluster;
 use super::observe::World;
 use super::template::{new_template, template_state};
-use crate::api::{Change, Release, ServiceSpec};
-use crate::engine::{Action, Decision, Observations, TemplateState, WriteRefusal};
+use super::{flag, migration};
+use crate::api::{Change, MemberKind, Release, ServiceSpec};
+use crate::engine::{Action, Decision, JobKind, Observations, TemplateState, WriteRefusal};
 use crate::traffic::{self, Baseline, Owner, ServiceObjects, Write, baseline_name};
 
 /// Carry out `decision`'s actions in order. A write the API server refuses as
@@ -86,10 +88,17 @@ fn doing(action: &Action) -> String {
         Action::PromoteStable { .. } => "promoting the new version".to_owned(),
         Action::RemoveCanary { .. } => "removing the canary".to_owned(),
         Action::RestoreBaseline { .. } => "restoring the baseline".to_owned(),
-        Action::CreateJob { job, .. } => format!("creating the {job:?} Job"),
-        Action::StopJob { job, .. } => format!("stopping the {job:?} Job"),
+        Action::CreateJob { job, .. } => format!("creating the {} Job", job_word(*job)),
+        Action::StopJob { job, .. } => format!("stopping the {} Job", job_word(*job)),
         Action::SetFlag { .. } => "setting the flag's keys".to_owned(),
         Action::RestoreFlag { .. } => "restoring the flag's keys".to_owned(),
+    }
+}
+
+fn job_word(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Forward => "forward",
+        JobKind::Rollback => "rollback",
     }
 }
 
@@ -99,6 +108,9 @@ pub async fn apply(
     world: &World,
     action: &Action,
 ) -> Result<(), Error> {
+    if let Action::StopJob { service, job } = action {
+        return stop_job(cluster, &migration::name(rel, service, *job)).await;
+    }
     for write in &writes(rel, &world.objects(action.service()), action)? {
         cluster.execute(write).await?;
     }
@@ -152,12 +164,93 @@ pub fn writes(
             }
             template_writes(svc, &baseline.template, stable_of(svc, objects)?)
         }
-        // TODO(issue 13): Jobs and flags.
-        Action::CreateJob { .. }
-        | Action::StopJob { .. }
-        | Action::SetFlag { .. }
-        | Action::RestoreFlag { .. } => Vec::new(),
+        Action::CreateJob { job, .. } => vec![job_write(rel, svc, *job)?],
+        // Not a write of its own: [`apply`] deletes the Job.
+        Action::StopJob { .. } => Vec::new(),
+        Action::SetFlag { .. } => {
+            let (cm, flag) = flag_of(svc)?;
+            vec![flag_write(cm, flag::set(flag))]
+        }
+        Action::RestoreFlag { .. } => {
+            let (cm, _) = flag_of(svc)?;
+            let baseline = rel
+                .status
+                .as_ref()
+                .and_then(|s| s.services.iter().find(|s| s.name == svc.name))
+                .and_then(|s| s.flag_baseline.as_ref())
+                .ok_or_else(|| {
+                    Error::Missing(format!(
+                        "the baseline of flag {:?} is not recorded in status",
+                        svc.name
+                    ))
+                })?;
+            vec![flag_write(cm, flag::restore(baseline))]
+        }
     })
+}
+
+/// Create the migration's Job of `kind`, unless it exists: a Job that ran
+/// once is never run again, whatever happened to it since.
+fn job_write(rel: &Release, svc: &ServiceSpec, kind: JobKind) -> Result<Write, Error> {
+    let MemberKind::Job(migration) = svc.kind() else {
+        return Err(Error::Missing(format!(
+            "service {:?} is not a migration",
+            svc.name
+        )));
+    };
+    let name = migration::name(rel, &svc.name, kind);
+    let job = migration::job(rel, svc, migration, kind, &name, owner(rel, svc)?.reference)
+        .ok_or_else(|| {
+            Error::Missing(format!(
+                "migration {:?} has no rollback Job (job.irreversible)",
+                svc.name
+            ))
+        })?;
+    Ok(Write::create(&job))
+}
+
+/// Delete a Job that ran too long; its pods go after it (Background), since
+/// nothing waits for them. Absent is fine.
+async fn stop_job(cluster: &Cluster, name: &str) -> Result<(), Error> {
+    let dp = kube::api::DeleteParams {
+        propagation_policy: Some(kube::api::PropagationPolicy::Background),
+        ..Default::default()
+    };
+    match cluster.api::<Job>().delete(name, &dp).await {
+        Ok(_) => {
+            cluster.metrics.wrote("Job", "delete");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+fn flag_of(svc: &ServiceSpec) -> Result<(&str, &crate::api::FlagChange), Error> {
+    match svc.kind() {
+        MemberKind::Flag(f) => match f.config_map.as_deref() {
+            Some(cm) => Ok((cm, f)),
+            None => Err(Error::Missing(format!(
+                "flag {:?} names no ConfigMap",
+                svc.name
+            ))),
+        },
+        _ => Err(Error::Missing(format!(
+            "service {:?} is not a flag",
+            svc.name
+        ))),
+    }
+}
+
+/// A patch of only the flag's keys under `data`: the ConfigMap's other keys
+/// are the application's, and a `null` removes a key. On a map of strings a
+/// strategic merge patch is a JSON merge patch.
+fn flag_write(config_map: &str, body: Value) -> Write {
+    Write::Patch {
+        resource: kube::core::ApiResource::erase::<ConfigMap>(&()),
+        name: config_map.to_owned(),
+        body,
+    }
 }
 
 fn owner(rel: &Release, svc: &ServiceSpec) -> Result<Owner, Error> {
@@ -171,10 +264,12 @@ fn owner(rel: &Release, svc: &ServiceSpec) -> Result<Owner, Error> {
 }
 
 fn stable_of<'a>(svc: &ServiceSpec, objects: &'a ServiceObjects) -> Result<&'a Deployment, Error> {
-    objects
-        .stable
-        .as_ref()
-        .ok_or_else(|| Error::Missing(format!("Deployment {:?} no longer exists", svc.deployment)))
+    objects.stable.as_ref().ok_or_else(|| {
+        Error::Missing(format!(
+            "Deployment {:?} no longer exists",
+            svc.deployment().unwrap_or_default()
+        ))
+    })
 }
 
 fn no_baseline(rel: &Release, svc: &ServiceSpec) -> Error {
@@ -368,12 +463,19 @@ fn change_patch(template: &PodTemplateSpec, change: &Change) -> Value {
 }
 
 /// The release is over: drop Signalman's field ownership on the stable
-/// Deployments (their values stay), so the user's next apply owns them again.
+/// Deployments and the flags' ConfigMaps (their values stay), so the user's
+/// next apply owns them again.
 pub async fn release_user_objects(cluster: &Cluster, rel: &Release) -> Result<(), Error> {
     for svc in &rel.spec.services {
-        cluster
-            .execute(&Write::release::<Deployment>(&svc.deployment))
-            .await?;
+        let write = match svc.kind() {
+            MemberKind::Deployment { deployment, .. } => Write::release::<Deployment>(deployment),
+            MemberKind::Flag(f) => match f.config_map.as_deref() {
+                Some(cm) => Write::release::<ConfigMap>(cm),
+                None => continue,
+            },
+            MemberKind::Job(_) => continue,
+        };
+        cluster.execute(&write).await?;
     }
     Ok(())
 }

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ContainerState, ContainerStatus, Namespace, Pod, PodStatus, Service,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::api::DynamicObject;
 use kube::core::{ApiResource, PartialObjectMeta};
@@ -20,8 +23,8 @@ use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Deserializer};
 
 use crate::api::{
-    FIELD_MANAGER, POLICY_LABEL, Release, ReleaseApproval, ReleaseApprovalSpec, ReleasePolicy,
-    ReleasePolicySpec, ReleaseSpec,
+    FIELD_MANAGER, POLICY_LABEL, RELEASE_LABEL, Release, ReleaseApproval, ReleaseApprovalSpec,
+    ReleasePolicy, ReleasePolicySpec, ReleaseSpec,
 };
 use crate::engine::{ApprovalObservation, PolicyObservation};
 use crate::preflight::Claimant;
@@ -201,6 +204,83 @@ pub fn trim_replica_set(rs: &mut PartialObjectMeta<ReplicaSet>) {
     m.finalizers = None;
 }
 
+/// Labels Signalman set on the Jobs and pods it made: the only ones read.
+fn keep_our_labels(meta: &mut ObjectMeta) {
+    if let Some(l) = meta.labels.as_mut() {
+        l.retain(|k, _| k.starts_with("signalman.dev/"));
+    }
+}
+
+/// A migration Job is read for its conditions: the engine wants to know
+/// whether it runs, completed or failed, and why. Its template is the Release's.
+pub fn trim_job(j: &mut Job) {
+    trim_meta(&mut j.metadata, false);
+    j.metadata.annotations = None;
+    keep_our_labels(&mut j.metadata);
+    j.spec = None;
+    j.status = j.status.take().map(|s| JobStatus {
+        conditions: s.conditions.map(|cs| {
+            cs.into_iter()
+                .map(|c| JobCondition {
+                    type_: c.type_,
+                    status: c.status,
+                    reason: c.reason,
+                    message: c.message,
+                    ..JobCondition::default()
+                })
+                .collect()
+        }),
+        ..JobStatus::default()
+    });
+}
+
+/// A migration Job's pod is read for one thing: the termination message of
+/// a container that failed (its last log lines), and which Job it belongs to.
+pub fn trim_pod(p: &mut Pod) {
+    let m = &mut p.metadata;
+    trim_meta(m, false);
+    m.annotations = None;
+    m.generate_name = None;
+    m.finalizers = None;
+    keep_our_labels(m);
+    if let Some(o) = m.owner_references.as_mut() {
+        o.retain(|o| o.controller == Some(true));
+    }
+    p.spec = None;
+    let terminated = |s: Option<ContainerState>| {
+        s.and_then(|s| s.terminated).map(|t| ContainerState {
+            terminated: Some(t),
+            ..ContainerState::default()
+        })
+    };
+    p.status = p.status.take().map(|s| PodStatus {
+        phase: s.phase,
+        container_statuses: s.container_statuses.map(|cs| {
+            cs.into_iter()
+                .map(|c| ContainerStatus {
+                    name: c.name,
+                    state: terminated(c.state),
+                    last_state: terminated(c.last_state),
+                    ..ContainerStatus::default()
+                })
+                .collect()
+        }),
+        ..PodStatus::default()
+    });
+}
+
+/// A ConfigMap is read for its data (a flag's keys) and whether Signalman
+/// manages fields of it (to give them back when the release ends).
+pub fn trim_config_map(cm: &mut ConfigMap) {
+    let m = &mut cm.metadata;
+    trim_meta(m, true);
+    m.annotations = None;
+    m.labels = None;
+    m.finalizers = None;
+    m.owner_references = None;
+    cm.binary_data = None;
+}
+
 // ---- the index from what a Release names to the Release ------------------------
 
 type Key = (String, String);
@@ -209,21 +289,29 @@ type Key = (String, String);
 struct Names {
     deployments: HashMap<Key, BTreeSet<String>>,
     routes: HashMap<Key, BTreeSet<String>>,
-    /// What each Release (namespace, name) named when last seen.
-    named: HashMap<Key, (Vec<String>, Vec<String>)>,
+    /// The ConfigMaps of flag services.
+    config_maps: HashMap<Key, BTreeSet<String>>,
+    /// What each Release (namespace, name) named when last seen: its
+    /// Deployments, routes and ConfigMaps.
+    named: HashMap<Key, [Vec<String>; 3]>,
     /// Releases seen since a re-list began.
     relisting: Option<HashSet<Key>>,
 }
 
 impl Names {
+    fn indexes(&mut self) -> [&mut HashMap<Key, BTreeSet<String>>; 3] {
+        [
+            &mut self.deployments,
+            &mut self.routes,
+            &mut self.config_maps,
+        ]
+    }
+
     fn forget(&mut self, key: &Key) {
-        let Some((deployments, routes)) = self.named.remove(key) else {
+        let Some(named) = self.named.remove(key) else {
             return;
         };
-        for (index, names) in [
-            (&mut self.deployments, deployments),
-            (&mut self.routes, routes),
-        ] {
+        for (index, names) in self.indexes().into_iter().zip(named) {
             for n in names {
                 let k = (key.0.clone(), n);
                 if let Some(set) = index.get_mut(&k) {
@@ -246,23 +334,24 @@ impl Names {
         let Some(rel) = r.release() else {
             return;
         };
-        let deployments: Vec<String> = rel
-            .spec
-            .services
-            .iter()
-            .map(|s| s.deployment.clone())
-            .collect();
-        let routes: Vec<String> = rel
-            .spec
-            .services
-            .iter()
-            .filter_map(|s| s.traffic.as_ref()?.gateway_api.as_ref())
-            .map(|g| g.http_route.clone())
-            .collect();
-        for (index, names) in [
-            (&mut self.deployments, &deployments),
-            (&mut self.routes, &routes),
-        ] {
+        let services = &rel.spec.services;
+        let named: [Vec<String>; 3] = [
+            services
+                .iter()
+                .filter_map(|s| s.deployment())
+                .map(str::to_owned)
+                .collect(),
+            services
+                .iter()
+                .filter_map(|s| s.traffic.as_ref()?.gateway_api.as_ref())
+                .map(|g| g.http_route.clone())
+                .collect(),
+            services
+                .iter()
+                .filter_map(|s| s.flag.as_ref()?.config_map.clone())
+                .collect(),
+        ];
+        for (index, names) in self.indexes().into_iter().zip(&named) {
             for n in names {
                 index
                     .entry((key.0.clone(), n.clone()))
@@ -270,11 +359,11 @@ impl Names {
                     .insert(key.1.clone());
             }
         }
-        self.named.insert(key, (deployments, routes));
+        self.named.insert(key, named);
     }
 }
 
-/// Which Releases name a Deployment or an HTTPRoute, kept up to date from
+/// Which Releases name a Deployment, an HTTPRoute or a flag's ConfigMap, kept up to date from
 /// the Release watch, so that an event on one of them wakes those Releases
 /// without a scan of every Release.
 #[derive(Clone, Debug, Default)]
@@ -331,6 +420,18 @@ impl Naming {
     pub fn route(&self, ns: &str, name: &str) -> Vec<ObjectRef<Readable>> {
         self.lookup(|n| &n.routes, ns, name)
     }
+
+    /// The Releases in `ns` with a flag service on ConfigMap `name`.
+    pub fn config_map(&self, ns: &str, name: &str) -> Vec<ObjectRef<Readable>> {
+        self.lookup(|n| &n.config_maps, ns, name)
+    }
+}
+
+/// The Release a Job or pod of a migration belongs to: its label
+/// `signalman.dev/release`, in its namespace.
+pub fn labelled(meta: &ObjectMeta) -> Option<ObjectRef<Readable>> {
+    let release = meta.labels.as_ref()?.get(RELEASE_LABEL)?;
+    Some(ObjectRef::new(release).within(meta.namespace.as_deref()?))
 }
 
 /// The Release an object belongs to, from its ownerReferences (canaries,
@@ -448,6 +549,12 @@ pub struct Cache {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// ReleaseApprovals of the watched namespaces, untyped like the policies.
     pub approvals: Store<DynamicObject>,
+    /// Migration Jobs (label `signalman.dev/release`).
+    pub jobs: Store<Job>,
+    /// Their pods (same label), for a failed one's last log lines.
+    pub pods: Store<Pod>,
+    /// The ConfigMaps of the watched namespaces, for flags.
+    pub config_maps: Store<ConfigMap>,
     pub naming: Naming,
     pub written: Written,
     /// The kinds whose watch the API server refuses (forbidden, or not
@@ -503,6 +610,9 @@ pub struct Writers {
     pub policies: Writer<DynamicObject>,
     pub namespaces: Writer<PartialObjectMeta<Namespace>>,
     pub approvals: Writer<DynamicObject>,
+    pub jobs: Writer<Job>,
+    pub pods: Writer<Pod>,
+    pub config_maps: Writer<ConfigMap>,
 }
 
 impl Cache {
@@ -519,6 +629,9 @@ impl Cache {
             policies: Writer::new(policy_type.clone()),
             namespaces: Writer::default(),
             approvals: Writer::new(ApiResource::erase::<ReleaseApproval>(&())),
+            jobs: Writer::default(),
+            pods: Writer::default(),
+            config_maps: Writer::default(),
         };
         let cache = Cache {
             releases: writers.releases.as_reader(),
@@ -530,6 +643,9 @@ impl Cache {
             policies: writers.policies.as_reader(),
             namespaces: writers.namespaces.as_reader(),
             approvals: writers.approvals.as_reader(),
+            jobs: writers.jobs.as_reader(),
+            pods: writers.pods.as_reader(),
+            config_maps: writers.config_maps.as_reader(),
             naming: Naming::default(),
             written: Written::default(),
             unavailable: Unavailable::default(),
@@ -559,6 +675,9 @@ impl Cache {
             self.baselines.wait_until_ready(),
             self.routes.wait_until_ready(),
             self.replica_sets.wait_until_ready(),
+            self.jobs.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
             self.ready_or_refused(&self.policies, POLICY_WATCH),
             self.ready_or_refused(&self.namespaces, NAMESPACE_WATCH),
             self.ready_or_refused(&self.approvals, APPROVAL_WATCH),
@@ -697,6 +816,30 @@ impl Cache {
         )
     }
 
+    pub fn job(&self, ns: &str, name: &str) -> Option<Job> {
+        get(&self.jobs, ObjectRef::new(name).within(ns))
+    }
+
+    /// The pods in `ns` controlled by the object with uid `owner`.
+    pub fn pods_of(&self, ns: &str, owner: &str) -> Vec<Pod> {
+        self.pods
+            .state_filter(|p| {
+                p.metadata.namespace.as_deref() == Some(ns)
+                    && p.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.uid == owner)
+            })
+            .into_iter()
+            .map(|p| (*p).clone())
+            .collect()
+    }
+
+    pub fn config_map(&self, ns: &str, name: &str) -> Option<ConfigMap> {
+        get(&self.config_maps, ObjectRef::new(name).within(ns))
+    }
+
     /// The metadata of the ReplicaSets in `ns` controlled by one of `owners` (uids).
     pub fn replica_sets(&self, ns: &str, owners: &[&str]) -> Vec<ObjectMeta> {
         if owners.is_empty() {
@@ -733,6 +876,7 @@ impl Cache {
         let meta = match kind {
             "Deployment" => self.deployment(ns, name).map(|o| o.metadata),
             "Service" => self.service(ns, name).map(|o| o.metadata),
+            "ConfigMap" => self.config_map(ns, name).map(|o| o.metadata),
             k if k == self.route_type.kind => self.route(ns, name).map(|o| o.metadata),
             _ => None,
         }?;
@@ -948,6 +1092,35 @@ mod tests {
     }
 
     #[test]
+    fn a_flags_config_map_wakes_its_release_and_a_job_names_no_deployment() {
+        let r = Readable::from_value(json!({
+            "apiVersion": "signalman.dev/v1alpha1",
+            "kind": "Release",
+            "metadata": {"name": "r1", "namespace": "shop"},
+            "spec": {"owner": "t", "services": [
+                {"name": "api", "deployment": "api", "change": {"images": {"app": "a:2"}}},
+                {"name": "db", "job": {"forward": {"spec": {"template": {"spec": {
+                    "restartPolicy": "Never", "containers": [{"name": "m", "image": "m:1"}]}}}},
+                    "irreversible": {"justification": "drops a column"}}},
+                {"name": "on", "dependsOn": ["api"],
+                 "flag": {"configMap": "flags", "keys": {"checkout-v2": "on"}}},
+            ]},
+        }));
+        assert!(r.release().is_some(), "{r:?}");
+        let n = Naming::default();
+        n.apply(&watcher::Event::Apply(r.clone()));
+        assert_eq!(names(n.config_map("shop", "flags")), ["r1"]);
+        assert!(n.config_map("other", "flags").is_empty());
+        assert_eq!(names(n.deployment("shop", "api")), ["r1"]);
+        assert!(
+            n.deployment("shop", "").is_empty(),
+            "a job or flag names no Deployment"
+        );
+        n.apply(&watcher::Event::Delete(r));
+        assert!(n.config_map("shop", "flags").is_empty());
+    }
+
+    #[test]
     fn an_unparsable_release_keeps_its_name_and_says_which_field() {
         let r = Readable::from_value(json!({
             "apiVersion": "signalman.dev/v1alpha1",
@@ -1105,6 +1278,9 @@ mod tests {
         w.routes.apply_watcher_event(&watcher::Event::InitDone);
         w.replica_sets
             .apply_watcher_event(&watcher::Event::InitDone);
+        w.jobs.apply_watcher_event(&watcher::Event::InitDone);
+        w.pods.apply_watcher_event(&watcher::Event::InitDone);
+        w.config_maps.apply_watcher_event(&watcher::Event::InitDone);
         w.policies.apply_watcher_event(&watcher::Event::InitDone);
         w.namespaces.apply_watcher_event(&watcher::Event::InitDone);
         for _ in 0..5 {

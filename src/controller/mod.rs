@@ -10,6 +10,8 @@
 pub mod act;
 pub mod cache;
 pub mod cluster;
+pub mod flag;
+pub mod migration;
 pub mod observe;
 pub mod prometheus;
 pub mod shard;
@@ -22,7 +24,8 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use kube::api::{Api, DynamicObject, Patch};
 use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::controller::{Action as Requeue, Controller};
@@ -43,8 +46,9 @@ use crate::health::{Probe, Readiness};
 use crate::metrics::Metrics;
 use crate::traffic::gateway::http_route_resource;
 use cache::{
-    Cache, Readable, Writers, merge_namespaces, owners, trim_deployment, trim_dynamic,
-    trim_namespace, trim_release, trim_replica_set, trim_revision, trim_route, trim_service,
+    Cache, Readable, Writers, labelled, merge_namespaces, owners, trim_config_map, trim_deployment,
+    trim_dynamic, trim_job, trim_namespace, trim_pod, trim_release, trim_replica_set,
+    trim_revision, trim_route, trim_service,
 };
 use cluster::Cluster;
 
@@ -100,6 +104,9 @@ pub struct Config {
     /// `/healthz` fails once a watch has kept failing, or a reconcile has
     /// run, this long.
     pub stall_timeout: Duration,
+    /// The most dependencies between owners a Release may have when its
+    /// ReleasePolicy sets no `limits.crossTeamEdges`.
+    pub cross_team_edges: i32,
 }
 
 /// Everything a reconcile needs, shared by all of them.
@@ -362,8 +369,25 @@ async fn controller_until(ctx: Arc<Context>, stop: impl Future<Output = ()> + Se
         &ctx,
         w.baselines,
         ctx.apis("ControllerRevision"),
-        ours,
+        ours.clone(),
         trim_revision,
+    );
+    // Migrations (issue 13): the Jobs Signalman created and their pods, by
+    // the label it gives both; every ConfigMap, since a flag names one the
+    // user made.
+    let jobs = cached(&ctx, w.jobs, ctx.apis("Job"), ours, trim_job);
+    // Canary pods carry the release label too: the Job controller's own
+    // label keeps them (and their every readiness change) out.
+    let job_pods = watcher::Config::default()
+        .labels(&format!("{RELEASE_LABEL},{JOB_NAME_LABEL}"))
+        .page_size(LIST_PAGE);
+    let pods = cached(&ctx, w.pods, ctx.apis("Pod"), job_pods, trim_pod);
+    let config_maps = cached(
+        &ctx,
+        w.config_maps,
+        ctx.apis("ConfigMap"),
+        all.clone(),
+        trim_config_map,
     );
     let route_ar = http_route_resource();
     let routes = cached(
@@ -426,6 +450,7 @@ async fn controller_until(ctx: Arc<Context>, stop: impl Future<Output = ()> + Se
 
     let by_deployment = cache.naming.clone();
     let by_route = cache.naming.clone();
+    let by_config_map = cache.naming.clone();
     let by_policy = cache.clone();
     let by_namespace = cache.clone();
     // The label each namespace had when last seen: only a change of it
@@ -462,6 +487,21 @@ async fn controller_until(ctx: Arc<Context>, stop: impl Future<Output = ()> + Se
         errors_reported(routes.touched_objects()),
         move |r: DynamicObject| by_route.route(&r.namespace().unwrap_or_default(), &r.name_any()),
         route_ar.clone(),
+    )
+    // A Job's or its pod's change wakes the Release whose label it carries
+    // (a failed pod's last words may land after the Job's condition).
+    .watches_stream(errors_reported(jobs.touched_objects()), |j: Job| {
+        labelled(&j.metadata)
+    })
+    .watches_stream(errors_reported(pods.touched_objects()), |p: Pod| {
+        labelled(&p.metadata)
+    })
+    // A ConfigMap wakes the Releases whose flag services name it.
+    .watches_stream(
+        errors_reported(config_maps.touched_objects()),
+        move |cm: ConfigMap| {
+            by_config_map.config_map(&cm.namespace().unwrap_or_default(), &cm.name_any())
+        },
     )
     // Only to keep the store filled: a new ReplicaSet comes with a
     // Deployment change, which wakes the Releases that need its hash.
@@ -562,6 +602,9 @@ where
 
 /// Objects per page of a watch's list.
 const LIST_PAGE: u32 = 100;
+
+/// The label the Job controller puts on the pods of a Job.
+const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 
 /// A watch with its own backoff, reporting each success and failure to the
 /// probe as `name`.
@@ -874,6 +917,7 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
     let started = jiff::Timestamp::now();
     let world = observe::World::read(&ctx.cache, &rel)?;
     let mut obs = world.observations(&rel);
+    obs.cross_team_limit = Some(ctx.config.cross_team_edges);
     let due = engine::due_measurements(&rel, started);
     let gates = engine::due_gates(&rel, started);
     if !due.is_empty() || !gates.is_empty() {

@@ -12,10 +12,10 @@ use super::cache::{Cache, REVISION};
 use super::template::template_state;
 use super::{Context, Error};
 use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, render_query};
-use crate::api::{Release, ServiceSpec};
+use crate::api::{MemberKind, Release, ServiceSpec};
 use crate::engine::{
-    ApprovalObservation, GateRequest, GateTaken, Observations, PolicyObservation,
-    ServiceObservation, StableObservation,
+    ApprovalObservation, FlagObservation, GateRequest, GateTaken, JobKind, JobObservation,
+    Observations, PolicyObservation, ServiceObservation, StableObservation,
 };
 use crate::preflight::Claimant;
 use crate::traffic::gateway::{POD_TEMPLATE_HASH, canary_service_name};
@@ -33,6 +33,16 @@ pub struct World {
     pub policy: PolicyObservation,
     /// The ReleaseApprovals naming the Release.
     pub approvals: Vec<ApprovalObservation>,
+    /// Migrations' Jobs and flags' keys, by service name.
+    pub members: BTreeMap<String, Member>,
+}
+
+/// What a migration or flag service has in the cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Member {
+    pub forward_job: Option<JobObservation>,
+    pub rollback_job: Option<JobObservation>,
+    pub flag: Option<FlagObservation>,
 }
 
 impl World {
@@ -48,8 +58,40 @@ impl World {
         };
         let mut found = Vec::new();
         for svc in &rel.spec.services {
-            let stable = cache.deployment(&ns, &svc.deployment);
-            let canary = cache.deployment(&ns, &canary_deployment_name(&svc.deployment));
+            let deployment = match svc.kind() {
+                MemberKind::Deployment { deployment, .. } => deployment,
+                MemberKind::Job(_) => {
+                    let job = |kind| {
+                        let job = cache.job(&ns, &super::migration::name(rel, &svc.name, kind))?;
+                        let pods = match job.metadata.uid.as_deref() {
+                            Some(uid) => cache.pods_of(&ns, uid),
+                            None => Vec::new(),
+                        };
+                        Some(super::migration::observe(&job, &pods))
+                    };
+                    let member = Member {
+                        forward_job: job(JobKind::Forward),
+                        rollback_job: job(JobKind::Rollback),
+                        flag: None,
+                    };
+                    world.members.insert(svc.name.clone(), member);
+                    continue;
+                }
+                MemberKind::Flag(flag) => {
+                    let cm = flag
+                        .config_map
+                        .as_deref()
+                        .and_then(|name| cache.config_map(&ns, name));
+                    let member = Member {
+                        flag: super::flag::observe(flag, cm.as_ref()),
+                        ..Member::default()
+                    };
+                    world.members.insert(svc.name.clone(), member);
+                    continue;
+                }
+            };
+            let stable = cache.deployment(&ns, deployment);
+            let canary = cache.deployment(&ns, &canary_deployment_name(deployment));
             let baseline_cr = cache.baseline(&ns, &baseline_name(&name, &svc.name));
             let mut o =
                 ServiceObjects {
@@ -154,11 +196,11 @@ impl World {
             }
         });
         let in_effect = traffic::for_service(svc).observe(&o);
+        let member = self.members.get(&svc.name).cloned().unwrap_or_default();
         ServiceObservation {
-            // TODO(issue 13): Jobs and flags.
-            forward_job: None,
-            rollback_job: None,
-            flag: None,
+            forward_job: member.forward_job,
+            rollback_job: member.rollback_job,
+            flag: member.flag,
             stable,
             canary: in_effect.canary,
             baseline_recorded: o.baseline.is_some(),
@@ -348,6 +390,7 @@ mod tests {
                 stall_timeout: Duration::from_secs(60),
                 max_reconciles: 1,
                 max_queries: 4,
+                cross_team_edges: 3,
             },
         );
         // Two services measured by a query that names neither of them, and
