@@ -251,9 +251,8 @@ pub(super) fn at_rollback(cx: &mut Ctx, i: usize) {
     if next == ServicePhase::Skipped {
         s.message = Some("never started: the release is rolling back".to_owned());
     }
-    if next == ServicePhase::Restoring {
-        stays_if_irreversible(cx, i);
-    }
+    // An irreversible one is told to stay applied in the rollback order, by
+    // `restore`, once everything that depends on it is back.
 }
 
 /// A forward Job still running when the rollback began: it is let finish

@@ -393,6 +393,8 @@ fn an_irreversible_migration_needs_the_high_profile_and_stays_applied_on_a_rollb
         "{message}"
     );
     let s = story(&sim);
+    // In the rollback order: once everything that depends on it is back.
+    assert!(at(&s, "Restored", "api") < at(&s, "StaysApplied", "db"));
     assert!(at(&s, "StaysApplied", "db") < at(&s, "RolledBack", ""));
     let rolled = st.timeline.last().unwrap();
     assert_eq!(
