@@ -82,9 +82,10 @@ async fn plan_proposes_the_split() {
         "a warning is no problem: {}{}",
         run.stdout, run.stderr
     );
-    run.assert_prints("4 dependencies between owners");
+    run.assert_prints("cross-team edges  4, more than the limit 3");
     run.assert_prints("checkout -> auth (shop -> platform)");
-    run.assert_prints("split");
+    run.assert_prints("proposed split");
+    run.assert_prints("Warning (CrossTeamEdges)");
     ns.delete().await;
 }
 
