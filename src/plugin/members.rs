@@ -2,7 +2,9 @@
 //! Deployments (migration Jobs, flags, dark changes) and about held services,
 //! in the same words for `plan` and `get`.
 
-use crate::api::{FlagChange, MemberKind, MigrationJob, ReleaseSpec, ServiceSpec};
+use crate::api::{FlagChange, MemberKind, MigrationJob, ReleaseSpec, ServiceSpec, SplitGroup};
+use super::style::Style;
+use super::untrusted::escape;
 use crate::engine::JobKind;
 use crate::text;
 
@@ -85,4 +87,27 @@ pub fn deferred_at_start(spec: &ReleaseSpec) -> Vec<String> {
         }
     }
     out
+}
+
+/// The proposed split, one numbered line per Release-to-be: `2. api, web (shop)   after 1`.
+/// Names and owners come from the Release, so they are shown escaped.
+pub fn split_lines(split: &[SplitGroup], style: Style) -> Vec<String> {
+    split
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let after = if g.after.is_empty() {
+                String::new()
+            } else {
+                let after: Vec<String> = g.after.iter().map(|a| (a + 1).to_string()).collect();
+                style.dim(&format!("   after {}", after.join(", ")))
+            };
+            format!(
+                "{}. {} ({}){after}",
+                i + 1,
+                escape(&g.services.join(", ")),
+                escape(&g.owner)
+            )
+        })
+        .collect()
 }

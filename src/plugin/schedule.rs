@@ -858,20 +858,8 @@ fn render_owners(out: &mut String, o: &Owners, style: Style) {
         out,
         "  proposed split    each group a Release of its own, in this order:"
     );
-    for (i, g) in cross.split.iter().enumerate() {
-        let after = if g.after.is_empty() {
-            String::new()
-        } else {
-            let after: Vec<String> = g.after.iter().map(|a| (a + 1).to_string()).collect();
-            style.dim(&format!("   after {}", after.join(", ")))
-        };
-        let _ = writeln!(
-            out,
-            "    {}. {} ({}){after}",
-            i + 1,
-            e(&g.services.join(", ")),
-            e(&g.owner)
-        );
+    for line in members::split_lines(&cross.split, style) {
+        let _ = writeln!(out, "    {line}");
     }
     let (reason, _) = crate::engine::cross_team_warning(cross);
     let then = match (&o.refused_by, o.over()) {

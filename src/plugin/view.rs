@@ -246,20 +246,8 @@ fn render_owners(out: &mut String, status: &ReleaseStatus, style: Style) {
     }
     if !cross.split.is_empty() {
         let _ = writeln!(out, "           proposed split, each a Release of its own:");
-        for (i, g) in cross.split.iter().enumerate() {
-            let after = if g.after.is_empty() {
-                String::new()
-            } else {
-                let after: Vec<String> = g.after.iter().map(|a| (a + 1).to_string()).collect();
-                style.dim(&format!("   after {}", after.join(", ")))
-            };
-            let _ = writeln!(
-                out,
-                "             {}. {} ({}){after}",
-                i + 1,
-                g.services.join(", "),
-                g.owner
-            );
+        for line in super::members::split_lines(&cross.split, style) {
+            let _ = writeln!(out, "             {line}");
         }
     }
 }

@@ -150,19 +150,8 @@ pub(super) fn bake(cx: &mut Ctx, i: usize) {
     };
     let bake_end = plus(started.0, bake_time);
     let analysis = cx.spec.analysis_of(svc);
-    let need = analysis.min_passes(bake_time);
     let tally = cx.st.services[i].tally.clone();
-    let short: Vec<String> = analysis
-        .metrics
-        .iter()
-        .filter_map(|m| {
-            let passed = tally
-                .iter()
-                .find(|t| t.metric == m.name)
-                .map_or(0, |t| t.passed);
-            (passed < need).then(|| format!("{} {passed}/{need}", m.name))
-        })
-        .collect();
+    let short = super::progress::short_of_passes(&analysis, &tally, bake_time);
     if cx.now >= bake_end && short.is_empty() {
         let now = cx.time();
         let s = &mut cx.st.services[i];

@@ -547,19 +547,8 @@ fn bake(cx: &mut Ctx, i: usize) {
     let bake_time: std::time::Duration = step.bake.into();
     let bake_end = plus(started.0, bake_time);
     let analysis = cx.spec.analysis_of(svc);
-    let need = analysis.min_passes(bake_time);
     let tally = cx.st.services[i].tally.clone();
-    let short: Vec<String> = analysis
-        .metrics
-        .iter()
-        .filter_map(|m| {
-            let passed = tally
-                .iter()
-                .find(|t| t.metric == m.name)
-                .map_or(0, |t| t.passed);
-            (passed < need).then(|| format!("{} {passed}/{need}", m.name))
-        })
-        .collect();
+    let short = short_of_passes(&analysis, &tally, bake_time);
 
     if cx.now >= bake_end && short.is_empty() {
         match super::sign_off::step_approval(cx, i, k as usize, step) {
@@ -602,6 +591,27 @@ fn bake(cx: &mut Ctx, i: usize) {
         step.weight,
         bake_end
     ));
+}
+
+/// The metrics with fewer passing measurements than a bake of `bake_time`
+/// needs, as `error-rate 1/3`: a step passes only when there are none.
+pub(super) fn short_of_passes(
+    analysis: &crate::api::Analysis,
+    tally: &[MetricTally],
+    bake_time: std::time::Duration,
+) -> Vec<String> {
+    let need = analysis.min_passes(bake_time);
+    analysis
+        .metrics
+        .iter()
+        .filter_map(|m| {
+            let passed = tally
+                .iter()
+                .find(|t| t.metric == m.name)
+                .map_or(0, |t| t.passed);
+            (passed < need).then(|| format!("{} {passed}/{need}", m.name))
+        })
+        .collect()
 }
 
 fn pass_step(cx: &mut Ctx, i: usize, k: usize, of: usize) {
