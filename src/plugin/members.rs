@@ -2,9 +2,9 @@
 //! Deployments (migration Jobs, flags, dark changes) and about held services,
 //! in the same words for `plan` and `get`.
 
-use crate::api::{FlagChange, MemberKind, MigrationJob, ReleaseSpec, ServiceSpec, SplitGroup};
 use super::style::Style;
 use super::untrusted::escape;
+use crate::api::{FlagChange, MemberKind, MigrationJob, ReleaseSpec, ServiceSpec, SplitGroup};
 use crate::engine::JobKind;
 use crate::text;
 

@@ -46,7 +46,7 @@ pub(super) fn check(cx: &mut Ctx, wave: usize, services: &[String]) -> Verdict {
         gates.push(if g.approval == Some(true) {
             approval(cx, &g.name, w)
         } else {
-            query(cx, g, w, since)
+            query(cx, g, w, Some(since), &cx.st.gates)
         });
     }
     if wave == 1
@@ -181,13 +181,22 @@ pub(super) fn approval(cx: &Ctx, name: &str, w: i32) -> GateStatus {
     )
 }
 
-/// The latest result taken for this wave, this decision's or the one in status.
-fn query(cx: &Ctx, g: &Gate, w: i32, since: Timestamp) -> GateStatus {
+/// The latest result of query gate `g` for wave `w`: this decision's, else the
+/// last one in `earlier` (a status's gates); with `since`, only results taken
+/// from then on count.
+pub(super) fn query(
+    cx: &Ctx,
+    g: &Gate,
+    w: i32,
+    since: Option<Timestamp>,
+    earlier: &[GateStatus],
+) -> GateStatus {
+    let counts = |at: Timestamp| since.is_none_or(|s| at >= s);
     let taken = cx
         .obs
         .gates
         .iter()
-        .filter(|t| t.gate == g.name && t.at >= since)
+        .filter(|t| t.gate == g.name && counts(t.at))
         .max_by_key(|t| t.at);
     if let Some(t) = taken {
         let (holds, value, reason) = judge(g, &t.result);
@@ -201,24 +210,21 @@ fn query(cx: &Ctx, g: &Gate, w: i32, since: Timestamp) -> GateStatus {
             wave: w,
         };
     }
-    let before = cx.st.gates.iter().find(|s| {
+    let before = earlier.iter().find(|s| {
         s.name == g.name
             && s.kind == GateKind::Query
             && s.wave == w
-            && s.checked_at.as_ref().is_some_and(|c| c.0 >= since)
+            && s.checked_at.as_ref().is_some_and(|c| counts(c.0))
     });
-    match before {
-        Some(s) => s.clone(),
-        None => GateStatus {
-            name: g.name.clone(),
-            kind: GateKind::Query,
-            holds: false,
-            value: None,
-            reason: "not checked yet".to_owned(),
-            checked_at: None,
-            wave: w,
-        },
-    }
+    before.cloned().unwrap_or_else(|| GateStatus {
+        name: g.name.clone(),
+        kind: GateKind::Query,
+        holds: false,
+        value: None,
+        reason: "not checked yet".to_owned(),
+        checked_at: None,
+        wave: w,
+    })
 }
 
 pub(super) fn judge(g: &Gate, result: &QueryResult) -> (bool, Option<f64>, String) {

@@ -2,11 +2,9 @@
 //! comes by the same code as the release's: while one does not hold the
 //! service waits and the rest of the train moves on.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
 use super::context::{Ctx, plus};
 use super::gate::{self, FIRST_CHECK, RECHECK};
-use crate::api::{Gate, GateKind, GateStatus};
+use crate::api::{GateKind, GateStatus};
 
 /// May service `i` start as far as its own gates go? Their state goes into
 /// its status; when one does not hold, its message names the gate.
@@ -25,7 +23,9 @@ pub(super) fn clear(cx: &mut Ctx, i: usize) -> bool {
             if g.approval == Some(true) {
                 gate::approval(cx, &g.name, w)
             } else {
-                query(cx, i, g, w)
+                // Results are asked for only while the service waits on its
+                // gates, so every one of them counts.
+                gate::query(cx, g, w, None, &cx.st.services[i].gates)
             }
         })
         .collect();
@@ -78,40 +78,4 @@ fn wave_of(cx: &Ctx, name: &str) -> i32 {
         .iter()
         .position(|w| w.services.iter().any(|n| n == name))
         .map_or(0, |w| w as i32 + 1)
-}
-
-/// The latest result: this decision's, else the one in the service's status.
-/// Results are asked for only while the service waits on its gates, so every
-/// one of them counts.
-fn query(cx: &Ctx, i: usize, g: &Gate, w: i32) -> GateStatus {
-    let taken = cx
-        .obs
-        .gates
-        .iter()
-        .filter(|t| t.gate == g.name)
-        .max_by_key(|t| t.at);
-    if let Some(t) = taken {
-        let (holds, value, reason) = gate::judge(g, &t.result);
-        return GateStatus {
-            name: g.name.clone(),
-            kind: GateKind::Query,
-            holds,
-            value,
-            reason,
-            checked_at: Some(Time(t.at)),
-            wave: w,
-        };
-    }
-    match cx.st.services[i].gates.iter().find(|s| s.name == g.name) {
-        Some(s) => s.clone(),
-        None => GateStatus {
-            name: g.name.clone(),
-            kind: GateKind::Query,
-            holds: false,
-            value: None,
-            reason: "not checked yet".to_owned(),
-            checked_at: None,
-            wave: w,
-        },
-    }
 }
