@@ -181,6 +181,14 @@ fn abort_says_which_canaries_go_to_zero_and_what_is_restored_in_which_order() {
         "Release checkout-v5 rolls back: every canary in flight goes to 0% at once (inventory at 50%), \
          then these are restored to their baseline in this order: payments-api. This cannot be undone."
     );
+    // A running Job and a set flag are changes too, reversed their own way; neither is a canary.
+    let s = steer::abort(&release("members-progressing")).unwrap();
+    assert_eq!(
+        s.says,
+        "Release checkout-v6 rolls back: no canary is in flight, then these are restored to their \
+         baseline in this order: checkout-v2 (flag, first, at once) → search-index (rollback Job \
+         checkout-v6-search-index-rollback) → checkout-api. This cannot be undone."
+    );
     let refusal = steer::abort(&release("rolledback")).unwrap_err();
     assert!(!refusal.done);
     assert!(

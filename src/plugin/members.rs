@@ -111,3 +111,32 @@ pub fn split_lines(split: &[SplitGroup], style: Style) -> Vec<String> {
         })
         .collect()
 }
+
+/// `services`, given in the rollback order, as a rollback reverses them:
+/// flags first and at once, then the rest in that order, each saying how it is
+/// reversed (`web`, `db (rollback Job shop-db-rollback)`, `db (irreversible:
+/// stays applied)`).
+pub fn in_rollback_order<'a>(
+    release: &str,
+    services: impl Iterator<Item = &'a ServiceSpec> + Clone,
+) -> Vec<String> {
+    let flags = services
+        .clone()
+        .filter(|svc| matches!(svc.kind(), MemberKind::Flag(_)))
+        .map(|svc| format!("{} (flag, first, at once)", svc.name));
+    let rest = services.filter_map(|svc| {
+        let n = &svc.name;
+        match svc.kind() {
+            MemberKind::Flag(_) => None,
+            MemberKind::Deployment { .. } => Some(n.clone()),
+            MemberKind::Job(j) if j.irreversible.is_some() => {
+                Some(format!("{n} (irreversible: stays applied)"))
+            }
+            MemberKind::Job(_) => Some(format!(
+                "{n} (rollback Job {})",
+                job_name(release, n, JobKind::Rollback)
+            )),
+        }
+    });
+    flags.chain(rest).collect()
+}

@@ -16,7 +16,7 @@ use signalman_core::policy;
 use crate::api::{
     self, Analysis, AppliedPolicy, CrossTeamAction, MemberKind, Plan, Problem, Release, ReleaseSpec,
 };
-use crate::engine::{JobKind, PolicyObservation};
+use crate::engine::PolicyObservation;
 use crate::plan;
 use crate::preflight::{self, ClusterView};
 use crate::text;
@@ -704,23 +704,7 @@ pub fn rollback_order(release: &str, spec: &ReleaseSpec, plan: &Plan) -> Vec<Str
             .filter(|n| !deferred.contains(n))
             .filter_map(|n| spec.service(n))
     };
-    let flags = ordered()
-        .filter(|svc| matches!(svc.kind(), MemberKind::Flag(_)))
-        .map(|svc| format!("{} (flag, first, at once)", svc.name));
-    let rest = ordered()
-        .map(|svc| (&svc.name, svc))
-        .filter_map(|(n, svc)| match svc.kind() {
-            MemberKind::Flag(_) => None,
-            MemberKind::Deployment { .. } => Some(n.clone()),
-            MemberKind::Job(j) if j.irreversible.is_some() => {
-                Some(format!("{n} (irreversible: stays applied)"))
-            }
-            MemberKind::Job(_) => Some(format!(
-                "{n} (rollback Job {})",
-                signalman_core::migration::job_name(release, n, JobKind::Rollback)
-            )),
-        });
-    flags.chain(rest).collect()
+    members::in_rollback_order(release, ordered())
 }
 
 /// Held services: deferred at the start with everything that depends on them.

@@ -175,27 +175,45 @@ pub fn abort(r: &Release) -> Result<Steer, Refusal> {
             ),
         });
     }
-    let canaries = with_weight(
+    // Only a Deployment has a canary; a flag or a Job in progress has changed
+    // something that a rollback reverses.
+    let is_deployment = |name: &str| {
+        r.spec
+            .service(name)
+            .is_some_and(|s| s.deployment().is_some())
+    };
+    let canaries: Vec<String> = with_weight(
         r,
         &[
             ServicePhase::Progressing,
             ServicePhase::Promoting,
             ServicePhase::Withdrawing,
         ],
-    );
-    let changed: Vec<&str> = status
-        .plan
-        .as_ref()
-        .map(|p| p.rollback_order.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter(|n| {
-            status.services.iter().any(|s| {
-                &&s.name == n && matches!(s.phase, ServicePhase::Promoted | ServicePhase::Promoting)
+    )
+    .into_iter()
+    .filter(|line| line.split(' ').next().is_some_and(is_deployment))
+    .collect();
+    let changed_phase = |name: &str, phase: ServicePhase| match phase {
+        ServicePhase::Promoted | ServicePhase::Promoting => true,
+        ServicePhase::Progressing => !is_deployment(name),
+        _ => false,
+    };
+    let changed = super::members::in_rollback_order(
+        &name,
+        status
+            .plan
+            .as_ref()
+            .map(|p| p.rollback_order.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter(|n| {
+                status
+                    .services
+                    .iter()
+                    .any(|s| &&s.name == n && changed_phase(n, s.phase))
             })
-        })
-        .map(String::as_str)
-        .collect();
+            .filter_map(|n| r.spec.service(n)),
+    );
     let mut says = format!("Release {name} rolls back: ");
     if canaries.is_empty() {
         says.push_str("no canary is in flight");
