@@ -268,6 +268,10 @@ async fn the_example_releases_pass_the_api_servers_schema_and_rules() {
         "gateway-api.yaml",
         "demo/10-release-checkout-v5.yaml",
         "demo/20-release-checkout-v5-1.yaml",
+        "migration.yaml",
+        "feature-flag.yaml",
+        "deferred.yaml",
+        "cross-team.yaml",
     ] {
         // Into the test namespace, as a server-side dry run: the CRD's schema and CEL rules judge it, nothing is stored.
         let text = std::fs::read_to_string(root.join(file))
@@ -287,7 +291,7 @@ async fn the_example_releases_pass_the_api_servers_schema_and_rules() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 4);
+    assert_eq!(checked, 8);
     assert!(
         rel::releases(&client, n)
             .list(&Default::default())
