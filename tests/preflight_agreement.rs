@@ -141,3 +141,91 @@ fn an_older_pending_release_holds_the_deployment_for_plan_and_controller_alike()
     assert_eq!(reason, "DeploymentClaimed");
     assert_eq!(plan(&early, &flying).1.join("; "), message);
 }
+
+fn flag_release(name: &str, created: i64) -> Release {
+    let spec: ReleaseSpec = serde_json::from_value(serde_json::json!({
+        "owner": "team-web",
+        "defaults": {"analysis": {"metrics": [{"name": "errors", "query": "up", "max": 0.01}]}},
+        "services": [{"name": "checkout-v2", "flag": {"configMap": "flags", "keys": {"checkout-v2": "on"}}}]
+    }))
+    .unwrap();
+    let mut r = Release::new(name, spec);
+    r.metadata.namespace = Some("shop".into());
+    r.metadata.generation = Some(1);
+    r.metadata.creation_timestamp = Some(Time(Timestamp::from_second(created).unwrap()));
+    r
+}
+
+/// The controller's and plan's answers for a flag release when the ConfigMap
+/// `flags` exists (`exists`) and `stored` are the Releases in the namespace.
+fn flag_answers(
+    me: &Release,
+    stored: &[Release],
+    exists: bool,
+) -> (Option<(String, String)>, Vec<String>) {
+    let obs = Observations {
+        services: [(
+            "checkout-v2".to_owned(),
+            ServiceObservation {
+                flag: exists.then(engine::FlagObservation::default),
+                ..Default::default()
+            },
+        )]
+        .into(),
+        releases: stored.iter().map(Claimant::of).collect(),
+        ..Observations::default()
+    };
+    let d = engine::decide(me, &obs, Timestamp::from_second(1_000).unwrap());
+    let stalled = d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()));
+    let view = ClusterView {
+        namespace: "shop".into(),
+        release: stored
+            .iter()
+            .find(|r| r.metadata.name == me.metadata.name)
+            .map(Claimant::of),
+        services: Default::default(),
+        releases: stored.iter().map(Claimant::of).collect(),
+        config_maps: exists.then(|| "flags".to_owned()).into_iter().collect(),
+    };
+    let problems = cluster_problems(&me.spec, &view)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    (stalled, problems)
+}
+
+#[test]
+fn a_missing_or_claimed_flag_config_map_stalls_plan_and_controller_alike() {
+    let early = flag_release("early", 5);
+    let late = flag_release("late", 10);
+
+    let (stalled, problems) = flag_answers(&late, std::slice::from_ref(&late), false);
+    let (reason, message) = stalled.expect("the controller stalls without the ConfigMap");
+    assert_eq!(reason, "ConfigMapNotFound");
+    assert_eq!(
+        problems.join("; "),
+        message,
+        "plan and the Stalled condition differ"
+    );
+    assert!(message.contains("\"flags\""), "{message}");
+
+    let stored = [early.clone(), late.clone()];
+    let (stalled, problems) = flag_answers(&late, &stored, true);
+    let (reason, message) = stalled.expect("the younger one waits for the older");
+    assert_eq!(reason, "ConfigMapClaimed");
+    assert_eq!(
+        problems.join("; "),
+        message,
+        "plan and the Stalled condition differ"
+    );
+    assert!(message.contains("\"early\""), "{message}");
+
+    let (stalled, problems) = flag_answers(&early, &stored, true);
+    assert_eq!(stalled, None);
+    assert!(problems.is_empty(), "{problems:?}");
+}
