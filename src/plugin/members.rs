@@ -4,7 +4,7 @@
 
 use super::style::Style;
 use super::untrusted::escape;
-use crate::api::{FlagChange, MemberKind, MigrationJob, ReleaseSpec, ServiceSpec, SplitGroup};
+use crate::api::{FlagChange, MemberKind, MigrationJob, ServiceSpec, SplitGroup};
 use crate::engine::JobKind;
 use crate::text;
 
@@ -46,45 +46,6 @@ pub fn job_lines(release: &str, svc: &ServiceSpec, job: &MigrationJob) -> Vec<St
             "on a rollback: Job {} runs once everything that depends on it is restored; if it fails the release ends Failed",
             job_name(release, &svc.name, JobKind::Rollback)
         )),
-    }
-    out
-}
-
-/// The services that depend on `name`, directly or through others, in spec order.
-// The deferral itself is the engine's; this only says up front whom a hold takes along.
-pub fn dependents(spec: &ReleaseSpec, name: &str) -> Vec<String> {
-    let mut reached: Vec<&str> = vec![name];
-    loop {
-        let before = reached.len();
-        for s in &spec.services {
-            if !reached.contains(&s.name.as_str())
-                && s.depends_on.iter().any(|d| reached.contains(&d.as_str()))
-            {
-                reached.push(&s.name);
-            }
-        }
-        if reached.len() == before {
-            break;
-        }
-    }
-    spec.services
-        .iter()
-        .map(|s| s.name.as_str())
-        .filter(|n| *n != name && reached.contains(n))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The held services and every service that depends on them: what the
-/// controller defers as soon as the train starts.
-pub fn deferred_at_start(spec: &ReleaseSpec) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for svc in spec.services.iter().filter(|s| s.hold.is_some()) {
-        for n in std::iter::once(svc.name.clone()).chain(dependents(spec, &svc.name)) {
-            if !out.contains(&n) {
-                out.push(n);
-            }
-        }
     }
     out
 }

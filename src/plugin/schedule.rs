@@ -115,7 +115,7 @@ pub fn schedule(spec: &ReleaseSpec) -> Result<Schedule, Vec<Problem>> {
         .map(|s| (s.name.as_str(), s.total))
         .collect();
     // Held services and their dependents are deferred at the start: they take no time.
-    let deferred = members::deferred_at_start(spec);
+    let deferred = plan::deferred_at_start(spec);
     let mut finish: HashMap<&str, (Duration, Option<&str>)> = HashMap::new();
     for wave in &plan.waves {
         for name in wave.services.iter().filter(|n| !deferred.contains(n)) {
@@ -697,7 +697,7 @@ fn render_schedule(
 /// irreversible one staying applied.
 pub fn rollback_order(release: &str, spec: &ReleaseSpec, plan: &Plan) -> Vec<String> {
     // Deferred at the start, they never change, so there is nothing to reverse.
-    let deferred = members::deferred_at_start(spec);
+    let deferred = plan::deferred_at_start(spec);
     let ordered = || {
         plan.rollback_order
             .iter()
@@ -711,7 +711,7 @@ pub fn rollback_order(release: &str, spec: &ReleaseSpec, plan: &Plan) -> Vec<Str
 fn render_held(out: &mut String, spec: &ReleaseSpec, style: Style) {
     for svc in &spec.services {
         let Some(hold) = &svc.hold else { continue };
-        let dependents = members::dependents(spec, &svc.name);
+        let dependents = plan::dependents(spec, &svc.name);
         let with = if dependents.is_empty() {
             String::new()
         } else {

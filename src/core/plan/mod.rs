@@ -12,6 +12,46 @@ use std::fmt;
 
 use crate::api::{Plan, Problem, ReleaseSpec, Wave};
 
+/// The services that depend on `name`, directly or through others, in spec order.
+// The engine defers as it goes (a hold may be set mid-train); this says up
+// front whom a hold takes along, for `plan`.
+pub fn dependents(spec: &ReleaseSpec, name: &str) -> Vec<String> {
+    let mut reached: Vec<&str> = vec![name];
+    loop {
+        let before = reached.len();
+        for s in &spec.services {
+            if !reached.contains(&s.name.as_str())
+                && s.depends_on.iter().any(|d| reached.contains(&d.as_str()))
+            {
+                reached.push(&s.name);
+            }
+        }
+        if reached.len() == before {
+            break;
+        }
+    }
+    spec.services
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| *n != name && reached.contains(n))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The held services and every service that depends on them: what the
+/// controller defers as soon as the train starts.
+pub fn deferred_at_start(spec: &ReleaseSpec) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for svc in spec.services.iter().filter(|s| s.hold.is_some()) {
+        for n in std::iter::once(svc.name.clone()).chain(dependents(spec, &svc.name)) {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
 /// Why a set of services cannot be ordered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {

@@ -41,6 +41,13 @@ fn a_held_service_and_its_dependents_are_deferred_and_the_rest_ships() {
     }));
     assert_eq!(sim.service_phase("c"), Some(ServicePhase::Promoted));
     let st = status(&sim);
+    // What `plan` announces is what the engine did.
+    let announced = crate::plan::deferred_at_start(&sim.release.spec);
+    let mut deferred: Vec<String> = st.deferred.iter().map(|d| d.service.clone()).collect();
+    deferred.sort();
+    let mut expected = announced.clone();
+    expected.sort();
+    assert_eq!(deferred, expected);
     assert_eq!(
         st.deferred,
         [
