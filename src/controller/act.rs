@@ -88,17 +88,10 @@ fn doing(action: &Action) -> String {
         Action::PromoteStable { .. } => "promoting the new version".to_owned(),
         Action::RemoveCanary { .. } => "removing the canary".to_owned(),
         Action::RestoreBaseline { .. } => "restoring the baseline".to_owned(),
-        Action::CreateJob { job, .. } => format!("creating the {} Job", job_word(*job)),
-        Action::StopJob { job, .. } => format!("stopping the {} Job", job_word(*job)),
+        Action::CreateJob { job, .. } => format!("creating the {} Job", job.word()),
+        Action::StopJob { job, .. } => format!("stopping the {} Job", job.word()),
         Action::SetFlag { .. } => "setting the flag's keys".to_owned(),
         Action::RestoreFlag { .. } => "restoring the flag's keys".to_owned(),
-    }
-}
-
-fn job_word(kind: JobKind) -> &'static str {
-    match kind {
-        JobKind::Forward => "forward",
-        JobKind::Rollback => "rollback",
     }
 }
 

@@ -103,11 +103,7 @@ pub fn job(
                 .get_or_insert_with(|| FALLBACK_TO_LOGS.to_owned());
         }
         if let Some(result) = result {
-            let value = match result {
-                JobResult::Succeeded => "Succeeded",
-                JobResult::Failed => "Failed",
-                JobResult::TimedOut => "TimedOut",
-            };
+            let value = result.as_str();
             for c in &mut pod.containers {
                 let env = c.env.get_or_insert_with(Vec::new);
                 env.retain(|e| e.name != FORWARD_RESULT_ENV);

@@ -14,8 +14,8 @@ use super::{Context, Error};
 use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, render_query};
 use crate::api::{MemberKind, Release, ServiceSpec};
 use crate::engine::{
-    ApprovalObservation, FlagObservation, GateRequest, GateTaken, JobKind, JobObservation,
-    Observations, PolicyObservation, ServiceObservation, StableObservation,
+    ApprovalObservation, GateRequest, GateTaken, JobKind, Observations, PolicyObservation,
+    ServiceObservation, StableObservation,
 };
 use crate::preflight::Claimant;
 use crate::traffic::gateway::{POD_TEMPLATE_HASH, canary_service_name};
@@ -33,16 +33,9 @@ pub struct World {
     pub policy: PolicyObservation,
     /// The ReleaseApprovals naming the Release.
     pub approvals: Vec<ApprovalObservation>,
-    /// Migrations' Jobs and flags' keys, by service name.
-    pub members: BTreeMap<String, Member>,
-}
-
-/// What a migration or flag service has in the cluster.
-#[derive(Clone, Debug, Default)]
-pub struct Member {
-    pub forward_job: Option<JobObservation>,
-    pub rollback_job: Option<JobObservation>,
-    pub flag: Option<FlagObservation>,
+    /// Migrations' Jobs and flags' keys, by service name: the whole
+    /// observation of such a service, which has no Deployment objects.
+    pub members: BTreeMap<String, ServiceObservation>,
 }
 
 impl World {
@@ -69,10 +62,10 @@ impl World {
                         };
                         Some(super::migration::observe(&job, &pods))
                     };
-                    let member = Member {
+                    let member = ServiceObservation {
                         forward_job: job(JobKind::Forward),
                         rollback_job: job(JobKind::Rollback),
-                        flag: None,
+                        ..ServiceObservation::default()
                     };
                     world.members.insert(svc.name.clone(), member);
                     continue;
@@ -82,9 +75,9 @@ impl World {
                         .config_map
                         .as_deref()
                         .and_then(|name| cache.config_map(&ns, name));
-                    let member = Member {
+                    let member = ServiceObservation {
                         flag: super::flag::observe(flag, cm.as_ref()),
-                        ..Member::default()
+                        ..ServiceObservation::default()
                     };
                     world.members.insert(svc.name.clone(), member);
                     continue;
@@ -161,6 +154,9 @@ impl World {
     }
 
     fn observe_service(&self, svc: &ServiceSpec) -> ServiceObservation {
+        if let Some(member) = self.members.get(&svc.name) {
+            return member.clone();
+        }
         let o = self.services.get(&svc.name).cloned().unwrap_or_default();
         let stable = o.stable.as_ref().map(|d| {
             let template = d
@@ -196,15 +192,12 @@ impl World {
             }
         });
         let in_effect = traffic::for_service(svc).observe(&o);
-        let member = self.members.get(&svc.name).cloned().unwrap_or_default();
         ServiceObservation {
-            forward_job: member.forward_job,
-            rollback_job: member.rollback_job,
-            flag: member.flag,
             stable,
             canary: in_effect.canary,
             baseline_recorded: o.baseline.is_some(),
             route: in_effect.route,
+            ..ServiceObservation::default()
         }
     }
 }

@@ -16,19 +16,11 @@ const CUT: usize = 52;
 /// digits of the FNV-1a hash of the full name, so two long names stay apart
 /// and a person can still read whose Job it is.
 pub fn job_name(release: &str, service: &str, job: JobKind) -> String {
-    let suffix = match job {
-        JobKind::Forward => "forward",
-        JobKind::Rollback => "rollback",
-    };
-    let full = format!("{release}-{service}-{suffix}");
+    let full = format!("{release}-{service}-{}", job.word());
     if full.len() <= MAX_JOB_NAME {
         return full;
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in full.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = crate::engine::fnv1a_64(full.as_bytes());
     // Names are DNS labels (ASCII), so cutting at a byte is cutting at a character.
     let cut: String = full.chars().take(CUT).collect();
     format!("{cut}-{}", &format!("{h:016x}")[..10])

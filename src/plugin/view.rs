@@ -721,7 +721,14 @@ fn render_member(
             let _ = writeln!(
                 out,
                 "      {}",
-                job_line("forward", &forward, job.timeout(), started, now, style)
+                job_line(
+                    crate::engine::JobKind::Forward.word(),
+                    &forward,
+                    job.timeout(),
+                    started,
+                    now,
+                    style
+                )
             );
             match (&job.irreversible, &st.rollback_job) {
                 (Some(i), _) => {
@@ -738,7 +745,14 @@ fn render_member(
                     let _ = writeln!(
                         out,
                         "      {}",
-                        job_line("rollback", run, job.timeout(), true, now, style)
+                        job_line(
+                            crate::engine::JobKind::Rollback.word(),
+                            run,
+                            job.timeout(),
+                            true,
+                            now,
+                            style
+                        )
                     );
                 }
                 (None, None) => {}

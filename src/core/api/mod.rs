@@ -868,6 +868,11 @@ named!(StallReason {
     ConfigMapClaimed,
     CrossTeamLimit,
 });
+named!(JobResult {
+    Succeeded,
+    Failed,
+    TimedOut
+});
 named!(RollbackReason {
     Breach,
     Abort,

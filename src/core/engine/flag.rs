@@ -173,13 +173,7 @@ pub(super) fn bake(cx: &mut Ctx, i: usize) {
     if cx.now < bake_end {
         cx.wake_at(bake_end);
     }
-    for m in &analysis.metrics {
-        let last = tally
-            .iter()
-            .find(|t| t.metric == m.name)
-            .and_then(|t| t.last_at.as_ref());
-        cx.wake_at(plus(last.unwrap_or(&started).0, analysis.interval()));
-    }
+    super::progress::wake_for_measurements(cx, &analysis, &tally, &started);
     let evidence = if short.is_empty() {
         String::new()
     } else {

@@ -31,13 +31,6 @@ fn run_mut<'c>(cx: &'c mut Ctx, i: usize, kind: JobKind) -> &'c mut Option<JobRu
     }
 }
 
-fn label(kind: JobKind) -> &'static str {
-    match kind {
-        JobKind::Forward => "forward",
-        JobKind::Rollback => "rollback",
-    }
-}
-
 fn job_spec<'a>(cx: &Ctx<'a>, name: &str) -> Option<&'a crate::api::MigrationJob> {
     cx.spec.service(name)?.job.as_ref()
 }
@@ -96,7 +89,7 @@ fn follow(cx: &mut Ctx, i: usize, kind: JobKind) -> Seen {
         if run.started_at.is_some() {
             return Seen::Vanished;
         }
-        cx.st.services[i].message = Some(format!("creating {} Job {}", label(kind), run.name));
+        cx.st.services[i].message = Some(format!("creating {} Job {}", kind.word(), run.name));
         cx.act(Action::CreateJob {
             service: name,
             job: kind,
@@ -114,7 +107,7 @@ fn follow(cx: &mut Ctx, i: usize, kind: JobKind) -> Seen {
             cx.record(
                 "JobStarted",
                 Some(&name),
-                format!("{} Job {} started", label(kind), run.name),
+                format!("{} Job {} started", kind.word(), run.name),
             );
             now.clone()
         }
@@ -133,7 +126,7 @@ fn follow(cx: &mut Ctx, i: usize, kind: JobKind) -> Seen {
             if cx.now < deadline {
                 cx.st.services[i].message = Some(format!(
                     "{} Job {} running; it times out at {deadline}",
-                    label(kind),
+                    kind.word(),
                     run.name
                 ));
                 cx.wake_at(deadline);
@@ -172,7 +165,7 @@ fn follow(cx: &mut Ctx, i: usize, kind: JobKind) -> Seen {
     cx.record(
         reason,
         Some(&name),
-        format!("{} Job {} {what}", label(kind), run.name),
+        format!("{} Job {} {what}", kind.word(), run.name),
     );
     Seen::Finished(result, message)
 }

@@ -169,13 +169,20 @@ fn legacy_spec_hash(spec: &ReleaseSpec) -> String {
 fn fnv1a(what: &ReleaseSpec) -> String {
     // Serializing plain structs and BTreeMaps cannot fail and is canonical:
     // field order is fixed by the types, map keys are sorted.
-    let bytes = serde_json::to_vec(what).unwrap_or_default();
+    format!(
+        "{:016x}",
+        fnv1a_64(&serde_json::to_vec(what).unwrap_or_default())
+    )
+}
+
+/// FNV-1a (64 bit): a stable fingerprint, the same on every build and platform.
+pub(crate) fn fnv1a_64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
-        h ^= u64::from(b);
+        h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("{h:016x}")
+    h
 }
 
 /// What the shell saw in the cluster and in Prometheus for one decision.
@@ -308,6 +315,16 @@ pub struct FlagObservation {
 pub enum JobKind {
     Forward,
     Rollback,
+}
+
+impl JobKind {
+    /// `forward` or `rollback`: in Job names and in messages.
+    pub fn word(self) -> &'static str {
+        match self {
+            JobKind::Forward => "forward",
+            JobKind::Rollback => "rollback",
+        }
+    }
 }
 
 /// The stable Deployment.

@@ -557,13 +557,7 @@ fn bake(cx: &mut Ctx, i: usize) {
             }
             // Measured on while it waits: a breach still rolls the train back.
             super::sign_off::StepApproval::Waiting(message) => {
-                for m in &analysis.metrics {
-                    let last = tally
-                        .iter()
-                        .find(|t| t.metric == m.name)
-                        .and_then(|t| t.last_at.as_ref());
-                    cx.wake_at(plus(last.unwrap_or(&started).0, analysis.interval()));
-                }
+                wake_for_measurements(cx, &analysis, &tally, &started);
                 cx.st.services[i].message = Some(message);
                 return;
             }
@@ -572,14 +566,7 @@ fn bake(cx: &mut Ctx, i: usize) {
     if cx.now < bake_end {
         cx.wake_at(bake_end);
     }
-    for m in &analysis.metrics {
-        let last = tally
-            .iter()
-            .find(|t| t.metric == m.name)
-            .and_then(|t| t.last_at.as_ref());
-        let due = plus(last.unwrap_or(&started).0, analysis.interval());
-        cx.wake_at(due);
-    }
+    wake_for_measurements(cx, &analysis, &tally, &started);
     let evidence = if short.is_empty() {
         String::new()
     } else {
@@ -591,6 +578,23 @@ fn bake(cx: &mut Ctx, i: usize) {
         step.weight,
         bake_end
     ));
+}
+
+/// Wake when each metric's next measurement is due: one `interval` after
+/// its last one in this step, or after the bake began.
+pub(super) fn wake_for_measurements(
+    cx: &mut Ctx,
+    analysis: &crate::api::Analysis,
+    tally: &[MetricTally],
+    started: &Time,
+) {
+    for m in &analysis.metrics {
+        let last = tally
+            .iter()
+            .find(|t| t.metric == m.name)
+            .and_then(|t| t.last_at.as_ref());
+        cx.wake_at(plus(last.unwrap_or(started).0, analysis.interval()));
+    }
 }
 
 /// The metrics with fewer passing measurements than a bake of `bake_time`
