@@ -43,6 +43,8 @@ fn controller(me: &Release, stored: &[Release]) -> Option<(String, String)> {
                     replicas: 2,
                     paused: false,
                     rollout_failed: false,
+                    images: Default::default(),
+                    changed: None,
                 }),
                 ..Default::default()
             },

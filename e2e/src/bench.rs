@@ -582,6 +582,7 @@ mod tests {
 
     fn pass(step: i32, at: i64) -> Measurement {
         Measurement {
+            stable_value: None,
             metric: "error-rate".into(),
             step,
             value: Some(0.0),

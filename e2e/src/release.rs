@@ -217,6 +217,7 @@ pub fn error_rate_analysis(error_limit: i32) -> Analysis {
             query: ERROR_RATE_QUERY.to_string(),
             min: None,
             max: Some(0.05),
+            compare: None,
         }],
         ..Analysis::default()
     }

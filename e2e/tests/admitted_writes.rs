@@ -213,6 +213,7 @@ fn analysis() -> BoxedStrategy<Analysis> {
             query,
             min: None,
             max: Some(0.01),
+            compare: None,
         }],
         ..Default::default()
     });

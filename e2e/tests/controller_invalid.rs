@@ -104,6 +104,7 @@ async fn invalid_inputs_stall_with_a_specific_message_and_change_nothing() {
                     query: r#"sum(rate(http_requests_total{service="{{service}}"}[1m])"#.into(),
                     min: None,
                     max: Some(0.01),
+                    compare: None,
                 }],
                 ..Default::default()
             })],

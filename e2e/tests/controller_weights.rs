@@ -145,6 +145,7 @@ async fn a_breach_at_the_last_step_brings_the_stable_pods_back_and_restores_ever
         query: CANARY_SHARE_QUERY.into(),
         min: None,
         max: Some(0.75),
+        compare: None,
     };
     let api = sc.apply(&train(&[(50, 4), (100, 30)], Some(share))).await;
     let (_, canary, stable) = baking(&sc, &api, 1).await;

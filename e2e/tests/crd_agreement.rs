@@ -129,6 +129,7 @@ fn metric() -> impl Strategy<Value = Metric> {
             query,
             min,
             max,
+            compare: None,
         })
 }
 
@@ -140,6 +141,7 @@ fn metrics() -> BoxedStrategy<Vec<Metric>> {
                 query: "up".into(),
                 min: Some(1.0),
                 max: None,
+                compare: None,
             })
             .collect()
     });

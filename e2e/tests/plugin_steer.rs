@@ -224,6 +224,7 @@ async fn resume_lifts_a_hold_by_its_id() {
             query: format!(r#"sum(no_such_metric{{namespace="{n}"}})"#),
             min: Some(0.99),
             max: None,
+            compare: None,
         }],
         ..Analysis::default()
     };

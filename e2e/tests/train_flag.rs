@@ -34,6 +34,7 @@ async fn the_flag_goes_on_after_its_code_and_comes_off_first() {
             query: CHECKOUT_ERRORS.into(),
             min: None,
             max: Some(0.05),
+            compare: None,
         }],
         ..rel::error_rate_analysis(1)
     };

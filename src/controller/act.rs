@@ -92,6 +92,7 @@ fn doing(action: &Action) -> String {
         Action::StopJob { job, .. } => format!("stopping the {} Job", job.word()),
         Action::SetFlag { .. } => "setting the flag's keys".to_owned(),
         Action::RestoreFlag { .. } => "restoring the flag's keys".to_owned(),
+        Action::DeleteBaseline { .. } => "removing the baseline".to_owned(),
     }
 }
 
@@ -160,6 +161,8 @@ pub fn writes(
         Action::CreateJob { job, .. } => vec![job_write(rel, svc, *job)?],
         // Not a write of its own: [`apply`] deletes the Job.
         Action::StopJob { .. } => Vec::new(),
+        // TODO(issue 14): delete the baseline ControllerRevision in [`apply`].
+        Action::DeleteBaseline { .. } => Vec::new(),
         Action::SetFlag { .. } => {
             let (cm, flag) = flag_of(svc)?;
             vec![flag_write(cm, flag::set(flag))]

@@ -150,6 +150,9 @@ impl World {
             approvals: self.approvals.clone(),
             gates: Vec::new(),
             cross_team_limit: None,
+            // TODO(issue 14): the receivers that apply and their Secrets' problems.
+            receiver_problems: Vec::new(),
+            receivers: Vec::new(),
         }
     }
 
@@ -178,6 +181,9 @@ impl World {
                 rolled_out: rolled_out(d),
                 replicas: traffic::spec_replicas(d),
                 paused: d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false),
+                // TODO(issue 14): the images, and what changed after success.
+                images: Default::default(),
+                changed: None,
                 rollout_failed: d
                     .status
                     .as_ref()
@@ -338,6 +344,8 @@ pub async fn ask_prometheus(
                 metric: req.metric.clone(),
                 step: req.step,
                 result,
+                // TODO(issue 14): the stable track's value of a compare metric.
+                stable: None,
                 at,
             }
         })

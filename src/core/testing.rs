@@ -178,6 +178,7 @@ impl SpecBuilder {
             query: query.into(),
             min: None,
             max: Some(max),
+            compare: None,
         });
         self
     }

@@ -560,6 +560,7 @@ mod tests {
 
     fn high() -> AppliedPolicy {
         AppliedPolicy {
+            rollback_window: None,
             name: Some("prod".into()),
             profile: Some("high".into()),
             defaults: Some(Profile {

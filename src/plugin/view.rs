@@ -1008,7 +1008,7 @@ fn phase_badge(phase: Phase, style: Style) -> String {
         Phase::AwaitingGates | Phase::AwaitingWindow => {
             style.yellow(&style.bold(&format!("◌ {text}")))
         }
-        Phase::Progressing => style.blue(&style.bold(&format!("● {text}"))),
+        Phase::Progressing | Phase::Verifying => style.blue(&style.bold(&format!("● {text}"))),
         Phase::Pending => style.dim(&format!("○ {text}")),
     }
 }

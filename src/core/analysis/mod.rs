@@ -13,6 +13,8 @@ use crate::api::{Metric, NoDataPolicy, Outcome};
 /// A measurement the engine wants taken now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MeasurementRequest {
+    /// The service (entry of `spec.services`); empty for the train's verification
+    /// (`spec.verify.analysis`), whose queries get no service placeholders.
     pub service: String,
     pub metric: String,
     /// Index of the step it belongs to.
@@ -22,10 +24,15 @@ pub struct MeasurementRequest {
 /// A measurement the shell took.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Taken {
+    /// As in the request: empty for verification.
     pub service: String,
     pub metric: String,
     pub step: i32,
+    /// The canary's value for a `compare` metric (`{{track}}` filled with the canary's selector).
     pub result: QueryResult,
+    /// A `compare` metric's stable value (`{{track}}` filled with the stable pods' selector);
+    /// `None` for every other metric.
+    pub stable: Option<QueryResult>,
     pub at: Timestamp,
 }
 
@@ -189,6 +196,7 @@ mod tests {
             query: "q".into(),
             min,
             max,
+            compare: None,
         }
     }
 

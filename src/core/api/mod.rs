@@ -6,6 +6,7 @@
 //! object itself lives in the schema (CEL rules below) and is mirrored by
 //! [`validate`] so the plugin can check a file offline with the same words.
 
+mod after;
 mod approval;
 mod conditions;
 mod go_no_go;
@@ -13,6 +14,12 @@ mod member;
 mod policy;
 mod validate;
 
+pub use after::{
+    Announcement, ApprovalReport, Compare, FlagReport, HoldReport, NOTIFIED_ANNOTATION,
+    Notifications, ROLLBACK_BY_ANNOTATION, Receiver, ReceiverFormat, Report, RollbackReport,
+    RollbackWindow, SecretKey, ServiceReport, Transition, VerificationReport, VerificationStatus,
+    Verify, default as after_default,
+};
 pub use approval::{CREATED_BY_ANNOTATION, ReleaseApproval, ReleaseApprovalSpec, StepRef};
 pub use policy::{
     AnalysisLimits, Approvals, Blackout, CrossTeamAction, DEFAULT_POLICY, Freeze, Limits,
@@ -169,6 +176,20 @@ pub struct ReleaseSpec {
     /// of the window override (`kubectl signalman approve NAME --window`).
     #[serde(rename = "override", default, skip_serializing_if = "Option::is_none")]
     pub window_override: Option<WindowOverride>,
+
+    /// After every service is promoted, watch the whole train for `bake` with these metrics
+    /// before the release succeeds (phase `Verifying`); a breach reverses the entire train.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+
+    /// Reverse a `Succeeded` release within its rollback window (the policy's
+    /// `rollbackWindow`, default 24h): flags restored, services restored to their baselines in
+    /// rollback order, migration rollback Jobs run; it ends `RolledBack` (reason `Manual`).
+    /// Refused, with the reason in `status.rollbackWindow.refused`, on a release that is not
+    /// `Succeeded` (to stop one in flight, set `abort`), after the window, or when a Deployment or
+    /// flag was changed since by something else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<bool>,
 }
 
 /// Why a release must go outside its window.
@@ -509,7 +530,9 @@ pub enum NoDataPolicy {
 /// One criterion: a PromQL query and the range its value must stay in.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.min) || has(self.max)").message("analysis.metrics: each metric needs min, max or both"))]
+#[x_kube(validation = Rule::new("has(self.min) || has(self.max) || has(self.compare)").message("analysis.metrics: each metric needs min, max or compare"))]
+#[x_kube(validation = Rule::new("!has(self.compare) || !has(self.max) || !has(self.compare.maxIncrease) && !has(self.compare.maxRatio)").message("analysis.metrics[]: max and compare.maxIncrease/maxRatio both bound the upper side; keep max (a fixed bound) or the comparison, not both"))]
+#[x_kube(validation = Rule::new("!has(self.compare) || !has(self.min) || !has(self.compare.maxDecrease) && !has(self.compare.minRatio)").message("analysis.metrics[]: min and compare.maxDecrease/minRatio both bound the lower side; keep min (a fixed bound) or the comparison, not both"))]
 #[x_kube(validation = Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("analysis.metrics: min must not exceed max"))]
 pub struct Metric {
     /// Short name shown in status, events and the plugin, e.g. `error-rate`.
@@ -530,6 +553,11 @@ pub struct Metric {
     /// Highest passing value (inclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    /// Judge the canary against the stable version instead of (or besides, on the other side)
+    /// a fixed bound: the query runs once per track, `{{track}}` filled in with the canary's
+    /// and then the stable pods' selector, and both values are kept in the measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Compare>,
 }
 
 /// One service of the train: a Deployment and the change it gets, a migration Job, or a flag.
@@ -743,6 +771,18 @@ pub struct ReleaseStatus {
     /// release, when there are more than the policy allows: with the split that would avoid them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cross_team: Option<CrossTeam>,
+    /// The whole train being watched after promotion (`spec.verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationStatus>,
+    /// After `Succeeded`: until when the release can be rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_window: Option<RollbackWindow>,
+    /// The facts of the finished release (`kubectl signalman report` renders them per audience).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+    /// Transitions to tell the notification receivers about, newest last (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub announcements: Vec<Announcement>,
     /// One entry per service, in spec order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceStatus>,
@@ -771,6 +811,9 @@ pub enum Phase {
     AwaitingWindow,
     /// Canaries are moving through their steps.
     Progressing,
+    /// Every service is promoted and the whole train is watched for `spec.verify.bake`
+    /// (see `status.verification`); a breach reverses the entire train.
+    Verifying,
     /// Paused by a person (`spec.paused`): canary weights stay where they are.
     Paused,
     /// Held by the controller (see `status.hold`): it could not decide, so every canary
@@ -798,6 +841,7 @@ impl Phase {
             Phase::AwaitingGates
                 | Phase::AwaitingWindow
                 | Phase::Progressing
+                | Phase::Verifying
                 | Phase::Paused
                 | Phase::Held
                 | Phase::RollingBack
@@ -833,6 +877,7 @@ named!(Phase {
     AwaitingGates,
     AwaitingWindow,
     Progressing,
+    Verifying,
     Paused,
     Held,
     RollingBack,
@@ -878,7 +923,8 @@ named!(RollbackReason {
     Abort,
     HoldTimeout,
     GateTimeout,
-    Deleted
+    Deleted,
+    Manual
 });
 
 /// Why the controller holds a release.
@@ -939,6 +985,8 @@ pub enum RollbackReason {
     GateTimeout,
     /// The Release was deleted while in flight.
     Deleted,
+    /// A person asked for a succeeded release to be reversed (`spec.rollback`) within its rollback window.
+    Manual,
 }
 
 /// The computed plan.
@@ -977,6 +1025,13 @@ pub struct AppliedPolicy {
         deserialize_with = "some_duration"
     )]
     pub gate_timeout: Option<Duration>,
+    /// The policy's `rollbackWindow`, when it sets one (default 24h).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_duration"
+    )]
+    pub rollback_window: Option<Duration>,
 }
 
 impl AppliedPolicy {
@@ -1078,6 +1133,18 @@ pub struct RollbackCause {
     pub first_deviation_at: Option<Time>,
     /// When the rollback began.
     pub at: Time,
+    /// The breaching metric, its value and the bound it crossed (e.g. `max 0.01`, or
+    /// `canary ≤ stable + 0.005 (stable 0.001)`), when a metric breached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<String>,
+    /// Who asked, for a manual rollback (annotation `signalman.dev/rollback-by`, set by
+    /// `kubectl signalman rollback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// Where one service stands.
@@ -1129,6 +1196,10 @@ pub struct ServiceStatus {
     /// A flag's keys as they were before the release: recorded before they are changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flag_baseline: Option<FlagBaseline>,
+    /// Per container named in `change.images`: its image before the release, recorded when
+    /// the service starts (what the report says it shipped from).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub previous_images: BTreeMap<String, String>,
     /// When this service's state last changed phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Time>,
@@ -1274,9 +1345,12 @@ pub struct Measurement {
     pub metric: String,
     /// Index of the step it was taken in.
     pub step: i32,
-    /// The value, when the query returned one.
+    /// The value, when the query returned one (the canary's, for a `compare` metric).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
+    /// The stable pods' value, for a `compare` metric, when the query returned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_value: Option<f64>,
     pub outcome: Outcome,
     /// The error or the reason for the outcome, when there is one to tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -69,6 +69,21 @@ pub struct ReleasePolicySpec {
     /// Limits on what one train may carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+
+    /// How long after `Succeeded` a Release can still be rolled back (`spec.rollback`); when it
+    /// closes the baselines are removed (Go duration, at least `1s`; default `24h`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_duration"
+    )]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("spec.rollbackWindow must be a duration of at least 1s, e.g. 24h"))]
+    pub rollback_window: Option<Duration>,
+
+    /// Webhook receivers told about each Release's transitions (when no policy applies, the
+    /// operator's `--notifications` lists them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<super::Notifications>,
 }
 
 /// Days and hours, in one IANA time zone.

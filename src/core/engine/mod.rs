@@ -106,6 +106,8 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
         | Phase::Progressing
         | Phase::Paused
         | Phase::Held => progress::run(&mut cx),
+        // TODO(issue 14): verify::run.
+        Phase::Verifying => {}
         Phase::RollingBack => rollback::run(&mut cx),
         Phase::Succeeded | Phase::RolledBack | Phase::Failed => {}
     }
@@ -206,6 +208,13 @@ pub struct Observations {
     /// The operator's `--cross-team-edges`: the limit when the policy sets none
     /// (`None`: [`crate::plan::teams::DEFAULT_CROSS_TEAM_EDGES`]).
     pub cross_team_limit: Option<i32>,
+    /// Notification receivers that apply but cannot be used, each a sentence naming the
+    /// receiver and the fix (e.g. its Secret does not exist or lacks the key): a `Warning`
+    /// condition; the release still runs.
+    pub receiver_problems: Vec<String>,
+    /// The receivers that apply (the policy's, else the operator's `--notifications`):
+    /// the engine announces only transitions one of them wants.
+    pub receivers: Vec<crate::api::Receiver>,
 }
 
 /// The ReleasePolicy that applies to a Release, as the shell found it.
@@ -345,6 +354,12 @@ pub struct StableObservation {
     /// Its rollout passed `progressDeadlineSeconds` (condition Progressing=False,
     /// reason ProgressDeadlineExceeded): it will not finish without a person.
     pub rollout_failed: bool,
+    /// Image of each container of its pod template now.
+    pub images: BTreeMap<String, String>,
+    /// When `template` is not what the release left (after `Succeeded`: not `New`), what
+    /// differs, in words, e.g. `container "api" image is "shop/api:v9", the release set
+    /// "shop/api:v2"`; `None` when nothing differs.
+    pub changed: Option<String>,
 }
 
 /// The stable Deployment's pod template compared with what the release expects.
@@ -404,6 +419,8 @@ pub enum Action {
     /// Put the flag's keys back as `status.services[].flagBaseline` recorded them: values
     /// written back, keys that were absent removed.
     RestoreFlag { service: String },
+    /// Delete the service's baseline ControllerRevision: the rollback window closed.
+    DeleteBaseline { service: String },
 }
 
 impl Action {
@@ -418,7 +435,8 @@ impl Action {
             | Action::CreateJob { service, .. }
             | Action::StopJob { service, .. }
             | Action::SetFlag { service }
-            | Action::RestoreFlag { service } => service,
+            | Action::RestoreFlag { service }
+            | Action::DeleteBaseline { service } => service,
         }
     }
 }

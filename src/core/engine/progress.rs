@@ -242,6 +242,7 @@ fn ingest(cx: &mut Ctx) -> Verdict {
             Outcome::Error => tally.errors += 1,
         }
         s.measurements.push(Measurement {
+            stable_value: None,
             metric: t.metric.clone(),
             step,
             value,

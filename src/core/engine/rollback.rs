@@ -25,6 +25,10 @@ pub(super) fn begin(
         service: service.clone(),
         first_deviation_at: first_deviation,
         at: cx.time(),
+        metric: None,
+        value: None,
+        threshold: None,
+        requested_by: None,
     });
     cx.record(reason.as_str(), service.as_deref(), message.clone());
     cx.notice(

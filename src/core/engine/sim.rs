@@ -379,6 +379,8 @@ impl Sim {
                         replicas: 3,
                         paused: s.paused,
                         rollout_failed: s.rollout_failed,
+                        images: BTreeMap::new(),
+                        changed: None,
                     }),
                     canary: s.canary.clone(),
                     baseline_recorded: s.baseline_recorded,
@@ -418,6 +420,8 @@ impl Sim {
             approvals: self.approvals.clone(),
             gates: Vec::new(),
             cross_team_limit: None,
+            receiver_problems: Vec::new(),
+            receivers: Vec::new(),
         }
     }
 
@@ -480,6 +484,7 @@ impl Sim {
                     }
                 }
                 Action::RecordBaseline { service } => self.svc(service).baseline_recorded = true,
+                Action::DeleteBaseline { service } => self.svc(service).baseline_recorded = false,
                 Action::SetCanaryWeight { service, weight } => {
                     let s = self.svc(service);
                     let before = s.canary.as_ref();
@@ -576,6 +581,7 @@ impl Sim {
                 metric: r.metric.clone(),
                 step: r.step,
                 result: (self.measure)(r, self.now),
+                stable: None,
                 at: self.now,
             })
             .collect();

@@ -80,7 +80,12 @@ fn message(cx: &Ctx) -> String {
             .unwrap_or_default()
     };
     match cx.phase() {
-        Phase::Pending | Phase::AwaitingGates | Phase::AwaitingWindow | Phase::Failed => {
+        // TODO(issue 14): "verifying the train: 4m left".
+        Phase::Pending
+        | Phase::AwaitingGates
+        | Phase::AwaitingWindow
+        | Phase::Verifying
+        | Phase::Failed => {
             st.message.clone().unwrap_or_default()
         }
         Phase::Progressing => {

@@ -117,6 +117,7 @@ pub fn applied(spec: &ReleaseSpec, policy: &PolicyObservation) -> AppliedPolicy 
         profile: Some(profile),
         defaults,
         gate_timeout: spec.gate_timeout.or(p.gate_timeout),
+        rollback_window: p.rollback_window,
     }
 }
 

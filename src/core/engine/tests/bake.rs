@@ -117,6 +117,7 @@ fn measurements_that_are_early_stale_or_for_another_step_are_ignored() {
         metric: "error-rate".into(),
         step,
         result: QueryResult::Value(1.0),
+        stable: None,
         at,
     };
     let obs = sim.observe(vec![
