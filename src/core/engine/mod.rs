@@ -11,6 +11,7 @@
 mod context;
 mod cross_team;
 mod defer;
+mod finish;
 mod flag;
 mod gate;
 mod hold;
@@ -25,6 +26,7 @@ mod summary;
 #[cfg(test)]
 mod tests;
 mod unreadable;
+mod verify;
 mod wave;
 mod window;
 

@@ -356,12 +356,7 @@ fn advance(cx: &mut Ctx) {
             .iter()
             .all(|s| matches!(s.phase, ServicePhase::Promoted | ServicePhase::Deferred))
     {
-        cx.set_phase(Phase::Succeeded);
-        cx.st.finished_at = Some(cx.time());
-        cx.requeue = None;
-        let message = super::defer::outcome(&cx.st);
-        cx.record("Succeeded", None, message.clone());
-        cx.notice(NoticeKind::Succeeded, None, message);
+        super::verify::train_promoted(cx);
     }
 }
 
