@@ -392,6 +392,8 @@ mod tests {
                 max_reconciles: 1,
                 max_queries: 4,
                 cross_team_edges: 3,
+                notifications: Default::default(),
+                operator_namespace: String::new(),
             },
         );
         // Two services measured by a query that names neither of them, and
