@@ -15,6 +15,7 @@ mod order;
 mod pause;
 mod profiles;
 mod refused;
+mod report;
 mod rollback;
 mod waiting;
 mod windows;
