@@ -17,6 +17,7 @@ mod profiles;
 mod refused;
 mod report;
 mod rollback;
+mod rollback_window;
 mod waiting;
 mod windows;
 
