@@ -26,10 +26,9 @@ pub(super) fn announce(cx: &mut Ctx) {
     if wanted.is_empty() {
         return;
     }
-    let mut seq = cx.st.announcements.iter().map(|a| a.seq).max().unwrap_or(0);
+    let last = cx.st.announcements.iter().map(|a| a.seq).max().unwrap_or(0);
     let at = cx.time();
-    for (transition, service, message) in wanted {
-        seq += 1;
+    for (seq, (transition, service, message)) in (last + 1..).zip(wanted) {
         cx.st.announcements.push(Announcement {
             seq,
             transition,
