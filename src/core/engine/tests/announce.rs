@@ -305,3 +305,50 @@ fn receivers_that_cannot_be_used_are_a_warning_and_the_release_runs_on() {
     );
     assert_eq!(sim.run(200), Phase::Succeeded);
 }
+
+#[test]
+fn a_window_override_waiting_for_its_approval_is_announced_and_reported_once_approved() {
+    // Friday 2026-11-27, 13:00 in Berlin: frozen.
+    let friday: Timestamp = "2026-11-27T12:00:00Z".parse().unwrap();
+    let mut sim = Sim::new(spec(&[("a", &[])]))
+        .with_policy("office-hours", super::windows::office_hours())
+        .at(friday);
+    sim.receivers = vec![receiver("release-channel", &[])];
+    sim.pass();
+    sim.now = friday;
+    sim.edit(|s| {
+        s.window_override = Some(crate::api::WindowOverride {
+            justification: "checkout outage INC-4711".into(),
+        })
+    });
+    sim.pass();
+    // Waiting on: nothing new to tell.
+    sim.now = friday;
+    sim.pass();
+    sim.now = friday;
+    sim.approve_window("dana");
+    assert_eq!(sim.run(300), Phase::Succeeded);
+    assert_eq!(
+        transitions(&sim),
+        [
+            Transition::AwaitingWindow,
+            Transition::AwaitingApproval,
+            Transition::Started,
+            Transition::Succeeded
+        ]
+    );
+    let waiting = &announced(&sim)[1];
+    assert!(
+        waiting
+            .message
+            .contains("waits for an approval of the window override"),
+        "{}",
+        waiting.message
+    );
+    let approvals = &status(&sim).report.as_ref().unwrap().approvals;
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(
+        (approvals[0].approver.as_str(), approvals[0].what.as_str()),
+        ("dana", "window override")
+    );
+}
