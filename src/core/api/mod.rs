@@ -184,10 +184,13 @@ pub struct ReleaseSpec {
 
     /// Reverse a `Succeeded` release within its rollback window (the policy's
     /// `rollbackWindow`, default 24h): flags restored, services restored to their baselines in
-    /// rollback order, migration rollback Jobs run; it ends `RolledBack` (reason `Manual`).
-    /// Refused, with the reason in `status.rollbackWindow.refused`, on a release that is not
-    /// `Succeeded` (to stop one in flight, set `abort`), after the window, or when a Deployment or
-    /// flag was changed since by something else.
+    /// rollback order, migration rollback Jobs run; it ends `RolledBack` (reason `Manual`, who
+    /// asked from the annotation `signalman.dev/rollback-by`). Refused after the window, or while
+    /// a Deployment or flag is changed since by something else (the reason in
+    /// `status.rollbackWindow.refused` and a `Warning` condition; within the window it is honoured
+    /// once that is put back). On a release that has not started it is refused like an invalid
+    /// field and nothing starts; on one in flight it is a `Warning` and waits until the release
+    /// has Succeeded (to stop one in flight, set `abort`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<bool>,
 }

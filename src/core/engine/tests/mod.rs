@@ -1,6 +1,7 @@
 //! Every rule of the engine, driven by the simulated cluster and clock in `sim`,
 //! one module per part of the rules; the helpers they share are here.
 
+mod announce;
 mod bad_input;
 mod bake;
 mod crash;
@@ -15,7 +16,9 @@ mod order;
 mod pause;
 mod profiles;
 mod refused;
+mod report;
 mod rollback;
+mod rollback_window;
 mod waiting;
 mod windows;
 
