@@ -697,26 +697,26 @@ fn check_compare(at: &str, m: &Metric, c: &Compare, problem: &mut impl FnMut(Str
              or the comparison, not both",
         );
     }
-    // Written so that NaN, which no JSON carries but a Rust caller could, is refused too.
-    if c.max_ratio.is_some_and(|r| !(r > 0.0)) {
+    // NaN, which no JSON carries but a Rust caller could, is refused too.
+    if c.max_ratio.is_some_and(|r| r.is_nan() || r <= 0.0) {
         problem(
             format!("{at}.compare.maxRatio"),
             "must be greater than 0, e.g. 1.2 (the canary at most 20% above stable)",
         );
     }
-    if c.min_ratio.is_some_and(|r| !(r > 0.0)) {
+    if c.min_ratio.is_some_and(|r| r.is_nan() || r <= 0.0) {
         problem(
             format!("{at}.compare.minRatio"),
             "must be greater than 0, e.g. 0.9 (the canary at least 90% of stable)",
         );
     }
-    if c.max_increase.is_some_and(|d| !(d >= 0.0)) {
+    if c.max_increase.is_some_and(|d| d.is_nan() || d < 0.0) {
         problem(
             format!("{at}.compare.maxIncrease"),
             "must not be negative, e.g. 0.005",
         );
     }
-    if c.max_decrease.is_some_and(|d| !(d >= 0.0)) {
+    if c.max_decrease.is_some_and(|d| d.is_nan() || d < 0.0) {
         problem(
             format!("{at}.compare.maxDecrease"),
             "must not be negative, e.g. 0.01",

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod bake;
+mod compare;
 mod crash;
 mod cross_team;
 mod deferral;
@@ -16,6 +17,7 @@ mod pause;
 mod profiles;
 mod refused;
 mod rollback;
+mod verify;
 mod waiting;
 mod windows;
 
