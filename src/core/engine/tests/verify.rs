@@ -2,20 +2,6 @@
 
 use super::*;
 
-const VERIFY_QUERY: &str =
-    r#"sum(rate(checkouts_total{namespace="{{namespace}}",result!="ok"}[5m]))"#;
-
-/// `spec`'s train, verified for 2m with a measurement every 30s (so 4 passes needed),
-/// the failed-checkout rate at most 0.5.
-fn verified(edges: &[(&str, &[&str])]) -> ReleaseSpec {
-    let mut s = spec(edges);
-    s.verify = crate::testing::spec()
-        .verify(secs(120), secs(30), "checkout-failures", VERIFY_QUERY, 0.5)
-        .build()
-        .verify;
-    s
-}
-
 /// A migration, code that needs it, code that needs that, and a flag on top.
 fn train() -> ReleaseSpec {
     let mut s = crate::testing::spec()
