@@ -119,8 +119,7 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
         | Phase::Progressing
         | Phase::Paused
         | Phase::Held => progress::run(&mut cx),
-        // TODO(issue 14): verify::run.
-        Phase::Verifying => {}
+        Phase::Verifying => verify::run(&mut cx),
         Phase::RollingBack => rollback::run(&mut cx),
         Phase::Succeeded => rollback_window::run(&mut cx),
         Phase::RolledBack | Phase::Failed => {}

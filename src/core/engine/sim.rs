@@ -122,6 +122,8 @@ pub struct Sim {
     pub cluster: BTreeMap<String, SimService>,
     pub now: Timestamp,
     pub measure: Measure,
+    /// What a `compare` metric's query returns for the stable pods (`measure` gives the canary's).
+    pub measure_stable: Measure,
     /// What each query gate returns when the engine asks for it.
     pub gate: GateCheck,
     /// The ReleasePolicy that applies, as the shell would resolve it.
@@ -210,6 +212,7 @@ impl Sim {
             cluster,
             now: epoch(),
             measure: Box::new(|_, _| QueryResult::Value(0.0)),
+            measure_stable: Box::new(|_, _| QueryResult::Value(0.0)),
             gate: Box::new(|_, _| QueryResult::Value(0.0)),
             policy: PolicyObservation::None,
             approvals: Vec::new(),
@@ -293,6 +296,15 @@ impl Sim {
         f: impl FnMut(&MeasurementRequest, Timestamp) -> QueryResult + 'static,
     ) -> Sim {
         self.measure = Box::new(f);
+        self
+    }
+
+    /// The stable pods' value of each `compare` metric.
+    pub fn with_stable_measure(
+        mut self,
+        f: impl FnMut(&MeasurementRequest, Timestamp) -> QueryResult + 'static,
+    ) -> Sim {
+        self.measure_stable = Box::new(f);
         self
     }
 
@@ -623,6 +635,20 @@ impl Sim {
 
     pub fn pass_with(&mut self, crash: Crash) -> &Decision {
         let due = due_measurements(&self.release, self.now);
+        // As the shell: a compare metric's query runs once per track.
+        let spec = crate::policy::effective(&self.release).into_owned();
+        let compares = |r: &MeasurementRequest| {
+            let analysis = if r.service.is_empty() {
+                spec.verify.as_ref().map(|v| v.analysis.clone())
+            } else {
+                spec.service(&r.service).map(|s| spec.analysis_of(s))
+            };
+            analysis.is_some_and(|a| {
+                a.metrics
+                    .iter()
+                    .any(|m| m.name == r.metric && m.compare.is_some())
+            })
+        };
         let taken = due
             .iter()
             .map(|r| Taken {
@@ -630,7 +656,7 @@ impl Sim {
                 metric: r.metric.clone(),
                 step: r.step,
                 result: (self.measure)(r, self.now),
-                stable: None,
+                stable: compares(r).then(|| (self.measure_stable)(r, self.now)),
                 at: self.now,
             })
             .collect();

@@ -84,14 +84,10 @@ fn message(cx: &Ctx) -> String {
             .unwrap_or_default()
     };
     match cx.phase() {
-        // TODO(issue 14): "verifying the train: 4m left".
-        Phase::Pending
-        | Phase::AwaitingGates
-        | Phase::AwaitingWindow
-        | Phase::Verifying
-        | Phase::Failed => {
+        Phase::Pending | Phase::AwaitingGates | Phase::AwaitingWindow | Phase::Failed => {
             st.message.clone().unwrap_or_default()
         }
+        Phase::Verifying => super::verify::message(cx),
         Phase::Progressing => {
             let moving: Vec<String> = st
                 .services

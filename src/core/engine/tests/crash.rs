@@ -43,6 +43,10 @@ fn scenarios() -> Vec<Sim> {
                 0.0
             })
         }),
+        Sim::new(verified(edges)),
+        // The train breaches in verification, once every service is promoted.
+        Sim::new(verified(edges))
+            .with_measure(|r, _| QueryResult::Value(if r.service.is_empty() { 0.75 } else { 0.0 })),
     ]
 }
 

@@ -4,6 +4,7 @@
 mod announce;
 mod bad_input;
 mod bake;
+mod compare;
 mod crash;
 mod cross_team;
 mod deferral;
@@ -19,6 +20,7 @@ mod refused;
 mod report;
 mod rollback;
 mod rollback_window;
+mod verify;
 mod waiting;
 mod windows;
 
@@ -50,6 +52,23 @@ fn spec(edges: &[(&str, &[&str])]) -> ReleaseSpec {
             0.01,
         )
         .build()
+}
+
+/// [`spec`]'s train, verified for 2m with a measurement every 30s (so 4
+/// passes needed), the failed-checkout rate at most 0.5.
+fn verified(edges: &[(&str, &[&str])]) -> ReleaseSpec {
+    let mut s = spec(edges);
+    s.verify = crate::testing::spec()
+        .verify(
+            secs(120),
+            secs(30),
+            "checkout-failures",
+            r#"sum(rate(checkouts_total{namespace="{{namespace}}",result!="ok"}[5m]))"#,
+            0.5,
+        )
+        .build()
+        .verify;
+    s
 }
 
 fn analysis(sim: &mut Sim) -> &mut Analysis {

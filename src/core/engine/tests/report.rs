@@ -242,7 +242,7 @@ fn a_rolled_back_train_reports_the_breach_and_the_order_services_were_restored_i
     let cause = st.rollback.clone().unwrap();
     assert_eq!(cause.metric.as_deref(), Some("error-rate"));
     assert_eq!(cause.value, Some(0.3));
-    assert_eq!(cause.threshold.as_deref(), Some("<= 0.01"));
+    assert_eq!(cause.threshold.as_deref(), Some("max 0.01"));
     let first_failed = st
         .timeline
         .iter()
@@ -255,7 +255,7 @@ fn a_rolled_back_train_reports_the_breach_and_the_order_services_were_restored_i
     assert_eq!(rb.service.as_deref(), Some("c"));
     assert_eq!(rb.metric.as_deref(), Some("error-rate"));
     assert_eq!(rb.value, Some(0.3));
-    assert_eq!(rb.threshold.as_deref(), Some("<= 0.01"));
+    assert_eq!(rb.threshold.as_deref(), Some("max 0.01"));
     assert_eq!(rb.first_deviation_at, Some(first_failed.at.clone()));
     assert_eq!(rb.message, cause.message);
     assert_eq!(rb.requested_by, None);
@@ -265,7 +265,7 @@ fn a_rolled_back_train_reports_the_breach_and_the_order_services_were_restored_i
     assert_eq!(
         r.summary,
         format!(
-            "train rolled back after a breach: error-rate = 0.3 on c, threshold <= 0.01: \
+            "train rolled back after a breach: error-rate = 0.3 on c, threshold max 0.01: \
              3 services restored, 1 canary withdrawn before promotion in {}",
             took(&r)
         )
