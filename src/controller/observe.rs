@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use super::cache::{Cache, REVISION};
 use super::template::template_state;
 use super::{Context, Error};
-use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, render_query};
+use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, Track, render_query};
 use crate::api::{MemberKind, Release, ServiceSpec};
 use crate::engine::{
     ApprovalObservation, GateRequest, GateTaken, JobKind, Observations, PolicyObservation,
@@ -277,6 +277,7 @@ pub async fn ask_prometheus(
                         release: rel.name_any(),
                         canary_hash: o.canary_hash.unwrap_or_default(),
                         stable_hash: o.stable_hash.unwrap_or_default(),
+                        track: Track::Canary,
                     };
                     Ok(render_query(&metric.query, &vars))
                 }

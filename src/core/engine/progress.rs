@@ -204,7 +204,12 @@ fn ingest(cx: &mut Ctx) -> Verdict {
         if t.at < plus(last.unwrap_or(baked).0, analysis.interval()) {
             continue;
         }
-        let outcome = judge(metric, &t.result, analysis.no_data.unwrap_or_default());
+        let outcome = judge(
+            metric,
+            &t.result,
+            t.stable.as_ref(),
+            analysis.no_data.unwrap_or_default(),
+        );
         cx.judged.push(Judged {
             service: t.service.clone(),
             metric: t.metric.clone(),
