@@ -14,8 +14,8 @@ use crate::api::Release;
 use signalman_core::policy;
 
 use super::approve;
-use super::report;
 use super::cluster::{self, Connection, Target};
+use super::report;
 use super::schedule::{ClusterCheck, GoNoGo, PlanInput, PolicyRead, render_plan_with};
 use super::steer::{self, Steer};
 use super::style::Style;

@@ -106,9 +106,7 @@ pub fn render(r: &Release, audience: Audience, format: Format) -> Result<String,
     let doc = document(r, audience)?;
     Ok(match format {
         Format::Markdown => markdown(&doc),
-        Format::Json => {
-            serde_json::to_string_pretty(&doc).expect("a document serializes") + "\n"
-        }
+        Format::Json => serde_json::to_string_pretty(&doc).expect("a document serializes") + "\n",
     })
 }
 
@@ -206,11 +204,17 @@ impl Cx<'_> {
     }
 
     fn rollback_command(&self) -> String {
-        format!("kubectl signalman rollback {} -n {}", self.name, self.namespace)
+        format!(
+            "kubectl signalman rollback {} -n {}",
+            self.name, self.namespace
+        )
     }
 
     fn services(&self, phase: ServicePhase) -> impl Iterator<Item = &ServiceReport> {
-        self.report.services.iter().filter(move |s| s.phase == phase)
+        self.report
+            .services
+            .iter()
+            .filter(move |s| s.phase == phase)
     }
 }
 
@@ -319,11 +323,7 @@ fn job_result(run: &JobRun) -> String {
 fn measurement(cx: &Cx<'_>, m: &Measurement, verification: bool) -> String {
     let value = |v: Option<f64>| v.map(number).unwrap_or_else(|| "no value".to_owned());
     let values = match m.stable_value {
-        Some(stable) => format!(
-            "canary {} vs stable {}",
-            value(m.value),
-            number(stable)
-        ),
+        Some(stable) => format!("canary {} vs stable {}", value(m.value), number(stable)),
         None => value(m.value),
     };
     let outcome = match m.outcome {
@@ -360,7 +360,10 @@ fn outcome_words(p: Phase) -> &'static str {
 }
 
 fn risk(report: &Report) -> Option<String> {
-    match (report.risk_reason.as_deref().filter(|r| !r.is_empty()), report.risk) {
+    match (
+        report.risk_reason.as_deref().filter(|r| !r.is_empty()),
+        report.risk,
+    ) {
         (Some(reason), _) => Some(reason.to_owned()),
         (None, Some(r)) => Some(policy::risk_name(r).to_owned()),
         (None, None) => None,
@@ -478,13 +481,20 @@ fn engineering(cx: &Cx<'_>) -> (String, Vec<Section>) {
         .services
         .iter()
         .map(|s| {
-            let mut parts = vec![format!("{} ({}, {}): {:?}", s.name, s.kind, s.owner, s.phase)];
+            let mut parts = vec![format!(
+                "{} ({}, {}): {:?}",
+                s.name, s.kind, s.owner, s.phase
+            )];
             parts.extend(versions(s, true));
             if s.dark {
                 parts.push("dark".into());
             }
             if let Some(f) = &s.flag {
-                parts.push(format!("ConfigMap {}: {}", f.config_map, flag_keys(&f.keys)));
+                parts.push(format!(
+                    "ConfigMap {}: {}",
+                    f.config_map,
+                    flag_keys(&f.keys)
+                ));
             }
             if let Some(run) = &s.forward_job {
                 parts.push(format!("forward Job {}: {}", run.name, job_result(run)));
@@ -496,12 +506,9 @@ fn engineering(cx: &Cx<'_>) -> (String, Vec<Section>) {
                 parts.push(format!("irreversible: {why}"));
             }
             match (&s.started_at, &s.finished_at) {
-                (Some(a), Some(b)) => parts.push(format!(
-                    "{} to {} ({})",
-                    cx.at(a),
-                    cx.at(b),
-                    between(a, b)
-                )),
+                (Some(a), Some(b)) => {
+                    parts.push(format!("{} to {} ({})", cx.at(a), cx.at(b), between(a, b)))
+                }
                 (Some(a), None) => parts.push(format!("started {}", cx.at(a))),
                 _ => {}
             }
@@ -566,7 +573,10 @@ fn engineering(cx: &Cx<'_>) -> (String, Vec<Section>) {
         if let Some(rb) = &r.rollback
             && !rb.restored.is_empty()
         {
-            lines.push(format!("restored in this order: {}", rb.restored.join(" → ")));
+            lines.push(format!(
+                "restored in this order: {}",
+                rb.restored.join(" → ")
+            ));
         }
         sections.push(Section {
             title: "Rollback".into(),
@@ -721,10 +731,18 @@ fn product(cx: &Cx<'_>) -> (String, Vec<Section>) {
         .filter(|s| matches!(s.phase, ServicePhase::Restored | ServicePhase::Withdrawn))
         .filter(|s| s.kind != "Job")
         .map(|s| match (s.phase, previous(s), &s.flag) {
-            (_, _, Some(f)) => format!("{}: flag keys in ConfigMap {} put back", s.name, f.config_map),
+            (_, _, Some(f)) => format!(
+                "{}: flag keys in ConfigMap {} put back",
+                s.name, f.config_map
+            ),
             (ServicePhase::Restored, Some(was), _) => format!("{}: back on {was}", s.name),
-            (ServicePhase::Restored, None, _) => format!("{}: back on its previous version", s.name),
-            _ => format!("{}: never reached all users; the previous version stayed", s.name),
+            (ServicePhase::Restored, None, _) => {
+                format!("{}: back on its previous version", s.name)
+            }
+            _ => format!(
+                "{}: never reached all users; the previous version stayed",
+                s.name
+            ),
         })
         .collect();
     if !back.is_empty() {
@@ -857,10 +875,7 @@ fn support(cx: &Cx<'_>) -> (String, Vec<Section>) {
         title: "Rollback".into(),
         lines: rollback,
     });
-    (
-        format!("Release {}: for support", cx.qualified()),
-        sections,
-    )
+    (format!("Release {}: for support", cx.qualified()), sections)
 }
 
 fn leadership(cx: &Cx<'_>) -> (String, Vec<Section>) {

@@ -293,7 +293,10 @@ pub fn rollback(r: &Release, now: Timestamp) -> Result<Steer, Refusal> {
     );
     let mut says = format!("Release {name} rolls back");
     if let Some(w) = window {
-        says.push_str(&format!(" (its rollback window is open until {})", w.until.0));
+        says.push_str(&format!(
+            " (its rollback window is open until {})",
+            w.until.0
+        ));
     }
     says.push_str(
         ": the controller first checks that no Deployment or flag of it was changed since by something else \
