@@ -408,8 +408,10 @@ fn start_service(cx: &mut Ctx, i: usize) {
     }
     let steps = cx.spec.steps_of(svc);
     let baseline = format!("{}-{}-baseline", cx.release_name(), name);
+    let previous_images = super::report::previous_images(cx, &name);
     let now = cx.time();
     let s = &mut cx.st.services[i];
+    s.previous_images = previous_images;
     s.phase = ServicePhase::Progressing;
     s.step = Some(0);
     s.weight = steps.first().map_or(0, |st| st.weight);

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::NoticeKind;
 use super::context::{Ctx, plus};
 use super::{Action, CONVERGE, DELETION_GRACE, TemplateState};
-use crate::api::{MemberKind, Phase, RollbackCause, RollbackReason, ServicePhase};
+use crate::api::{MemberKind, Outcome, Phase, RollbackCause, RollbackReason, ServicePhase};
 
 /// Start rolling back. Every canary in flight is sent to 0 % in this very
 /// decision, before anything else happens.
@@ -30,6 +30,9 @@ pub(super) fn begin(
         threshold: None,
         requested_by: None,
     });
+    if reason == RollbackReason::Breach {
+        record_breached_metric(cx, service.as_deref());
+    }
     cx.record(reason.as_str(), service.as_deref(), message.clone());
     cx.notice(
         NoticeKind::RollbackBegan(reason),
@@ -94,6 +97,51 @@ pub(super) fn begin(
         );
     }
     run(cx);
+}
+
+/// The metric whose failures broke the limit, its last failing value and the
+/// bound it crossed, on the rollback's record for the report: `service`'s own
+/// analysis, or the train's verification when no service is named. A breach
+/// that is not a metric's (a migration's Job failed) records none.
+fn record_breached_metric(cx: &mut Ctx, service: Option<&str>) {
+    let (analysis, tally, measurements) = match service {
+        Some(name) => {
+            let (Some(svc), Some(i)) = (cx.spec.service(name), cx.index(name)) else {
+                return;
+            };
+            let s = &cx.st.services[i];
+            (cx.spec.analysis_of(svc), &s.tally, &s.measurements)
+        }
+        None => {
+            let (Some(verify), Some(v)) = (&cx.spec.verify, &cx.st.verification) else {
+                return;
+            };
+            (verify.analysis.clone(), &v.tally, &v.measurements)
+        }
+    };
+    let Some(tally) = tally.iter().find(|t| t.failed > analysis.failure_limit()) else {
+        return;
+    };
+    let Some(metric) = analysis.metrics.iter().find(|m| m.name == tally.metric) else {
+        return;
+    };
+    let last = measurements
+        .iter()
+        .rev()
+        .find(|m| m.metric == metric.name && m.outcome == Outcome::Fail);
+    let value = last.and_then(|m| m.value);
+    let threshold = threshold(metric, last.and_then(|m| m.stable_value));
+    let name = metric.name.clone();
+    if let Some(cause) = cx.st.rollback.as_mut() {
+        cause.metric = Some(name);
+        cause.value = value;
+        cause.threshold = Some(threshold);
+    }
+}
+
+/// The bound a breaching measurement crossed, in words.
+fn threshold(metric: &crate::api::Metric, _stable: Option<f64>) -> String {
+    crate::text::threshold(metric.min, metric.max)
 }
 
 pub(super) fn run(cx: &mut Ctx) {

@@ -53,6 +53,11 @@ pub struct SimService {
     pub rollback_fails: Option<(String, Option<String>)>,
     /// Its Jobs run and never finish.
     pub jobs_hang: bool,
+    /// The image of each container of its baseline (`<service>:v1` for each container the
+    /// change names); with the new version the change's images replace them.
+    pub images: BTreeMap<String, String>,
+    /// Someone else changed the Deployment after the release left it: what differs.
+    pub changed: Option<String>,
 }
 
 impl SimService {
@@ -75,6 +80,8 @@ impl SimService {
             forward_fails: None,
             rollback_fails: None,
             jobs_hang: false,
+            images: BTreeMap::new(),
+            changed: None,
         }
     }
 
@@ -129,6 +136,9 @@ pub struct Sim {
     pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
     /// Other Releases in the namespace, for the claim rules.
     pub others: Vec<Claimant>,
+    /// The notification receivers that apply, and those that cannot be used.
+    pub receivers: Vec<crate::api::Receiver>,
+    pub receiver_problems: Vec<String>,
 }
 
 /// `2026-11-26T10:00:00Z`, the simulated start of every test.
@@ -159,8 +169,15 @@ impl Sim {
                     .as_ref()
                     .and_then(|t| t.gateway_api.as_ref())
                     .is_some();
+                let images = s
+                    .change
+                    .images
+                    .keys()
+                    .map(|c| (c.clone(), format!("{}:v1", s.name)))
+                    .collect();
                 let svc = SimService {
                     exists: s.deployment().is_some(),
+                    images,
                     containers,
                     route: gateway.then_some(RouteObservation {
                         found: true,
@@ -200,6 +217,8 @@ impl Sim {
             idle_step: Duration::from_secs(30),
             config_maps,
             others: Vec::new(),
+            receivers: Vec::new(),
+            receiver_problems: Vec::new(),
         }
     }
 
@@ -310,6 +329,29 @@ impl Sim {
         self
     }
 
+    /// `user` asks for the release to be rolled back, as `kubectl signalman rollback` does:
+    /// `spec.rollback: true` and, when known, who asked (annotation `signalman.dev/rollback-by`).
+    pub fn request_rollback(&mut self, user: Option<&str>) {
+        if let Some(user) = user {
+            self.release
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(
+                    crate::api::ROLLBACK_BY_ANNOTATION.to_owned(),
+                    user.to_owned(),
+                );
+        }
+        self.edit(|s| s.rollback = Some(true));
+    }
+
+    /// Someone else changes the Deployment of `service` after the release: `what` differs.
+    pub fn change_deployment(&mut self, service: &str, what: &str) {
+        let s = self.svc(service);
+        s.template = TemplateState::Drifted;
+        s.changed = Some(what.to_owned());
+    }
+
     /// `approver` approves the gate `gate` now.
     pub fn approve_gate(&mut self, approver: &str, gate: &str) {
         self.approve(approver, |a| a.gate = Some(gate.to_owned()));
@@ -371,6 +413,12 @@ impl Sim {
             .cluster
             .iter()
             .map(|(name, s)| {
+                let mut images = s.images.clone();
+                if s.template == TemplateState::New
+                    && let Some(svc) = self.release.spec.service(name)
+                {
+                    images.extend(svc.change.images.clone());
+                }
                 let o = ServiceObservation {
                     stable: s.exists.then(|| StableObservation {
                         containers: s.containers.clone(),
@@ -379,8 +427,8 @@ impl Sim {
                         replicas: 3,
                         paused: s.paused,
                         rollout_failed: s.rollout_failed,
-                        images: BTreeMap::new(),
-                        changed: None,
+                        images,
+                        changed: s.changed.clone(),
                     }),
                     canary: s.canary.clone(),
                     baseline_recorded: s.baseline_recorded,
@@ -420,8 +468,8 @@ impl Sim {
             approvals: self.approvals.clone(),
             gates: Vec::new(),
             cross_team_limit: None,
-            receiver_problems: Vec::new(),
-            receivers: Vec::new(),
+            receiver_problems: self.receiver_problems.clone(),
+            receivers: self.receivers.clone(),
         }
     }
 
@@ -516,6 +564,7 @@ impl Sim {
                         s.template = TemplateState::Baseline;
                         s.rolled_out = false;
                     }
+                    s.changed = None;
                 }
             }
         }

@@ -46,7 +46,11 @@ pub(super) fn finish(cx: &mut Ctx) {
     }
     cx.st.message = Some(message(cx));
     conditions(cx);
+    super::warning::set(cx);
+    // From the whole timeline, before it is capped; announced with its summary.
+    super::report::on_final(cx);
     cap_timeline(cx);
+    super::announce::announce(cx);
 }
 
 /// What each running canary really gets, next to the weight it was asked for.
