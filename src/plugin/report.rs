@@ -348,12 +348,12 @@ fn measurement(cx: &Cx<'_>, m: &Measurement, verification: bool) -> String {
     )
 }
 
-/// The outcome in one word or two: `Succeeded`, `Rolled back`, `Failed`.
+/// The outcome before its time, as in `succeeded 2026-11-26 10:12:02 UTC`.
 fn outcome_words(p: Phase) -> &'static str {
     match p {
-        Phase::Succeeded => "Succeeded",
-        Phase::RolledBack => "Rolled back",
-        Phase::Failed => "Failed",
+        Phase::Succeeded => "succeeded",
+        Phase::RolledBack => "rolled back, ended",
+        Phase::Failed => "failed",
         // A report is only written for the three above; say what the field holds otherwise.
         _ => p.as_str(),
     }
@@ -390,7 +390,7 @@ fn took(cx: &Cx<'_>) -> String {
 /// Why the train was reversed, with the metric, its value and the bound it crossed.
 fn rollback_cause(cx: &Cx<'_>) -> Option<String> {
     let rb = cx.report.rollback.as_ref()?;
-    let mut out = format!("{}", rb.reason);
+    let mut out = rb.reason.to_string();
     if let Some(s) = &rb.service {
         let _ = write!(out, " on {s}");
     }
@@ -463,8 +463,7 @@ fn engineering(cx: &Cx<'_>) -> (String, Vec<Section>) {
     let r = cx.report;
     let mut sections = Vec::new();
 
-    let mut outcome = vec![format!("{}: {}", outcome_words(r.outcome), r.summary)];
-    outcome.push(format!("owner {}", r.owner));
+    let mut outcome = vec![r.summary.clone(), format!("owner {}", r.owner)];
     if let Some(d) = &r.description {
         outcome.push(d.clone());
     }
@@ -485,7 +484,9 @@ fn engineering(cx: &Cx<'_>) -> (String, Vec<Section>) {
                 "{} ({}, {}): {:?}",
                 s.name, s.kind, s.owner, s.phase
             )];
-            parts.extend(versions(s, true));
+            if started(s) {
+                parts.extend(versions(s, true));
+            }
             if s.dark {
                 parts.push("dark".into());
             }
@@ -659,6 +660,25 @@ fn push_deferred(r: &Report, sections: &mut Vec<Section>) {
     }
 }
 
+/// Whether the release touched the service at all.
+fn started(s: &ServiceReport) -> bool {
+    !matches!(
+        s.phase,
+        ServicePhase::Pending | ServicePhase::Deferred | ServicePhase::Skipped
+    )
+}
+
+/// A service the release left between two states (a Failed rollback stops there).
+fn unsettled(s: &ServiceReport) -> bool {
+    matches!(
+        s.phase,
+        ServicePhase::Progressing
+            | ServicePhase::Promoting
+            | ServicePhase::Withdrawing
+            | ServicePhase::Restoring
+    )
+}
+
 fn is_deployment(s: &ServiceReport) -> bool {
     s.kind == "Deployment"
 }
@@ -666,7 +686,7 @@ fn is_deployment(s: &ServiceReport) -> bool {
 fn product(cx: &Cx<'_>) -> (String, Vec<Section>) {
     let r = cx.report;
     let mut sections = Vec::new();
-    let mut outcome = vec![format!("{}: {}", outcome_words(r.outcome), r.summary)];
+    let mut outcome = vec![r.summary.clone()];
     if let Some(d) = &r.description {
         outcome.push(d.clone());
     }
@@ -763,8 +783,13 @@ fn support(cx: &Cx<'_>) -> (String, Vec<Section>) {
     sections.push(Section {
         title: "Outcome".into(),
         lines: vec![
-            format!("{}: {}", outcome_words(r.outcome), r.summary),
-            format!("finished {}; owner {}", full(&r.finished_at), r.owner),
+            r.summary.clone(),
+            format!(
+                "{} {}; owner {}",
+                outcome_words(r.outcome),
+                full(&r.finished_at),
+                r.owner
+            ),
         ],
     });
 
@@ -820,7 +845,7 @@ fn support(cx: &Cx<'_>) -> (String, Vec<Section>) {
     sections.push(Section {
         title: "What changed for customers".into(),
         lines: if changed.is_empty() {
-            vec!["nothing: every service runs what it ran before".into()]
+            vec!["no new version of any service is live".into()]
         } else {
             changed
         },
@@ -828,11 +853,17 @@ fn support(cx: &Cx<'_>) -> (String, Vec<Section>) {
 
     let mut issues = Vec::new();
     if let Some(cause) = rollback_cause(cx) {
-        issues.push(format!("rolled back: {cause}"));
+        issues.push(match r.outcome {
+            Phase::RolledBack => format!("rolled back: {cause}"),
+            _ => format!("a rollback began and did not complete: {cause}"),
+        });
     }
-    if r.outcome == Phase::Failed && r.rollback.is_none() {
-        issues.push(format!("failed: {}", r.summary));
-    }
+    issues.extend(r.services.iter().filter(|s| unsettled(s)).map(|s| {
+        format!(
+            "{} was left {:?}: not back where it was before the release",
+            s.name, s.phase
+        )
+    }));
     if let Some(v) = &r.verification
         && !v.passed
     {
@@ -880,12 +911,8 @@ fn support(cx: &Cx<'_>) -> (String, Vec<Section>) {
 
 fn leadership(cx: &Cx<'_>) -> (String, Vec<Section>) {
     let r = cx.report;
-    let outcome = format!(
-        "{} {}: {}",
-        cx.qualified(),
-        outcome_words(r.outcome).to_lowercase(),
-        r.summary
-    );
+    // The summary is the engine's one line about the outcome; it names the release.
+    let outcome = format!("{} (namespace {})", r.summary, cx.namespace);
     let risk_and_duration = format!(
         "{}; {}",
         risk(r).map_or_else(|| "risk not recorded".to_owned(), |r| format!("risk {r}")),
@@ -896,7 +923,10 @@ fn leadership(cx: &Cx<'_>) -> (String, Vec<Section>) {
     );
     let mut incidents = Vec::new();
     if let Some(rb) = &r.rollback {
-        let mut what = format!("rolled back ({})", rb.reason);
+        let mut what = match r.outcome {
+            Phase::RolledBack => format!("rolled back ({})", rb.reason),
+            _ => format!("a rollback that did not complete ({})", rb.reason),
+        };
         if let (Some(metric), Some(value)) = (&rb.metric, rb.value) {
             let _ = write!(what, ": {metric} was {}", number(value));
             if let Some(t) = &rb.threshold {
@@ -906,7 +936,7 @@ fn leadership(cx: &Cx<'_>) -> (String, Vec<Section>) {
         incidents.push(what);
     }
     if r.outcome == Phase::Failed {
-        incidents.push("failed".to_owned());
+        incidents.push("failed: needs a person".to_owned());
     }
     if !r.holds.is_empty() {
         let n = r.holds.len();
