@@ -427,13 +427,18 @@ impl<'de> serde::de::Visitor<'de> for MaybeDuration {
 /// controller before anything changes): a typo would select nothing and, with
 /// `noData: pass`, promote on no evidence. The API server cannot afford that
 /// check as a CEL rule on every query of every service within its cost budget.
-pub const PLACEHOLDERS: [&str; 5] = [
+pub const PLACEHOLDERS: [&str; 6] = [
     "namespace",
     "service",
     "release",
     "canary_hash",
     "stable_hash",
+    "track",
 ];
+
+/// The placeholders a verify query (`spec.verify.analysis`) may use: it
+/// measures the whole promoted train, so nothing names one service or track.
+pub const VERIFY_PLACEHOLDERS: [&str; 2] = ["namespace", "release"];
 
 const STEPS_INCREASING: &str =
     "self.map(s, s.weight).isSorted() && self.all(a, self.exists_one(b, b.weight == a.weight))";
@@ -541,6 +546,9 @@ pub struct Metric {
     /// PromQL returning one number. `{{namespace}}`, `{{service}}`, `{{release}}`, `{{canary_hash}}`
     /// and `{{stable_hash}}` are replaced (escaped for PromQL strings) before it runs; `{{service}}`
     /// is the Kubernetes Service's name (`traffic.gatewayAPI.service` when set, else the service's `name`).
+    /// `{{track}}` is a whole label matcher, for inside a selector: `track="canary"` for the canary,
+    /// `track!="canary"` for the stable pods (the label `track` relabelled from the pod label
+    /// `signalman.dev/track`); a `compare` metric must use it, any other metric gets the canary's.
     /// With them filled in it must parse as PromQL and give a number, not a range vector: `kubectl
     /// signalman plan` and the controller refuse it before anything moves otherwise.
     // Bounded so the API server can afford the CEL rule on every query of every service.
