@@ -15,7 +15,9 @@ mod order;
 mod pause;
 mod profiles;
 mod refused;
+mod report;
 mod rollback;
+mod rollback_window;
 mod waiting;
 mod windows;
 
