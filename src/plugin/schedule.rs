@@ -365,8 +365,12 @@ pub fn render_plan_with(
         let _ = writeln!(out, "{why}");
     }
 
-    if let (Ok(_), ClusterCheck::Checked { facts, .. }) = (&sched, check) {
-        let warnings = weight_warnings(spec, facts);
+    if sched.is_ok() {
+        // Compare-only services are a property of the file; the weights need the cluster.
+        let mut warnings = plan::compare_only_warnings(&untrusted::escaped(&effective));
+        if let ClusterCheck::Checked { facts, .. } = check {
+            warnings.extend(weight_warnings(spec, facts));
+        }
         if !warnings.is_empty() {
             out.push('\n');
             let _ = writeln!(out, "{}", style.bold("Warnings:"));
@@ -652,20 +656,6 @@ fn render_schedule(
                     "    compared: each query runs for the canary ({{{{track}}}} = {}) and for the stable pods ({}); not measured at 100%, where the stable pods take no traffic",
                     analysis::Track::Canary.matcher(),
                     analysis::Track::Stable.matcher()
-                );
-            }
-            // A flag bakes at 100 %, and so does a deployment's last step.
-            let full = match svc.kind() {
-                MemberKind::Flag(_) => true,
-                _ => spec.steps_of(svc).iter().any(|s| s.weight >= 100),
-            };
-            if full && analysis::measured_at(&analysis, 100).metrics.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "    {}",
-                    style.yellow(
-                        "! only compare metrics: at 100% nothing is measured, so that step passes on its bake time alone; add a metric with min or max to judge it"
-                    )
                 );
             }
             let _ = writeln!(
