@@ -623,7 +623,22 @@ fn a_succeeded_release_shows_its_rollback_window_a_refusal_and_the_report() {
     let later: Timestamp = "2026-11-27T16:00:00Z".parse().unwrap();
     let text = view::render_release(&release("succeeded"), later, &TimeZone::UTC, Style::plain());
     assert!(
-        text.contains("ROLLBACK WINDOW closed Fri 2026-11-27 15:50 UTC"),
+        text.contains("ROLLBACK WINDOW over since Fri 2026-11-27 15:50 UTC: a rollback is refused"),
+        "{text}"
+    );
+    // Closed by the controller: the baselines are gone.
+    let mut closed = release("succeeded");
+    closed
+        .status
+        .as_mut()
+        .unwrap()
+        .rollback_window
+        .as_mut()
+        .unwrap()
+        .closed_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(later));
+    let text = view::render_release(&closed, later, &TimeZone::UTC, Style::plain());
+    assert!(
+        text.contains("ROLLBACK WINDOW closed Fri 2026-11-27 16:00 UTC: the baselines are gone"),
         "{text}"
     );
 }

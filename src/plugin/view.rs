@@ -515,38 +515,39 @@ fn render_end(
     let name = r.name_any();
     let ns = r.namespace().unwrap_or_default();
     let head = style.bold("ROLLBACK WINDOW");
-    match (phase, &status.rollback_window) {
-        (Phase::Succeeded, Some(w)) => {
-            let closed = w.closed_at.as_ref().map(|t| t.0).or_else(|| {
-                // Past `until` the controller is about to close it: already too late to ask.
-                (now >= w.until.0).then_some(w.until.0)
-            });
-            match closed {
-                Some(t) => {
-                    let _ = writeln!(
-                        out,
-                        "  {head} closed {}: the baselines are gone; going back means a new Release with the previous versions",
-                        local_date_time(t, zone)
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "  {head} open until {} (in {}): kubectl signalman rollback {name} -n {ns}",
-                        local_date_time(w.until.0, zone),
-                        text::duration(since(now, w.until.0))
-                    );
-                }
-            }
-            if let Some(why) = &w.refused {
+    if let (Phase::Succeeded, Some(w)) = (phase, &status.rollback_window) {
+        match &w.closed_at {
+            Some(t) => {
                 let _ = writeln!(
                     out,
-                    "  {} {why}",
-                    style.yellow(&style.bold("ROLLBACK REFUSED"))
+                    "  {head} closed {}: the baselines are gone; going back means a new Release with the previous versions",
+                    local_date_time(t.0, zone)
+                );
+            }
+            // Past `until` a rollback is refused even before the controller closes the window.
+            None if now >= w.until.0 => {
+                let _ = writeln!(
+                    out,
+                    "  {head} over since {}: a rollback is refused; going back means a new Release with the previous versions",
+                    local_date_time(w.until.0, zone)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  {head} open until {} (in {}): kubectl signalman rollback {name} -n {ns}",
+                    local_date_time(w.until.0, zone),
+                    text::duration(since(now, w.until.0))
                 );
             }
         }
-        _ => {}
+        if let Some(why) = &w.refused {
+            let _ = writeln!(
+                out,
+                "  {} {why}",
+                style.yellow(&style.bold("ROLLBACK REFUSED"))
+            );
+        }
     }
     if status.report.is_some() {
         let _ = writeln!(
