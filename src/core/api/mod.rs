@@ -495,7 +495,8 @@ pub struct Analysis {
     /// What an empty query result counts as (default `inconclusive`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_data: Option<NoDataPolicy>,
-    /// The criteria. Each query must return one number; it passes when inside `[min, max]`.
+    /// The criteria. Each query must return one number; it passes when inside `[min, max]` and,
+    /// for a `compare` metric, within its bounds of the stable pods' value.
     #[serde(default)]
     #[schemars(length(max = 20))]
     #[x_kube(validation = Rule::new("self.all(m, self.exists_one(n, n.name == m.name))").message("analysis.metrics: metric names must be unique"))]
@@ -563,7 +564,9 @@ pub struct Metric {
     pub max: Option<f64>,
     /// Judge the canary against the stable version instead of (or besides, on the other side)
     /// a fixed bound: the query runs once per track, `{{track}}` filled in with the canary's
-    /// and then the stable pods' selector, and both values are kept in the measurement.
+    /// and then the stable pods' selector, and both values are kept in the measurement. Not
+    /// measured where no stable version runs beside the new one (a step of weight 100, a flag's
+    /// bake): give the service a metric with `min` or `max` too to measure those.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compare: Option<Compare>,
 }

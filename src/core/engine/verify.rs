@@ -84,8 +84,10 @@ fn analysis(spec: &ReleaseSpec) -> Option<&Analysis> {
 /// The bake is over and every metric has its passes: the release has
 /// succeeded. Otherwise wake for the next measurement and the bake's end.
 fn watch(cx: &mut Ctx) {
+    // Verifying without a verification on record (a status written by
+    // something else): begin it, rather than wait for nothing.
     let (Some(a), Some(v)) = (analysis(cx.spec), cx.st.verification.clone()) else {
-        return;
+        return train_promoted(cx);
     };
     let bake = until(v.started_at.0, v.ends_at.0);
     let short = progress::short_of_passes(a, &v.tally, bake);

@@ -358,3 +358,15 @@ fn without_spec_verify_the_train_succeeds_when_promoted() {
     assert_eq!(st.verification, None);
     assert!(!reasons(st).contains(&"VerifyStarted"));
 }
+
+#[test]
+fn verifying_without_a_verification_on_record_begins_one() {
+    let mut sim = Sim::new(verified(&[("a", &[])]));
+    run_until_verifying(&mut sim);
+    sim.release.status.as_mut().unwrap().verification = None;
+    let now = sim.now;
+    sim.pass();
+    assert_eq!(sim.phase(), Phase::Verifying);
+    assert_eq!(verification(&sim).started_at.0, now);
+    assert_eq!(sim.run(50), Phase::Succeeded);
+}
