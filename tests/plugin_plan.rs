@@ -296,12 +296,13 @@ fn every_example_release_plans_cleanly() {
         releases >= 8,
         "found only {releases} example Releases in {files:?}"
     );
-    // One commented example for each kind of member and rule of issue 13.
+    // One commented example for each kind of member and rule of issues 13 and 14.
     for name in [
         "migration.yaml",
         "feature-flag.yaml",
         "deferred.yaml",
         "cross-team.yaml",
+        "verify-compare.yaml",
     ] {
         assert!(
             files.contains(&root.join(name)),
@@ -655,4 +656,65 @@ mod gonogo {
             )
         );
     }
+}
+
+#[test]
+fn comparisons_and_verification_are_described_and_a_compare_only_service_is_warned_about() {
+    use signalman::plugin::schedule::{ClusterCheck, PlanInput, render_plan};
+    use signalman::plugin::style::Style;
+
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/verify-compare.yaml"),
+    )
+    .unwrap();
+    let r = read_releases(&text).unwrap().remove(0);
+    let plan = |spec: &signalman::api::ReleaseSpec| {
+        let input = PlanInput {
+            name: r.metadata.name.as_deref(),
+            namespace: Some("shop"),
+            spec,
+        };
+        render_plan(
+            &input,
+            &ClusterCheck::Skipped("test".into()),
+            Style::plain(),
+        )
+    };
+    let (out, valid) = plan(&r.spec);
+    assert!(valid, "{out}");
+    assert!(
+        out.contains(
+            "error-rate canary ≤ stable + 0.005 · p99-latency-vs-stable canary ≤ stable × 1.2"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("the whole train is watched 15m, measured every 1m: checkout-success >= 0.98"),
+        "{out}"
+    );
+    // Verification counts in the least duration: 20m + 20m along the chain, then 15m.
+    assert_eq!(
+        schedule(&r.spec).unwrap().minimum,
+        Duration::from_secs(55 * 60)
+    );
+    assert!(out.contains("→ verification 15m"), "{out}");
+    assert!(!out.contains("Warnings:"), "{out}");
+
+    // Only comparisons: the 100% step has nothing to judge it.
+    let mut only = r.spec.clone();
+    let metrics = &mut only
+        .defaults
+        .as_mut()
+        .unwrap()
+        .analysis
+        .as_mut()
+        .unwrap()
+        .metrics;
+    metrics.retain(|m| m.compare.is_some());
+    let (out, valid) = plan(&only);
+    assert!(valid, "{out}");
+    assert!(
+        out.contains("! spec.services[0]: every metric of payments-api compares the canary with the stable pods"),
+        "{out}"
+    );
 }

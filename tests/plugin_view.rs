@@ -571,3 +571,132 @@ fn a_running_job_and_a_baking_flag_say_how_long_is_left_by_their_own_timeout_and
         "{text}"
     );
 }
+
+#[test]
+fn verifying_shows_the_time_left_and_the_verify_metrics_with_their_tallies() {
+    let text = view::render_release(&release("verifying"), now(), &TimeZone::UTC, Style::plain());
+    golden("verifying", &text);
+    assert!(
+        text.contains("VERIFYING the whole train: 4:10 left (until 16:04:10)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("checkout-success    0.9925  ✔ pass     needs >= 0.98 · 3/10 passes"),
+        "{text}"
+    );
+    // The controller's message says the same; it is not repeated.
+    assert!(!text.contains("message  verifying"), "{text}");
+}
+
+#[test]
+fn a_comparison_shows_the_canary_and_the_stable_value_and_its_bound() {
+    let text = view::render_release(
+        &release("compare-breach"),
+        now(),
+        &TimeZone::UTC,
+        Style::plain(),
+    );
+    golden("compare-breach", &text);
+    assert!(
+        text.contains("0.02 vs stable 0.001  ✖ FAIL     needs canary ≤ stable + 0.005"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_succeeded_release_shows_its_rollback_window_a_refusal_and_the_report() {
+    let text = view::render_release(&release("succeeded"), now(), &TimeZone::UTC, Style::plain());
+    golden("succeeded", &text);
+    assert!(
+        text.contains("ROLLBACK WINDOW open until Fri 2026-11-27 15:50 UTC (in 23h50m): kubectl signalman rollback checkout-v5 -n shop"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ROLLBACK REFUSED spec.rollback: Deployment \"payments-api\" was changed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl signalman report checkout-v5 -n shop --audience"),
+        "{text}"
+    );
+    // After `until` it cannot be asked for any more.
+    let later: Timestamp = "2026-11-27T16:00:00Z".parse().unwrap();
+    let text = view::render_release(&release("succeeded"), later, &TimeZone::UTC, Style::plain());
+    assert!(
+        text.contains("ROLLBACK WINDOW over since Fri 2026-11-27 15:50 UTC: a rollback is refused"),
+        "{text}"
+    );
+    // Closed by the controller: the baselines are gone.
+    let mut closed = release("succeeded");
+    closed
+        .status
+        .as_mut()
+        .unwrap()
+        .rollback_window
+        .as_mut()
+        .unwrap()
+        .closed_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(later));
+    let text = view::render_release(&closed, later, &TimeZone::UTC, Style::plain());
+    assert!(
+        text.contains("ROLLBACK WINDOW closed Fri 2026-11-27 16:00 UTC: the baselines are gone"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rollback_asks_for_spec_rollback_and_says_who_asked_in_one_patch() {
+    let mut r = release("succeeded");
+    r.spec.rollback = None;
+    r.status
+        .as_mut()
+        .unwrap()
+        .rollback_window
+        .as_mut()
+        .unwrap()
+        .refused = None;
+    let s = steer::rollback(&r, now()).unwrap();
+    assert!(
+        s.says
+            .contains("these are restored to their baseline in this order: payments-api"),
+        "{}",
+        s.says
+    );
+    let s = steer::asked_by(s, "alice");
+    assert_eq!(
+        s.patch,
+        json!({"spec": {"rollback": true}, "metadata": {"annotations": {"signalman.dev/rollback-by": "alice"}}})
+    );
+    // The core's refusal comes first, in its words: past the window...
+    let later: Timestamp = "2026-11-27T16:00:00Z".parse().unwrap();
+    let e = steer::rollback(&r, later).unwrap_err();
+    assert!(!e.done);
+    assert!(
+        e.message.contains("the rollback window closed at"),
+        "{}",
+        e.message
+    );
+    // ...and on a release that is not Succeeded.
+    let e = steer::rollback(&release("progressing"), now()).unwrap_err();
+    assert!(
+        e.message
+            .contains("only a Succeeded release can be rolled back")
+            && e.message.contains("spec.abort: true"),
+        "{}",
+        e.message
+    );
+    // Asked for and refused by the controller: say why, do not patch again.
+    let e = steer::rollback(&release("succeeded"), now()).unwrap_err();
+    assert!(
+        !e.done && e.message.contains("the controller refused it"),
+        "{}",
+        e.message
+    );
+    // Abort on a succeeded release points at rollback.
+    let e = steer::abort(&r).unwrap_err();
+    assert!(
+        e.message
+            .contains("kubectl signalman rollback checkout-v5 -n shop"),
+        "{}",
+        e.message
+    );
+}

@@ -558,6 +558,7 @@ pub struct WebApp {
     image: String,
     min_ready_seconds: i32,
     env: Vec<(String, String)>,
+    rps: Option<u32>,
 }
 
 impl WebApp {
@@ -568,7 +569,15 @@ impl WebApp {
             image: format!("registry.example/{name}:v1"),
             min_ready_seconds: 0,
             env: vec![("SIM_ERROR_RATE".into(), "0".into())],
+            rps: None,
         }
+    }
+
+    /// The Service's simulated request rate (default [`sim::DEFAULT_RPS`]):
+    /// more requests make an error ratio finer than one request's share.
+    pub fn rps(mut self, rps: u32) -> WebApp {
+        self.rps = Some(rps);
+        self
     }
 
     pub fn replicas(mut self, replicas: i32) -> WebApp {
@@ -607,7 +616,12 @@ impl WebApp {
             image,
             min_ready_seconds,
             env,
+            rps,
         } = self;
+        let annotations = match rps {
+            Some(r) => format!(", annotations: {{{}: \"{r}\"}}", sim::RPS_ANNOTATION),
+            None => String::new(),
+        };
         let env: String = env
             .iter()
             .map(|(n, v)| format!("        - {{name: {n}, value: {}}}\n", json_string(v)))
@@ -630,7 +644,7 @@ spec:
 {env}---
 apiVersion: v1
 kind: Service
-metadata: {{name: {name}}}
+metadata: {{name: {name}{annotations}}}
 spec:
   selector: {{app: {name}}}
   ports: [{{port: 80, targetPort: 8080}}]

@@ -21,9 +21,9 @@ use k8s_openapi::api::batch::v1::JobTemplateSpec;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::Value;
 use signalman::api::{
-    Analysis, CREATED_BY_ANNOTATION, Defaults, FlagChange, Gate, GatewayApiTraffic, Irreversible,
-    Metric, MigrationJob, PrometheusSpec, Release, ReleaseSpec, ReleaseType, Risk, ServiceHold,
-    ServiceSpec, SkipAnalysis, Step, Traffic, Window, WindowOverride,
+    Analysis, CREATED_BY_ANNOTATION, Compare, Defaults, FlagChange, Gate, GatewayApiTraffic,
+    Irreversible, Metric, MigrationJob, PrometheusSpec, Release, ReleaseSpec, ReleaseType, Risk,
+    ServiceHold, ServiceSpec, SkipAnalysis, Step, Traffic, Verify, Window, WindowOverride,
 };
 
 use crate::{FIELD_MANAGER, Look, poll, pretty};
@@ -34,6 +34,10 @@ pub const OWNER: &str = "team-e2e";
 /// The error-rate criterion of the scenarios: the canary's 5xx share over the
 /// last 5 s, as the traffic simulator reports it.
 pub const ERROR_RATE_QUERY: &str = r#"sum(rate(sim_http_requests_total{namespace="{{namespace}}",service="{{service}}",track="canary",code="500"}[5s])) / sum(rate(sim_http_requests_total{namespace="{{namespace}}",service="{{service}}",track="canary"}[5s]))"#;
+
+/// [`ERROR_RATE_QUERY`] for either track: `{{track}}` is the canary's
+/// matcher, then the stable pods', for a `compare` metric.
+pub const TRACK_ERROR_RATE_QUERY: &str = r#"sum(rate(sim_http_requests_total{namespace="{{namespace}}",service="{{service}}",{{track}},code="500"}[5s])) / sum(rate(sim_http_requests_total{namespace="{{namespace}}",service="{{service}}",{{track}}}[5s]))"#;
 
 /// A Release named `name`, owned by [`OWNER`], with no services yet.
 pub fn release(name: &str) -> ReleaseBuilder {
@@ -186,6 +190,20 @@ impl ReleaseBuilder {
         self
     }
 
+    /// `spec.verify`: after every service is promoted, the train is watched
+    /// for `bake` seconds by `metrics`, measured every second, no failure
+    /// tolerated.
+    pub fn verify(mut self, bake: u64, metrics: Vec<Metric>) -> ReleaseBuilder {
+        self.0.spec.verify = Some(Verify {
+            bake: Duration::from_secs(bake).into(),
+            analysis: Analysis {
+                metrics,
+                ..error_rate_analysis(1)
+            },
+        });
+        self
+    }
+
     pub fn build(self) -> Release {
         self.0
     }
@@ -220,6 +238,22 @@ pub fn error_rate_analysis(error_limit: i32) -> Analysis {
             compare: None,
         }],
         ..Analysis::default()
+    }
+}
+
+/// The scenarios' analysis judging the canary against the stable pods:
+/// [`TRACK_ERROR_RATE_QUERY`] held to `compare`, otherwise as
+/// [`error_rate_analysis`] with `errorLimit: 1`.
+pub fn compared_error_rate(compare: Compare) -> Analysis {
+    Analysis {
+        metrics: vec![Metric {
+            name: "error-rate".to_string(),
+            query: TRACK_ERROR_RATE_QUERY.to_string(),
+            min: None,
+            max: None,
+            compare: Some(compare),
+        }],
+        ..error_rate_analysis(1)
     }
 }
 
@@ -546,6 +580,26 @@ pub async fn patch_spec(api: &Api<Release>, name: &str, change: impl FnOnce(&mut
     )
     .await
     .unwrap_or_else(|e| panic!("patching Release {name}: {e}"));
+}
+
+/// Ask for a succeeded Release to be rolled back as `kubectl signalman
+/// rollback` does: one merge patch setting `spec.rollback: true` and the
+/// annotation naming who asks.
+pub async fn ask_rollback(api: &Api<Release>, name: &str, user: &str) {
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {signalman::api::ROLLBACK_BY_ANNOTATION: user}},
+        "spec": {"rollback": true},
+    });
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("asking Release {name} to roll back: {e}"));
 }
 
 /// Poll the Release every 100 ms until `check` holds on the whole object (as

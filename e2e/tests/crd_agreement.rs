@@ -8,7 +8,10 @@
 //! usable URL, images with Unicode white space around them; a risk below its
 //! changes' classes, gates without bounds or of both kinds, windows from
 //! after to or in an unknown time zone, a blank override justification, an
-//! unmeasured hotfix), go to the real API server as
+//! unmeasured hotfix; a comparison with a fixed bound on the same side, with
+//! no bound, with a ratio not above 0 or a negative difference; a
+//! verification with a bake under 1s, without metrics, opted out or
+//! comparing), go to the real API server as
 //! server-side dry-run creates; "accepted" must equal "validate() found
 //! nothing". The schema is the CRD this tree generates (`Release::crd()`,
 //! what `signalman crd` prints into `crds/`), installed under a group of its
@@ -24,9 +27,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use signalman_core::api::{
-    Analysis, Change, ChangeClass, Defaults, Duration, Gate, GatewayApiTraffic, Metric,
+    Analysis, Change, ChangeClass, Compare, Defaults, Duration, Gate, GatewayApiTraffic, Metric,
     NoDataPolicy, PrometheusSpec, Release, ReleaseSpec, ReleaseType, Risk, ServiceSpec,
-    SkipAnalysis, Step, Traffic, Weekday, Window, WindowOverride, validate,
+    SkipAnalysis, Step, Traffic, Verify, Weekday, Window, WindowOverride, validate,
 };
 use signalman_e2e::{self as e2e, TestNamespace, operator};
 
@@ -101,6 +104,53 @@ fn steps() -> BoxedStrategy<Vec<Step>> {
     prop_oneof![6 => ladder, 1 => sized].boxed()
 }
 
+fn compare(
+    max_increase: Option<f64>,
+    max_ratio: Option<f64>,
+    max_decrease: Option<f64>,
+    min_ratio: Option<f64>,
+) -> Option<Compare> {
+    Some(Compare {
+        max_increase,
+        max_ratio,
+        max_decrease,
+        min_ratio,
+    })
+}
+
+/// Mostly no comparison; else a sound one on either side, or one broken at an edge.
+fn comparison() -> BoxedStrategy<Option<Compare>> {
+    prop_oneof![
+        6 => Just(None),
+        1 => proptest::sample::select(vec![
+            compare(Some(0.005), None, None, None),
+            compare(Some(0.0), Some(1.2), None, None),
+            compare(None, None, Some(0.01), Some(0.9)),
+            compare(Some(0.005), None, None, Some(0.5)),
+            compare(None, None, None, None),
+            compare(None, Some(0.0), None, None),
+            compare(None, Some(-1.2), None, None),
+            compare(None, None, None, Some(0.0)),
+            compare(Some(-0.005), None, None, None),
+            compare(None, None, Some(-0.01), None),
+        ]),
+    ]
+    .boxed()
+}
+
+/// `query` with `{{track}}` in a selector, at the same length: a compare
+/// metric's query must name the track (a rule of validate alone, as are
+/// placeholders, which the API server cannot afford to check), so it always
+/// does here and the length edges stay where they were.
+fn with_track(query: String) -> String {
+    const TRACK: &str = "{ {{track}} }";
+    match query.as_str() {
+        "sum(rate(errors_total[1m]))" => "sum(rate(errors_total{ {{track}} }[1m]))".to_owned(),
+        q if q.trim().is_empty() || q.len() < TRACK.len() => query,
+        q => format!("{}{TRACK}", &q[..q.len() - TRACK.len()]),
+    }
+}
+
 fn metric() -> impl Strategy<Value = Metric> {
     (
         name_like("error-rate", &["m"]),
@@ -123,13 +173,27 @@ fn metric() -> impl Strategy<Value = Metric> {
                 (Some(-1.0), None),
             ],
         ),
+        comparison(),
     )
-        .prop_map(|(name, query, (min, max))| Metric {
-            name,
-            query,
-            min,
-            max,
-            compare: None,
+        .prop_map(|(name, query, (min, max), compare)| {
+            // With a comparison the fixed bound is often left out (else the
+            // upper side is bounded twice), and sometimes kept to prove that edge.
+            let (min, max) = match &compare {
+                Some(_) if name.len() % 2 == 0 => (min, None),
+                _ => (min, max),
+            };
+            let query = if compare.is_some() {
+                with_track(query)
+            } else {
+                query
+            };
+            Metric {
+                name,
+                query,
+                min,
+                max,
+                compare,
+            }
         })
 }
 
@@ -481,6 +545,57 @@ fn go_no_go() -> impl Strategy<Value = (Option<Risk>, Option<ReleaseType>, Optio
     )
 }
 
+fn verify_metric(max: Option<f64>, compare: Option<Compare>) -> Metric {
+    Metric {
+        name: "checkout-success".into(),
+        query:
+            "sum(rate(checkouts_total{namespace=\"{{namespace}}\",release=\"{{release}}\"}[5m]))"
+                .into(),
+        min: None,
+        max,
+        compare,
+    }
+}
+
+fn verification(bake: &str, metrics: Vec<Metric>, skip: bool) -> Option<Verify> {
+    Some(Verify {
+        bake: dur(bake),
+        analysis: Analysis {
+            interval: Some(dur("30s")),
+            metrics,
+            skip_analysis: skip.then(|| SkipAnalysis {
+                reason: "nothing to watch".into(),
+            }),
+            ..Analysis::default()
+        },
+    })
+}
+
+/// Mostly none; else a sound verification, or one broken at an edge: a bake
+/// under 1s, no metrics, an opt-out, a comparison (nothing is left to compare
+/// with), a metric without bounds.
+fn verify() -> BoxedStrategy<Option<Verify>> {
+    let good = verify_metric(Some(1.0), None);
+    rarely(
+        None,
+        vec![
+            verification("10m", vec![good.clone()], false),
+            verification("1s", vec![good.clone()], false),
+            verification("999ms", vec![good.clone()], false),
+            verification("0s", vec![good.clone()], false),
+            verification("10m", Vec::new(), false),
+            verification("10m", Vec::new(), true),
+            verification("10m", vec![good.clone()], true),
+            verification(
+                "10m",
+                vec![verify_metric(None, compare(Some(0.005), None, None, None))],
+                false,
+            ),
+            verification("10m", vec![verify_metric(None, None)], false),
+        ],
+    )
+}
+
 fn spec() -> impl Strategy<Value = ReleaseSpec> {
     (
         mostly(
@@ -538,6 +653,7 @@ fn spec() -> impl Strategy<Value = ReleaseSpec> {
                 ],
             ),
             rarely(None, vec![Some(dur("4h")), Some(dur("0s"))]),
+            verify(),
         ),
     )
         .prop_map(
@@ -550,7 +666,7 @@ fn spec() -> impl Strategy<Value = ReleaseSpec> {
                 mut services,
                 paused,
                 (risk, release_type, class),
-                (gates, window, justification, gate_timeout),
+                (gates, window, justification, gate_timeout, verify),
             )| {
                 if let Some(first) = services.first_mut() {
                     first.change.class = class;
@@ -576,6 +692,7 @@ fn spec() -> impl Strategy<Value = ReleaseSpec> {
                     window,
                     window_override: justification
                         .map(|justification| WindowOverride { justification }),
+                    verify,
                     ..ReleaseSpec::default()
                 }
             },

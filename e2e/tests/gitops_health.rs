@@ -157,3 +157,20 @@ fn argocd_cm_snippet_embeds_the_tested_script() {
         "argocd-cm.yaml is stale"
     );
 }
+
+#[tokio::test]
+async fn verifying_is_progressing_with_the_controllers_message() {
+    // Not captured yet: no e2e run verifies a train before the capture was written.
+    let script = std::fs::read_to_string(check_dir().join("health.lua")).unwrap();
+    let verifying = serde_json::json!({
+        "metadata": {"name": "r", "generation": 1},
+        "status": {"observedGeneration": 1, "phase": "Verifying", "message": "verifying the train: 4m 10s left"}
+    });
+    assert_eq!(
+        health(&script, &verifying).await,
+        (
+            "Progressing".to_string(),
+            "verifying the train: 4m 10s left".to_string()
+        )
+    );
+}

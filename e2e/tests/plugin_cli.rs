@@ -272,6 +272,7 @@ async fn the_example_releases_pass_the_api_servers_schema_and_rules() {
         "feature-flag.yaml",
         "deferred.yaml",
         "cross-team.yaml",
+        "verify-compare.yaml",
     ] {
         // Into the test namespace, as a server-side dry run: the CRD's schema and CEL rules judge it, nothing is stored.
         let text = std::fs::read_to_string(root.join(file))
@@ -291,7 +292,7 @@ async fn the_example_releases_pass_the_api_servers_schema_and_rules() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 8);
+    assert_eq!(checked, 9);
     assert!(
         rel::releases(&client, n)
             .list(&Default::default())

@@ -26,6 +26,7 @@ async fn prometheus_says(prom: &Prometheus, query: &str) -> Result<(), String> {
         release: "checkout-v5".into(),
         canary_hash: "5d8f9c7b4".into(),
         stable_hash: "7c9d6b5f8".into(),
+        ..QueryVars::default()
     };
     let rendered = render_query(query, &vars);
     match prom.query(&rendered).await {

@@ -1,9 +1,9 @@
 //! `kubectl signalman`: plan, watch and steer release trains.
 //!
 //! On PATH as `kubectl-signalman`, kubectl runs it for `kubectl signalman ...`.
-//! It takes kubectl's connection flags; everything it changes is one of three
-//! spec fields (`paused`, `resumeHold`, `abort`) that `kubectl patch` or git can set too,
-//! or a `ReleaseApproval` it creates as the user the API server authenticated.
+//! It takes kubectl's connection flags; everything it changes is one of four
+//! spec fields (`paused`, `resumeHold`, `abort`, `rollback`) that `kubectl patch` or git
+//! can set too, or a `ReleaseApproval` it creates as the user the API server authenticated.
 //! This file parses the arguments; the commands are in `signalman::plugin`.
 
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use signalman::plugin::cluster::Target;
 use signalman::plugin::commands::{self, Failure, Output};
 use signalman::plugin::style::Style;
-use signalman::plugin::{approve, steer};
+use signalman::plugin::{approve, report, steer};
 
 #[derive(Parser)]
 #[command(
@@ -21,7 +21,7 @@ use signalman::plugin::{approve, steer};
     bin_name = "kubectl signalman",
     version,
     about = "Plan, watch and steer Signalman release trains",
-    after_help = "Examples:\n  kubectl signalman plan -f release.yaml\n  kubectl signalman approve checkout-2 -n shop --gate change-board -m \"CAB-112 approved\"\n  kubectl signalman get checkout-2 -n shop --watch\n  kubectl signalman abort checkout-2 -n shop"
+    after_help = "Examples:\n  kubectl signalman plan -f release.yaml\n  kubectl signalman approve checkout-2 -n shop --gate change-board -m \"CAB-112 approved\"\n  kubectl signalman get checkout-2 -n shop --watch\n  kubectl signalman abort checkout-2 -n shop\n  kubectl signalman report checkout-2 -n shop --audience support\n  kubectl signalman rollback checkout-2 -n shop"
 )]
 struct Cli {
     /// Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
@@ -69,8 +69,27 @@ enum Command {
     Resume { name: String },
     /// Abort a release (spec.abort: true): canaries go to 0%, promoted services are restored in reverse order.
     Abort { name: String },
+    /// Reverse a Succeeded release within its rollback window (spec.rollback: true):
+    /// flags first, then every promoted service restored to its baseline in rollback order.
+    Rollback {
+        name: String,
+        /// Do not ask for confirmation (needed when there is no terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// The release's history with timestamps and measurements; the first deviation is marked.
     Timeline { name: String },
+    /// The completion report of a finished release, written for one audience.
+    Report {
+        /// The Release.
+        name: String,
+        /// engineering, product, support or leadership.
+        #[arg(long, value_name = "AUDIENCE")]
+        audience: String,
+        /// markdown (default) or json.
+        #[arg(short = 'o', long, value_enum, default_value = "markdown")]
+        output: report::Format,
+    },
     /// Approve one thing a release waits for, as yourself: an approval gate, a step, or the window override.
     /// Prints what the approval unblocks; approving the same thing again changes nothing.
     Approve {
@@ -134,7 +153,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Pause { name } => commands::steer_release(&target, &name, steer::pause).await,
         Command::Resume { name } => commands::steer_release(&target, &name, steer::resume).await,
         Command::Abort { name } => commands::steer_release(&target, &name, steer::abort).await,
+        Command::Rollback { name, yes } => commands::rollback(&target, &name, yes).await,
         Command::Timeline { name } => commands::timeline(&target, &name, style).await,
+        Command::Report {
+            name,
+            audience,
+            output,
+        } => commands::report(&target, &name, &audience, output).await,
         Command::Approve {
             name,
             gate,

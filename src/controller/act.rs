@@ -161,8 +161,12 @@ pub fn writes(
         Action::CreateJob { job, .. } => vec![job_write(rel, svc, *job)?],
         // Not a write of its own: [`apply`] deletes the Job.
         Action::StopJob { .. } => Vec::new(),
-        // TODO(issue 14): delete the baseline ControllerRevision in [`apply`].
-        Action::DeleteBaseline { .. } => Vec::new(),
+        // The rollback window closed: nothing will restore from it any more.
+        // Gone already (a retry, a person) is what was wanted.
+        Action::DeleteBaseline { .. } => vec![Write::delete::<ControllerRevision>(&baseline_name(
+            &rel.name_any(),
+            &svc.name,
+        ))],
         Action::SetFlag { .. } => {
             let (cm, flag) = flag_of(svc)?;
             vec![flag_write(cm, flag::set(flag))]
@@ -557,6 +561,22 @@ mod tests {
         assert_eq!(
             back["spec"]["template"]["spec"]["containers"],
             json!([{"name": "app", "image": "web:v1", "env": [{"name": "A", "value": "1"}]}])
+        );
+    }
+
+    #[test]
+    fn closing_the_window_deletes_the_baseline_revision_and_nothing_else() {
+        let spec = signalman_core::testing::spec()
+            .services(&[("api", &[])])
+            .build();
+        let rel = Release::new("shop-v5", spec);
+        let delete = Action::DeleteBaseline {
+            service: "api".into(),
+        };
+        let w = writes(&rel, &ServiceObjects::default(), &delete).unwrap();
+        assert_eq!(
+            w,
+            vec![Write::delete::<ControllerRevision>("shop-v5-api-baseline")]
         );
     }
 

@@ -932,14 +932,16 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
     let deleting = rel.metadata.deletion_timestamp.is_some();
     if status.phase.is_some_and(|p| p.is_final()) {
         // The release is over: leave the user's Deployments as they wrote them
-        // (nothing is written when that is already so; nothing to decide).
+        // (nothing is written when that is already so).
         act::release_user_objects(&cluster, &rel).await?;
-        // What a restart or a receiver's recovery left undelivered.
-        notify::hand_off(&ctx, &rel, &status);
-        if deleting {
-            let_go(&ctx, &cluster, &api, &rel, &status).await?;
+        if deleting || !after_success(&rel) {
+            // What a restart or a receiver's recovery left undelivered.
+            notify::hand_off(&ctx, &rel, &status);
+            if deleting {
+                let_go(&ctx, &cluster, &api, &rel, &status).await?;
+            }
+            return Ok(Requeue::await_change());
         }
-        return Ok(Requeue::await_change());
     }
 
     let started = jiff::Timestamp::now();
@@ -1062,6 +1064,21 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
         Some(d) => Requeue::requeue(spread(d, rel.uid().as_deref().unwrap_or(&name))),
         None => Requeue::await_change(),
     })
+}
+
+/// A `Succeeded` release still has decisions ahead: a rollback asked for
+/// (`spec.rollback`), or its rollback window to close. Every other final
+/// release is over.
+fn after_success(rel: &Release) -> bool {
+    let Some(status) = rel.status.as_ref() else {
+        return false;
+    };
+    status.phase == Some(Phase::Succeeded)
+        && (rel.spec.rollback == Some(true)
+            || status
+                .rollback_window
+                .as_ref()
+                .is_some_and(|w| w.closed_at.is_none()))
 }
 
 /// The engine's wait, stretched by a part of it that is fixed per Release:

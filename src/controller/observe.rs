@@ -9,9 +9,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::cache::{Cache, REVISION};
-use super::template::template_state;
+use super::template::{changed, template_state};
 use super::{Context, Error};
-use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, render_query};
+use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, Track, render_query};
 use crate::api::{MemberKind, Release, ServiceSpec};
 use crate::engine::{
     ApprovalObservation, GateRequest, GateTaken, JobKind, Observations, PolicyObservation,
@@ -178,12 +178,21 @@ impl World {
                     o.baseline.as_ref().map(|b| &b.template),
                     &svc.change,
                 ),
+                images: template
+                    .spec
+                    .as_ref()
+                    .into_iter()
+                    .flat_map(|s| &s.containers)
+                    .filter_map(|c| Some((c.name.clone(), c.image.clone()?)))
+                    .collect(),
+                changed: changed(
+                    &template,
+                    o.baseline.as_ref().map(|b| &b.template),
+                    &svc.change,
+                ),
                 rolled_out: rolled_out(d),
                 replicas: traffic::spec_replicas(d),
                 paused: d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false),
-                // TODO(issue 14): the images, and what changed after success.
-                images: Default::default(),
-                changed: None,
                 rollout_failed: d
                     .status
                     .as_ref()
@@ -259,33 +268,11 @@ pub async fn ask_prometheus(
     // Steps and analysis limits may come from the policy; the metrics never
     // do, but they are read through the same door as everything else.
     let spec = signalman_core::policy::effective(rel);
-    // Each request's query, or why it has none.
-    let measured: Vec<Result<String, String>> = due
+    // Each request's queries (a `compare` metric's canary query, then its
+    // stable one), or why it has none.
+    let measured: Vec<Result<Vec<String>, String>> = due
         .iter()
-        .map(|req| {
-            let svc = spec.service(&req.service);
-            let metric = svc.and_then(|svc| {
-                let analysis = spec.analysis_of(svc);
-                analysis.metrics.into_iter().find(|m| m.name == req.metric)
-            });
-            match (svc, metric) {
-                (Some(svc), Some(metric)) => {
-                    let o = world.objects(&svc.name);
-                    let vars = QueryVars {
-                        namespace: ns.clone(),
-                        service: svc.kubernetes_service().to_owned(),
-                        release: rel.name_any(),
-                        canary_hash: o.canary_hash.unwrap_or_default(),
-                        stable_hash: o.stable_hash.unwrap_or_default(),
-                    };
-                    Ok(render_query(&metric.query, &vars))
-                }
-                _ => Err(format!(
-                    "metric {:?} of service {:?} is not in the spec",
-                    req.metric, req.service
-                )),
-            }
-        })
+        .map(|req| queries(rel, &spec, world, req))
         .collect();
     let gate_vars = QueryVars {
         namespace: ns.clone(),
@@ -311,8 +298,10 @@ pub async fn ask_prometheus(
         .collect();
     let distinct: BTreeSet<&str> = measured
         .iter()
-        .chain(&checked)
-        .filter_map(|q| q.as_deref().ok())
+        .filter_map(|q| q.as_ref().ok())
+        .flatten()
+        .map(String::as_str)
+        .chain(checked.iter().filter_map(|q| q.as_deref().ok()))
         .collect();
     let answers: BTreeMap<&str, (jiff::Timestamp, QueryResult)> =
         futures::future::join_all(distinct.into_iter().map(|query| {
@@ -325,27 +314,40 @@ pub async fn ask_prometheus(
         .await
         .into_iter()
         .collect();
-    let answer = |query: &Result<String, String>| match query {
-        Ok(q) => answers[q.as_str()].clone(),
+    let answer = |query: Result<&str, &String>| match query {
+        Ok(q) => answers[q].clone(),
         Err(e) => (jiff::Timestamp::now(), QueryResult::Error(e.clone())),
     };
     let taken = due
         .iter()
         .zip(&measured)
-        .map(|(req, query)| {
-            let (at, result) = answer(query);
+        .map(|(req, queries)| {
+            let (at, result, stable) = match queries.as_ref().map(Vec::as_slice) {
+                Ok([canary, stable]) => {
+                    let (at, result) = answer(Ok(canary));
+                    (at, result, Some(answer(Ok(stable)).1))
+                }
+                Ok([query]) => {
+                    let (at, result) = answer(Ok(query));
+                    (at, result, None)
+                }
+                Ok(_) => unreachable!("one query per track"),
+                Err(e) => {
+                    let (at, result) = answer(Err(e));
+                    (at, result, None)
+                }
+            };
             if let QueryResult::Value(v) = &result {
                 ctx.metrics
                     .measured(&ns, &rel.name_any(), &req.service, &req.metric, *v);
             }
-            tracing::info!(service = %req.service, metric = %req.metric, step = req.step, ?result, "measured");
+            tracing::info!(service = %req.service, metric = %req.metric, step = req.step, ?result, ?stable, "measured");
             Taken {
                 service: req.service.clone(),
                 metric: req.metric.clone(),
                 step: req.step,
                 result,
-                // TODO(issue 14): the stable track's value of a compare metric.
-                stable: None,
+                stable,
                 at,
             }
         })
@@ -354,7 +356,7 @@ pub async fn ask_prometheus(
         .iter()
         .zip(&checked)
         .map(|(req, query)| {
-            let (at, result) = answer(query);
+            let (at, result) = answer(query.as_deref());
             tracing::info!(gate = %req.gate, ?result, "gate checked");
             GateTaken {
                 gate: req.gate.clone(),
@@ -366,24 +368,80 @@ pub async fn ask_prometheus(
     (taken, gates_taken)
 }
 
+/// The queries one measurement runs: a service's metric rendered with its
+/// placeholders, a `compare` metric twice (`{{track}}` the canary's selector,
+/// then the stable pods'), a verification metric (`service` empty) with
+/// `{{namespace}}` and `{{release}}` only, since it watches the whole train.
+fn queries(
+    rel: &Release,
+    spec: &crate::api::ReleaseSpec,
+    world: &World,
+    req: &MeasurementRequest,
+) -> Result<Vec<String>, String> {
+    let release_vars = QueryVars {
+        namespace: rel.namespace().unwrap_or_default(),
+        release: rel.name_any(),
+        ..QueryVars::default()
+    };
+    if req.service.is_empty() {
+        return spec
+            .verify
+            .as_ref()
+            .and_then(|v| v.analysis.metrics.iter().find(|m| m.name == req.metric))
+            .map(|m| vec![render_query(&m.query, &release_vars)])
+            .ok_or_else(|| format!("metric {:?} is not in spec.verify", req.metric));
+    }
+    let svc = spec.service(&req.service);
+    let metric = svc.and_then(|svc| {
+        spec.analysis_of(svc)
+            .metrics
+            .into_iter()
+            .find(|m| m.name == req.metric)
+    });
+    let (Some(svc), Some(metric)) = (svc, metric) else {
+        return Err(format!(
+            "metric {:?} of service {:?} is not in the spec",
+            req.metric, req.service
+        ));
+    };
+    let o = world.objects(&svc.name);
+    let vars = QueryVars {
+        service: svc.kubernetes_service().to_owned(),
+        canary_hash: o.canary_hash.unwrap_or_default(),
+        stable_hash: o.stable_hash.unwrap_or_default(),
+        ..release_vars
+    };
+    let canary = render_query(&metric.query, &on_track(&vars, Track::Canary));
+    Ok(match metric.compare {
+        Some(_) => vec![
+            canary,
+            render_query(&metric.query, &on_track(&vars, Track::Stable)),
+        ],
+        None => vec![canary],
+    })
+}
+
+fn on_track(vars: &QueryVars, track: Track) -> QueryVars {
+    QueryVars {
+        track,
+        ..vars.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn requests_that_render_to_the_same_query_are_asked_once() {
-        // As the binary does: kube's TLS and the Prometheus client's disagree.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let (url, seen) = super::super::prometheus::fake::serve(Duration::from_millis(10)).await;
+    fn context(prometheus_url: String) -> Context {
         let client =
             kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
                 .unwrap();
-        let ctx = Context::new(
+        Context::new(
             client,
             super::super::Config {
-                prometheus_url: url,
+                prometheus_url,
                 namespaces: Vec::new(),
                 namespace_selector: None,
                 metrics_addr: "127.0.0.1:0".parse().unwrap(),
@@ -395,7 +453,15 @@ mod tests {
                 notifications: Default::default(),
                 operator_namespace: String::new(),
             },
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn requests_that_render_to_the_same_query_are_asked_once() {
+        // As the binary does: kube's TLS and the Prometheus client's disagree.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, seen) = super::super::prometheus::fake::serve(Duration::from_millis(10)).await;
+        let ctx = context(url);
         // Two services measured by a query that names neither of them, and
         // one by a query of its own.
         let spec = signalman_core::testing::spec()
@@ -486,5 +552,96 @@ mod tests {
             rendered.contains("namespace=\"shop\"") && rendered.contains("release=\"r\""),
             "{rendered}"
         );
+    }
+
+    fn first_metric(spec: &mut crate::api::ReleaseSpec) -> &mut crate::api::Metric {
+        let analysis = spec.defaults.as_mut().and_then(|d| d.analysis.as_mut());
+        &mut analysis.expect("the builder's analysis").metrics[0]
+    }
+
+    #[tokio::test]
+    async fn a_compare_metric_runs_per_track_and_verification_names_no_service() {
+        let mut spec = signalman_core::testing::spec()
+            .services(&[("api", &[])])
+            .metric_at_most(
+                "errors",
+                "sum(errors{namespace=\"{{namespace}}\",service=\"{{service}}\",{{track}}})",
+                1.0,
+            )
+            .build();
+        let metric = first_metric(&mut spec);
+        metric.max = None;
+        metric.compare = Some(crate::api::Compare {
+            max_increase: Some(0.005),
+            ..Default::default()
+        });
+        spec.verify = Some(crate::api::Verify {
+            bake: std::time::Duration::from_secs(60).into(),
+            analysis: crate::api::Analysis {
+                metrics: vec![crate::api::Metric {
+                    name: "checkout".into(),
+                    query: "sum(ok{namespace=\"{{namespace}}\",release=\"{{release}}\",service=\"{{service}}\"})".into(),
+                    min: Some(0.99),
+                    max: None,
+                    compare: None,
+                }],
+                ..Default::default()
+            },
+        });
+        let mut rel = Release::new("r", spec.clone());
+        rel.metadata.namespace = Some("shop".into());
+        let req = |service: &str, metric: &str| MeasurementRequest {
+            service: service.into(),
+            metric: metric.into(),
+            step: 0,
+        };
+        let world = World::default();
+        assert_eq!(
+            queries(&rel, &spec, &world, &req("api", "errors")),
+            Ok(vec![
+                r#"sum(errors{namespace="shop",service="api",track="canary"})"#.to_owned(),
+                r#"sum(errors{namespace="shop",service="api",track!="canary"})"#.to_owned(),
+            ])
+        );
+        assert_eq!(
+            queries(&rel, &spec, &world, &req("", "checkout")),
+            Ok(vec![
+                r#"sum(ok{namespace="shop",release="r",service=""})"#.to_owned()
+            ])
+        );
+        // A plain metric is asked once, with the canary's matcher.
+        first_metric(&mut spec).compare = None;
+        assert_eq!(
+            queries(&rel, &spec, &world, &req("api", "errors")),
+            Ok(vec![
+                r#"sum(errors{namespace="shop",service="api",track="canary"})"#.to_owned()
+            ])
+        );
+        assert!(
+            queries(&rel, &spec, &world, &req("", "errors"))
+                .is_err_and(|e| e.contains("spec.verify")),
+        );
+
+        // Both tracks are asked, and the stable one's answer comes back with the canary's.
+        first_metric(&mut spec).compare = Some(crate::api::Compare {
+            max_ratio: Some(1.2),
+            ..Default::default()
+        });
+        rel.spec = spec;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, seen) = super::super::prometheus::fake::serve(Duration::from_millis(1)).await;
+        let ctx = context(url);
+        let taken = measure(
+            &ctx,
+            &rel,
+            &world,
+            &[req("api", "errors")],
+            &ctx.config.prometheus_url,
+        )
+        .await;
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].result, QueryResult::Value(0.5));
+        assert_eq!(taken[0].stable, Some(QueryResult::Value(0.5)));
+        assert_eq!(seen.queries.load(Ordering::SeqCst), 2);
     }
 }

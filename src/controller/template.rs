@@ -75,6 +75,81 @@ pub fn template_state(
     }
 }
 
+/// What differs between the live stable template and the release's new
+/// version, in words naming the container and the values (`container "api"
+/// image is "shop/api:v9", the release set "shop/api:v2"`); `None` when the
+/// live template is the new version, or when no baseline was recorded (the
+/// release never changed it). What a person needs to see before a rollback
+/// is refused, since restoring would undo their change.
+pub fn changed(
+    live: &PodTemplateSpec,
+    baseline: Option<&PodTemplateSpec>,
+    change: &Change,
+) -> Option<String> {
+    if template_state(live, baseline, change) == TemplateState::New {
+        return None;
+    }
+    let new = new_template(baseline?, change);
+    let containers = |t: &PodTemplateSpec| {
+        t.spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default()
+    };
+    let (live, new) = (containers(live), containers(&new));
+    let quoted = |v: Option<&str>| v.map_or_else(|| "unset".to_owned(), |v| format!("{v:?}"));
+    let mut found = Vec::new();
+    for want in &new {
+        let name = &want.name;
+        let Some(have) = live.iter().find(|c| &c.name == name) else {
+            found.push(format!("container {name:?} is gone"));
+            continue;
+        };
+        if have.image != want.image {
+            found.push(format!(
+                "container {name:?} image is {}, the release set {}",
+                quoted(have.image.as_deref()),
+                quoted(want.image.as_deref())
+            ));
+        }
+        let value = |c: &k8s_openapi::api::core::v1::Container, var: &str| {
+            c.env
+                .iter()
+                .flatten()
+                .find(|e| e.name == var)
+                .map(|e| e.value.clone().unwrap_or_else(|| "(valueFrom)".to_owned()))
+        };
+        let vars: std::collections::BTreeSet<&str> = have
+            .env
+            .iter()
+            .chain(want.env.iter())
+            .flatten()
+            .map(|e| e.name.as_str())
+            .collect();
+        for var in vars {
+            let (is, set) = (value(have, var), value(want, var));
+            if is != set {
+                found.push(format!(
+                    "container {name:?} env {var} is {}, the release set {}",
+                    quoted(is.as_deref()),
+                    quoted(set.as_deref())
+                ));
+            }
+        }
+    }
+    for extra in live
+        .iter()
+        .filter(|c| !new.iter().any(|n| n.name == c.name))
+    {
+        found.push(format!("container {:?} was added", extra.name));
+    }
+    Some(if found.is_empty() {
+        "pod template changed".to_owned()
+    } else {
+        found.join("; ")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +239,42 @@ mod tests {
         );
         // before the baseline exists nothing was changed by the release
         assert_eq!(template_state(&drifted, None, &ch), TemplateState::Baseline);
+    }
+
+    #[test]
+    fn changed_names_the_container_and_both_values() {
+        let base = template("web:v1", &[("A", "1")]);
+        let ch = change(Some("web:v2"), &[("B", "3")]);
+        let promoted = template("web:v2", &[("B", "3"), ("A", "1")]);
+        assert_eq!(changed(&promoted, Some(&base), &ch), None);
+        assert_eq!(changed(&promoted, None, &ch), None);
+        let by_hand = template("web:v9", &[("A", "1"), ("B", "4"), ("C", "5")]);
+        assert_eq!(
+            changed(&by_hand, Some(&base), &ch).as_deref(),
+            Some(
+                r#"container "app" image is "web:v9", the release set "web:v2"; container "app" env B is "4", the release set "3"; container "app" env C is "5", the release set unset"#
+            )
+        );
+        // Back at the baseline (restored by someone else): the release's values are gone.
+        assert_eq!(
+            changed(&base, Some(&base), &ch).as_deref(),
+            Some(
+                r#"container "app" image is "web:v1", the release set "web:v2"; container "app" env B is unset, the release set "3""#
+            )
+        );
+        // A difference outside images and env still counts, in general words.
+        let mut relabelled = promoted.clone();
+        relabelled.metadata = Some(Default::default());
+        relabelled
+            .metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("team".into(), "x".into());
+        assert_eq!(
+            changed(&relabelled, Some(&base), &ch).as_deref(),
+            Some("pod template changed")
+        );
     }
 }

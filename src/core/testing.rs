@@ -10,8 +10,8 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::JobTemplateSpec;
 
 use crate::api::{
-    Analysis, Change, Defaults, FlagChange, Irreversible, Metric, MigrationJob, ReleaseSpec,
-    ServiceHold, ServiceSpec, Step,
+    Analysis, Change, Compare, Defaults, FlagChange, Irreversible, Metric, MigrationJob,
+    ReleaseSpec, ServiceHold, ServiceSpec, Step, Verify,
 };
 
 /// A release owned by `team` with no services yet; add them with
@@ -179,6 +179,45 @@ impl SpecBuilder {
             min: None,
             max: Some(max),
             compare: None,
+        });
+        self
+    }
+
+    /// A default metric that holds the canary to the stable pods by `compare`.
+    pub fn metric_compared(mut self, name: &str, query: &str, compare: Compare) -> Self {
+        self.analysis().metrics.push(Metric {
+            name: name.into(),
+            query: query.into(),
+            min: None,
+            max: None,
+            compare: Some(compare),
+        });
+        self
+    }
+
+    /// Verification: the promoted train watched for `bake`, measured every
+    /// `interval` by a metric that passes at or below `max`.
+    pub fn verify(
+        mut self,
+        bake: Duration,
+        interval: Duration,
+        name: &str,
+        query: &str,
+        max: f64,
+    ) -> Self {
+        self.0.verify = Some(Verify {
+            bake: bake.into(),
+            analysis: Analysis {
+                interval: Some(interval.into()),
+                metrics: vec![Metric {
+                    name: name.into(),
+                    query: query.into(),
+                    min: None,
+                    max: Some(max),
+                    compare: None,
+                }],
+                ..Default::default()
+            },
         });
         self
     }

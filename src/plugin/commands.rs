@@ -15,6 +15,7 @@ use signalman_core::policy;
 
 use super::approve;
 use super::cluster::{self, Connection, Target};
+use super::report;
 use super::schedule::{ClusterCheck, GoNoGo, PlanInput, PolicyRead, render_plan_with};
 use super::steer::{self, Steer};
 use super::style::Style;
@@ -357,6 +358,74 @@ pub async fn steer_release(
         }
         Err(refusal) => Err(Failure(refusal.message)),
     }
+}
+
+/// `report NAME --audience A [-o markdown|json]`: the completion report for one audience.
+/// The audience is checked before the cluster is asked anything.
+pub async fn report(
+    target: &Target,
+    name: &str,
+    audience: &str,
+    format: report::Format,
+) -> Result<ExitCode, Failure> {
+    let audience = report::Audience::parse(audience).map_err(Failure)?;
+    let conn = cluster::connect(target).await?;
+    let r = conn.get(&conn.namespace, name).await?;
+    print!("{}", report::render(&r, audience, format).map_err(Failure)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rollback NAME [--yes]`: reverse a succeeded release within its rollback
+/// window. What the Release itself shows is checked first; then it says what
+/// will happen and, unless `--yes`, asks on the terminal before the one patch.
+pub async fn rollback(target: &Target, name: &str, yes: bool) -> Result<ExitCode, Failure> {
+    let conn = cluster::connect(target).await?;
+    let ns = conn.namespace.clone();
+    let r = conn.get(&ns, name).await?;
+    let s = match steer::rollback(&r, Timestamp::now()) {
+        Ok(s) => s,
+        Err(refusal) if refusal.done => {
+            println!("{}", untrusted::escape(&refusal.message));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(refusal) => return Err(Failure(refusal.message)),
+    };
+    let user = conn.whoami().await?;
+    let s = steer::asked_by(s, &user);
+    println!("{}", untrusted::escape(&s.says));
+    if !yes && !confirmed(name)? {
+        println!("Nothing was changed.");
+        return Ok(ExitCode::FAILURE);
+    }
+    conn.patch(&ns, name, &s.patch).await?;
+    println!(
+        "  done with: {}",
+        untrusted::escape(&steer::kubectl_equivalent(&r, &s))
+    );
+    println!(
+        "  follow it: kubectl signalman get {} -n {} --watch   (a refusal shows there, with what changed)",
+        untrusted::escape(name),
+        untrusted::escape(&ns)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks on the terminal; without one there is no one to ask, so `--yes` must say it.
+fn confirmed(name: &str) -> Result<bool, Failure> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure(format!(
+            "rollback of Release {name} not confirmed: there is no terminal to ask on; run it again with --yes"
+        )));
+    }
+    print!("Roll back Release {}? [y/N] ", untrusted::escape(name));
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure(format!("reading the answer: {e}")))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
 #[cfg(test)]

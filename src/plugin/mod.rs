@@ -1,5 +1,6 @@
 //! The `kubectl signalman` plugin: plan a Release before applying it, watch a
-//! train move, and steer it (pause, resume, abort) with declarative spec fields.
+//! train move, steer it (pause, resume, abort, rollback) with declarative spec
+//! fields, and tell each audience how it ended ([`report`]).
 //!
 //! The views ([`view`], [`timeline`], [`schedule`], [`steer`]) and the
 //! [`screen`] are pure: text is rendered from a Release (or a spec) and the
@@ -13,6 +14,7 @@ pub mod cluster;
 pub mod commands;
 pub mod gonogo;
 pub mod members;
+pub mod report;
 pub mod schedule;
 pub mod screen;
 pub mod steer;

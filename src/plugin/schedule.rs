@@ -17,10 +17,10 @@ use crate::api::{
     self, Analysis, AppliedPolicy, CrossTeamAction, MemberKind, Plan, Problem, Release, ReleaseSpec,
 };
 use crate::engine::PolicyObservation;
-use crate::plan;
 use crate::preflight::{self, ClusterView};
 use crate::text;
 use crate::traffic::replica;
+use crate::{analysis, plan};
 
 use super::gonogo;
 use super::members;
@@ -42,8 +42,11 @@ pub struct ServiceSchedule {
 pub struct Schedule {
     pub plan: Plan,
     pub services: Vec<ServiceSchedule>,
-    /// The least time the whole train takes: the longest chain of dependent services.
+    /// The least time the whole train takes: the longest chain of dependent
+    /// services, then the verification (`spec.verify`) when there is one.
     pub minimum: Duration,
+    /// The least time verification takes (its bake, or longer when its `minPasses` need it).
+    pub verify: Option<Duration>,
     /// The services on that chain, first to last.
     pub critical_path: Vec<String>,
 }
@@ -92,11 +95,18 @@ pub fn schedule(spec: &ReleaseSpec) -> Result<Schedule, Vec<Problem>> {
                 // A Job runs as long as it runs: nothing to count in advance.
                 MemberKind::Job(_) => Vec::new(),
                 // A flag is set at once and bakes like one step at 100%.
-                MemberKind::Flag(f) => vec![(100, step_minimum(&analysis, f.bake()))],
+                // Compare metrics are not measured at 100 %, so their passes are not waited for there.
+                MemberKind::Flag(f) => vec![(
+                    100,
+                    step_minimum(&analysis::measured_at(&analysis, 100), f.bake()),
+                )],
                 MemberKind::Deployment { .. } => spec
                     .steps_of(svc)
                     .iter()
-                    .map(|s| (s.weight, step_minimum(&analysis, s.bake.into())))
+                    .map(|s| {
+                        let measured = analysis::measured_at(&analysis, s.weight);
+                        (s.weight, step_minimum(&measured, s.bake.into()))
+                    })
                     .collect(),
             };
             let total = steps.iter().map(|(_, d)| *d).sum();
@@ -145,7 +155,11 @@ pub fn schedule(spec: &ReleaseSpec) -> Result<Schedule, Vec<Problem>> {
             last = Some((s.name.as_str(), *t));
         }
     }
-    let minimum = last.map(|(_, t)| t).unwrap_or_default();
+    let verify = spec
+        .verify
+        .as_ref()
+        .map(|v| step_minimum(&v.analysis, v.bake.into()));
+    let minimum = last.map(|(_, t)| t).unwrap_or_default() + verify.unwrap_or_default();
     let mut critical_path = Vec::new();
     let mut cur = last.map(|(n, _)| n);
     while let Some(n) = cur {
@@ -157,6 +171,7 @@ pub fn schedule(spec: &ReleaseSpec) -> Result<Schedule, Vec<Problem>> {
         plan,
         services,
         minimum,
+        verify,
         critical_path,
     })
 }
@@ -350,8 +365,12 @@ pub fn render_plan_with(
         let _ = writeln!(out, "{why}");
     }
 
-    if let (Ok(_), ClusterCheck::Checked { facts, .. }) = (&sched, check) {
-        let warnings = weight_warnings(spec, facts);
+    if sched.is_ok() {
+        // Compare-only services are a property of the file; the weights need the cluster.
+        let mut warnings = plan::compare_only_warnings(&untrusted::escaped(&effective));
+        if let ClusterCheck::Checked { facts, .. } = check {
+            warnings.extend(weight_warnings(spec, facts));
+        }
         if !warnings.is_empty() {
             out.push('\n');
             let _ = writeln!(out, "{}", style.bold("Warnings:"));
@@ -623,7 +642,7 @@ fn render_schedule(
             let metrics: Vec<String> = analysis
                 .metrics
                 .iter()
-                .map(|m| format!("{} {}", m.name, text::threshold(m.min, m.max)))
+                .map(|m| format!("{} {}", m.name, super::view::bound(m)))
                 .collect();
             let _ = writeln!(
                 out,
@@ -631,6 +650,14 @@ fn render_schedule(
                 text::duration(analysis.interval()),
                 metrics.join(" · ")
             );
+            if analysis.metrics.iter().any(|m| m.compare.is_some()) {
+                let _ = writeln!(
+                    out,
+                    "    compared: each query runs for the canary ({{{{track}}}} = {}) and for the stable pods ({}); not measured at 100%, where the stable pods take no traffic",
+                    analysis::Track::Canary.matcher(),
+                    analysis::Track::Stable.matcher()
+                );
+            }
             let _ = writeln!(
                 out,
                 "    breach after {} failed measurement{} in a step; hold after {} inconclusive or {} errors",
@@ -653,6 +680,41 @@ fn render_schedule(
         "  {}",
         rollback_order(release, spec, &s.plan).join(" → ")
     );
+
+    if let Some(v) = &spec.verify {
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "{}",
+            style.bold("Verification (once every service is promoted):")
+        );
+        let least = s.verify.unwrap_or_else(|| v.bake.into());
+        let bake = Duration::from(v.bake);
+        let metrics: Vec<String> = v
+            .analysis
+            .metrics
+            .iter()
+            .map(|m| format!("{} {}", m.name, super::view::bound(m)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  the whole train is watched {}{}, measured every {}: {}",
+            text::duration(bake),
+            if least > bake {
+                format!(" (at least {}: minPasses)", text::duration(least))
+            } else {
+                String::new()
+            },
+            text::duration(v.analysis.interval()),
+            metrics.join(" · ")
+        );
+        let _ = writeln!(
+            out,
+            "  phase Verifying; breach after {} failed measurement{}: the entire train is reversed in the rollback order above; then Succeeded",
+            v.analysis.failure_limit() + 1,
+            plural((v.analysis.failure_limit() + 1) as usize),
+        );
+    }
 
     out.push('\n');
     let path: Vec<String> = s
@@ -683,9 +745,13 @@ fn render_schedule(
     } else {
         ""
     };
+    let verify = s
+        .verify
+        .map(|v| format!(" → verification {}", text::duration(v)))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "This train takes at least {}: {} (bakes along the longest dependency chain; rollouts and promotions add to it{jobs}).",
+        "This train takes at least {}: {}{verify} (bakes along the longest dependency chain; rollouts and promotions add to it{jobs}).",
         style.bold(&text::duration(s.minimum)),
         path.join(" → ")
     );

@@ -1,11 +1,13 @@
-//! `pause`, `resume` and `abort`: declarative changes to three spec fields the
-//! controller honours, so the same thing can be done with `kubectl patch` or
-//! from git. Each says what will happen before it is done.
+//! `pause`, `resume`, `abort` and `rollback`: declarative changes to spec
+//! fields the controller honours, so the same thing can be done with
+//! `kubectl patch` or from git. Each says what will happen before it is done.
 
+use jiff::Timestamp;
 use kube::ResourceExt;
 use serde_json::json;
 
-use crate::api::{Phase, Release, ServicePhase};
+use crate::api::{Phase, ROLLBACK_BY_ANNOTATION, Release, ServicePhase};
+use signalman_core::rollback_window;
 
 /// A change to make and what it will do.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +157,12 @@ pub fn resume(r: &Release) -> Result<Steer, Refusal> {
 pub fn abort(r: &Release) -> Result<Steer, Refusal> {
     let name = r.name_any();
     let p = phase(r);
+    if p == Phase::Succeeded {
+        return Err(refuse(format!(
+            "Release {name} already ended Succeeded; to reverse it within its rollback window: kubectl signalman rollback {name} -n {}",
+            r.namespace().unwrap_or_default()
+        )));
+    }
     if p.is_final() {
         return Err(refuse(format!(
             "Release {name} already ended {p:?}; to undo a finished release, apply a new Release that changes the services back"
@@ -236,6 +244,85 @@ pub fn abort(r: &Release) -> Result<Steer, Refusal> {
         patch: json!({"spec": {"abort": true}}),
         says,
     })
+}
+
+/// `spec.rollback: true`: reverse a succeeded release within its rollback
+/// window. Refused, changing nothing, with the words the controller would use
+/// (`rollback_window::refusal`) when the release is not `Succeeded` or its
+/// window has closed; the controller alone can see whether a Deployment or flag
+/// changed since, so that refusal comes later, in `status.rollbackWindow.refused`.
+/// The patch does not yet say who asks: see [`asked_by`].
+pub fn rollback(r: &Release, now: Timestamp) -> Result<Steer, Refusal> {
+    let name = r.name_any();
+    let ns = r.namespace().unwrap_or_default();
+    if let Some(why) = rollback_window::refusal(r, now) {
+        return Err(refuse(format!("Release {name}: {why}")));
+    }
+    let status = r.status.clone().unwrap_or_default();
+    let window = status.rollback_window.as_ref();
+    if r.spec.rollback == Some(true) {
+        return match window.and_then(|w| w.refused.as_deref()) {
+            Some(why) => Err(refuse(format!(
+                "Release {name}: spec.rollback is already true and the controller refused it: {why}; \
+                 it rolls back by itself once that no longer holds, or set spec.rollback to false to withdraw the request"
+            ))),
+            None => Err(Refusal {
+                message: format!(
+                    "Release {name}: a rollback is already asked for (spec.rollback is true); follow it with kubectl signalman get {name} -n {ns} --watch"
+                ),
+                done: true,
+            }),
+        };
+    }
+    let promoted = |n: &String| {
+        status
+            .services
+            .iter()
+            .any(|s| &s.name == n && s.phase == ServicePhase::Promoted)
+    };
+    let order = super::members::in_rollback_order(
+        &name,
+        status
+            .plan
+            .as_ref()
+            .map(|p| p.rollback_order.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter(|n| promoted(n))
+            .filter_map(|n| r.spec.service(n)),
+    );
+    let mut says = format!("Release {name} rolls back");
+    if let Some(w) = window {
+        says.push_str(&format!(
+            " (its rollback window is open until {})",
+            w.until.0
+        ));
+    }
+    says.push_str(
+        ": the controller first checks that no Deployment or flag of it was changed since by something else \
+         (if one was, it refuses, names it and changes nothing)",
+    );
+    if order.is_empty() {
+        says.push_str("; no service of it is promoted, so nothing needs restoring");
+    } else {
+        says.push_str(&format!(
+            "; then these are restored to their baseline in this order: {}",
+            order.join(" → ")
+        ));
+    }
+    says.push_str(". It ends RolledBack (reason Manual). This cannot be undone.");
+    Ok(Steer {
+        patch: json!({"spec": {"rollback": true}}),
+        says,
+    })
+}
+
+/// The rollback patch with who asks for it (annotation `signalman.dev/rollback-by`),
+/// which the controller records as `status.rollback.requestedBy`; one patch, so the
+/// request and its author arrive together.
+pub fn asked_by(mut steer: Steer, user: &str) -> Steer {
+    steer.patch["metadata"] = json!({"annotations": {ROLLBACK_BY_ANNOTATION: user}});
+    steer
 }
 
 /// The same change with plain kubectl, for scripts and for GitOps users who

@@ -12,11 +12,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
 use crate::api::{
-    GateKind, JobResult, JobRun, Measurement, MemberKind, Outcome, Phase, Release, ReleaseSpec,
-    ReleaseStatus, ServicePhase, ServiceSpec, ServiceStatus,
+    Analysis, GateKind, JobResult, JobRun, Measurement, MemberKind, Metric, MetricTally, Outcome,
+    Phase, Release, ReleaseSpec, ReleaseStatus, ServicePhase, ServiceSpec, ServiceStatus,
 };
-use crate::plan;
 use crate::text;
+use crate::{analysis, plan};
 use signalman_core::policy;
 
 use super::members;
@@ -87,6 +87,7 @@ pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style
     // a stalled release's problems are listed one per line below.
     if let Some(m) = &status.message
         && phase != Phase::Progressing
+        && !(phase == Phase::Verifying && status.verification.is_some())
         && stalled(&status).is_none_or(|c| &c.message != m)
     {
         let _ = writeln!(out, "  message  {m}");
@@ -97,6 +98,8 @@ pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style
     render_deferred(&mut out, &status, style);
     render_window(&mut out, r, &status, now, zone, style);
     render_gates(&mut out, r, &status, now, style);
+    render_verification(&mut out, r, &status, now, zone, style);
+    render_end(&mut out, r, &status, now, zone, style);
 
     // Steps and analysis as the profile in force completes them.
     let eff = policy::effective(r);
@@ -432,6 +435,136 @@ fn render_gates(
             );
         }
     }
+}
+
+/// While the whole train is verified (`spec.verify`): the time left and each
+/// verify metric with its tally.
+fn render_verification(
+    out: &mut String,
+    r: &Release,
+    status: &ReleaseStatus,
+    now: Timestamp,
+    zone: &TimeZone,
+    style: Style,
+) {
+    if status.phase != Some(Phase::Verifying) {
+        return;
+    }
+    let (Some(v), Some(verify)) = (&status.verification, &r.spec.verify) else {
+        return;
+    };
+    let bake = since(v.started_at.0, v.ends_at.0);
+    let needed = verify.analysis.min_passes(bake);
+    let left = since(now, v.ends_at.0);
+    let when = if left > Duration::ZERO {
+        format!(
+            "{} left (until {})",
+            clock(left),
+            local_time(v.ends_at.0, zone)
+        )
+    } else {
+        let short: Vec<String> = verify
+            .analysis
+            .metrics
+            .iter()
+            .filter_map(|m| {
+                let passed = v
+                    .tally
+                    .iter()
+                    .find(|t| t.metric == m.name)
+                    .map_or(0, |t| t.passed);
+                (passed < needed).then(|| format!("{} {passed}/{needed}", m.name))
+            })
+            .collect();
+        if short.is_empty() {
+            "baked, passing".to_owned()
+        } else {
+            format!("baked, waiting for passes: {}", short.join(", "))
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  {} the whole train: {when}; a breach reverses the entire train",
+        style.blue(&style.bold("VERIFYING")),
+    );
+    let metrics = Metrics {
+        analysis: &verify.analysis,
+        measurements: &v.measurements,
+        tally: &v.tally,
+        needed: Some(needed),
+        step: None,
+        counting: true,
+        full: false,
+    };
+    metrics.render(out, style);
+}
+
+/// A finished release: until when it can be rolled back (Succeeded), and where its report is.
+fn render_end(
+    out: &mut String,
+    r: &Release,
+    status: &ReleaseStatus,
+    now: Timestamp,
+    zone: &TimeZone,
+    style: Style,
+) {
+    let phase = status.phase.unwrap_or_default();
+    if !phase.is_final() {
+        return;
+    }
+    let name = r.name_any();
+    let ns = r.namespace().unwrap_or_default();
+    let head = style.bold("ROLLBACK WINDOW");
+    if let (Phase::Succeeded, Some(w)) = (phase, &status.rollback_window) {
+        match &w.closed_at {
+            Some(t) => {
+                let _ = writeln!(
+                    out,
+                    "  {head} closed {}: the baselines are gone; going back means a new Release with the previous versions",
+                    local_date_time(t.0, zone)
+                );
+            }
+            // Past `until` a rollback is refused even before the controller closes the window.
+            None if now >= w.until.0 => {
+                let _ = writeln!(
+                    out,
+                    "  {head} over since {}: a rollback is refused; going back means a new Release with the previous versions",
+                    local_date_time(w.until.0, zone)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  {head} open until {} (in {}): kubectl signalman rollback {name} -n {ns}",
+                    local_date_time(w.until.0, zone),
+                    text::duration(since(now, w.until.0))
+                );
+            }
+        }
+        if let Some(why) = &w.refused {
+            let _ = writeln!(
+                out,
+                "  {} {why}",
+                style.yellow(&style.bold("ROLLBACK REFUSED"))
+            );
+        }
+    }
+    if status.report.is_some() {
+        let _ = writeln!(
+            out,
+            "  {}   kubectl signalman report {name} -n {ns} --audience engineering|product|support|leadership",
+            style.bold("REPORT")
+        );
+    }
+}
+
+/// `Fri 2026-11-27 16:00 Europe/Berlin`.
+fn local_date_time(t: Timestamp, zone: &TimeZone) -> String {
+    format!(
+        "{} {}",
+        t.to_zoned(zone.clone()).strftime("%a %Y-%m-%d %H:%M"),
+        zone.iana_name().unwrap_or("local time")
+    )
 }
 
 /// The `Stalled=True` condition of a release that stopped before changing anything.
@@ -847,68 +980,126 @@ fn render_metrics(
 ) {
     let analysis = eff.analysis_of(spec);
     let needed = step_bake(eff, spec, st.step).map(|b| analysis.min_passes(b));
-    let width = analysis
-        .metrics
-        .iter()
-        .map(|m| m.name.len())
-        .max()
-        .unwrap_or(0);
-    for m in &analysis.metrics {
-        let latest: Option<&Measurement> =
-            st.measurements.iter().rev().find(|x| x.metric == m.name);
-        let tally = st.tally.iter().find(|t| t.metric == m.name);
-        let mut line = format!("      {:width$}  ", m.name);
-        match latest {
-            None => {
-                let _ = write!(
-                    line,
-                    "{}",
-                    style.dim(&format!(
-                        "not measured yet ({})",
-                        text::threshold(m.min, m.max)
-                    ))
-                );
-            }
-            Some(x) => {
-                let value = x.value.map(number).unwrap_or_else(|| "—".to_owned());
-                let (text, paint): (&str, fn(Style, &str) -> String) = match x.outcome {
-                    Outcome::Pass => ("✔ pass", Style::green),
-                    Outcome::Fail => ("✖ FAIL", Style::red),
-                    Outcome::Inconclusive => ("? no data", Style::yellow),
-                    Outcome::Error => ("! error", Style::yellow),
-                };
-                let verdict = paint(style, &format!("{text:9}"));
-                let _ = write!(
-                    line,
-                    "{value:>8}  {verdict}  needs {}",
-                    text::threshold(m.min, m.max)
-                );
-                if st.step.is_some_and(|s| s != x.step) {
-                    let _ = write!(line, " {}", style.dim(&format!("(in step {})", x.step + 1)));
+    // At a step of weight 100 the stable pods take no traffic: nothing to compare with.
+    let full = matches!(spec.kind(), MemberKind::Flag(_))
+        || st
+            .step
+            .and_then(|s| eff.steps_of(spec).get(usize::try_from(s).ok()?).cloned())
+            .is_some_and(|s| s.weight >= 100);
+    let measured = Metrics {
+        analysis: &analysis,
+        measurements: &st.measurements,
+        tally: &st.tally,
+        needed,
+        step: st.step,
+        counting: st.phase == ServicePhase::Progressing,
+        full,
+    };
+    measured.render(out, style);
+}
+
+/// Metrics with their latest measurements and tallies: a service's step, or the
+/// train's verification (no step).
+struct Metrics<'a> {
+    analysis: &'a Analysis,
+    measurements: &'a [Measurement],
+    tally: &'a [MetricTally],
+    /// The passes each metric needs, when known.
+    needed: Option<i32>,
+    /// The step being baked; a measurement of another step is marked.
+    step: Option<i32>,
+    /// Show the tallies (while the passes still count).
+    counting: bool,
+    /// The step is at 100 %: compare metrics are not measured there.
+    full: bool,
+}
+
+impl Metrics<'_> {
+    fn render(&self, out: &mut String, style: Style) {
+        let width = self
+            .analysis
+            .metrics
+            .iter()
+            .map(|m| m.name.len())
+            .max()
+            .unwrap_or(0);
+        for m in &self.analysis.metrics {
+            let latest: Option<&Measurement> =
+                self.measurements.iter().rev().find(|x| x.metric == m.name);
+            let tally = self.tally.iter().find(|t| t.metric == m.name);
+            let mut line = format!("      {:width$}  ", m.name);
+            let needs = bound(m);
+            match latest {
+                None if self.full && m.compare.is_some() => {
+                    let _ = write!(
+                        line,
+                        "{}",
+                        style.dim(&format!(
+                            "not measured at 100% ({needs}): the stable pods take no traffic to compare with"
+                        ))
+                    );
                 }
-                if matches!(x.outcome, Outcome::Error | Outcome::Inconclusive)
-                    && let Some(msg) = &x.message
-                {
-                    let _ = write!(line, " {}", style.dim(&format!("({msg})")));
+                None => {
+                    let _ = write!(
+                        line,
+                        "{}",
+                        style.dim(&format!("not measured yet ({needs})"))
+                    );
+                }
+                Some(x) => {
+                    let value = x.value.map(number).unwrap_or_else(|| "—".to_owned());
+                    // A comparison is read with both sides in view.
+                    let value = match (&m.compare, x.stable_value) {
+                        (Some(_), Some(stable)) => format!("{value} vs stable {}", number(stable)),
+                        (Some(_), None) => format!("{value} vs stable —"),
+                        (None, _) => value,
+                    };
+                    let (text, paint): (&str, fn(Style, &str) -> String) = match x.outcome {
+                        Outcome::Pass => ("✔ pass", Style::green),
+                        Outcome::Fail => ("✖ FAIL", Style::red),
+                        Outcome::Inconclusive => ("? no data", Style::yellow),
+                        Outcome::Error => ("! error", Style::yellow),
+                    };
+                    let verdict = paint(style, &format!("{text:9}"));
+                    let _ = write!(line, "{value:>8}  {verdict}  needs {needs}");
+                    if self.step.is_some_and(|s| s != x.step) {
+                        let _ =
+                            write!(line, " {}", style.dim(&format!("(in step {})", x.step + 1)));
+                    }
+                    if matches!(x.outcome, Outcome::Error | Outcome::Inconclusive)
+                        && let Some(msg) = &x.message
+                    {
+                        let _ = write!(line, " {}", style.dim(&format!("({msg})")));
+                    }
                 }
             }
+            if let (Some(t), Some(n)) = (tally, self.needed)
+                && self.counting
+            {
+                let mut counts = format!(" · {}/{n} passes", t.passed);
+                if t.failed > 0 {
+                    let _ = write!(counts, ", {} failed", t.failed);
+                }
+                if t.inconclusive > 0 {
+                    let _ = write!(counts, ", {} no data", t.inconclusive);
+                }
+                if t.errors > 0 {
+                    let _ = write!(counts, ", {} errors", t.errors);
+                }
+                line.push_str(&style.dim(&counts));
+            }
+            let _ = writeln!(out, "{line}");
         }
-        if let (Some(t), Some(n)) = (tally, needed)
-            && st.phase == ServicePhase::Progressing
-        {
-            let mut counts = format!(" · {}/{n} passes", t.passed);
-            if t.failed > 0 {
-                let _ = write!(counts, ", {} failed", t.failed);
-            }
-            if t.inconclusive > 0 {
-                let _ = write!(counts, ", {} no data", t.inconclusive);
-            }
-            if t.errors > 0 {
-                let _ = write!(counts, ", {} errors", t.errors);
-            }
-            line.push_str(&style.dim(&counts));
-        }
-        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// What a metric needs to pass, in the words the controller's messages use:
+/// `<= 0.01`, or for a comparison `canary ≤ stable + 0.005`.
+pub fn bound(m: &Metric) -> String {
+    if m.compare.is_some() {
+        analysis::threshold(m, None)
+    } else {
+        text::threshold(m.min, m.max)
     }
 }
 
@@ -993,7 +1184,7 @@ fn paint_phase_text(cell: &str, padded: &str, style: Style) -> String {
         "Succeeded" => style.green(padded),
         "RolledBack" | "RollingBack" | "Failed" => style.red(padded),
         "Paused" | "Held" | "AwaitingGates" | "AwaitingWindow" => style.yellow(padded),
-        "Progressing" => style.blue(padded),
+        "Progressing" | "Verifying" => style.blue(padded),
         _ => padded.to_owned(),
     }
 }

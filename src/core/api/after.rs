@@ -24,10 +24,11 @@ pub mod default {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.analysis.skipAnalysis)").message("spec.verify.analysis: verification is its metrics; give analysis.metrics (or leave spec.verify out)"))]
 #[x_kube(validation = Rule::new("has(self.analysis.metrics) && size(self.analysis.metrics) > 0").message("spec.verify.analysis.metrics: give at least one metric that watches the whole train, e.g. the checkout success rate"))]
-#[x_kube(validation = Rule::new("!self.analysis.metrics.exists(m, has(m.compare))").message("spec.verify.analysis.metrics[].compare: after promotion there is no stable version left to compare with; use min or max"))]
+#[x_kube(validation = Rule::new("!has(self.analysis.metrics) || !self.analysis.metrics.exists(m, has(m.compare))").message("spec.verify.analysis.metrics[].compare: after promotion there is no stable version left to compare with; use min or max"))]
 pub struct Verify {
     /// How long the promoted train is watched before the release succeeds (Go duration, at least `1s`).
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("spec.verify.bake must be a duration of at least 1s, e.g. 10m"))]
+    #[serde(deserialize_with = "super::duration")]
     pub bake: Duration,
     /// The train's own metrics (limits as for a step). Queries may use `{{namespace}}` and
     /// `{{release}}`; they measure the train, not one service, so no service placeholder is filled.

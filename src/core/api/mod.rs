@@ -184,10 +184,13 @@ pub struct ReleaseSpec {
 
     /// Reverse a `Succeeded` release within its rollback window (the policy's
     /// `rollbackWindow`, default 24h): flags restored, services restored to their baselines in
-    /// rollback order, migration rollback Jobs run; it ends `RolledBack` (reason `Manual`).
-    /// Refused, with the reason in `status.rollbackWindow.refused`, on a release that is not
-    /// `Succeeded` (to stop one in flight, set `abort`), after the window, or when a Deployment or
-    /// flag was changed since by something else.
+    /// rollback order, migration rollback Jobs run; it ends `RolledBack` (reason `Manual`, who
+    /// asked from the annotation `signalman.dev/rollback-by`). Refused after the window, or while
+    /// a Deployment or flag is changed since by something else (the reason in
+    /// `status.rollbackWindow.refused` and a `Warning` condition; within the window it is honoured
+    /// once that is put back). On a release that has not started it is refused like an invalid
+    /// field and nothing starts; on one in flight it is a `Warning` and waits until the release
+    /// has Succeeded (to stop one in flight, set `abort`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<bool>,
 }
@@ -427,13 +430,18 @@ impl<'de> serde::de::Visitor<'de> for MaybeDuration {
 /// controller before anything changes): a typo would select nothing and, with
 /// `noData: pass`, promote on no evidence. The API server cannot afford that
 /// check as a CEL rule on every query of every service within its cost budget.
-pub const PLACEHOLDERS: [&str; 5] = [
+pub const PLACEHOLDERS: [&str; 6] = [
     "namespace",
     "service",
     "release",
     "canary_hash",
     "stable_hash",
+    "track",
 ];
+
+/// The placeholders a verify query (`spec.verify.analysis`) may use: it
+/// measures the whole promoted train, so nothing names one service or track.
+pub const VERIFY_PLACEHOLDERS: [&str; 2] = ["namespace", "release"];
 
 const STEPS_INCREASING: &str =
     "self.map(s, s.weight).isSorted() && self.all(a, self.exists_one(b, b.weight == a.weight))";
@@ -490,7 +498,8 @@ pub struct Analysis {
     /// What an empty query result counts as (default `inconclusive`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_data: Option<NoDataPolicy>,
-    /// The criteria. Each query must return one number; it passes when inside `[min, max]`.
+    /// The criteria. Each query must return one number; it passes when inside `[min, max]` and,
+    /// for a `compare` metric, within its bounds of the stable pods' value.
     #[serde(default)]
     #[schemars(length(max = 20))]
     #[x_kube(validation = Rule::new("self.all(m, self.exists_one(n, n.name == m.name))").message("analysis.metrics: metric names must be unique"))]
@@ -541,6 +550,9 @@ pub struct Metric {
     /// PromQL returning one number. `{{namespace}}`, `{{service}}`, `{{release}}`, `{{canary_hash}}`
     /// and `{{stable_hash}}` are replaced (escaped for PromQL strings) before it runs; `{{service}}`
     /// is the Kubernetes Service's name (`traffic.gatewayAPI.service` when set, else the service's `name`).
+    /// `{{track}}` is a whole label matcher, for inside a selector: `track="canary"` for the canary,
+    /// `track!="canary"` for the stable pods (the label `track` relabelled from the pod label
+    /// `signalman.dev/track`); a `compare` metric must use it, any other metric gets the canary's.
     /// With them filled in it must parse as PromQL and give a number, not a range vector: `kubectl
     /// signalman plan` and the controller refuse it before anything moves otherwise.
     // Bounded so the API server can afford the CEL rule on every query of every service.
@@ -555,7 +567,9 @@ pub struct Metric {
     pub max: Option<f64>,
     /// Judge the canary against the stable version instead of (or besides, on the other side)
     /// a fixed bound: the query runs once per track, `{{track}}` filled in with the canary's
-    /// and then the stable pods' selector, and both values are kept in the measurement.
+    /// and then the stable pods' selector, and both values are kept in the measurement. Not
+    /// measured where no stable version runs beside the new one (a step of weight 100, a flag's
+    /// bake): give the service a metric with `min` or `max` too to measure those.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compare: Option<Compare>,
 }

@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use super::{Analysis, FlagChange, MemberKind, MigrationJob, ReleaseSpec, Step};
+use super::{
+    Analysis, Compare, FlagChange, MemberKind, Metric, MigrationJob, ReleaseSpec, Step, Verify,
+};
 
 /// One thing wrong with a Release, and the field that causes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +99,7 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
             check_steps("spec.defaults.steps", steps, &mut problem);
         }
         if let Some(a) = &d.analysis {
-            check_analysis("spec.defaults.analysis", a, &mut problem);
+            check_analysis("spec.defaults.analysis", a, Measures::Service, &mut problem);
         }
     }
 
@@ -284,15 +286,65 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
                      it instead",
                 );
             } else {
-                check_analysis(&format!("{at}.analysis"), a, &mut problem);
+                check_analysis(
+                    &format!("{at}.analysis"),
+                    a,
+                    Measures::Service,
+                    &mut problem,
+                );
             }
         }
         if svc.job.is_none() {
             check_measured(spec, i, &mut problem);
         }
     }
+    if let Some(verify) = &spec.verify {
+        check_verify(verify, &mut problem);
+    }
     out.extend(super::go_no_go::problems(spec));
     out
+}
+
+/// What an analysis measures, which decides the placeholders its queries may use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Measures {
+    /// One service's canary (a step), or a flag's bake.
+    Service,
+    /// The whole promoted train (`spec.verify`).
+    Train,
+}
+
+/// Verification watches the promoted train: it is its metrics, it has a bake
+/// to watch them for, and nothing is left to compare with.
+fn check_verify(verify: &Verify, problem: &mut impl FnMut(String, &str)) {
+    if verify.bake.is_negative() || Duration::from(verify.bake) < MIN_DURATION {
+        problem(
+            "spec.verify.bake".into(),
+            "must be a duration of at least 1s, e.g. 10m",
+        );
+    }
+    let a = &verify.analysis;
+    if a.skip_analysis.is_some() {
+        problem(
+            "spec.verify.analysis".into(),
+            "verification is its metrics; give analysis.metrics (or leave spec.verify out)",
+        );
+    }
+    if a.metrics.is_empty() {
+        problem(
+            "spec.verify.analysis.metrics".into(),
+            "give at least one metric that watches the whole train, e.g. the checkout success rate",
+        );
+    }
+    for (j, m) in a.metrics.iter().enumerate() {
+        if m.compare.is_some() {
+            problem(
+                format!("spec.verify.analysis.metrics[{j}].compare"),
+                "after promotion there is no stable version left to compare with; use min or max",
+            );
+        }
+    }
+    check_analysis("spec.verify.analysis", a, Measures::Train, problem);
 }
 
 /// A migration: its Job templates can run, it says how it is reversed, and it
@@ -490,7 +542,12 @@ pub(crate) fn check_steps(at: &str, steps: &[Step], problem: &mut impl FnMut(Str
     }
 }
 
-fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)) {
+fn check_analysis(
+    at: &str,
+    a: &Analysis,
+    measures: Measures,
+    problem: &mut impl FnMut(String, &str),
+) {
     if let Some(d) = a.interval
         && (d.is_negative() || Duration::from(d) < MIN_DURATION)
     {
@@ -545,14 +602,43 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
         if m.query.trim().is_empty() {
             problem(format!("{at}.metrics[{i}].query"), "must be a PromQL query");
         }
-        let unknown = unknown_placeholder(&m.query, &super::PLACEHOLDERS);
+        let known: &[&str] = match measures {
+            Measures::Service => &super::PLACEHOLDERS,
+            Measures::Train => &super::VERIFY_PLACEHOLDERS,
+        };
+        let unknown = unknown_placeholder(&m.query, known);
         if let Some(bad) = &unknown {
+            // `x{{{track}}}` is the natural way to select one track, and reads as `{{{` + `track`.
+            let braced_track = bad
+                .strip_prefix("{{{")
+                .and_then(|b| b.strip_suffix("}}"))
+                .is_some_and(|b| b.trim_matches([' ', '\t']) == "track");
+            let message = if braced_track {
+                format!(
+                    "{bad:?}: three braces in a row do not read as a selector's brace and a placeholder; \
+                     put a space between them, e.g. up{{ {{{{track}}}} }}"
+                )
+            } else if measures == Measures::Train {
+                format!(
+                    "{bad:?} is not a placeholder a verify query can use; use {{{{namespace}}}} or \
+                     {{{{release}}}} (a verify query measures the whole train, not one service)"
+                )
+            } else {
+                format!(
+                    "{bad:?} is not a placeholder; use {{{{namespace}}}}, {{{{service}}}}, {{{{release}}}}, \
+                     {{{{canary_hash}}}}, {{{{stable_hash}}}} or {{{{track}}}} (a typo would select nothing)"
+                )
+            };
+            problem(format!("{at}.metrics[{i}].query"), &message);
+        } else if measures == Measures::Service
+            && m.compare.is_some()
+            && !placeholders(&m.query).any(|p| p == "track")
+        {
             problem(
                 format!("{at}.metrics[{i}].query"),
-                &format!(
-                    "{bad:?} is not a placeholder; use {{{{namespace}}}}, {{{{service}}}}, {{{{release}}}}, \
-                     {{{{canary_hash}}}} or {{{{stable_hash}}}} (a typo would select nothing)"
-                ),
+                "a compare metric runs its query once for the canary and once for the stable pods, and \
+                 {{track}} is what tells them apart; put {{track}} among the query's label matchers, e.g. \
+                 http_requests_total{service=\"{{service}}\",{{track}}}",
             );
         }
         let too_long = m.query.chars().count() > MAX_QUERY;
@@ -572,13 +658,86 @@ fn check_analysis(at: &str, a: &Analysis, problem: &mut impl FnMut(String, &str)
             problem(format!("{at}.metrics[{i}].query"), &why);
         }
         match (m.min, m.max) {
-            (None, None) => problem(format!("{at}.metrics[{i}]"), "needs min, max or both"),
+            (None, None) if m.compare.is_none() => problem(
+                format!("{at}.metrics[{i}]"),
+                "each metric needs min, max or compare",
+            ),
             (Some(lo), Some(hi)) if lo > hi => {
                 problem(format!("{at}.metrics[{i}]"), "min must not exceed max")
             }
             _ => {}
         }
+        if let Some(c) = &m.compare {
+            check_compare(&format!("{at}.metrics[{i}]"), m, c, problem);
+        }
     }
+}
+
+/// A comparison bounds each side once, by numbers that mean something.
+fn check_compare(at: &str, m: &Metric, c: &Compare, problem: &mut impl FnMut(String, &str)) {
+    let upper = c.max_increase.is_some() || c.max_ratio.is_some();
+    let lower = c.max_decrease.is_some() || c.min_ratio.is_some();
+    if !upper && !lower {
+        problem(
+            format!("{at}.compare"),
+            "give maxIncrease, maxRatio (higher is worse) or maxDecrease, minRatio (lower is worse)",
+        );
+    }
+    if upper && m.max.is_some() {
+        problem(
+            at.to_owned(),
+            "max and compare.maxIncrease/maxRatio both bound the upper side; keep max (a fixed bound) \
+             or the comparison, not both",
+        );
+    }
+    if lower && m.min.is_some() {
+        problem(
+            at.to_owned(),
+            "min and compare.maxDecrease/minRatio both bound the lower side; keep min (a fixed bound) \
+             or the comparison, not both",
+        );
+    }
+    // NaN, which no JSON carries but a Rust caller could, is refused too.
+    if c.max_ratio.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        problem(
+            format!("{at}.compare.maxRatio"),
+            "must be greater than 0, e.g. 1.2 (the canary at most 20% above stable)",
+        );
+    }
+    if c.min_ratio.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        problem(
+            format!("{at}.compare.minRatio"),
+            "must be greater than 0, e.g. 0.9 (the canary at least 90% of stable)",
+        );
+    }
+    if c.max_increase.is_some_and(|d| d.is_nan() || d < 0.0) {
+        problem(
+            format!("{at}.compare.maxIncrease"),
+            "must not be negative, e.g. 0.005",
+        );
+    }
+    if c.max_decrease.is_some_and(|d| d.is_nan() || d < 0.0) {
+        problem(
+            format!("{at}.compare.maxDecrease"),
+            "must not be negative, e.g. 0.01",
+        );
+    }
+}
+
+/// The names of the well-formed placeholders in `query`, trimmed, in order.
+fn placeholders(query: &str) -> impl Iterator<Item = &str> {
+    let mut rest = query;
+    std::iter::from_fn(move || {
+        loop {
+            let open = rest.find("{{")?;
+            let after = &rest[open + 2..];
+            let close = after.find("}}")?;
+            rest = &after[close + 2..];
+            if !after.starts_with('{') {
+                return Some(after[..close].trim_matches([' ', '\t']));
+            }
+        }
+    })
 }
 
 /// The first `{{` that does not open a known placeholder (`{{ name }}`, spaces
@@ -1123,5 +1282,348 @@ mod tests {
             .images
             .insert("app".into(), "web v2".into());
         assert!(fields(&s).is_empty());
+    }
+
+    const COMPARED: &str = r#"sum(rate(errors_total{service="{{service}}",{{track}}}[1m]))"#;
+
+    fn increase(by: f64) -> Compare {
+        Compare {
+            max_increase: Some(by),
+            ..Default::default()
+        }
+    }
+
+    fn compared(compare: Compare) -> ReleaseSpec {
+        crate::testing::spec()
+            .services(&[("a", &[])])
+            .metric_compared("error-rate", COMPARED, compare)
+            .build()
+    }
+
+    fn first_metric(s: &mut ReleaseSpec) -> &mut super::super::Metric {
+        &mut default_analysis(s).metrics[0]
+    }
+
+    #[test]
+    fn a_compare_metric_alone_or_with_a_fixed_bound_on_the_other_side_is_valid() {
+        let mut s = compared(increase(0.005));
+        assert_eq!(said(&s), Vec::<String>::new());
+        first_metric(&mut s).min = Some(0.0);
+        assert_eq!(said(&s), Vec::<String>::new());
+        let mut s = compared(Compare {
+            min_ratio: Some(0.9),
+            max_decrease: Some(0.0),
+            ..Default::default()
+        });
+        first_metric(&mut s).max = Some(1.0);
+        assert_eq!(said(&s), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_side_is_bounded_by_a_fixed_bound_or_a_comparison_not_both() {
+        let mut s = compared(Compare {
+            max_ratio: Some(1.2),
+            ..Default::default()
+        });
+        first_metric(&mut s).max = Some(0.01);
+        assert_eq!(
+            said(&s),
+            [
+                "spec.defaults.analysis.metrics[0]: max and compare.maxIncrease/maxRatio both bound the \
+              upper side; keep max (a fixed bound) or the comparison, not both"
+            ]
+        );
+        let mut s = compared(Compare {
+            max_decrease: Some(0.01),
+            ..Default::default()
+        });
+        first_metric(&mut s).min = Some(0.9);
+        assert_eq!(
+            said(&s),
+            [
+                "spec.defaults.analysis.metrics[0]: min and compare.maxDecrease/minRatio both bound the \
+              lower side; keep min (a fixed bound) or the comparison, not both"
+            ]
+        );
+        let s = compared(Compare::default());
+        assert_eq!(
+            said(&s),
+            [
+                "spec.defaults.analysis.metrics[0].compare: give maxIncrease, maxRatio (higher is worse) \
+              or maxDecrease, minRatio (lower is worse)"
+            ]
+        );
+        let mut s = compared(Compare::default());
+        first_metric(&mut s).compare = None;
+        assert_eq!(
+            said(&s),
+            ["spec.defaults.analysis.metrics[0]: each metric needs min, max or compare"]
+        );
+    }
+
+    #[test]
+    fn ratios_must_be_positive_and_differences_not_negative() {
+        for ratio in [0.0, -1.2, f64::NAN] {
+            let s = compared(Compare {
+                max_ratio: Some(ratio),
+                min_ratio: Some(ratio),
+                ..Default::default()
+            });
+            assert_eq!(
+                said(&s),
+                [
+                    "spec.defaults.analysis.metrics[0].compare.maxRatio: must be greater than 0, e.g. 1.2 \
+                     (the canary at most 20% above stable)",
+                    "spec.defaults.analysis.metrics[0].compare.minRatio: must be greater than 0, e.g. 0.9 \
+                     (the canary at least 90% of stable)",
+                ],
+                "{ratio}"
+            );
+        }
+        let s = compared(Compare {
+            max_increase: Some(-0.005),
+            max_decrease: Some(-0.01),
+            ..Default::default()
+        });
+        assert_eq!(
+            said(&s),
+            [
+                "spec.defaults.analysis.metrics[0].compare.maxIncrease: must not be negative, e.g. 0.005",
+                "spec.defaults.analysis.metrics[0].compare.maxDecrease: must not be negative, e.g. 0.01",
+            ]
+        );
+        // Zero is a meaningful difference: no worse than stable at all.
+        assert_eq!(said(&compared(increase(0.0))), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_compare_metric_must_say_where_the_track_goes() {
+        let mut s = compared(increase(0.005));
+        first_metric(&mut s).query = r#"sum(rate(errors_total{service="{{service}}"}[1m]))"#.into();
+        let fix = "a compare metric runs its query once for the canary and once for the stable pods, \
+                   and {{track}} is what tells them apart; put {{track}} among the query's label \
+                   matchers, e.g. http_requests_total{service=\"{{service}}\",{{track}}}";
+        assert_eq!(
+            said(&s),
+            [format!("spec.defaults.analysis.metrics[0].query: {fix}")]
+        );
+        // A service's own analysis is named by its own path.
+        s.services[0].analysis = s.defaults.as_mut().unwrap().analysis.take();
+        assert_eq!(
+            said(&s),
+            [format!("spec.services[0].analysis.metrics[0].query: {fix}")]
+        );
+        // Spaces inside the braces are fine, as for every placeholder.
+        s.services[0].analysis.as_mut().unwrap().metrics[0].query = "sum(up{ {{ track }} })".into();
+        assert_eq!(said(&s), Vec::<String>::new());
+        // Three braces in a row: told how to write it.
+        s.services[0].analysis.as_mut().unwrap().metrics[0].query = "sum(up{{{track}}})".into();
+        assert_eq!(
+            said(&s),
+            [
+                "spec.services[0].analysis.metrics[0].query: \"{{{track}}\": three braces in a row do not \
+              read as a selector's brace and a placeholder; put a space between them, e.g. up{ {{track}} }"
+            ]
+        );
+        // A metric that does not compare may use {{track}} (the canary's) or not.
+        let mut s = spec();
+        *first_query(&mut s) = "sum(up{ {{track}} })".into();
+        assert_eq!(said(&s), Vec::<String>::new());
+    }
+
+    fn verified() -> ReleaseSpec {
+        crate::testing::spec()
+            .services(&[("a", &[])])
+            .metric_at_most("error-rate", "up", 0.01)
+            .verify(
+                Duration::from_secs(600),
+                Duration::from_secs(30),
+                "checkout-success",
+                r#"sum(rate(checkouts_total{namespace="{{namespace}}",release="{{ release }}",result="ok"}[5m]))"#,
+                1.0,
+            )
+            .build()
+    }
+
+    fn verify_analysis(s: &mut ReleaseSpec) -> &mut Analysis {
+        &mut s.verify.as_mut().unwrap().analysis
+    }
+
+    #[test]
+    fn verification_is_a_bake_of_at_least_1s_and_its_metrics() {
+        let mut s = verified();
+        assert_eq!(said(&s), Vec::<String>::new());
+        s.verify.as_mut().unwrap().bake = Duration::from_millis(999).into();
+        assert_eq!(
+            said(&s),
+            ["spec.verify.bake: must be a duration of at least 1s, e.g. 10m"]
+        );
+        let mut s = verified();
+        verify_analysis(&mut s).metrics.clear();
+        assert_eq!(
+            said(&s),
+            [
+                "spec.verify.analysis.metrics: give at least one metric that watches the whole train, e.g. \
+              the checkout success rate"
+            ]
+        );
+        verify_analysis(&mut s).skip_analysis = Some(SkipAnalysis {
+            reason: "nothing to watch".into(),
+        });
+        assert_eq!(
+            said(&s),
+            [
+                "spec.verify.analysis: verification is its metrics; give analysis.metrics (or leave \
+                 spec.verify out)",
+                "spec.verify.analysis.metrics: give at least one metric that watches the whole train, e.g. \
+                 the checkout success rate",
+            ]
+        );
+        // Its analysis is checked as any other.
+        let mut s = verified();
+        verify_analysis(&mut s).interval = Some(Duration::from_millis(10).into());
+        verify_analysis(&mut s).metrics[0].max = None;
+        assert_eq!(
+            said(&s),
+            [
+                "spec.verify.analysis.interval: must be a duration of at least 1s, e.g. 30s",
+                "spec.verify.analysis.metrics[0]: each metric needs min, max or compare",
+            ]
+        );
+    }
+
+    #[test]
+    fn verification_compares_nothing_and_measures_the_train_not_a_service() {
+        let mut s = verified();
+        let m = &mut verify_analysis(&mut s).metrics[0];
+        m.max = None;
+        m.compare = Some(increase(0.005));
+        assert_eq!(
+            said(&s),
+            [
+                "spec.verify.analysis.metrics[0].compare: after promotion there is no stable version left to \
+              compare with; use min or max"
+            ]
+        );
+        for placeholder in [
+            "{{service}}",
+            "{{canary_hash}}",
+            "{{ stable_hash }}",
+            "{{track}}",
+        ] {
+            let mut s = verified();
+            verify_analysis(&mut s).metrics[0].query = format!("sum(up{{x=\"{placeholder}\"}})");
+            assert_eq!(
+                said(&s),
+                [format!(
+                    "spec.verify.analysis.metrics[0].query: {placeholder:?} is not a placeholder a verify \
+                     query can use; use {{{{namespace}}}} or {{{{release}}}} (a verify query measures the \
+                     whole train, not one service)"
+                )]
+            );
+        }
+    }
+
+    /// Where a rule is both a CEL rule of the CRD and a check of `validate`,
+    /// the API server and `plan` say it in the same words: the CEL message is
+    /// the field's path (with `[]` for any index) and validate's message.
+    #[test]
+    fn the_crd_and_validate_say_the_compare_and_verify_rules_in_the_same_words() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_string(&super::super::Release::crd()).unwrap();
+        let cases: Vec<(ReleaseSpec, &str)> = vec![
+            (
+                {
+                    let mut s = compared(increase(0.005));
+                    first_metric(&mut s).max = Some(1.0);
+                    s
+                },
+                "analysis.metrics[]: ",
+            ),
+            (
+                {
+                    let mut s = compared(Compare {
+                        min_ratio: Some(0.9),
+                        ..Default::default()
+                    });
+                    first_metric(&mut s).min = Some(1.0);
+                    s
+                },
+                "analysis.metrics[]: ",
+            ),
+            (compared(Compare::default()), "analysis.metrics[].compare: "),
+            (
+                {
+                    let mut s = compared(Compare::default());
+                    first_metric(&mut s).compare = None;
+                    s
+                },
+                "analysis.metrics: ",
+            ),
+            (
+                compared(Compare {
+                    max_ratio: Some(0.0),
+                    ..Default::default()
+                }),
+                "analysis.metrics[].compare.maxRatio ",
+            ),
+            (
+                compared(Compare {
+                    min_ratio: Some(0.0),
+                    ..Default::default()
+                }),
+                "analysis.metrics[].compare.minRatio ",
+            ),
+            (
+                compared(increase(-1.0)),
+                "analysis.metrics[].compare.maxIncrease ",
+            ),
+            (
+                compared(Compare {
+                    max_decrease: Some(-1.0),
+                    ..Default::default()
+                }),
+                "analysis.metrics[].compare.maxDecrease ",
+            ),
+            (
+                {
+                    let mut s = verified();
+                    s.verify.as_mut().unwrap().bake = Duration::ZERO.into();
+                    s
+                },
+                "spec.verify.bake ",
+            ),
+            (
+                {
+                    let mut s = verified();
+                    verify_analysis(&mut s).metrics.clear();
+                    s
+                },
+                "spec.verify.analysis.metrics: ",
+            ),
+            (
+                {
+                    let mut s = verified();
+                    verify_analysis(&mut s).metrics[0].compare = Some(increase(0.0));
+                    verify_analysis(&mut s).metrics[0].max = None;
+                    s
+                },
+                "spec.verify.analysis.metrics[].compare: ",
+            ),
+        ];
+        for (s, prefix) in cases {
+            let found = validate(&s);
+            assert_eq!(found.len(), 1, "{found:?}");
+            let cel = format!("{prefix}{}", found[0].message);
+            assert!(
+                crd.contains(&serde_json::to_string(&cel).unwrap()),
+                "the CRD has no rule saying {cel:?}"
+            );
+        }
+        let mut s = verified();
+        verify_analysis(&mut s).skip_analysis = Some(SkipAnalysis { reason: "x".into() });
+        let found = validate(&s);
+        let cel = format!("spec.verify.analysis: {}", found[0].message);
+        assert!(crd.contains(&serde_json::to_string(&cel).unwrap()), "{cel}");
     }
 }

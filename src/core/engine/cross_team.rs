@@ -6,7 +6,7 @@
 
 use super::context::Ctx;
 use super::{NoticeKind, PolicyObservation};
-use crate::api::{ConditionType, CrossTeam, CrossTeamAction, set_condition};
+use crate::api::{CrossTeam, CrossTeamAction};
 use crate::plan::teams::{DEFAULT_CROSS_TEAM_EDGES, cross_team};
 
 /// The `Warning` condition's reason and message for `ct`: `CrossTeamEdges`
@@ -70,30 +70,15 @@ pub(super) fn check(cx: &mut Ctx) -> Option<String> {
         .cross_team_edges
         .or(cx.obs.cross_team_limit)
         .unwrap_or(DEFAULT_CROSS_TEAM_EDGES);
+    // The `Warning` condition follows `status.crossTeam` (see `warning`).
     let Some(ct) = cross_team(cx.raw, limit) else {
         cx.st.cross_team = None;
-        cx.st
-            .conditions
-            .retain(|c| c.type_ != ConditionType::Warning.as_str());
         return None;
     };
     let (reason, message) = warning(&ct);
     let over = reason == "CrossTeamEdges";
     let refuse = over && limits.cross_team == Some(CrossTeamAction::Refuse);
-    let told = cx.st.conditions.iter().any(|c| {
-        c.type_ == ConditionType::Warning.as_str() && c.status == "True" && c.message == message
-    });
-    let generation = cx.st.observed_generation;
-    let now = cx.time();
-    set_condition(
-        &mut cx.st.conditions,
-        ConditionType::Warning,
-        true,
-        reason,
-        &message,
-        generation,
-        now,
-    );
+    let told = cx.st.cross_team.as_ref() == Some(&ct);
     cx.st.cross_team = Some(ct);
     if refuse {
         let name = policy.map(|(n, _)| n).unwrap_or_default();

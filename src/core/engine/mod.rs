@@ -8,6 +8,7 @@
 //! `due_measurements` asks for, calls `decide`, applies the actions in order
 //! and writes the status when it changed.
 
+mod announce;
 mod context;
 mod cross_team;
 mod defer;
@@ -17,7 +18,9 @@ mod gate;
 mod hold;
 mod migration;
 mod progress;
+mod report;
 mod rollback;
+mod rollback_window;
 mod service_gate;
 mod sign_off;
 pub mod sim;
@@ -27,6 +30,7 @@ mod summary;
 mod tests;
 mod unreadable;
 mod verify;
+mod warning;
 mod wave;
 mod window;
 
@@ -57,12 +61,15 @@ pub const DELETION_GRACE: Duration = Duration::from_secs(600);
 ///
 /// Pure and deterministic: the same inputs give the same output, and deciding
 /// again on the returned status with the same observations repeats no
-/// transition. Final releases cost nothing: no actions, the status unchanged,
-/// no requeue. The rules are in `docs/semantics.md`.
+/// transition. Releases that ended `RolledBack` or `Failed` cost nothing: no
+/// actions, the status unchanged, no requeue. A `Succeeded` one keeps its
+/// rollback window: a manual rollback (`spec.rollback`) or the window closing
+/// are decided, and otherwise nothing changes but the wake-up at its end.
+/// The rules are in `docs/semantics.md`.
 pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision {
     let before = release.status.clone().unwrap_or_default();
     let phase = before.phase.unwrap_or_default();
-    if phase.is_final() {
+    if matches!(phase, Phase::RolledBack | Phase::Failed) {
         return Decision {
             actions: Vec::new(),
             status: before,
@@ -94,7 +101,11 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
         return cx.into_decision();
     }
     if let Some(refused) = &obs.refused {
-        hold::refused(&mut cx, refused);
+        if phase == Phase::Succeeded {
+            rollback_window::refused(&mut cx, refused);
+        } else {
+            hold::refused(&mut cx, refused);
+        }
         summary::finish(&mut cx);
         return cx.into_decision();
     }
@@ -108,10 +119,10 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
         | Phase::Progressing
         | Phase::Paused
         | Phase::Held => progress::run(&mut cx),
-        // TODO(issue 14): verify::run.
-        Phase::Verifying => {}
+        Phase::Verifying => verify::run(&mut cx),
         Phase::RollingBack => rollback::run(&mut cx),
-        Phase::Succeeded | Phase::RolledBack | Phase::Failed => {}
+        Phase::Succeeded => rollback_window::run(&mut cx),
+        Phase::RolledBack | Phase::Failed => {}
     }
     summary::finish(&mut cx);
     cx.into_decision()
@@ -122,7 +133,8 @@ pub fn decide(release: &Release, obs: &Observations, now: Timestamp) -> Decision
 /// the steps or the analysis, and the release holds (`SpecChanged`).
 ///
 /// Left out, because editing them changes nothing that is being released:
-/// the control fields (`paused`, `abort`, `resumeHold`, `holdTimeout`),
+/// the control fields (`paused`, `abort`, `resumeHold`, `holdTimeout`,
+/// `rollback`),
 /// who is accountable (`owner`, `summary`, each service's `owner`), and the
 /// go/no-go fields (`gates`, `gateTimeout`, `window`, `override`, `policy`,
 /// `risk`, `type`) and each service's `hold` and `gates`: the profile they
@@ -136,6 +148,7 @@ pub fn spec_hash(spec: &ReleaseSpec) -> String {
     what.abort = None;
     what.resume_hold = None;
     what.hold_timeout = None;
+    what.rollback = None;
     what.owner = String::new();
     what.summary = None;
     what.gates.clear();
@@ -164,6 +177,8 @@ pub fn spec_matches(stored: &str, spec: &ReleaseSpec) -> bool {
 
 fn legacy_spec_hash(spec: &ReleaseSpec) -> String {
     let mut what = spec.clone();
+    // Did not exist then: whatever it says now, the earlier fingerprint had none.
+    what.rollback = None;
     what.paused = None;
     what.abort = None;
     what.resume_hold = None;
@@ -475,6 +490,11 @@ pub enum NoticeKind {
     /// Something a person should know that stops nothing (see the `Warning` condition),
     /// e.g. more cross-team dependencies than the policy allows.
     Warning,
+    /// `spec.rollback` cannot be honoured (see `status.rollbackWindow.refused` and the
+    /// `Warning` condition); told once per refusal.
+    RollbackRefused,
+    /// The release ended: the completion report's one-line summary (`status.report`).
+    Report,
 }
 
 impl NoticeKind {
@@ -496,6 +516,8 @@ impl NoticeKind {
             NoticeKind::Approved => "Approved",
             NoticeKind::Deferred => "Deferred",
             NoticeKind::Warning => "CrossTeamEdges",
+            NoticeKind::RollbackRefused => "RollbackRefused",
+            NoticeKind::Report => "Report",
         }
     }
 
@@ -510,6 +532,7 @@ impl NoticeKind {
                 | NoticeKind::Failed
                 | NoticeKind::Deferred
                 | NoticeKind::Warning
+                | NoticeKind::RollbackRefused
         )
     }
 }
@@ -558,6 +581,7 @@ mod fingerprint {
         edited.abort = Some(false);
         edited.resume_hold = Some("hold-3".into());
         edited.hold_timeout = Some(Duration::from_secs(3600).into());
+        edited.rollback = Some(true);
         assert_eq!(spec_hash(&edited), spec_hash(&s));
         assert!(spec_matches(&spec_hash(&s), &edited));
         // The go/no-go fields: read before each wave, or fixed in status at the start.
@@ -636,6 +660,10 @@ mod fingerprint {
     fn a_release_started_by_the_earlier_operator_is_not_a_changed_spec() {
         let s = spec();
         assert!(spec_matches(&legacy_spec_hash(&s), &s));
+        // Asking for a rollback mid-flight is refused with a Warning, never a changed spec.
+        let mut asked = s.clone();
+        asked.rollback = Some(true);
+        assert!(spec_matches(&legacy_spec_hash(&s), &asked));
         let mut edited = s.clone();
         edited.services[0]
             .change

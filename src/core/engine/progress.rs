@@ -6,10 +6,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::context::{Ctx, plus};
 use super::{Action, CONVERGE, MeasurementRequest, QueryResult, TemplateState, hold, rollback};
 use super::{Judged, NoticeKind};
-use crate::analysis::judge;
+use crate::analysis::{judge, measured_at, threshold};
 use crate::api::{
-    HoldReason, Measurement, MemberKind, MetricTally, Outcome, Phase, Release, RollbackReason,
-    ServicePhase, StallReason, default::MEASUREMENTS_KEPT,
+    Analysis, HoldReason, Measurement, MemberKind, Metric, MetricTally, NoDataPolicy, Outcome,
+    Phase, Release, RollbackReason, ServicePhase, StallReason, default::MEASUREMENTS_KEPT,
 };
 use crate::text;
 
@@ -18,7 +18,9 @@ use crate::text;
 const PERSON_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The measurements due now: for every service baking a step, each metric one
-/// `interval` after its last measurement in this step (or after the bake began).
+/// `interval` after its last measurement in this step (or after the bake began),
+/// but no `compare` metric at a weight of 100 (nothing left to compare with);
+/// while the train is verified, each verify metric likewise, with `service` empty.
 /// Nothing is due while the release is paused, held or aborted, or its spec changed.
 pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementRequest> {
     let Some(st) = &release.status else {
@@ -29,7 +31,7 @@ pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementReq
         || release.metadata.deletion_timestamp.is_some();
     let moving = matches!(
         st.phase,
-        Some(Phase::Progressing | Phase::AwaitingGates | Phase::AwaitingWindow)
+        Some(Phase::Progressing | Phase::AwaitingGates | Phase::AwaitingWindow | Phase::Verifying)
     );
     if !moving || st.started_at.is_none() || st.hold.is_some() || stopping {
         return Vec::new();
@@ -42,6 +44,9 @@ pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementReq
         return Vec::new();
     }
     let spec = crate::policy::effective(release);
+    if st.phase == Some(Phase::Verifying) {
+        return super::verify::due(&spec, st, now);
+    }
     let mut out = Vec::new();
     for s in &st.services {
         let (ServicePhase::Progressing, Some(step), Some(baked)) =
@@ -52,7 +57,7 @@ pub fn due_measurements(release: &Release, now: Timestamp) -> Vec<MeasurementReq
         let Some(svc) = spec.service(&s.name) else {
             continue;
         };
-        let analysis = spec.analysis_of(svc);
+        let analysis = measured_at(&spec.analysis_of(svc), s.weight);
         for m in &analysis.metrics {
             let last = s
                 .tally
@@ -84,50 +89,13 @@ pub(super) fn run(cx: &mut Ctx) {
     if moving && cx.st.hold.is_none() && !spec_changed && !stopping {
         let verdict = ingest(cx);
         if let Some(breach) = verdict.breach {
-            return rollback::begin(
-                cx,
-                RollbackReason::Breach,
-                Some(breach.service),
-                breach.message,
-                breach.first_deviation,
-            );
+            return breached(cx, breach);
         }
         if let Some((reason, service, message)) = verdict.hold {
-            hold::place(cx, reason, Some(service), message);
+            hold::place(cx, reason, service, message);
         }
     }
-    // Deleting a Release in flight must not leave half the train on the new
-    // version: it is reversed like an abort before the Release goes.
-    if cx.deleting() {
-        return rollback::begin(
-            cx,
-            RollbackReason::Deleted,
-            None,
-            "the Release was deleted while in flight: reversing the train before it goes"
-                .to_owned(),
-            None,
-        );
-    }
-    if cx.spec.abort == Some(true) {
-        return rollback::begin(
-            cx,
-            RollbackReason::Abort,
-            None,
-            "aborted by spec.abort".to_owned(),
-            None,
-        );
-    }
-    if let Some(expired) = hold::expired(cx) {
-        return rollback::begin(cx, RollbackReason::HoldTimeout, expired.0, expired.1, None);
-    }
-    if hold::check(cx, spec_changed) {
-        return;
-    }
-    if cx.spec.paused == Some(true) {
-        if !was_paused {
-            cx.record("Paused", None, "paused by spec.paused".to_owned());
-        }
-        cx.set_phase(Phase::Paused);
+    if stopped(cx, spec_changed, was_paused) {
         return;
     }
     if was_paused {
@@ -159,16 +127,203 @@ pub(super) fn run(cx: &mut Ctx) {
     }
 }
 
-struct Breach {
-    service: String,
-    message: String,
-    first_deviation: Option<Time>,
+/// What comes before any progress, mid-train as in verification: a deletion
+/// or an abort reverses the train, a hold that lasted too long too; a hold
+/// (placed now for a changed spec or drift, or in force) and a pause stop it.
+/// True when one of them decided this pass.
+pub(super) fn stopped(cx: &mut Ctx, spec_changed: bool, was_paused: bool) -> bool {
+    // Deleting a Release in flight must not leave half the train on the new
+    // version: it is reversed like an abort before the Release goes.
+    if cx.deleting() {
+        rollback::begin(
+            cx,
+            RollbackReason::Deleted,
+            None,
+            "the Release was deleted while in flight: reversing the train before it goes"
+                .to_owned(),
+            None,
+        );
+        return true;
+    }
+    if cx.spec.abort == Some(true) {
+        rollback::begin(
+            cx,
+            RollbackReason::Abort,
+            None,
+            "aborted by spec.abort".to_owned(),
+            None,
+        );
+        return true;
+    }
+    if let Some(expired) = hold::expired(cx) {
+        rollback::begin(cx, RollbackReason::HoldTimeout, expired.0, expired.1, None);
+        return true;
+    }
+    if hold::check(cx, spec_changed) {
+        return true;
+    }
+    if cx.spec.paused == Some(true) {
+        if !was_paused {
+            cx.record("Paused", None, "paused by spec.paused".to_owned());
+        }
+        cx.set_phase(Phase::Paused);
+        return true;
+    }
+    false
+}
+
+/// A metric broke `failureLimit`: the train is reversed, and the cause names
+/// the metric, the value that broke the limit and the bound it crossed.
+pub(super) fn breached(cx: &mut Ctx, breach: Breach) {
+    rollback::begin(
+        cx,
+        RollbackReason::Breach,
+        breach.service,
+        breach.message,
+        breach.first_deviation,
+    );
+    if let Some(cause) = cx.st.rollback.as_mut() {
+        cause.metric = Some(breach.metric);
+        cause.value = breach.value;
+        cause.threshold = Some(breach.threshold);
+    }
+}
+
+/// A metric beyond `failureLimit`.
+pub(super) struct Breach {
+    /// `None` for verification: the whole train breached.
+    pub service: Option<String>,
+    pub message: String,
+    pub first_deviation: Option<Time>,
+    pub metric: String,
+    /// The failing value that broke the limit, when the query returned one.
+    pub value: Option<f64>,
+    /// [`threshold`]: the bound it crossed, in words.
+    pub threshold: String,
 }
 
 #[derive(Default)]
-struct Verdict {
-    breach: Option<Breach>,
-    hold: Option<(HoldReason, String, String)>,
+pub(super) struct Verdict {
+    pub breach: Option<Breach>,
+    /// The reason, the service (`None` for verification) and the message.
+    pub hold: Option<(HoldReason, Option<String>, String)>,
+}
+
+/// One measurement judged, as status keeps it: the canary's value, and the
+/// stable pods' for a `compare` metric.
+pub(super) fn measurement(metric: &Metric, t: &super::Taken, no_data: NoDataPolicy) -> Measurement {
+    let outcome = judge(metric, &t.result, t.stable.as_ref(), no_data);
+    let (value, note) = seen(&t.result);
+    let (stable_value, stable_note) = match (&metric.compare, &t.stable) {
+        (None, _) => (None, None),
+        (Some(_), None) => (None, Some("the stable pods were not measured".to_owned())),
+        (Some(_), Some(r)) => {
+            let (v, note) = seen(r);
+            (v, note.map(|n| format!("stable pods: {n}")))
+        }
+    };
+    let message = match (note, stable_note) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
+    Measurement {
+        metric: t.metric.clone(),
+        step: t.step,
+        value,
+        stable_value,
+        outcome,
+        message,
+        at: Time(t.at),
+    }
+}
+
+/// A query's number, or why there is none.
+fn seen(r: &QueryResult) -> (Option<f64>, Option<String>) {
+    match r {
+        QueryResult::Value(v) if v.is_nan() => (
+            None,
+            Some("the query returned NaN (no traffic?)".to_owned()),
+        ),
+        QueryResult::Value(v) => (Some(*v), None),
+        QueryResult::NoData => (None, Some("the query returned no data".to_owned())),
+        QueryResult::Error(e) => (None, Some(e.clone())),
+    }
+}
+
+/// Count `m` into its metric's tally.
+pub(super) fn count(tallies: &mut Vec<MetricTally>, m: &Measurement) {
+    let tally = match tallies.iter().position(|t| t.metric == m.metric) {
+        Some(p) => &mut tallies[p],
+        None => {
+            tallies.push(MetricTally {
+                metric: m.metric.clone(),
+                ..Default::default()
+            });
+            tallies.last_mut().expect("just pushed")
+        }
+    };
+    tally.last_at = Some(m.at.clone());
+    match m.outcome {
+        Outcome::Pass => tally.passed += 1,
+        Outcome::Fail => {
+            tally.failed += 1;
+            tally.first_failed_at.get_or_insert(m.at.clone());
+        }
+        Outcome::Inconclusive => tally.inconclusive += 1,
+        Outcome::Error => tally.errors += 1,
+    }
+}
+
+/// Keep `m` among the most recent measurements.
+pub(super) fn keep(measurements: &mut Vec<Measurement>, m: Measurement) {
+    measurements.push(m);
+    let excess = measurements.len().saturating_sub(MEASUREMENTS_KEPT);
+    measurements.drain(..excess);
+}
+
+/// What a failed measurement showed: its value, else why it has none.
+pub(super) fn shown(m: &Measurement) -> String {
+    m.value
+        .map_or_else(|| m.message.clone().unwrap_or_default(), |v| format!("{v}"))
+}
+
+/// A limit of `analysis` that `t` went beyond.
+pub(super) enum Beyond {
+    Failures,
+    Errors,
+    Inconclusive,
+}
+
+/// The limits of a step, and of verification: more failures than
+/// `failureLimit` is a breach, more errors or inconclusive measurements than
+/// their limits a hold.
+pub(super) fn beyond(t: &MetricTally, a: &Analysis) -> Option<Beyond> {
+    if t.failed > a.failure_limit() {
+        Some(Beyond::Failures)
+    } else if t.errors > a.error_limit() {
+        Some(Beyond::Errors)
+    } else if t.inconclusive > a.inconclusive_limit() {
+        Some(Beyond::Inconclusive)
+    } else {
+        None
+    }
+}
+
+/// The value that broke `metric`'s limit (its last failed measurement in
+/// `step`) and the bound it crossed.
+pub(super) fn breach_value(
+    measurements: &[Measurement],
+    metric: &Metric,
+    step: i32,
+) -> (Option<f64>, String) {
+    let last = measurements
+        .iter()
+        .rev()
+        .find(|m| m.metric == metric.name && m.step == step && m.outcome == Outcome::Fail);
+    (
+        last.and_then(|m| m.value),
+        threshold(metric, last.and_then(|m| m.stable_value)),
+    )
 }
 
 /// Count this decision's measurements into the tallies and say whether a limit broke.
@@ -182,10 +337,6 @@ fn ingest(cx: &mut Ctx) -> Verdict {
         let Some(svc) = cx.spec.service(&t.service) else {
             continue;
         };
-        let analysis = cx.spec.analysis_of(svc);
-        let Some(metric) = analysis.metrics.iter().find(|m| m.name == t.metric) else {
-            continue;
-        };
         let s = &cx.st.services[i];
         let (ServicePhase::Progressing, Some(step), Some(baked)) =
             (s.phase, s.step, &s.bake_started_at)
@@ -195,6 +346,10 @@ fn ingest(cx: &mut Ctx) -> Verdict {
         if step != t.step {
             continue;
         }
+        let analysis = measured_at(&cx.spec.analysis_of(svc), s.weight);
+        let Some(metric) = analysis.metrics.iter().find(|m| m.name == t.metric) else {
+            continue;
+        };
         let last = s
             .tally
             .iter()
@@ -204,65 +359,27 @@ fn ingest(cx: &mut Ctx) -> Verdict {
         if t.at < plus(last.unwrap_or(baked).0, analysis.interval()) {
             continue;
         }
-        let outcome = judge(metric, &t.result, analysis.no_data.unwrap_or_default());
+        let m = measurement(metric, t, analysis.no_data.unwrap_or_default());
         cx.judged.push(Judged {
             service: t.service.clone(),
             metric: t.metric.clone(),
-            outcome,
+            outcome: m.outcome,
         });
-        let (value, note) = match &t.result {
-            QueryResult::Value(v) if v.is_nan() => (
-                None,
-                Some("the query returned NaN (no traffic?)".to_owned()),
-            ),
-            QueryResult::Value(v) => (Some(*v), None),
-            QueryResult::NoData => (None, Some("the query returned no data".to_owned())),
-            QueryResult::Error(e) => (None, Some(e.clone())),
-        };
-        let at = Time(t.at);
         let s = &mut cx.st.services[i];
-        let tally = match s.tally.iter().position(|m| m.metric == t.metric) {
-            Some(p) => &mut s.tally[p],
-            None => {
-                s.tally.push(MetricTally {
-                    metric: t.metric.clone(),
-                    ..Default::default()
-                });
-                s.tally.last_mut().expect("just pushed")
-            }
-        };
-        tally.last_at = Some(at.clone());
-        match outcome {
-            Outcome::Pass => tally.passed += 1,
-            Outcome::Fail => {
-                tally.failed += 1;
-                tally.first_failed_at.get_or_insert(at.clone());
-            }
-            Outcome::Inconclusive => tally.inconclusive += 1,
-            Outcome::Error => tally.errors += 1,
-        }
-        s.measurements.push(Measurement {
-            stable_value: None,
-            metric: t.metric.clone(),
-            step,
-            value,
-            outcome,
-            message: note.clone(),
-            at,
-        });
-        let excess = s.measurements.len().saturating_sub(MEASUREMENTS_KEPT);
-        s.measurements.drain(..excess);
-        if outcome == Outcome::Fail {
-            let seen = value.map_or_else(|| note.clone().unwrap_or_default(), |v| format!("{v}"));
-            let message = format!(
-                "{} = {seen} at step {} (weight {}%), threshold {}",
+        count(&mut s.tally, &m);
+        let failed = (m.outcome == Outcome::Fail).then(|| {
+            format!(
+                "{} = {} at step {} (weight {}%), threshold {}",
                 t.metric,
+                shown(&m),
                 step + 1,
                 s.weight,
-                text::threshold(metric.min, metric.max)
-            );
-            let service = t.service.clone();
-            cx.record("MeasurementFailed", Some(&service), message);
+                threshold(metric, m.stable_value)
+            )
+        });
+        keep(&mut s.measurements, m);
+        if let Some(message) = failed {
+            cx.record("MeasurementFailed", Some(&t.service), message);
         }
     }
 
@@ -274,51 +391,60 @@ fn ingest(cx: &mut Ctx) -> Verdict {
         let Some(svc) = cx.spec.service(&s.name) else {
             continue;
         };
-        let a = cx.spec.analysis_of(svc);
+        let a = measured_at(&cx.spec.analysis_of(svc), s.weight);
+        let step = s.step.unwrap_or_default();
         for t in &s.tally {
-            if t.failed > a.failure_limit() && verdict.breach.is_none() {
-                verdict.breach = Some(Breach {
-                    service: s.name.clone(),
-                    message: format!(
-                        "{}: {} failed {} measurement(s) of step {}, more than failureLimit {}",
-                        s.name,
-                        t.metric,
-                        t.failed,
-                        s.step.unwrap_or_default() + 1,
-                        a.failure_limit()
-                    ),
-                    first_deviation: t.first_failed_at.clone(),
-                });
-            }
-            if verdict.hold.is_some() {
-                continue;
-            }
-            if t.errors > a.error_limit() {
-                verdict.hold = Some((
-                    HoldReason::ErrorLimit,
-                    s.name.clone(),
-                    format!(
-                        "{}: {} could not be measured {} times in this step, more than errorLimit {}; \
-                         fix the query or Prometheus",
-                        s.name,
-                        t.metric,
-                        t.errors,
-                        a.error_limit()
-                    ),
-                ));
-            } else if t.inconclusive > a.inconclusive_limit() {
-                verdict.hold = Some((
-                    HoldReason::InconclusiveLimit,
-                    s.name.clone(),
-                    format!(
-                        "{}: {} was inconclusive {} times in this step, more than inconclusiveLimit {}; \
-                         check that the canary gets traffic",
-                        s.name,
-                        t.metric,
-                        t.inconclusive,
-                        a.inconclusive_limit()
-                    ),
-                ));
+            match beyond(t, &a) {
+                Some(Beyond::Failures) if verdict.breach.is_none() => {
+                    let Some(metric) = a.metrics.iter().find(|m| m.name == t.metric) else {
+                        continue;
+                    };
+                    let (value, threshold) = breach_value(&s.measurements, metric, step);
+                    verdict.breach = Some(Breach {
+                        service: Some(s.name.clone()),
+                        message: format!(
+                            "{}: {} failed {} measurement(s) of step {}, more than failureLimit {}",
+                            s.name,
+                            t.metric,
+                            t.failed,
+                            step + 1,
+                            a.failure_limit()
+                        ),
+                        first_deviation: t.first_failed_at.clone(),
+                        metric: t.metric.clone(),
+                        value,
+                        threshold,
+                    });
+                }
+                Some(Beyond::Errors) if verdict.hold.is_none() => {
+                    verdict.hold = Some((
+                        HoldReason::ErrorLimit,
+                        Some(s.name.clone()),
+                        format!(
+                            "{}: {} could not be measured {} times in this step, more than errorLimit {}; \
+                             fix the query or Prometheus",
+                            s.name,
+                            t.metric,
+                            t.errors,
+                            a.error_limit()
+                        ),
+                    ));
+                }
+                Some(Beyond::Inconclusive) if verdict.hold.is_none() => {
+                    verdict.hold = Some((
+                        HoldReason::InconclusiveLimit,
+                        Some(s.name.clone()),
+                        format!(
+                            "{}: {} was inconclusive {} times in this step, more than inconclusiveLimit {}; \
+                             check that the canary gets traffic",
+                            s.name,
+                            t.metric,
+                            t.inconclusive,
+                            a.inconclusive_limit()
+                        ),
+                    ));
+                }
+                _ => {}
             }
         }
     }
@@ -403,8 +529,10 @@ fn start_service(cx: &mut Ctx, i: usize) {
     }
     let steps = cx.spec.steps_of(svc);
     let baseline = format!("{}-{}-baseline", cx.release_name(), name);
+    let previous_images = super::report::previous_images(cx, &name);
     let now = cx.time();
     let s = &mut cx.st.services[i];
+    s.previous_images = previous_images;
     s.phase = ServicePhase::Progressing;
     s.step = Some(0);
     s.weight = steps.first().map_or(0, |st| st.weight);
@@ -542,7 +670,7 @@ fn bake(cx: &mut Ctx, i: usize) {
 
     let bake_time: std::time::Duration = step.bake.into();
     let bake_end = plus(started.0, bake_time);
-    let analysis = cx.spec.analysis_of(svc);
+    let analysis = measured_at(&cx.spec.analysis_of(svc), step.weight);
     let tally = cx.st.services[i].tally.clone();
     let short = short_of_passes(&analysis, &tally, bake_time);
 

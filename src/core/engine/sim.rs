@@ -53,6 +53,11 @@ pub struct SimService {
     pub rollback_fails: Option<(String, Option<String>)>,
     /// Its Jobs run and never finish.
     pub jobs_hang: bool,
+    /// The image of each container of its baseline (`<service>:v1` for each container the
+    /// change names); with the new version the change's images replace them.
+    pub images: BTreeMap<String, String>,
+    /// Someone else changed the Deployment after the release left it: what differs.
+    pub changed: Option<String>,
 }
 
 impl SimService {
@@ -75,6 +80,8 @@ impl SimService {
             forward_fails: None,
             rollback_fails: None,
             jobs_hang: false,
+            images: BTreeMap::new(),
+            changed: None,
         }
     }
 
@@ -115,6 +122,8 @@ pub struct Sim {
     pub cluster: BTreeMap<String, SimService>,
     pub now: Timestamp,
     pub measure: Measure,
+    /// What a `compare` metric's query returns for the stable pods (`measure` gives the canary's).
+    pub measure_stable: Measure,
     /// What each query gate returns when the engine asks for it.
     pub gate: GateCheck,
     /// The ReleasePolicy that applies, as the shell would resolve it.
@@ -129,6 +138,9 @@ pub struct Sim {
     pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
     /// Other Releases in the namespace, for the claim rules.
     pub others: Vec<Claimant>,
+    /// The notification receivers that apply, and those that cannot be used.
+    pub receivers: Vec<crate::api::Receiver>,
+    pub receiver_problems: Vec<String>,
 }
 
 /// `2026-11-26T10:00:00Z`, the simulated start of every test.
@@ -159,8 +171,15 @@ impl Sim {
                     .as_ref()
                     .and_then(|t| t.gateway_api.as_ref())
                     .is_some();
+                let images = s
+                    .change
+                    .images
+                    .keys()
+                    .map(|c| (c.clone(), format!("{}:v1", s.name)))
+                    .collect();
                 let svc = SimService {
                     exists: s.deployment().is_some(),
+                    images,
                     containers,
                     route: gateway.then_some(RouteObservation {
                         found: true,
@@ -193,6 +212,7 @@ impl Sim {
             cluster,
             now: epoch(),
             measure: Box::new(|_, _| QueryResult::Value(0.0)),
+            measure_stable: Box::new(|_, _| QueryResult::Value(0.0)),
             gate: Box::new(|_, _| QueryResult::Value(0.0)),
             policy: PolicyObservation::None,
             approvals: Vec::new(),
@@ -200,6 +220,8 @@ impl Sim {
             idle_step: Duration::from_secs(30),
             config_maps,
             others: Vec::new(),
+            receivers: Vec::new(),
+            receiver_problems: Vec::new(),
         }
     }
 
@@ -277,6 +299,15 @@ impl Sim {
         self
     }
 
+    /// The stable pods' value of each `compare` metric.
+    pub fn with_stable_measure(
+        mut self,
+        f: impl FnMut(&MeasurementRequest, Timestamp) -> QueryResult + 'static,
+    ) -> Sim {
+        self.measure_stable = Box::new(f);
+        self
+    }
+
     pub fn with_gate(
         mut self,
         f: impl FnMut(&GateRequest, Timestamp) -> QueryResult + 'static,
@@ -308,6 +339,29 @@ impl Sim {
             .get_or_insert_with(Default::default)
             .insert(CREATED_BY_ANNOTATION.to_owned(), user.to_owned());
         self
+    }
+
+    /// `user` asks for the release to be rolled back, as `kubectl signalman rollback` does:
+    /// `spec.rollback: true` and, when known, who asked (annotation `signalman.dev/rollback-by`).
+    pub fn request_rollback(&mut self, user: Option<&str>) {
+        if let Some(user) = user {
+            self.release
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(
+                    crate::api::ROLLBACK_BY_ANNOTATION.to_owned(),
+                    user.to_owned(),
+                );
+        }
+        self.edit(|s| s.rollback = Some(true));
+    }
+
+    /// Someone else changes the Deployment of `service` after the release: `what` differs.
+    pub fn change_deployment(&mut self, service: &str, what: &str) {
+        let s = self.svc(service);
+        s.template = TemplateState::Drifted;
+        s.changed = Some(what.to_owned());
     }
 
     /// `approver` approves the gate `gate` now.
@@ -371,6 +425,12 @@ impl Sim {
             .cluster
             .iter()
             .map(|(name, s)| {
+                let mut images = s.images.clone();
+                if s.template == TemplateState::New
+                    && let Some(svc) = self.release.spec.service(name)
+                {
+                    images.extend(svc.change.images.clone());
+                }
                 let o = ServiceObservation {
                     stable: s.exists.then(|| StableObservation {
                         containers: s.containers.clone(),
@@ -379,8 +439,8 @@ impl Sim {
                         replicas: 3,
                         paused: s.paused,
                         rollout_failed: s.rollout_failed,
-                        images: BTreeMap::new(),
-                        changed: None,
+                        images,
+                        changed: s.changed.clone(),
                     }),
                     canary: s.canary.clone(),
                     baseline_recorded: s.baseline_recorded,
@@ -420,8 +480,8 @@ impl Sim {
             approvals: self.approvals.clone(),
             gates: Vec::new(),
             cross_team_limit: None,
-            receiver_problems: Vec::new(),
-            receivers: Vec::new(),
+            receiver_problems: self.receiver_problems.clone(),
+            receivers: self.receivers.clone(),
         }
     }
 
@@ -516,6 +576,7 @@ impl Sim {
                         s.template = TemplateState::Baseline;
                         s.rolled_out = false;
                     }
+                    s.changed = None;
                 }
             }
         }
@@ -574,6 +635,20 @@ impl Sim {
 
     pub fn pass_with(&mut self, crash: Crash) -> &Decision {
         let due = due_measurements(&self.release, self.now);
+        // As the shell: a compare metric's query runs once per track.
+        let spec = crate::policy::effective(&self.release).into_owned();
+        let compares = |r: &MeasurementRequest| {
+            let analysis = if r.service.is_empty() {
+                spec.verify.as_ref().map(|v| v.analysis.clone())
+            } else {
+                spec.service(&r.service).map(|s| spec.analysis_of(s))
+            };
+            analysis.is_some_and(|a| {
+                a.metrics
+                    .iter()
+                    .any(|m| m.name == r.metric && m.compare.is_some())
+            })
+        };
         let taken = due
             .iter()
             .map(|r| Taken {
@@ -581,7 +656,7 @@ impl Sim {
                 metric: r.metric.clone(),
                 step: r.step,
                 result: (self.measure)(r, self.now),
-                stable: None,
+                stable: compares(r).then(|| (self.measure_stable)(r, self.now)),
                 at: self.now,
             })
             .collect();

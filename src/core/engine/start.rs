@@ -35,8 +35,14 @@ pub(super) fn pending(cx: &mut Ctx) {
     let name = cx.release.metadata.name.as_deref().unwrap_or_default();
     let mut invalid = api::validate_name(name, spec);
     invalid.extend(api::validate(spec));
-    if !invalid.is_empty() {
-        let lines = invalid.iter().map(ToString::to_string).collect();
+    // Only a Succeeded release can be rolled back: asked of one that has not
+    // started, it is refused like any invalid field, before anything changes.
+    let rollback = (spec.rollback == Some(true))
+        .then(|| crate::rollback_window::refusal_of(&cx.st, cx.now))
+        .flatten();
+    if !invalid.is_empty() || rollback.is_some() {
+        let mut lines: Vec<String> = invalid.iter().map(ToString::to_string).collect();
+        lines.extend(rollback);
         return stall(cx, StallReason::InvalidSpec, lines, None);
     }
     let unplannable = crate::plan::problems(spec);

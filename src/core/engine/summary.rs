@@ -46,7 +46,11 @@ pub(super) fn finish(cx: &mut Ctx) {
     }
     cx.st.message = Some(message(cx));
     conditions(cx);
+    super::warning::set(cx);
+    // From the whole timeline, before it is capped; announced with its summary.
+    super::report::on_final(cx);
     cap_timeline(cx);
+    super::announce::announce(cx);
 }
 
 /// What each running canary really gets, next to the weight it was asked for.
@@ -80,14 +84,10 @@ fn message(cx: &Ctx) -> String {
             .unwrap_or_default()
     };
     match cx.phase() {
-        // TODO(issue 14): "verifying the train: 4m left".
-        Phase::Pending
-        | Phase::AwaitingGates
-        | Phase::AwaitingWindow
-        | Phase::Verifying
-        | Phase::Failed => {
+        Phase::Pending | Phase::AwaitingGates | Phase::AwaitingWindow | Phase::Failed => {
             st.message.clone().unwrap_or_default()
         }
+        Phase::Verifying => super::verify::message(cx),
         Phase::Progressing => {
             let moving: Vec<String> = st
                 .services

@@ -16,6 +16,10 @@ use crate::policy::{self, REVIEW_GATE};
 /// How soon a window that cannot be read is looked at again.
 const RECHECK: Duration = Duration::from_secs(30);
 
+/// How a release outside its window says it waits for the override's
+/// approval: the announcement `AwaitingApproval` is told when it starts to.
+pub(super) const AWAITING_OVERRIDE: &str = "waits for an approval of the window override";
+
 /// May a wave begin now as far as the window goes? `Err` carries the
 /// release's message; the wait is in `status.window` and the wake-up is set.
 pub(super) fn allows(cx: &mut Ctx) -> Result<(), String> {
@@ -91,7 +95,7 @@ pub(super) fn allows(cx: &mut Ctx) -> Result<(), String> {
         (None, None, None) => format!("{what}; {opens}"),
         // With an approver too it went on above.
         (Some(_), _, _) => format!(
-            "{what}: has a justification; waits for an approval of the window override ({command}); \
+            "{what}: has a justification; {AWAITING_OVERRIDE} ({command}); \
              otherwise it {opens}"
         ),
         (None, Some(by), _) => format!(

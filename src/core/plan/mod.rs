@@ -52,6 +52,41 @@ pub fn deferred_at_start(spec: &ReleaseSpec) -> Vec<String> {
     out
 }
 
+/// Services judged on bake time alone where the traffic is all theirs: every
+/// metric they have compares the canary with the stable pods, and at a step of
+/// weight 100 (a flag's whole bake) the stable pods take no traffic, so nothing
+/// is measured there (see [`crate::analysis::measured_at`]). As (field, what
+/// and the fix), for `plan`'s warnings; the release still runs.
+pub fn compare_only_warnings(spec: &ReleaseSpec) -> Vec<(String, String)> {
+    spec.services
+        .iter()
+        .enumerate()
+        .filter(|(_, svc)| svc.job.is_none())
+        .filter_map(|(i, svc)| {
+            let analysis = spec.analysis_of(svc);
+            let only_compare = !analysis.metrics.is_empty()
+                && analysis.metrics.iter().all(|m| m.compare.is_some());
+            if !only_compare {
+                return None;
+            }
+            let when = if svc.flag.is_some() {
+                "a flag has no stable pods beside it, so its bake"
+            } else {
+                "at its 100% step the stable pods take no traffic, so that step"
+            };
+            Some((
+                format!("spec.services[{i}]"),
+                format!(
+                    "every metric of {} compares the canary with the stable pods, and {when} is judged \
+                     on bake time alone; add a metric with min or max (e.g. the error rate at most \
+                     0.01) to measure it there",
+                    svc.name
+                ),
+            ))
+        })
+        .collect()
+}
+
 /// Why a set of services cannot be ordered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -284,6 +319,68 @@ impl<'a> Graph<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_warns_when_a_full_weight_step_would_be_judged_on_bake_time_alone() {
+        use crate::api::{Analysis, Compare, Metric};
+        let compared = Metric {
+            name: "error-rate-vs-stable".into(),
+            query: "sum(up{ {{track}} })".into(),
+            min: None,
+            max: None,
+            compare: Some(Compare {
+                max_increase: Some(0.005),
+                ..Default::default()
+            }),
+        };
+        let mut s = crate::testing::spec()
+            .services(&[("api", &[]), ("web", &["api"])])
+            .job("db", [] as [&str; 0])
+            .flag("on", ["web"], "flags", &[("checkout-v2", "on")])
+            .build();
+        s.services[1].depends_on.push("db".into());
+        s.defaults.get_or_insert_with(Default::default).analysis = Some(Analysis {
+            metrics: vec![compared.clone()],
+            ..Default::default()
+        });
+        // api has a fixed bound beside its comparison: measured at 100 % too.
+        s.services[0].analysis = Some(Analysis {
+            metrics: vec![
+                compared,
+                Metric {
+                    name: "error-rate".into(),
+                    query: "up".into(),
+                    min: None,
+                    max: Some(0.01),
+                    compare: None,
+                },
+            ],
+            ..Default::default()
+        });
+        assert_eq!(crate::api::validate(&s), vec![]);
+        let warned = compare_only_warnings(&s);
+        assert_eq!(
+            warned,
+            [
+                (
+                    "spec.services[1]".to_owned(),
+                    "every metric of web compares the canary with the stable pods, and at its 100% step \
+                     the stable pods take no traffic, so that step is judged on bake time alone; add a \
+                     metric with min or max (e.g. the error rate at most 0.01) to measure it there"
+                        .to_owned()
+                ),
+                (
+                    "spec.services[3]".to_owned(),
+                    "every metric of on compares the canary with the stable pods, and a flag has no stable \
+                     pods beside it, so its bake is judged on bake time alone; add a metric with min or \
+                     max (e.g. the error rate at most 0.01) to measure it there"
+                        .to_owned()
+                ),
+            ]
+        );
+        s.services[0].analysis = None;
+        assert_eq!(compare_only_warnings(&s).len(), 3);
+    }
 
     fn spec(edges: &[(&str, &[&str])]) -> ReleaseSpec {
         crate::testing::spec().services(edges).build()

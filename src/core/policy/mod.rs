@@ -147,6 +147,10 @@ pub fn fill(spec: &ReleaseSpec, applied: &AppliedPolicy) -> ReleaseSpec {
                 fill_limits(a, limits);
             }
         }
+        // Verification is judged with the profile's limits too, as a step is.
+        if let Some(v) = &mut out.verify {
+            fill_limits(&mut v.analysis, limits);
+        }
     }
     if before_last_step(profile) {
         for i in 0..out.services.len() {

@@ -119,6 +119,21 @@ fn the_service_then_the_defaults_then_the_profile_then_the_built_in_steps() {
         f.analysis_of(&f.services[0]).interval(),
         Duration::from_secs(7)
     );
+    // Verification is judged with the profile's limits too, its own first.
+    s.verify = crate::testing::spec()
+        .verify(
+            Duration::from_secs(600),
+            Duration::from_secs(20),
+            "checkout-failures",
+            "up",
+            0.5,
+        )
+        .build()
+        .verify;
+    let f = fill(&s, &a);
+    let verify = &f.verify.as_ref().unwrap().analysis;
+    assert_eq!(verify.failure_limit(), 1);
+    assert_eq!(verify.interval(), Duration::from_secs(20));
     // Without a profile: the spec as written.
     assert_eq!(fill(&s, &AppliedPolicy::default()), s);
 }

@@ -43,6 +43,10 @@ fn scenarios() -> Vec<Sim> {
                 0.0
             })
         }),
+        Sim::new(verified(edges)),
+        // The train breaches in verification, once every service is promoted.
+        Sim::new(verified(edges))
+            .with_measure(|r, _| QueryResult::Value(if r.service.is_empty() { 0.75 } else { 0.0 })),
     ]
 }
 
@@ -94,8 +98,27 @@ fn deciding_again_on_the_result_repeats_no_transition() {
 
 #[test]
 fn a_final_release_costs_nothing() {
+    // Succeeded: nothing but the wake-up at the end of its rollback window.
     let mut sim = Sim::new(spec(&[("a", &[])]));
     sim.run(100);
+    let st = status(&sim).clone();
+    let finished = st.finished_at.clone().unwrap().0;
+    let until = st.rollback_window.clone().unwrap().until.0;
+    let obs = sim.observe(Vec::new());
+    let later = context::plus(finished, secs(3600));
+    let d = decide(&sim.release, &obs, later);
+    assert!(
+        d.actions.is_empty() && d.notices.is_empty(),
+        "{:?} {:?}",
+        d.actions,
+        d.notices
+    );
+    assert_eq!(d.requeue_after, Some(context::until(later, until)));
+    assert_eq!(Some(d.status), sim.release.status);
+
+    // RolledBack (and Failed): nothing at all.
+    let mut sim = Sim::new(spec(&[("a", &[])])).with_measure(|_, _| QueryResult::Value(0.5));
+    assert_eq!(sim.run(100), Phase::RolledBack);
     let obs = sim.observe(Vec::new());
     let d = decide(&sim.release, &obs, context::plus(sim.now, secs(3600)));
     assert!(d.actions.is_empty() && d.notices.is_empty());

@@ -1,8 +1,10 @@
 //! Every rule of the engine, driven by the simulated cluster and clock in `sim`,
 //! one module per part of the rules; the helpers they share are here.
 
+mod announce;
 mod bad_input;
 mod bake;
+mod compare;
 mod crash;
 mod cross_team;
 mod deferral;
@@ -15,7 +17,10 @@ mod order;
 mod pause;
 mod profiles;
 mod refused;
+mod report;
 mod rollback;
+mod rollback_window;
+mod verify;
 mod waiting;
 mod windows;
 
@@ -47,6 +52,23 @@ fn spec(edges: &[(&str, &[&str])]) -> ReleaseSpec {
             0.01,
         )
         .build()
+}
+
+/// [`spec`]'s train, verified for 2m with a measurement every 30s (so 4
+/// passes needed), the failed-checkout rate at most 0.5.
+fn verified(edges: &[(&str, &[&str])]) -> ReleaseSpec {
+    let mut s = spec(edges);
+    s.verify = crate::testing::spec()
+        .verify(
+            secs(120),
+            secs(30),
+            "checkout-failures",
+            r#"sum(rate(checkouts_total{namespace="{{namespace}}",result!="ok"}[5m]))"#,
+            0.5,
+        )
+        .build()
+        .verify;
+    s
 }
 
 fn analysis(sim: &mut Sim) -> &mut Analysis {

@@ -27,7 +27,7 @@ const WEEKDAYS: &[Weekday] = &[
     Weekday::Friday,
 ];
 
-fn office_hours() -> ReleasePolicySpec {
+pub(super) fn office_hours() -> ReleasePolicySpec {
     ReleasePolicySpec {
         window: Some(window(WEEKDAYS, "09:00", "17:00", "Europe/Berlin")),
         freeze: Some(Freeze {

@@ -2,9 +2,10 @@
 -- Maps the release phase (and its kstatus conditions) to an Argo CD health:
 --   Succeeded                          -> Healthy
 --   Pending, Progressing                -> Progressing
+--   Verifying (spec.verify)             -> Progressing (the promoted train is still watched)
 --   AwaitingWindow, AwaitingGates       -> Progressing (a go/no-go wait, not a failure)
 --   Paused (spec.paused), Held (a hold) -> Suspended
---   RollingBack, RolledBack, Failed     -> Degraded
+--   RollingBack, RolledBack, Failed     -> Degraded (also a manual rollback: spec.rollback)
 --   Pending refused (Stalled=True)      -> Degraded
 --   Progressing, a service waiting for a person (Stalled=True):
 --     its Deployment paused (DeploymentPaused) -> Suspended
@@ -84,6 +85,10 @@ elseif phase == "Progressing" and stalled ~= nil and stalled.status == "True" th
     hs.status = "Degraded"
   end
   hs.message = say(stalled.message or phase)
+elseif phase == "Verifying" then
+  -- Every service is promoted; a breach still reverses the whole train.
+  hs.status = "Progressing"
+  hs.message = say("Verifying the promoted train")
 elseif phase == "AwaitingWindow" or phase == "AwaitingGates" then
   -- Waiting for the window, a gate or an approval: the message says which and the command.
   hs.status = "Progressing"
