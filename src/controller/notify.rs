@@ -46,11 +46,6 @@ pub fn receivers(policy: &PolicyObservation, operator: &Notifications) -> Vec<Re
     }
 }
 
-/// Whether `receiver` wants to be told about `transition` (`on` empty: all).
-pub fn wants(receiver: &Receiver, transition: Transition) -> bool {
-    receiver.on.is_empty() || receiver.on.contains(&transition)
-}
-
 /// The announcements `receiver` has not had: above its `mark`, of a
 /// transition it wants, oldest first.
 pub fn pending(
@@ -60,7 +55,7 @@ pub fn pending(
 ) -> Vec<Announcement> {
     let mut out: Vec<Announcement> = announcements
         .iter()
-        .filter(|a| a.seq > mark && wants(receiver, a.transition))
+        .filter(|a| a.seq > mark && receiver.wants(a.transition))
         .cloned()
         .collect();
     out.sort_by_key(|a| a.seq);
