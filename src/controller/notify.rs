@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use futures::Stream;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -190,7 +191,8 @@ pub enum SecretLookup {
     /// The Secrets of the operator's namespace cannot be watched (why).
     Refused(String),
     Missing,
-    Found(Secret),
+    /// Its data.
+    Found(BTreeMap<String, ByteString>),
 }
 
 /// Each receiver's URL, or a sentence naming the receiver, the Secret, the
@@ -217,8 +219,8 @@ pub fn resolve(
                  create it with the webhook URL under key {key:?}, e.g. kubectl -n {namespace} \
                  create secret generic {secret} --from-literal={key}=<webhook URL>"
             )),
-            SecretLookup::Found(s) => {
-                let value = s.data.as_ref().and_then(|d| d.get(key));
+            SecretLookup::Found(data) => {
+                let value = data.get(key);
                 match value.map(|v| std::str::from_utf8(&v.0).map(WebhookUrl::parse)) {
                     None => problems.push(format!(
                         "{whose}: Secret {secret:?} in namespace {namespace} has no key {key:?}; \
@@ -251,7 +253,7 @@ fn resolve_cached(ctx: &Context, receivers: &[Receiver]) -> (Vec<Target>, Vec<St
             return SecretLookup::Refused(why);
         }
         match ctx.cache.secret(ns, name) {
-            Some(s) => SecretLookup::Found(s),
+            Some(s) => SecretLookup::Found(s.data.unwrap_or_default()),
             None => SecretLookup::Missing,
         }
     })
@@ -411,7 +413,6 @@ pub fn parse_flag(text: &str) -> Result<Notifications, String> {
 mod tests {
     use super::*;
     use crate::api::{ReleasePolicySpec, SecretKey};
-    use k8s_openapi::ByteString;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn receiver(name: &str, on: &[Transition]) -> Receiver {
@@ -541,16 +542,11 @@ mod tests {
         assert_eq!(names(receivers(&missing, &operator)), ["ops"]);
     }
 
-    fn secret(pairs: &[(&str, &[u8])]) -> Secret {
-        Secret {
-            data: Some(
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
-                    .collect(),
-            ),
-            ..Default::default()
-        }
+    fn secret(pairs: &[(&str, &[u8])]) -> BTreeMap<String, ByteString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+            .collect()
     }
 
     #[test]

@@ -269,7 +269,8 @@ impl Outbox {
                 .quiet_since
                 .is_some_and(|t| now.duration_since(t) >= FORGET_AFTER);
             let asked = o.failing() || o.quiet_since.is_some();
-            !forgotten && !(asked && gone(key, &o.uid))
+            let dropped = forgotten || (asked && gone(key, &o.uid));
+            !dropped
         });
         let mut work = Vec::new();
         for (key, o) in &mut self.releases {
