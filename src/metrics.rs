@@ -77,6 +77,13 @@ struct WatchLabels {
     watch: String,
 }
 
+/// One attempt to deliver a notification: the receiver's name and `sent` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    receiver: String,
+    result: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     phase: String,
@@ -106,6 +113,7 @@ pub struct Metrics {
     writes: Family<WriteLabels, Counter>,
     writes_total: Arc<AtomicU64>,
     last_value: Family<MetricLabels, Gauge<f64, AtomicU64>>,
+    notifications: Family<NotificationLabels, Counter>,
     releases: Arc<RwLock<Option<Store<Readable>>>>,
 }
 
@@ -211,6 +219,12 @@ impl Metrics {
             "The value of the latest measurement of each metric",
             last_value.clone(),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Attempts to deliver a notification to a webhook receiver, by receiver and result (sent, failed)",
+            notifications.clone(),
+        );
         let releases = Arc::new(RwLock::new(None));
         registry.register_collector(Box::new(ReleaseCollector {
             store: releases.clone(),
@@ -230,6 +244,7 @@ impl Metrics {
             writes,
             writes_total: Arc::default(),
             last_value,
+            notifications,
             releases,
         }
     }
@@ -338,6 +353,17 @@ impl Metrics {
                 metric: metric.to_owned(),
             })
             .set(value);
+    }
+
+    /// Count one attempt to deliver a notification to `receiver`; `result` is
+    /// `sent` or `failed`.
+    pub fn notified(&self, receiver: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                receiver: receiver.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// Count a failed reconcile; `kind` is the error's short metric label.

@@ -29,6 +29,7 @@ pub mod members;
 pub mod operator;
 pub mod plugin;
 pub mod policy;
+pub mod receiver;
 pub mod release;
 pub mod scenario;
 pub mod sim;

@@ -191,8 +191,11 @@ impl Operator {
                 .args(["--lease-namespace", &l.namespace])
                 .arg(format!("--lease-duration={}s", duration.as_secs()));
         }
+        // As the chart does: the operator's namespace (where it reads
+        // notification receivers' Secrets) is the launch namespace.
         let child = cmd
             .env("POD_NAME", &l.name)
+            .env("POD_NAMESPACE", &l.namespace)
             .env("RUST_LOG", "info,kube_runtime=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))

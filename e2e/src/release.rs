@@ -459,6 +459,19 @@ impl Svc {
         self
     }
 
+    /// Wait for an approval after step `n` (counted from 1) of the service's
+    /// own steps ([`Svc::steps`] first).
+    pub fn approval_after(mut self, n: usize) -> Svc {
+        let step = self
+            .0
+            .steps
+            .as_mut()
+            .and_then(|s| s.get_mut(n - 1))
+            .unwrap_or_else(|| panic!("service {} has no step {n} of its own", self.0.name));
+        step.approval = Some(true);
+        self
+    }
+
     /// Released on bake time alone: `analysis.skipAnalysis` with `reason`.
     pub fn unmeasured(self, reason: &str) -> Svc {
         self.analysis(Analysis {

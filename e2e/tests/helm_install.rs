@@ -89,6 +89,44 @@ async fn helm_lint_is_clean() {
         dash["panels"].as_array().is_some_and(|p| p.len() >= 6),
         "{dash}"
     );
+    // notifications.receivers reach the operator as --notifications
+    // (SIGNALMAN_NOTIFICATIONS), JSON the operator reads; none, no variable.
+    let notifications = |sets: &[&str]| {
+        let chart = chart.clone();
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        async move {
+            let mut args = vec!["template", "t", chart.to_str().unwrap()];
+            for s in &sets {
+                args.extend(["--set-json", s.as_str()]);
+            }
+            args.extend(["--show-only", "templates/deployment.yaml"]);
+            let out = helm(&args).await;
+            assert!(out.status.success(), "{}", text(&out));
+            let d: Deployment = serde_yaml::from_slice(&out.stdout).unwrap();
+            d.spec.unwrap().template.spec.unwrap().containers[0]
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "SIGNALMAN_NOTIFICATIONS")
+                .map(|e| e.value.clone().unwrap_or_default())
+        }
+    };
+    assert_eq!(notifications(&[]).await, None);
+    let json = notifications(&[
+        r#"notifications.receivers=[{"name":"ops","urlFrom":{"name":"hooks"},"format":"slack","on":["Breach","RolledBack"]}]"#,
+    ])
+    .await
+    .expect("SIGNALMAN_NOTIFICATIONS");
+    let n = signalman::controller::notify::parse_flag(&json)
+        .unwrap_or_else(|e| panic!("the operator refuses {json}: {e}"));
+    assert_eq!(n.receivers.len(), 1, "{json}");
+    assert_eq!(n.receivers[0].name, "ops");
+    assert_eq!(n.receivers[0].url_from.name, "hooks");
+    assert_eq!(
+        n.receivers[0].format,
+        Some(signalman::api::ReceiverFormat::Slack)
+    );
+    assert_eq!(n.receivers[0].on.len(), 2);
 }
 
 /// Every `signalman_*` metric the shipped Grafana dashboard queries.
@@ -140,6 +178,14 @@ async fn invalid_values_fail_with_the_schema_message_and_change_nothing() {
         (
             &["namespaceSelector=team=a", "watchNamespaces={shop}"],
             &["set either watchNamespaces or namespaceSelector, not both"],
+        ),
+        (
+            &[
+                "notifications.receivers[0].name=ops",
+                "notifications.receivers[0].urlFrom.name=hooks",
+                "notifications.receivers[0].format=teams",
+            ],
+            &["/notifications/receivers/0/format", "slack", "json"],
         ),
     ];
     for (sets, wants) in cases {
@@ -271,6 +317,10 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
         ("watch", "namespaces", None),
         ("list", "releaseapprovals.signalman.dev", None),
         ("watch", "releaseapprovals.signalman.dev", None),
+        // Notifications: receivers' webhook URLs, from Secrets in its own namespace.
+        ("get", "secrets", mine),
+        ("list", "secrets", mine),
+        ("watch", "secrets", mine),
         ("create", "leases.coordination.k8s.io", mine),
         ("get", "leases.coordination.k8s.io/signalman-leader", mine),
         (
@@ -279,10 +329,16 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
             mine,
         ),
     ];
-    // Nothing more: no Secrets, no wildcards, nothing it does not manage.
+    // Nothing more: no Secrets but its own namespace's (and those read
+    // only), no wildcards, nothing it does not manage.
     let denied: &[(&str, &str, Option<&str>)] = &[
-        ("get", "secrets", mine),
+        ("get", "secrets", Some(other)),
         ("list", "secrets", None),
+        ("watch", "secrets", None),
+        ("create", "secrets", mine),
+        ("update", "secrets", mine),
+        ("patch", "secrets", mine),
+        ("delete", "secrets", mine),
         ("create", "configmaps", Some(other)),
         ("delete", "configmaps", Some(other)),
         ("update", "configmaps", Some(other)),

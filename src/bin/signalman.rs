@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use signalman::api::{Release, ReleaseApproval, ReleasePolicy};
+use signalman::api::{Notifications, Release, ReleaseApproval, ReleasePolicy};
 use signalman::controller;
 
 #[derive(Parser)]
@@ -100,6 +100,19 @@ struct RunArgs {
     #[arg(long, env = "SIGNALMAN_CROSS_TEAM_EDGES", default_value_t = signalman::plan::teams::DEFAULT_CROSS_TEAM_EDGES,
           value_parser = clap::value_parser!(i32).range(0..))]
     cross_team_edges: i32,
+    /// Webhook receivers told about the transitions of Releases whose
+    /// ReleasePolicy sets no notifications: JSON of the policy's
+    /// `notifications` field, e.g. {"receivers": [{"name": "release-channel",
+    /// "urlFrom": {"name": "signalman-webhooks"}, "format": "slack"}]}. Each
+    /// URL is read from that Secret (key `url` unless urlFrom.key says) in
+    /// the operator's namespace.
+    #[arg(long, env = "SIGNALMAN_NOTIFICATIONS", value_name = "JSON",
+          value_parser = parse_notifications)]
+    notifications: Option<Notifications>,
+}
+
+fn parse_notifications(text: &str) -> Result<Notifications, String> {
+    controller::notify::parse_flag(text)
 }
 
 /// Trimmed, without empties and repeats, in order.
@@ -184,6 +197,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .context("no kubeconfig and not in a cluster; pass --kubeconfig")?,
     };
     let client = kube::Client::try_from(config)?;
+    // Where it runs: $POD_NAMESPACE (the chart sets it; --lease-namespace
+    // defaults to it), else the kubeconfig context's (in a pod without it,
+    // the ServiceAccount's).
+    let operator_namespace = args
+        .lease_namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_owned());
     let leader_election = if args.leader_elect {
         let lease_duration: std::time::Duration = args.lease_duration.into();
         anyhow::ensure!(
@@ -213,6 +234,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             leader_election,
             stall_timeout: args.stall_timeout.into(),
             cross_team_edges: args.cross_team_edges,
+            notifications: args.notifications.unwrap_or_default(),
+            operator_namespace,
         },
     )
     .await

@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ContainerState, ContainerStatus, Namespace, Pod, PodStatus, Service,
+    ConfigMap, ContainerState, ContainerStatus, Namespace, Pod, PodStatus, Secret, Service,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::api::DynamicObject;
@@ -279,6 +279,18 @@ pub fn trim_config_map(cm: &mut ConfigMap) {
     m.finalizers = None;
     m.owner_references = None;
     cm.binary_data = None;
+}
+
+/// A Secret of the operator's namespace is read for the data a notification
+/// receiver names (its webhook URL), nothing else.
+pub fn trim_secret(s: &mut Secret) {
+    let m = &mut s.metadata;
+    trim_meta(m, false);
+    m.annotations = None;
+    m.labels = None;
+    m.finalizers = None;
+    m.owner_references = None;
+    s.string_data = None;
 }
 
 // ---- the index from what a Release names to the Release ------------------------
@@ -555,6 +567,9 @@ pub struct Cache {
     pub pods: Store<Pod>,
     /// The ConfigMaps of the watched namespaces, for flags.
     pub config_maps: Store<ConfigMap>,
+    /// The Secrets of the operator's own namespace, for notification
+    /// receivers' webhook URLs (see `notify`).
+    pub secrets: Store<Secret>,
     pub naming: Naming,
     pub written: Written,
     /// The kinds whose watch the API server refuses (forbidden, or not
@@ -576,6 +591,8 @@ pub struct Unavailable(Arc<tokio::sync::watch::Sender<BTreeMap<&'static str, Str
 pub const POLICY_WATCH: &str = "ReleasePolicy";
 pub const NAMESPACE_WATCH: &str = "Namespace labels";
 pub const APPROVAL_WATCH: &str = "ReleaseApproval";
+/// Secrets in the operator's namespace: without them, receivers go unused.
+pub const SECRET_WATCH: &str = "Secret";
 
 impl Unavailable {
     /// The watch of `kind` was refused with `why`; true the first time (worth a warning).
@@ -590,6 +607,11 @@ impl Unavailable {
 
     pub fn is(&self, kind: &str) -> bool {
         self.0.borrow().contains_key(kind)
+    }
+
+    /// Why the watch of `kind` is refused, while it is.
+    pub fn why(&self, kind: &str) -> Option<String> {
+        self.0.borrow().get(kind).cloned()
     }
 
     /// Once `kind` is refused.
@@ -613,6 +635,7 @@ pub struct Writers {
     pub jobs: Writer<Job>,
     pub pods: Writer<Pod>,
     pub config_maps: Writer<ConfigMap>,
+    pub secrets: Writer<Secret>,
 }
 
 impl Cache {
@@ -632,6 +655,7 @@ impl Cache {
             jobs: Writer::default(),
             pods: Writer::default(),
             config_maps: Writer::default(),
+            secrets: Writer::default(),
         };
         let cache = Cache {
             releases: writers.releases.as_reader(),
@@ -646,6 +670,7 @@ impl Cache {
             jobs: writers.jobs.as_reader(),
             pods: writers.pods.as_reader(),
             config_maps: writers.config_maps.as_reader(),
+            secrets: writers.secrets.as_reader(),
             naming: Naming::default(),
             written: Written::default(),
             unavailable: Unavailable::default(),
@@ -681,6 +706,7 @@ impl Cache {
             self.ready_or_refused(&self.policies, POLICY_WATCH),
             self.ready_or_refused(&self.namespaces, NAMESPACE_WATCH),
             self.ready_or_refused(&self.approvals, APPROVAL_WATCH),
+            self.ready_or_refused(&self.secrets, SECRET_WATCH),
         );
         self.filled.send_replace(true);
     }
@@ -838,6 +864,10 @@ impl Cache {
 
     pub fn config_map(&self, ns: &str, name: &str) -> Option<ConfigMap> {
         get(&self.config_maps, ObjectRef::new(name).within(ns))
+    }
+
+    pub fn secret(&self, ns: &str, name: &str) -> Option<Secret> {
+        get(&self.secrets, ObjectRef::new(name).within(ns))
     }
 
     /// The metadata of the ReplicaSets in `ns` controlled by one of `owners` (uids).

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cluster;
 pub mod flag;
 pub mod migration;
+pub mod notify;
 pub mod observe;
 pub mod prometheus;
 pub mod shard;
@@ -107,6 +108,11 @@ pub struct Config {
     /// The most dependencies between owners a Release may have when its
     /// ReleasePolicy sets no `limits.crossTeamEdges`.
     pub cross_team_edges: i32,
+    /// The receivers of Releases whose policy sets no `notifications`
+    /// (`--notifications`).
+    pub notifications: crate::api::Notifications,
+    /// The operator's own namespace, where receivers' Secrets are read.
+    pub operator_namespace: String,
 }
 
 /// Everything a reconcile needs, shared by all of them.
@@ -122,6 +128,8 @@ pub struct Context {
     pub probe: Probe,
     /// What reconciles read instead of the API server.
     pub cache: Cache,
+    /// Where reconciles hand notifications over (one per process).
+    pub notifier: Arc<notify::outbox::Notifier>,
     /// The stores' writing halves, until the controller's watches take them.
     writers: Mutex<Option<Writers>>,
 }
@@ -141,6 +149,7 @@ impl Context {
             prometheus: Arc::new(prometheus::Prometheus::new(config.max_queries)),
             config,
             cache,
+            notifier: Arc::default(),
             writers: Mutex::new(Some(writers)),
         }
     }
@@ -161,6 +170,7 @@ impl Context {
             prometheus: self.prometheus.clone(),
             probe: self.probe.clone(),
             cache,
+            notifier: self.notifier.clone(),
             writers: Mutex::new(Some(writers)),
         }
     }
@@ -328,6 +338,12 @@ async fn controller_until(ctx: Arc<Context>, stop: impl Future<Output = ()> + Se
         let _ = stop_rx.await;
     };
     let cache = ctx.cache.clone();
+    ctx.notifier.start(
+        ctx.client.clone(),
+        ctx.metrics.clone(),
+        ctx.reporter.clone(),
+        cache.releases.clone(),
+    );
     // Lists in pages of 100 instead of kube's 500: a page is parsed whole
     // before its objects are trimmed, and what the allocator took for it
     // stays. Measured with 1,000 idle Deployments (debug build): 60 MB
@@ -448,11 +464,14 @@ async fn controller_until(ctx: Arc<Context>, stop: impl Future<Output = ()> + Se
         Some(cache::APPROVAL_WATCH),
     );
 
+    let secrets = notify::watch_secrets(&ctx, w.secrets);
+
     let by_deployment = cache.naming.clone();
     let by_route = cache.naming.clone();
     let by_config_map = cache.naming.clone();
     let by_policy = cache.clone();
     let by_namespace = cache.clone();
+    let by_secret = (cache.clone(), ctx.config.notifications.clone());
     // The label each namespace had when last seen: only a change of it
     // wakes the namespace's Releases (not every annotation someone adds).
     let labels_seen: Mutex<std::collections::HashMap<String, Option<String>>> = Mutex::default();
@@ -524,6 +543,13 @@ async fn controller_until(ctx: Arc<Context>, stop: impl Future<Output = ()> + Se
         errors_reported(policies.touched_objects()),
         move |p: DynamicObject| by_policy.following(&p.name_any()),
         policy_ar,
+    )
+    // A receiver's Secret wakes the Releases (its Warning, what waits to be sent).
+    .watches_stream(
+        errors_reported(secrets.touched_objects()),
+        move |s: k8s_openapi::api::core::v1::Secret| {
+            notify::woken_by(&by_secret.0, &by_secret.1, &s.name_any())
+        },
     )
     // A namespace whose policy label changed wakes its Releases.
     .watches_stream(
@@ -909,6 +935,8 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
         // (nothing is written when that is already so).
         act::release_user_objects(&cluster, &rel).await?;
         if deleting || !after_success(&rel) {
+            // What a restart or a receiver's recovery left undelivered.
+            notify::hand_off(&ctx, &rel, &status);
             if deleting {
                 let_go(&ctx, &cluster, &api, &rel, &status).await?;
             }
@@ -920,6 +948,7 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
     let world = observe::World::read(&ctx.cache, &rel)?;
     let mut obs = world.observations(&rel);
     obs.cross_team_limit = Some(ctx.config.cross_team_edges);
+    notify::observe(&ctx, &world.policy, &mut obs);
     let due = engine::due_measurements(&rel, started);
     let gates = engine::due_gates(&rel, started);
     if !due.is_empty() || !gates.is_empty() {
@@ -1022,6 +1051,9 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
         ctx.cache.written.remember(replaced, written);
         ctx.metrics.record(&ns, &decision);
     }
+    // Only what is written: an announcement is never sent before the status
+    // holding it is stored.
+    notify::hand_off(&ctx, &rel, &decision.status);
     let done = decision.status.phase.unwrap_or_default();
     if deleting && (done.is_final() || done == crate::api::Phase::Pending) {
         act::release_user_objects(&cluster, &rel).await?;

@@ -450,6 +450,8 @@ mod tests {
                 max_reconciles: 1,
                 max_queries: 4,
                 cross_team_edges: 3,
+                notifications: Default::default(),
+                operator_namespace: String::new(),
             },
         )
     }
