@@ -4,10 +4,9 @@
 //! `<input>.<audience>.md` and `.json`.
 //! Regenerate after an intended change: `UPDATE_GOLDEN=1 cargo test --test plugin_report`.
 //!
-//! The inputs are meant to be Releases captured from real e2e runs
-//! (`SIGNALMAN_CAPTURE_DIR`, see `e2e/src/release.rs::capture`). Until those
-//! exist, `make_inputs_with_the_simulator` (ignored; run it by name) writes
-//! them from the core engine's simulator.
+//! The inputs are Releases captured from real e2e runs (`SIGNALMAN_CAPTURE_DIR`,
+//! see `e2e/src/release.rs::capture`): `succeeded` and `rolled-back` by
+//! `train_verify`, `failed` by `train_migration`.
 
 use std::path::{Path, PathBuf};
 
@@ -189,122 +188,4 @@ fn an_unknown_audience_is_refused_with_the_four_names() {
         assert!(e.contains(a), "{e}");
     }
     assert!(e.starts_with("--audience board"), "{e}");
-}
-
-/// Writes temporary inputs from the core engine's simulator (the real engine,
-/// a simulated cluster): `cargo test --test plugin_report -- --ignored`.
-/// To be replaced by Releases captured from real e2e runs.
-#[test]
-#[ignore]
-fn make_inputs_with_the_simulator() {
-    use std::time::Duration;
-
-    use signalman::analysis::QueryResult;
-    use signalman::engine::JobKind;
-    use signalman::engine::sim::Sim;
-    use signalman_core::testing::spec;
-
-    let min = |m: u64| Duration::from_secs(60 * m);
-    let base = || {
-        spec()
-            .owner("team-checkout")
-            .steps([(25, min(2)), (100, min(1))])
-            .interval(Duration::from_secs(30))
-            .metric_at_most(
-                "error-rate",
-                r#"sum(rate(http_requests_total{namespace="{{namespace}}",service="{{service}}",track="canary",code=~"5.."}[1m])) / sum(rate(http_requests_total{namespace="{{namespace}}",service="{{service}}",track="canary"}[1m]))"#,
-                0.01,
-            )
-    };
-    trait Described {
-        fn described(self, summary: &str) -> Self;
-    }
-    impl Described for Sim {
-        fn described(mut self, summary: &str) -> Sim {
-            self.release.spec.summary = Some(summary.into());
-            self
-        }
-    }
-    // Named before they run: the engine's messages and Job names carry the name.
-    let named = |mut sim: Sim, name: &str| {
-        sim.release.metadata.name = Some(format!("checkout-{name}"));
-        sim
-    };
-    let write = |name: &str, sim: &Sim| {
-        let r = sim.release.clone();
-        let text = serde_yaml::to_string(&r).unwrap();
-        std::fs::write(dir().join(format!("{name}.yaml")), text).unwrap();
-        assert!(
-            r.status.as_ref().and_then(|s| s.report.as_ref()).is_some(),
-            "{name}: the engine wrote no status.report (is engine/report.rs in this build?)"
-        );
-    };
-
-    let mut ok = named(
-        Sim::new(
-            base()
-                .job("db-migration", Vec::<String>::new())
-                .service("payments-api", ["db-migration"])
-                .service("checkout-web", ["payments-api"])
-                .flag(
-                    "checkout-v2",
-                    ["checkout-web"],
-                    "checkout-flags",
-                    &[("checkout-v2", "on")],
-                )
-                .service("recommendations", Vec::<String>::new())
-                .hold("recommendations", "load test not signed off")
-                .owned("payments-api", "team-payments")
-                .build(),
-        )
-        .described("One-page checkout, behind the checkout-v2 flag")
-        .with_measure(|_, _| QueryResult::Value(0.002)),
-        "succeeded",
-    );
-    assert_eq!(ok.run(200), Phase::Succeeded, "{:?}", ok.release.status);
-    write("succeeded", &ok);
-
-    let mut breach = named(
-        Sim::new(
-            base()
-                .service("payments-api", Vec::<String>::new())
-                .service("checkout-web", ["payments-api"])
-                .build(),
-        )
-        .with_measure(|r, _| {
-            QueryResult::Value(if r.service == "checkout-web" {
-                0.3
-            } else {
-                0.002
-            })
-        }),
-        "rolled-back",
-    );
-    assert_eq!(breach.run(200), Phase::RolledBack);
-    write("rolled-back", &breach);
-
-    let mut failed = named(
-        Sim::new(
-            base()
-                .job("db-migration", Vec::<String>::new())
-                .service("payments-api", ["db-migration"])
-                .build(),
-        )
-        .with_measure(|r, _| {
-            QueryResult::Value(if r.service == "payments-api" {
-                0.3
-            } else {
-                0.002
-            })
-        })
-        .failing_job(
-            "db-migration",
-            JobKind::Rollback,
-            "BackoffLimitExceeded",
-            Some("ERROR: relation \"orders_v2\" is still referenced"),
-        ),
-        "failed",
-    );
-    assert_eq!(failed.run(200), Phase::Failed);
-    write("failed", &failed);
 }

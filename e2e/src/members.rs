@@ -1,6 +1,6 @@
 //! What the train scenarios of issue 13 look at besides Deployments: the
 //! migration Jobs Signalman created (each uid ever seen, to prove a Job ran
-//! once), their pods, the flags' ConfigMaps, and the Release's Events.
+//! once), their pods, the flags' ConfigMaps, the baselines and the Release's Events.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -147,4 +147,21 @@ pub async fn events(client: &Client, ns: &str, release: &str) -> Vec<(String, St
             )
         })
         .collect()
+}
+
+/// The names of the baseline ControllerRevisions Signalman recorded in `ns`
+/// (`<release>-<service>-baseline`), sorted.
+pub async fn baselines(client: &Client, ns: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::apps::v1::ControllerRevision> =
+        Api::namespaced(client.clone(), ns);
+    let mut names: Vec<String> = api
+        .list(&ListParams::default().labels(RELEASE_LABEL))
+        .await
+        .expect("listing ControllerRevisions")
+        .items
+        .iter()
+        .map(|r| r.name_any())
+        .collect();
+    names.sort();
+    names
 }

@@ -13,15 +13,34 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use signalman::analysis::{QueryVars, Track, render_query};
 use signalman::api::Compare;
 use signalman_e2e::release::{self as rel, release, svc};
-use signalman_e2e::{Scenario, WebApp};
+use signalman_e2e::{Prometheus, Scenario, WebApp};
 
 /// api's stable pods at `stable` errors, its new version at 2 %, judged by
 /// the canary's error rate at most half a point above the stable pods'.
 async fn compared(prefix: &str, stable: &str) -> (Scenario, kube::Api<signalman::api::Release>) {
     let sc = Scenario::start(prefix).await;
     sc.deploy(&[WebApp::new("api").env("SIM_ERROR_RATE", stable).rps(2000)])
+        .await;
+    // A series younger than the query's 5 s range reads low (no errors counted
+    // yet): start once Prometheus sees the stable pods' own rate.
+    let want: f64 = stable.parse().unwrap();
+    let query = render_query(
+        rel::TRACK_ERROR_RATE_QUERY,
+        &QueryVars {
+            namespace: sc.ns().to_owned(),
+            service: "api".into(),
+            track: Track::Stable,
+            ..QueryVars::default()
+        },
+    );
+    Prometheus::from_env()
+        .await
+        .wait_for_value(&query, Duration::from_secs(30), |v| {
+            (v - want).abs() < 0.0005
+        })
         .await;
     let train = release("cmp")
         .defaults(&[(50, 4), (100, 1)])

@@ -217,7 +217,14 @@ async fn a_failing_rollback_job_ends_the_release_failed_saying_which_and_why() {
         .service(svc("api").after(&["db"]).error_rate("0.3"))
         .build();
     let api = sc.apply(&train).await;
-    let status = rel::wait_phase(&api, "rbf", "Failed", Duration::from_secs(120)).await;
+    rel::wait_phase(&api, "rbf", "Failed", Duration::from_secs(120)).await;
+    // The report's golden files are this run's (`SIGNALMAN_CAPTURE_DIR`).
+    let r = rel::wait_release(&api, "rbf", "its report", Duration::from_secs(10), |r| {
+        r["status"]["report"].is_object()
+    })
+    .await;
+    rel::capture(&r, "failed");
+    let status = &r["status"];
 
     let message = status["message"].as_str().unwrap_or_default();
     for part in [
@@ -228,11 +235,11 @@ async fn a_failing_rollback_job_ends_the_release_failed_saying_which_and_why() {
     ] {
         assert!(message.contains(part), "{part:?} not in {message:?}");
     }
-    let db = rel::service(&status, "db").unwrap();
+    let db = rel::service(status, "db").unwrap();
     assert_eq!(db["rollbackJob"]["result"], "Failed", "{db}");
     assert_ne!(db["phase"], "Restored", "{db}");
     // The code was withdrawn before the rollback Job ran.
-    let tl = rel::timeline(&status);
+    let tl = rel::timeline(status);
     assert!(
         at(&tl, "Withdrawn", "api") < last(&tl, "JobStarted", "db").unwrap(),
         "{tl:?}"

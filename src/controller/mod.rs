@@ -1068,8 +1068,9 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
 }
 
 /// A `Succeeded` release still has decisions ahead: a rollback asked for
-/// (`spec.rollback`), or its rollback window to close. Every other final
-/// release is over.
+/// (`spec.rollback`), or its rollback window to close (or to be opened, for
+/// one that succeeded before windows were kept). Every other final release
+/// is over.
 fn after_success(rel: &Release) -> bool {
     let Some(status) = rel.status.as_ref() else {
         return false;
@@ -1079,7 +1080,7 @@ fn after_success(rel: &Release) -> bool {
             || status
                 .rollback_window
                 .as_ref()
-                .is_some_and(|w| w.closed_at.is_none()))
+                .is_none_or(|w| w.closed_at.is_none()))
 }
 
 /// The engine's wait, stretched by a part of it that is fixed per Release:

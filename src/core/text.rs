@@ -37,6 +37,30 @@ pub fn threshold(min: Option<f64>, max: Option<f64>) -> String {
     }
 }
 
+/// A metric value short enough for one line, precise enough to compare with a threshold
+/// (a value, never a bound: see [`threshold`]).
+pub fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    let s = if v == 0.0 {
+        "0".to_owned()
+    } else if v.abs() >= 1000.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.3}")
+    } else {
+        // Four significant digits for small ratios such as error rates.
+        let digits = (-v.abs().log10()).floor() as usize + 4;
+        format!("{v:.digits$}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

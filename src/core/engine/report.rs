@@ -184,7 +184,10 @@ fn cause_words(cause: &RollbackCause) -> String {
                 .as_deref()
                 .map(|t| format!(", threshold {t}"))
                 .unwrap_or_default();
-            format!("a breach: {metric} = {value} {on}{threshold}")
+            format!(
+                "a breach: {metric} = {} {on}{threshold}",
+                crate::text::number(value)
+            )
         }
         (RollbackReason::Manual, _, _) => format!(
             "a manual rollback requested by {}",
