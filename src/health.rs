@@ -146,6 +146,11 @@ impl Probe {
         self.reconcile_started_at(what, Instant::now())
     }
 
+    /// Whether a reconcile of `what` is running now.
+    pub fn reconciling(&self, what: &str) -> bool {
+        self.reconciles().values().any(|(w, _)| w == what)
+    }
+
     fn reconcile_started_at(&self, what: String, now: Instant) -> Reconciling {
         let id = self.0.next_reconcile.fetch_add(1, Ordering::Relaxed);
         self.reconciles().insert(id, (what, now));
@@ -484,8 +489,11 @@ mod tests {
             "{why}"
         );
         assert!(!why.contains("quick"), "{why}");
+        // What notification marks wait for.
+        assert!(probe.reconciling("shop/hung") && !probe.reconciling("shop/quick"));
         // Abandoned or finished: live again.
         drop(hung);
+        assert!(!probe.reconciling("shop/hung"));
         assert_eq!(probe.liveness(t0 + 12 * S), Ok(()));
     }
 

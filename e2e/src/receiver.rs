@@ -1,8 +1,8 @@
 //! A webhook receiver in the test process: an HTTP server on 127.0.0.1 that
 //! records the body of every POST it answers with success, in the order they
 //! came, by path (one receiver can stand for several: `/chat`, `/audit`).
-//! It can be told to answer 500, or to go down (refuse connections) and
-//! come back on the same port.
+//! It can be told to answer 500, to hang (take a request and never answer),
+//! or to go down (refuse connections) and come back on the same port.
 //!
 //! No HTTP crate: the operator's client sends one `content-length` body per
 //! request, which is all this reads.
@@ -32,6 +32,8 @@ struct State {
     refused: usize,
     /// The status to answer with.
     status: u16,
+    /// Take requests and never answer them.
+    hang: bool,
 }
 
 /// See the module documentation. Stops listening when dropped.
@@ -69,6 +71,12 @@ impl Receiver {
     /// request answered with anything but 2xx is counted, not recorded.
     pub fn answer(&self, status: u16) {
         self.lock().status = status;
+    }
+
+    /// From now on take each request and never answer it (the connection
+    /// stays open): a receiver that is slow beyond any timeout.
+    pub fn hang(&self) {
+        self.lock().hang = true;
     }
 
     /// Stop listening: connections are refused until [`Receiver::up`].
@@ -189,6 +197,9 @@ async fn answer(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         }
     }
     let body = &buf[head_end..head_end + length];
+    if state.lock().unwrap_or_else(|e| e.into_inner()).hang {
+        std::future::pending::<()>().await;
+    }
     let status = {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         let status = s.status;

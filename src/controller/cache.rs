@@ -1313,6 +1313,7 @@ mod tests {
         w.config_maps.apply_watcher_event(&watcher::Event::InitDone);
         w.policies.apply_watcher_event(&watcher::Event::InitDone);
         w.namespaces.apply_watcher_event(&watcher::Event::InitDone);
+        w.secrets.apply_watcher_event(&watcher::Event::InitDone);
         for _ in 0..5 {
             tokio::task::yield_now().await;
         }

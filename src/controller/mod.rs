@@ -342,6 +342,7 @@ async fn controller_until(ctx: Arc<Context>, stop: impl Future<Output = ()> + Se
         ctx.client.clone(),
         ctx.metrics.clone(),
         ctx.reporter.clone(),
+        ctx.probe.clone(),
         cache.releases.clone(),
     );
     // Lists in pages of 100 instead of kube's 500: a page is parsed whole

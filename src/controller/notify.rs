@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use futures::Stream;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -46,11 +47,6 @@ pub fn receivers(policy: &PolicyObservation, operator: &Notifications) -> Vec<Re
     }
 }
 
-/// Whether `receiver` wants to be told about `transition` (`on` empty: all).
-pub fn wants(receiver: &Receiver, transition: Transition) -> bool {
-    receiver.on.is_empty() || receiver.on.contains(&transition)
-}
-
 /// The announcements `receiver` has not had: above its `mark`, of a
 /// transition it wants, oldest first.
 pub fn pending(
@@ -60,7 +56,7 @@ pub fn pending(
 ) -> Vec<Announcement> {
     let mut out: Vec<Announcement> = announcements
         .iter()
-        .filter(|a| a.seq > mark && wants(receiver, a.transition))
+        .filter(|a| a.seq > mark && receiver.wants(a.transition))
         .cloned()
         .collect();
     out.sort_by_key(|a| a.seq);
@@ -195,7 +191,8 @@ pub enum SecretLookup {
     /// The Secrets of the operator's namespace cannot be watched (why).
     Refused(String),
     Missing,
-    Found(Secret),
+    /// Its data.
+    Found(BTreeMap<String, ByteString>),
 }
 
 /// Each receiver's URL, or a sentence naming the receiver, the Secret, the
@@ -222,8 +219,8 @@ pub fn resolve(
                  create it with the webhook URL under key {key:?}, e.g. kubectl -n {namespace} \
                  create secret generic {secret} --from-literal={key}=<webhook URL>"
             )),
-            SecretLookup::Found(s) => {
-                let value = s.data.as_ref().and_then(|d| d.get(key));
+            SecretLookup::Found(data) => {
+                let value = data.get(key);
                 match value.map(|v| std::str::from_utf8(&v.0).map(WebhookUrl::parse)) {
                     None => problems.push(format!(
                         "{whose}: Secret {secret:?} in namespace {namespace} has no key {key:?}; \
@@ -256,7 +253,7 @@ fn resolve_cached(ctx: &Context, receivers: &[Receiver]) -> (Vec<Target>, Vec<St
             return SecretLookup::Refused(why);
         }
         match ctx.cache.secret(ns, name) {
-            Some(s) => SecretLookup::Found(s),
+            Some(s) => SecretLookup::Found(s.data.unwrap_or_default()),
             None => SecretLookup::Missing,
         }
     })
@@ -416,7 +413,6 @@ pub fn parse_flag(text: &str) -> Result<Notifications, String> {
 mod tests {
     use super::*;
     use crate::api::{ReleasePolicySpec, SecretKey};
-    use k8s_openapi::ByteString;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn receiver(name: &str, on: &[Transition]) -> Receiver {
@@ -546,16 +542,11 @@ mod tests {
         assert_eq!(names(receivers(&missing, &operator)), ["ops"]);
     }
 
-    fn secret(pairs: &[(&str, &[u8])]) -> Secret {
-        Secret {
-            data: Some(
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
-                    .collect(),
-            ),
-            ..Default::default()
-        }
+    fn secret(pairs: &[(&str, &[u8])]) -> BTreeMap<String, ByteString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+            .collect()
     }
 
     #[test]

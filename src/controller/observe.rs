@@ -150,7 +150,8 @@ impl World {
             approvals: self.approvals.clone(),
             gates: Vec::new(),
             cross_team_limit: None,
-            // TODO(issue 14): the receivers that apply and their Secrets' problems.
+            // The reconcile fills them (`notify::observe`): the Secrets are
+            // the operator's, not the Release's.
             receiver_problems: Vec::new(),
             receivers: Vec::new(),
         }

@@ -5,7 +5,7 @@
 //! jitter, and after each success writes the receiver's mark into the
 //! annotation `signalman.dev/notified` (a merge patch of the whole annotation,
 //! one at a time per Release, so the marks of two receivers never overwrite
-//! each other).
+//! each other, and not while the Release is being reconciled).
 //!
 //! Delivery is at least once: the mark is written after the receiver
 //! answered, so a crash between the two sends that announcement again; a
@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use super::{WebhookUrl, payload};
 use crate::api::{Announcement, NOTIFIED_ANNOTATION, ReceiverFormat, Release};
 use crate::controller::cache::Readable;
+use crate::health::Probe;
 use crate::metrics::Metrics;
 
 /// Offers waiting for the sender; beyond this a reconcile's offer is
@@ -47,6 +48,8 @@ const MARK_DELAY: Duration = Duration::from_millis(200);
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 /// While delivering to a receiver keeps failing, one Warning Event per this long.
 const WARN_EVERY: Duration = Duration::from_secs(3600);
+/// How long a mark waits for a running reconcile of its Release to end.
+const MARK_WAITS_AT_MOST: Duration = Duration::from_secs(5);
 
 /// A Release, by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -266,7 +269,8 @@ impl Outbox {
                 .quiet_since
                 .is_some_and(|t| now.duration_since(t) >= FORGET_AFTER);
             let asked = o.failing() || o.quiet_since.is_some();
-            !forgotten && !(asked && gone(key, &o.uid))
+            let dropped = forgotten || (asked && gone(key, &o.uid));
+            !dropped
         });
         let mut work = Vec::new();
         for (key, o) in &mut self.releases {
@@ -461,6 +465,7 @@ impl Notifier {
         client: Client,
         metrics: Metrics,
         reporter: Reporter,
+        probe: Probe,
         releases: Store<Readable>,
     ) {
         *self.releases.write().unwrap_or_else(|e| e.into_inner()) = Some(releases);
@@ -488,6 +493,7 @@ impl Notifier {
             http,
             metrics,
             reporter,
+            probe,
             releases: self.releases.clone(),
         };
         tokio::spawn(run(inbox, deps));
@@ -500,6 +506,8 @@ struct Deps {
     http: reqwest::Client,
     metrics: Metrics,
     reporter: Reporter,
+    /// Which reconciles run (see [`mark`]).
+    probe: Probe,
     releases: Arc<RwLock<Option<Store<Readable>>>>,
 }
 
@@ -652,6 +660,14 @@ async fn mark(
         &ApiResource::erase::<Release>(&()),
     );
     let body = json!({"metadata": {"uid": uid, "annotations": {NOTIFIED_ANNOTATION: value}}});
+    // A reconcile of this Release writes its status over the version it
+    // read: a mark landing in between would make that write fail (and the
+    // decision be made again). Marks wait for it to end.
+    let what = format!("{}/{}", release.namespace, release.name);
+    let waiting = Instant::now();
+    while deps.probe.reconciling(&what) && waiting.elapsed() < MARK_WAITS_AT_MOST {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let params = PatchParams {
         field_manager: Some(crate::api::FIELD_MANAGER.to_owned()),
         ..Default::default()
@@ -664,7 +680,8 @@ async fn mark(
             deps.metrics.wrote("Release", "patch");
             MarkResult::Written
         }
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => MarkResult::Gone,
+        // 404: deleted; 409 or 422: the uid is not this Release's any more.
+        Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409 | 422) => MarkResult::Gone,
         Err(e) => {
             tracing::warn!(
                 release = %format!("{}/{}", release.namespace, release.name),

@@ -280,6 +280,13 @@ pub struct Receiver {
     pub on: Vec<Transition>,
 }
 
+impl Receiver {
+    /// Whether it is told about `transition` (`on` empty: every transition).
+    pub fn wants(&self, transition: Transition) -> bool {
+        self.on.is_empty() || self.on.contains(&transition)
+    }
+}
+
 /// A key of a Secret in the operator's namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
