@@ -16,12 +16,7 @@ pub(super) fn announce(cx: &mut Ctx) {
     let made = transitions(cx);
     let wanted: Vec<(Transition, Option<String>, String)> = made
         .into_iter()
-        .filter(|(t, _, _)| {
-            cx.obs
-                .receivers
-                .iter()
-                .any(|r| r.on.is_empty() || r.on.contains(t))
-        })
+        .filter(|(t, _, _)| cx.obs.receivers.iter().any(|r| r.wants(*t)))
         .collect();
     if wanted.is_empty() {
         return;
