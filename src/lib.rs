@@ -6,7 +6,7 @@
 //! observe the cluster and act on the engine's decisions, `plugin` is
 //! `kubectl signalman`.
 
-pub use signalman_core::{analysis, api, engine, plan, preflight, text};
+pub use signalman_core::{analysis, api, engine, plan, preflight, rollback_window, text};
 
 pub mod controller;
 pub mod health;

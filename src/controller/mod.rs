@@ -935,7 +935,7 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
         // The release is over: leave the user's Deployments as they wrote them
         // (nothing is written when that is already so).
         act::release_user_objects(&cluster, &rel).await?;
-        if deleting || !after_success(&rel) {
+        if deleting || !crate::rollback_window::pending(&rel) {
             // What a restart or a receiver's recovery left undelivered.
             notify::hand_off(&ctx, &rel, &status);
             if deleting {
@@ -1065,22 +1065,6 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
         Some(d) => Requeue::requeue(spread(d, rel.uid().as_deref().unwrap_or(&name))),
         None => Requeue::await_change(),
     })
-}
-
-/// A `Succeeded` release still has decisions ahead: a rollback asked for
-/// (`spec.rollback`), or its rollback window to close (or to be opened, for
-/// one that succeeded before windows were kept). Every other final release
-/// is over.
-fn after_success(rel: &Release) -> bool {
-    let Some(status) = rel.status.as_ref() else {
-        return false;
-    };
-    status.phase == Some(Phase::Succeeded)
-        && (rel.spec.rollback == Some(true)
-            || status
-                .rollback_window
-                .as_ref()
-                .is_none_or(|w| w.closed_at.is_none()))
 }
 
 /// The engine's wait, stretched by a part of it that is fixed per Release:

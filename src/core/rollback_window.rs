@@ -33,6 +33,21 @@ pub fn until(status: &ReleaseStatus) -> Option<Timestamp> {
     )
 }
 
+/// A `Succeeded` release still has something to decide: a rollback is asked
+/// for, or its window (possibly one it never recorded) has not closed yet.
+/// Every other finished release costs the controller nothing.
+pub fn pending(release: &Release) -> bool {
+    let Some(status) = release.status.as_ref() else {
+        return false;
+    };
+    status.phase == Some(Phase::Succeeded)
+        && (release.spec.rollback == Some(true)
+            || status
+                .rollback_window
+                .as_ref()
+                .is_none_or(|w| w.closed_at.is_none()))
+}
+
 /// Why `spec.rollback: true` cannot be honoured from what the Release itself
 /// says (its phase and its rollback window), in words that name the field and
 /// the fix; `None` when it can. The controller also refuses when a Deployment
