@@ -113,6 +113,24 @@ stop_component() {
   rm -f "$PIDS/$name.pid"
 }
 
+# etcd on $ETCD_PORT, its data in $E2E_DIR/etcd (up.sh starts it on an empty
+# directory; etcd.sh starts it again on the data it had).
+start_etcd() {
+  start etcd "$ETCD_BIN/etcd" \
+    --name=signalman-e2e \
+    --data-dir="$E2E_DIR/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="signalman-e2e=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --listen-metrics-urls="" \
+    --auto-compaction-retention=1 \
+    --quota-backend-bytes=4294967296 \
+    --unsafe-no-fsync=true \
+    --log-level=warn
+}
+
 # The kube-apiserver, on etcd at $ETCD_PORT, serving $APISERVER_PORT (up.sh,
 # and apiserver.sh when a test restarts it).
 start_apiserver() {

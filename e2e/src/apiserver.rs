@@ -1,6 +1,6 @@
-//! The local cluster's kube-apiserver, stopped and started again by a test
-//! (`e2e/cluster/apiserver.sh`, which starts it exactly as `up.sh` does, with
-//! the ports that cluster was started with). Only the local cluster of
+//! The local cluster's kube-apiserver and etcd, stopped and started again by
+//! a test (`e2e/cluster/apiserver.sh` and `e2e/cluster/etcd.sh`, which start
+//! them exactly as `up.sh` does, with the ports that cluster was started with). Only the local cluster of
 //! `make cluster-up` can do this: the cluster is found next to `KUBECONFIG`
 //! (`<repo>/.e2e/kubeconfig`), and a test that needs it fails on any other.
 //!
@@ -26,24 +26,8 @@ impl LocalApiServer {
     /// The API server of the local cluster; panics when `KUBECONFIG` is not
     /// that cluster's (the directory holding it has no `pids/kube-apiserver.pid`).
     pub fn of_local_cluster() -> LocalApiServer {
-        let kubeconfig = kubeconfig_path();
-        let dir = kubeconfig
-            .canonicalize()
-            .ok()
-            .and_then(|k| k.parent().map(Path::to_path_buf))
-            .filter(|d| {
-                d.join("pids/kube-apiserver.pid").is_file() && d.join("ports.env").is_file()
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "this test stops and starts the API server, which only the local cluster \
-                     of `make cluster-up` allows: KUBECONFIG={} is not in a directory with \
-                     pids/kube-apiserver.pid and ports.env",
-                    kubeconfig.display()
-                )
-            });
         LocalApiServer {
-            e2e_dir: dir,
+            e2e_dir: local_cluster_dir("the API server"),
             stopped: false,
             frozen: false,
         }
@@ -77,19 +61,7 @@ impl LocalApiServer {
     }
 
     async fn script(&self, verb: &str) {
-        let out = tokio::process::Command::new(self.script_path())
-            .arg(verb)
-            .env("E2E_DIR", &self.e2e_dir)
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("running apiserver.sh {verb}: {e}"));
-        assert!(
-            out.status.success(),
-            "apiserver.sh {verb} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        script(&self.e2e_dir, "apiserver.sh", verb).await;
     }
 
     fn script_path(&self) -> PathBuf {
@@ -113,4 +85,86 @@ impl Drop for LocalApiServer {
                 .status();
         }
     }
+}
+
+/// The etcd of the local cluster that `KUBECONFIG` points at. Started again
+/// (on the data it had) when dropped while stopped.
+pub struct LocalEtcd {
+    e2e_dir: PathBuf,
+    stopped: bool,
+}
+
+impl LocalEtcd {
+    /// The etcd of the local cluster; panics as [`LocalApiServer::of_local_cluster`] does.
+    pub fn of_local_cluster() -> LocalEtcd {
+        LocalEtcd {
+            e2e_dir: local_cluster_dir("etcd"),
+            stopped: false,
+        }
+    }
+
+    /// Stop etcd (SIGTERM) and return once the process is gone; the API
+    /// server keeps running without its storage.
+    pub async fn stop(&mut self) {
+        self.stopped = true;
+        script(&self.e2e_dir, "etcd.sh", "stop").await;
+    }
+
+    /// Start it again and return once the API server is ready on it and the
+    /// Nodes are Ready; how long that took.
+    pub async fn start(&mut self) -> Duration {
+        let t = Instant::now();
+        script(&self.e2e_dir, "etcd.sh", "start").await;
+        self.stopped = false;
+        t.elapsed()
+    }
+}
+
+impl Drop for LocalEtcd {
+    fn drop(&mut self) {
+        if self.stopped {
+            eprintln!("starting etcd again (the test stopped it)");
+            let _ = std::process::Command::new(crate::repo_root().join("e2e/cluster/etcd.sh"))
+                .arg("start")
+                .env("E2E_DIR", &self.e2e_dir)
+                .status();
+        }
+    }
+}
+
+/// The `.e2e` directory of the local cluster `KUBECONFIG` belongs to; panics
+/// when it is not one (`what` is the component a test wants to stop).
+fn local_cluster_dir(what: &str) -> PathBuf {
+    let kubeconfig = kubeconfig_path();
+    kubeconfig
+        .canonicalize()
+        .ok()
+        .and_then(|k| k.parent().map(Path::to_path_buf))
+        .filter(|d| d.join("pids/kube-apiserver.pid").is_file() && d.join("ports.env").is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "this test stops and starts {what}, which only the local cluster \
+                 of `make cluster-up` allows: KUBECONFIG={} is not in a directory with \
+                 pids/kube-apiserver.pid and ports.env",
+                kubeconfig.display()
+            )
+        })
+}
+
+/// Run `e2e/cluster/<name> <verb>` on the cluster in `e2e_dir`; panics with
+/// its output when it fails.
+async fn script(e2e_dir: &Path, name: &str, verb: &str) {
+    let out = tokio::process::Command::new(crate::repo_root().join("e2e/cluster").join(name))
+        .arg(verb)
+        .env("E2E_DIR", e2e_dir)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("running {name} {verb}: {e}"));
+    assert!(
+        out.status.success(),
+        "{name} {verb} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

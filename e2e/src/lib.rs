@@ -24,12 +24,14 @@
 
 pub mod apiserver;
 pub mod bench;
+pub mod fault;
 pub mod helm;
 pub mod members;
 pub mod operator;
 pub mod outcome;
 pub mod plugin;
 pub mod policy;
+pub mod proxy;
 pub mod receiver;
 pub mod release;
 pub mod scenario;

@@ -87,6 +87,13 @@ impl Launch {
         self
     }
 
+    /// `--prometheus-url`: the Prometheus of Releases that name none (e.g. a
+    /// [`crate::proxy::Proxy`] the test shuts and opens).
+    pub fn prometheus(mut self, url: &str) -> Launch {
+        self.prometheus = url.to_string();
+        self
+    }
+
     /// Watch `namespace` too: `--namespace <own>,<namespace>`.
     pub fn also_watch(mut self, namespace: &str) -> Launch {
         self.also.push(namespace.to_string());

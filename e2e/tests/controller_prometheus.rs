@@ -5,78 +5,22 @@
 //! The shared Prometheus keeps running (other tests use it): this test's
 //! Release talks to it through a TCP proxy the test closes and reopens.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
-use signalman_e2e::operator::free_port;
 use signalman_e2e::release::{self as rel, release, svc};
+use signalman_e2e::proxy::Proxy;
 use signalman_e2e::{self as e2e, Scenario};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-/// A TCP proxy on a fixed local port that can be shut (listener and every
-/// open connection dropped: connections are refused) and opened again.
-struct Proxy {
-    port: u16,
-    upstream: String,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Proxy {
-        let port = free_port().port();
-        let p = Proxy {
-            port,
-            upstream,
-            tasks: Arc::default(),
-        };
-        p.open().await;
-        p
-    }
-
-    async fn open(&self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("proxy bind");
-        let (upstream, tasks) = (self.upstream.clone(), self.tasks.clone());
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((mut down, _)) = listener.accept().await else {
-                    continue;
-                };
-                let upstream = upstream.clone();
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut up) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                    }
-                });
-                tasks.lock().unwrap().push(conn);
-            }
-        });
-        self.tasks.lock().unwrap().push(accept);
-    }
-
-    fn close(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
-            t.abort();
-        }
-    }
-}
 
 #[tokio::test]
 async fn prometheus_outage_holds_at_zero_then_resumes() {
-    let upstream = e2e::prometheus_url()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let proxy = Proxy::start(upstream).await;
+    let proxy = Proxy::to_prometheus().await;
     let sc = Scenario::start("ctl-prom").await;
     sc.deploy_apps(&["web"]).await;
 
     let outage = release("outage")
-        .prometheus(&format!("http://127.0.0.1:{}", proxy.port))
+        .prometheus(&proxy.url())
         .defaults(&[(50, 5), (100, 1)])
         .service(svc("web"))
         .build();
@@ -105,7 +49,7 @@ async fn prometheus_outage_holds_at_zero_then_resumes() {
         .filter_map(|m| m["message"].as_str())
         .collect();
     eprintln!("measurement errors: {errors:?}");
-    let address = format!("127.0.0.1:{}", proxy.port);
+    let address = format!("127.0.0.1:{}", proxy.port());
     assert!(errors.iter().any(|e| e.contains(&address)), "{errors:?}");
     let stalled = rel::condition(&held, "Stalled").expect("Stalled condition");
     assert_eq!(stalled["status"], "True", "{stalled}");
