@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
-use signalman_e2e::release::{self as rel, release, svc};
 use signalman_e2e::proxy::Proxy;
+use signalman_e2e::release::{self as rel, release, svc};
 use signalman_e2e::{self as e2e, Scenario};
 
 #[tokio::test]

@@ -58,7 +58,11 @@ async fn api_server_restarted_mid_bake_and_mid_rollback_ends_like_an_uninterrupt
     let restoring = ["a", "b"]
         .map(|n| format!("{n} {}", service_phase(&s, n)))
         .join(", ");
-    restart(&mut apiserver, &format!("while the train rolled back ({restoring})")).await;
+    restart(
+        &mut apiserver,
+        &format!("while the train rolled back ({restoring})"),
+    )
+    .await;
     let faulted = run.finish().await;
     eprintln!(
         "run with two restarts: {} in {:.1}s",

@@ -36,8 +36,11 @@ fn moment(s: &serde_json::Value) -> String {
         .iter()
         .filter_map(|n| {
             let p = service_phase(s, n);
-            (!matches!(p, "" | "Pending" | "Promoted" | "Restored" | "Withdrawn" | "Skipped"))
-                .then(|| format!("{n} {p}"))
+            (!matches!(
+                p,
+                "" | "Pending" | "Promoted" | "Restored" | "Withdrawn" | "Skipped"
+            ))
+            .then(|| format!("{n} {p}"))
         })
         .collect();
     format!("{} [{}]", rel::phase(s), moving.join(", "))
@@ -53,8 +56,10 @@ async fn killed_at_20_random_moments_ends_like_an_uninterrupted_run() {
         let began = Instant::now();
         let mut moments = Vec::new();
         for i in 0..KILLS {
-            tokio::time::sleep(rng.between(Duration::from_millis(200), Duration::from_millis(2200)))
-                .await;
+            tokio::time::sleep(
+                rng.between(Duration::from_millis(200), Duration::from_millis(2200)),
+            )
+            .await;
             let s = run.status().await;
             let phase = rel::phase(&s);
             assert!(

@@ -115,7 +115,14 @@ async fn prometheus_flapping_through_bakes_extends_them_and_ends_like_an_uninter
     let mut durations: BTreeMap<(String, i64), i64> = BTreeMap::new();
     for e in &faulted.timeline {
         if e.reason == "StepStarted" {
-            let k = e.message.split(['/', ' ']).nth(1).unwrap().parse::<i64>().unwrap() - 1;
+            let k = e
+                .message
+                .split(['/', ' '])
+                .nth(1)
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+                - 1;
             durations.insert((e.service.clone(), k), -seconds(&e.at));
         } else if e.reason == "StepPassed" {
             let k = durations
@@ -141,7 +148,11 @@ async fn prometheus_flapping_through_bakes_extends_them_and_ends_like_an_uninter
             "{svc} step {} passed on {passes} passes, fewer than the {bake} its bake needs",
             step + 1
         );
-        assert!(*errors <= ERROR_LIMIT, "{svc} step {}: {errors} errors", step + 1);
+        assert!(
+            *errors <= ERROR_LIMIT,
+            "{svc} step {}: {errors} errors",
+            step + 1
+        );
         if *errors >= 2 {
             flapped += 1;
             // The lost measurements were made up for: the bake took longer.
