@@ -65,19 +65,7 @@ gen_pki
 
 # --- etcd -----------------------------------------------------------------------
 rm -rf "$E2E_DIR/etcd"
-start etcd "$ETCD_BIN/etcd" \
-  --name=signalman-e2e \
-  --data-dir="$E2E_DIR/etcd" \
-  --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
-  --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
-  --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
-  --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
-  --initial-cluster="signalman-e2e=http://127.0.0.1:$ETCD_PEER_PORT" \
-  --listen-metrics-urls="" \
-  --auto-compaction-retention=1 \
-  --quota-backend-bytes=4294967296 \
-  --unsafe-no-fsync=true \
-  --log-level=warn
+start_etcd
 wait_until "etcd healthy" 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 
 # --- Prometheus (independent of the cluster, so start it early) -----------------
