@@ -2,8 +2,9 @@
 //! one long train and started again each time. The train (5 services in 3
 //! waves, the last one's new version failing) promotes two waves, breaches
 //! in the third and rolls everything back, so a kill can land in a bake, a
-//! promotion, the breach or a restore (`moment` prints where each landed). It ends exactly like the same
-//! train run without a fault next to it (`signalman_e2e::outcome`).
+//! promotion, the breach or a restore (the test prints where each landed).
+//! It ends exactly like the same train run without a fault next to it
+//! (`signalman_e2e::outcome`).
 //!
 //! The moments are seeded: the seed is printed first, and
 //! `SIGNALMAN_KILL_SEED=<seed>` replays the same kill schedule.
