@@ -27,6 +27,7 @@ pub mod bench;
 pub mod helm;
 pub mod members;
 pub mod operator;
+pub mod outcome;
 pub mod plugin;
 pub mod policy;
 pub mod receiver;

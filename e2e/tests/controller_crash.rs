@@ -1,17 +1,17 @@
 //! Controller scenario 5 (issue 4): crash safety. The operator is killed with
 //! SIGKILL during a bake, during a promotion and during a rollback, and
 //! started again; each run ends exactly like an uninterrupted run of the same
-//! train next to it: same phase, same Deployments, same timeline (no step
+//! train next to it (`signalman_e2e::outcome`): same phase, same
+//! Deployments, no canary left, the same decisions in the timeline (no step
 //! skipped or repeated).
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
 use serde_json::Value;
 use signalman::api::Release;
+use signalman_e2e::outcome::{Outcome, assert_same};
 use signalman_e2e::release::{self as rel, release, svc};
-use signalman_e2e::{self as e2e, Scenario, WebApp};
+use signalman_e2e::{Scenario, WebApp};
 
 /// A train a -> b. `bad_b`: b's new version fails (30 % 5xx), so the train
 /// rolls back after a was promoted.
@@ -23,13 +23,6 @@ fn train(bad_b: bool) -> Release {
         .service(svc("a"))
         .service(b)
         .build()
-}
-
-struct Outcome {
-    phase: String,
-    timeline: Vec<(String, String)>,
-    images: Vec<String>,
-    services: Vec<(String, String)>,
 }
 
 async fn run(prefix: &str, bad_b: bool, crash: bool) -> Outcome {
@@ -73,52 +66,10 @@ async fn run(prefix: &str, bad_b: bool, crash: bool) -> Outcome {
         }
     }
     let want = if bad_b { "RolledBack" } else { "Succeeded" };
-    let status = rel::wait_phase(&api, "train", want, Duration::from_secs(120)).await;
-    let deps: Api<Deployment> = Api::namespaced(sc.client.clone(), sc.ns());
-    let mut images = Vec::new();
-    for n in ["a", "b", "a-canary", "b-canary"] {
-        images.push(match deps.get_opt(n).await.unwrap() {
-            Some(d) => format!("{n}={}", e2e::first_image(&d)),
-            None => format!("{n} absent"),
-        });
-    }
-    let services = ["a", "b"]
-        .iter()
-        .map(|n| (n.to_string(), svc_phase(&status, n).unwrap_or_default()))
-        .collect();
+    rel::wait_phase(&api, "train", want, Duration::from_secs(120)).await;
+    let outcome = Outcome::capture(&sc.client, sc.ns(), "train").await;
     sc.end().await;
-    Outcome {
-        phase: rel::phase(&status).to_string(),
-        timeline: rel::timeline(&status),
-        images,
-        services,
-    }
-}
-
-fn assert_same(crashed: &Outcome, clean: &Outcome) {
-    assert_eq!(crashed.phase, clean.phase);
-    assert_eq!(crashed.images, clean.images);
-    assert_eq!(crashed.services, clean.services);
-    assert_eq!(
-        crashed.timeline, clean.timeline,
-        "timelines differ:\n crashed {:?}\n clean   {:?}",
-        crashed.timeline, clean.timeline
-    );
-    // Each service of a finished train started each of its 2 steps exactly once.
-    for (svc, phase) in &crashed.services {
-        if phase == "Promoted" || phase == "Restored" {
-            let started = crashed
-                .timeline
-                .iter()
-                .filter(|(r, s)| r == "StepStarted" && s == svc)
-                .count();
-            assert_eq!(
-                started, 2,
-                "{svc}: steps started {started} times: {:?}",
-                crashed.timeline
-            );
-        }
-    }
+    outcome
 }
 
 #[tokio::test]
