@@ -181,7 +181,8 @@ impl Outcome {
             let of = steps.first().map(|s| s.1).unwrap_or(0);
             let want: Vec<(u32, u32)> = (1..=steps.len() as u32).map(|k| (k, of)).collect();
             assert_eq!(
-                steps, want,
+                steps,
+                want,
                 "{svc}: steps repeated, skipped or out of order:\n{}",
                 self.pretty_timeline()
             );
