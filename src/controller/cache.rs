@@ -153,7 +153,7 @@ pub fn trim_release(r: &mut Readable) {
 /// The pod template stays whole (the baseline copies it); of the
 /// Deployment's own annotations only the revision and Signalman's are read.
 pub fn trim_deployment(d: &mut Deployment) {
-    let writers = container_writers(d.metadata.managed_fields.take());
+    let writers = container_writers(d.metadata.managed_fields.clone());
     trim_meta(&mut d.metadata, true);
     keep_annotations(&mut d.metadata, |k| k == REVISION || ours(k));
     // Who wrote which image or env var, to say who changed what (drift).
@@ -1223,7 +1223,7 @@ mod tests {
     }
 
     #[test]
-    fn trimming_keeps_only_the_fact_that_signalman_manages_fields() {
+    fn trimming_keeps_that_signalman_manages_fields_and_who_wrote_containers() {
         let mut d = Deployment::default();
         d.metadata.annotations = Some(
             [
@@ -1254,6 +1254,27 @@ mod tests {
         d.metadata.managed_fields = Some(vec![entry("kubectl")]);
         trim_deployment(&mut d);
         assert_eq!(d.metadata.managed_fields, None);
+        // Who wrote a container's fields is kept (drift says who changed
+        // what), those fields only.
+        let containers = json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {
+            "f:containers": {r#"k:{"name":"app"}"#: {"f:image": {}}},
+            "f:volumes": {}
+        }}}});
+        let mut argo = entry("argocd-controller");
+        argo.fields_v1 = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(
+            containers,
+        ));
+        d.metadata.managed_fields = Some(vec![entry("kubectl"), argo, entry(FIELD_MANAGER)]);
+        trim_deployment(&mut d);
+        let kept = d.metadata.managed_fields.unwrap();
+        let managers: Vec<_> = kept.iter().map(|m| m.manager.as_deref()).collect();
+        assert_eq!(managers, [Some(FIELD_MANAGER), Some("argocd-controller")]);
+        assert_eq!(
+            kept[1].fields_v1.as_ref().unwrap().0,
+            json!({"f:spec": {"f:template": {"f:spec": {
+                "f:containers": {r#"k:{"name":"app"}"#: {"f:image": {}}}
+            }}}})
+        );
     }
 
     fn config_map(ns: &str, name: &str) -> k8s_openapi::api::core::v1::ConfigMap {

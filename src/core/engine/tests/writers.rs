@@ -26,10 +26,13 @@ fn another_writers_labels_and_annotations_leave_a_decision_standing() {
     assert!(decided_alike(&decided, &now));
 }
 
+/// One change to a Release, for a table of them.
+type Edit = Box<dyn Fn(&mut Release)>;
+
 #[test]
 fn anything_the_engine_reads_changed_means_deciding_again() {
     let decided = in_flight();
-    let changes: Vec<(&str, Box<dyn Fn(&mut Release)>)> = vec![
+    let changes: Vec<(&str, Edit)> = vec![
         ("spec", Box::new(|r| r.spec.paused = Some(true))),
         (
             "status",
