@@ -112,6 +112,7 @@ pub struct Metrics {
     leader: Gauge,
     writes: Family<WriteLabels, Counter>,
     writes_total: Arc<AtomicU64>,
+    conflicts: Family<WriteLabels, Counter>,
     last_value: Family<MetricLabels, Gauge<f64, AtomicU64>>,
     notifications: Family<NotificationLabels, Counter>,
     releases: Arc<RwLock<Option<Store<Readable>>>>,
@@ -213,6 +214,15 @@ impl Metrics {
             "Writes to the Kubernetes API by kind and verb (apply, create, patch, delete)",
             writes.clone(),
         );
+        // Another writer changing a Release or a Deployment between the
+        // operator's read and its write: how often, and so how much a busy
+        // neighbour (a GitOps tool, a labeller) costs.
+        let conflicts = Family::<WriteLabels, Counter>::default();
+        registry.register(
+            "api_conflicts",
+            "Writes the API server refused with 409 Conflict (the object changed since it was read), by kind and verb; each is tried again over the new version or decided again",
+            conflicts.clone(),
+        );
         let last_value = Family::<MetricLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "measurement_value",
@@ -243,6 +253,7 @@ impl Metrics {
             leader,
             writes,
             writes_total: Arc::default(),
+            conflicts,
             last_value,
             notifications,
             releases,
@@ -329,6 +340,16 @@ impl Metrics {
             })
             .inc();
         self.writes_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count one write the API server refused with 409 Conflict.
+    pub fn conflicted(&self, kind: &str, verb: &str) {
+        self.conflicts
+            .get_or_create(&WriteLabels {
+                kind: kind.to_owned(),
+                verb: verb.to_owned(),
+            })
+            .inc();
     }
 
     /// Writes to the API server so far.
@@ -654,6 +675,7 @@ mod tests {
         m.wrote("Deployment", "apply");
         m.wrote("Deployment", "apply");
         m.wrote("Event", "create");
+        m.conflicted("Release/status", "apply");
         m.measured("shop", "train", "api", "error-rate", 0.25);
         m.set_leader(true);
         let text = m.encode();
@@ -666,6 +688,13 @@ mod tests {
                 r#"signalman_api_writes_total{kind="Deployment",verb="apply"}"#
             ),
             Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"signalman_api_conflicts_total{kind="Release/status",verb="apply"}"#
+            ),
+            Some(1.0)
         );
         assert_eq!(
             sample(

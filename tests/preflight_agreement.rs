@@ -44,7 +44,7 @@ fn controller(me: &Release, stored: &[Release]) -> Option<(String, String)> {
                     paused: false,
                     rollout_failed: false,
                     images: Default::default(),
-                    changed: None,
+                    fields: Vec::new(),
                 }),
                 ..Default::default()
             },

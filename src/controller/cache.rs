@@ -14,7 +14,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ContainerState, ContainerStatus, Namespace, Pod, PodStatus, Secret, Service,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
 use kube::api::DynamicObject;
 use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
@@ -153,8 +153,37 @@ pub fn trim_release(r: &mut Readable) {
 /// The pod template stays whole (the baseline copies it); of the
 /// Deployment's own annotations only the revision and Signalman's are read.
 pub fn trim_deployment(d: &mut Deployment) {
+    let writers = container_writers(d.metadata.managed_fields.clone());
     trim_meta(&mut d.metadata, true);
     keep_annotations(&mut d.metadata, |k| k == REVISION || ours(k));
+    // Who wrote which image or env var, to say who changed what (drift).
+    if !writers.is_empty() {
+        let ours = d.metadata.managed_fields.take().unwrap_or_default();
+        d.metadata.managed_fields = Some(ours.into_iter().chain(writers).collect());
+    }
+}
+
+/// Of a Deployment's `managedFields`, the entries that own fields of its
+/// containers, with only those fields kept.
+fn container_writers(entries: Option<Vec<ManagedFieldsEntry>>) -> Vec<ManagedFieldsEntry> {
+    entries
+        .into_iter()
+        .flatten()
+        .filter_map(|mut e| {
+            let containers = e
+                .fields_v1
+                .as_ref()
+                .and_then(|f| super::template::containers_of(&f.0))?
+                .clone();
+            e.fields_v1 = Some(FieldsV1(serde_json::json!({
+                "f:spec": {"f:template": {"f:spec": {"f:containers": containers}}}
+            })));
+            e.api_version = None;
+            e.fields_type = None;
+            e.subresource = None;
+            Some(e)
+        })
+        .collect()
 }
 
 pub fn trim_service(s: &mut Service) {
@@ -475,12 +504,30 @@ struct Wrote {
     object: Arc<Release>,
 }
 
+impl Wrote {
+    /// `version` came before the one we wrote. A write retried over another
+    /// writer's change (see `write_over` in the controller) replaced versions
+    /// it never saw, which the watch may still deliver; the API server's
+    /// resourceVersions are comparable integers (etcd revisions; Kubernetes'
+    /// "comparable resource version" semantics), so those are told by order.
+    /// A version that is not an integer is never read as older.
+    fn older(&self, version: &str) -> bool {
+        let wrote = self.object.metadata.resource_version.as_deref();
+        match (version.parse::<u64>(), wrote.map(str::parse::<u64>)) {
+            (Ok(seen), Some(Ok(wrote))) => seen < wrote,
+            _ => false,
+        }
+    }
+}
+
 /// The Release as this process last wrote it (the API server's answer to the
 /// finalizer or status write), until the store holds that version or a later one.
 ///
 /// Why this is as safe as reading the Release fresh: every write of ours is
 /// made over the version the decision was made from (the status write carries
-/// it as a resourceVersion precondition), so the versions of one Release the
+/// it as a resourceVersion precondition; a write retried over another
+/// writer's labels goes over a later version the engine reads alike, and
+/// the versions in between are older than ours), so the versions of one Release the
 /// store can show after our write are exactly: one our write replaced (the
 /// watch has not delivered it yet: decide from what we wrote, which is what
 /// the API server holds unless someone wrote since, and then the status
@@ -508,7 +555,7 @@ impl Written {
                 .metadata
                 .resource_version
                 .as_ref()
-                .is_some_and(|v| wrote.replaced.contains(v));
+                .is_some_and(|v| wrote.replaced.contains(v) || wrote.older(v));
             if same_object && behind {
                 return (*wrote.object).clone();
             }
@@ -1176,7 +1223,7 @@ mod tests {
     }
 
     #[test]
-    fn trimming_keeps_only_the_fact_that_signalman_manages_fields() {
+    fn trimming_keeps_that_signalman_manages_fields_and_who_wrote_containers() {
         let mut d = Deployment::default();
         d.metadata.annotations = Some(
             [
@@ -1207,6 +1254,27 @@ mod tests {
         d.metadata.managed_fields = Some(vec![entry("kubectl")]);
         trim_deployment(&mut d);
         assert_eq!(d.metadata.managed_fields, None);
+        // Who wrote a container's fields is kept (drift says who changed
+        // what), those fields only.
+        let containers = json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {
+            "f:containers": {r#"k:{"name":"app"}"#: {"f:image": {}}},
+            "f:volumes": {}
+        }}}});
+        let mut argo = entry("argocd-controller");
+        argo.fields_v1 = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(
+            containers,
+        ));
+        d.metadata.managed_fields = Some(vec![entry("kubectl"), argo, entry(FIELD_MANAGER)]);
+        trim_deployment(&mut d);
+        let kept = d.metadata.managed_fields.unwrap();
+        let managers: Vec<_> = kept.iter().map(|m| m.manager.as_deref()).collect();
+        assert_eq!(managers, [Some(FIELD_MANAGER), Some("argocd-controller")]);
+        assert_eq!(
+            kept[1].fields_v1.as_ref().unwrap().0,
+            json!({"f:spec": {"f:template": {"f:spec": {
+                "f:containers": {r#"k:{"name":"app"}"#: {"f:image": {}}}
+            }}}})
+        );
     }
 
     fn config_map(ns: &str, name: &str) -> k8s_openapi::api::core::v1::ConfigMap {
@@ -1509,6 +1577,28 @@ mod tests {
         assert_eq!(
             w.freshest(&before).resource_version().as_deref(),
             Some("10")
+        );
+        // A status write retried over another writer's label change, 14 and
+        // 15, replaced versions it never read: the store showing one of them
+        // is behind too.
+        w.remember(vec!["13".into()], versioned("16", Some(Phase::Paused)));
+        for unseen in ["14", "15"] {
+            let seen = w.freshest(&versioned(unseen, Some(Phase::Held)));
+            assert_eq!(seen.resource_version().as_deref(), Some("16"), "{unseen}");
+        }
+        assert_eq!(
+            w.freshest(&versioned("17", Some(Phase::Paused)))
+                .resource_version()
+                .as_deref(),
+            Some("17")
+        );
+        // Versions that are not integers are compared by the list alone.
+        w.remember(vec!["a".into()], versioned("c", Some(Phase::Paused)));
+        assert_eq!(
+            w.freshest(&versioned("b", Some(Phase::Held)))
+                .resource_version()
+                .as_deref(),
+            Some("b")
         );
         // Another object with the same name is never confused with ours.
         w.remember(vec!["10".into()], versioned("12", Some(Phase::Progressing)));

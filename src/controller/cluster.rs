@@ -205,6 +205,31 @@ impl Cluster {
         {
             return Ok(());
         }
+        // The merge patch rewrites managedFields under the version read, so a
+        // neighbour writing the object in between (annotating it in a loop)
+        // makes it conflict: read again and retry, a few times.
+        let mut conflicts = 0;
+        loop {
+            match self.release_fields_once(ar, name, dry_run).await {
+                Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 && conflicts < 5 => {
+                    self.metrics.conflicted(&ar.kind, "patch");
+                    conflicts += 1;
+                }
+                Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {
+                    self.metrics.conflicted(&ar.kind, "patch");
+                    return Err(Error::Kube(kube::Error::Api(s)));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn release_fields_once(
+        &self,
+        ar: &ApiResource,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<(), Error> {
         let api = self.dynamic(ar);
         let Some(obj) = api.get_opt(name).await.map_err(Error::Kube)? else {
             return Ok(());

@@ -961,6 +961,8 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
     let decision = engine::decide(&rel, &obs, now);
 
     let mut resource_version = rel.resource_version();
+    // What this decision rests on, for writes that meet a conflict.
+    let mut decided_from = rel.clone();
     // The versions this reconcile's writes replaced (see `cache::Written`).
     let mut replaced: Vec<String> = Vec::new();
     // Before the first change to the cluster, so that from then on deleting
@@ -974,11 +976,9 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
             "kind": Release::kind(&()),
             "metadata": {"name": name, "finalizers": [FINALIZER], "resourceVersion": resource_version},
         });
-        let updated = api
-            .patch(&name, &cluster::apply_params(), &Patch::Apply(&body))
-            .await
-            .map_err(Error::Kube)?;
+        let updated = write_over(&ctx, &api, &rel, body, Subresource::Main).await?;
         ctx.metrics.wrote("Release", "apply");
+        decided_from.metadata.finalizers = updated.metadata.finalizers.clone();
         // The status write below guards on the version this decision saw,
         // which is now the one with the finalizer.
         replaced.extend(resource_version.take());
@@ -1043,10 +1043,7 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
             "metadata": {"name": name, "resourceVersion": resource_version},
             "status": decision.status,
         });
-        let written = api
-            .patch_status(&name, &cluster::apply_params(), &Patch::Apply(&body))
-            .await
-            .map_err(Error::Kube)?;
+        let written = write_over(&ctx, &api, &decided_from, body, Subresource::Status).await?;
         ctx.metrics.wrote("Release/status", "apply");
         replaced.extend(resource_version);
         ctx.cache.written.remember(replaced, written);
@@ -1065,6 +1062,73 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
         Some(d) => Requeue::requeue(spread(d, rel.uid().as_deref().unwrap_or(&name))),
         None => Requeue::await_change(),
     })
+}
+
+/// Conflicts one write of a Release meets before the reconcile gives up and
+/// decides again: each is another writer's change in the few milliseconds
+/// between a fresh read and the write.
+const CONFLICT_RETRIES: usize = 5;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Subresource {
+    Main,
+    Status,
+}
+
+/// Server-side apply `body` to the Release (or its status) under the
+/// resourceVersion it names, the version `decided_from` was decided from. The
+/// precondition keeps a decision from being written over a Release changed
+/// since; but a change the engine never reads (another writer's labels or
+/// annotations: see `engine::decided_alike`) is no reason to decide again:
+/// the Release is read afresh and the same body written over that version.
+/// Without this, a neighbour relabelling the Release in a loop makes every
+/// write conflict and the train never moves. The versions written over
+/// unseen are older than the one written, which is how the cache tells them
+/// (`cache::Written`).
+async fn write_over(
+    ctx: &Context,
+    api: &Api<Release>,
+    decided_from: &Release,
+    mut body: serde_json::Value,
+    to: Subresource,
+) -> Result<Release, Error> {
+    let name = decided_from.name_any();
+    let kind = match to {
+        Subresource::Main => "Release",
+        Subresource::Status => "Release/status",
+    };
+    let mut conflicts = 0;
+    loop {
+        let params = cluster::apply_params();
+        let sent = match to {
+            Subresource::Main => api.patch(&name, &params, &Patch::Apply(&body)).await,
+            Subresource::Status => api.patch_status(&name, &params, &Patch::Apply(&body)).await,
+        };
+        let status = match sent {
+            Ok(written) => return Ok(written),
+            Err(kube::Error::Api(s)) if s.code == 409 => s,
+            Err(e) => return Err(Error::Kube(e)),
+        };
+        ctx.metrics.conflicted(kind, "apply");
+        conflicts += 1;
+        if conflicts > CONFLICT_RETRIES {
+            tracing::info!(
+                conflicts,
+                "the Release keeps changing under this write; deciding again"
+            );
+            return Err(Error::Kube(kube::Error::Api(status)));
+        }
+        let fresh = api.get(&name).await.map_err(Error::Kube)?;
+        if !engine::decided_alike(decided_from, &fresh) {
+            tracing::info!("the Release changed since it was decided; deciding again");
+            return Err(Error::Kube(kube::Error::Api(status)));
+        }
+        tracing::debug!(
+            resource_version = ?fresh.resource_version(),
+            "only labels or annotations of another writer changed; writing over them"
+        );
+        body["metadata"]["resourceVersion"] = json!(fresh.resource_version());
+    }
 }
 
 /// The engine's wait, stretched by a part of it that is fixed per Release:

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::cache::{Cache, REVISION};
-use super::template::{changed, template_state};
+use super::template::{fields, template_state};
 use super::{Context, Error};
 use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, Track, render_query};
 use crate::api::{MemberKind, Release, ServiceSpec};
@@ -186,10 +186,11 @@ impl World {
                     .flat_map(|s| &s.containers)
                     .filter_map(|c| Some((c.name.clone(), c.image.clone()?)))
                     .collect(),
-                changed: changed(
+                fields: fields(
                     &template,
                     o.baseline.as_ref().map(|b| &b.template),
                     &svc.change,
+                    d.metadata.managed_fields.as_deref().unwrap_or_default(),
                 ),
                 rolled_out: rolled_out(d),
                 replicas: traffic::spec_replicas(d),

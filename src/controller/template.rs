@@ -2,10 +2,12 @@
 //! stable template compares with both.
 //! Pure, so the comparison rules are unit-tested without a cluster.
 
-use k8s_openapi::api::core::v1::{EnvVar, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use serde_json::Value;
 
 use crate::api::Change;
-use crate::engine::TemplateState;
+use crate::engine::{FieldWriter, TemplateField, TemplateState};
 
 /// The new version: the baseline with `change.images` and `change.env` applied.
 /// Always built from the recorded baseline, never from the live stable
@@ -75,78 +77,126 @@ pub fn template_state(
     }
 }
 
-/// What differs between the live stable template and the release's new
-/// version, in words naming the container and the values (`container "api"
-/// image is "shop/api:v9", the release set "shop/api:v2"`); `None` when the
-/// live template is the new version, or when no baseline was recorded (the
-/// release never changed it). What a person needs to see before a rollback
-/// is refused, since restoring would undo their change.
-pub fn changed(
+/// Each image and env var of the live stable template whose value is not both
+/// the baseline's and the new version's, with the field manager that owns it
+/// (from `managed`, the Deployment's `metadata.managedFields`); empty when no
+/// baseline was recorded (the release never changed it). The engine says which
+/// version was expected and puts it in words (`engine::what_changed`).
+pub fn fields(
     live: &PodTemplateSpec,
     baseline: Option<&PodTemplateSpec>,
     change: &Change,
-) -> Option<String> {
-    if template_state(live, baseline, change) == TemplateState::New {
-        return None;
-    }
-    let new = new_template(baseline?, change);
+    managed: &[ManagedFieldsEntry],
+) -> Vec<TemplateField> {
+    let Some(baseline) = baseline else {
+        return Vec::new();
+    };
+    let new = new_template(baseline, change);
     let containers = |t: &PodTemplateSpec| {
         t.spec
             .as_ref()
             .map(|s| s.containers.clone())
             .unwrap_or_default()
     };
-    let (live, new) = (containers(live), containers(&new));
-    let quoted = |v: Option<&str>| v.map_or_else(|| "unset".to_owned(), |v| format!("{v:?}"));
-    let mut found = Vec::new();
-    for want in &new {
-        let name = &want.name;
-        let Some(have) = live.iter().find(|c| &c.name == name) else {
-            found.push(format!("container {name:?} is gone"));
-            continue;
-        };
-        if have.image != want.image {
-            found.push(format!(
-                "container {name:?} image is {}, the release set {}",
-                quoted(have.image.as_deref()),
-                quoted(want.image.as_deref())
-            ));
+    let (live, base, new) = (containers(live), containers(baseline), containers(&new));
+    let mut names: Vec<&str> = new.iter().map(|c| c.name.as_str()).collect();
+    for c in live.iter().chain(&base) {
+        if !names.contains(&c.name.as_str()) {
+            names.push(&c.name);
         }
-        let value = |c: &k8s_openapi::api::core::v1::Container, var: &str| {
-            c.env
-                .iter()
-                .flatten()
-                .find(|e| e.name == var)
-                .map(|e| e.value.clone().unwrap_or_else(|| "(valueFrom)".to_owned()))
-        };
-        let vars: std::collections::BTreeSet<&str> = have
+    }
+    let find = |cs: &'_ [Container], name: &str| cs.iter().find(|c| c.name == name).cloned();
+    let value = |c: &Option<Container>, var: &str| {
+        c.as_ref()?
             .env
             .iter()
-            .chain(want.env.iter())
             .flatten()
-            .map(|e| e.name.as_str())
+            .find(|e| e.name == var)
+            .map(|e| e.value.clone().unwrap_or_else(|| "(valueFrom)".to_owned()))
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let (l, b, n) = (find(&live, name), find(&base, name), find(&new, name));
+        let image = |c: &Option<Container>| c.as_ref().and_then(|c| c.image.clone());
+        let field = |env: Option<&str>, live, baseline, new| TemplateField {
+            container: name.to_owned(),
+            env: env.map(str::to_owned),
+            writer: writer(managed, name, env),
+            live,
+            baseline,
+            new,
+        };
+        if l.is_none() || (b.is_none() && n.is_none()) {
+            // A container gone or added is one difference, not one per var.
+            out.push(field(None, image(&l), image(&b), image(&n)));
+            continue;
+        }
+        if !(image(&l) == image(&b) && image(&l) == image(&n)) {
+            out.push(field(None, image(&l), image(&b), image(&n)));
+        }
+        let vars: std::collections::BTreeSet<String> = [&l, &b, &n]
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c.env.iter().flatten().map(|e| e.name.clone()))
             .collect();
         for var in vars {
-            let (is, set) = (value(have, var), value(want, var));
-            if is != set {
-                found.push(format!(
-                    "container {name:?} env {var} is {}, the release set {}",
-                    quoted(is.as_deref()),
-                    quoted(set.as_deref())
-                ));
+            let (lv, bv, nv) = (value(&l, &var), value(&b, &var), value(&n, &var));
+            if !(lv == bv && lv == nv) {
+                out.push(field(Some(&var), lv, bv, nv));
             }
         }
     }
-    for extra in live
+    out
+}
+
+/// The manager that owns container `container`'s image (`env: None`), env
+/// var, or, for a container someone added, the container itself: of the
+/// `managedFields` entries that own it, the latest.
+pub fn writer(
+    managed: &[ManagedFieldsEntry],
+    container: &str,
+    env: Option<&str>,
+) -> Option<FieldWriter> {
+    managed
         .iter()
-        .filter(|c| !new.iter().any(|n| n.name == c.name))
-    {
-        found.push(format!("container {:?} was added", extra.name));
-    }
-    Some(if found.is_empty() {
-        "pod template changed".to_owned()
-    } else {
-        found.join("; ")
+        .filter(|m| {
+            let Some(fields) = m.fields_v1.as_ref().map(|f| &f.0) else {
+                return false;
+            };
+            let Some(c) = containers_of(fields).and_then(|cs| keyed(cs, container)) else {
+                return false;
+            };
+            match env {
+                None => c.get("f:image").is_some(),
+                Some(var) => c
+                    .get("f:env")
+                    .and_then(|e| keyed(e, var))
+                    .is_some_and(|v| v.get("f:value").is_some() || v.get("f:valueFrom").is_some()),
+            }
+        })
+        // The latest; entries without a time count as oldest.
+        .max_by_key(|m| m.time.as_ref().map(|t| t.0))
+        .map(|m| FieldWriter {
+            manager: m.manager.clone().unwrap_or_default(),
+            operation: m.operation.clone().unwrap_or_default(),
+            time: m.time.as_ref().map(|t| t.0),
+        })
+}
+
+/// The `f:containers` set of a fieldsV1 tree of a Deployment.
+pub fn containers_of(fields: &Value) -> Option<&Value> {
+    fields
+        .get("f:spec")?
+        .get("f:template")?
+        .get("f:spec")?
+        .get("f:containers")
+}
+
+/// The member of a fieldsV1 list keyed by `name` (`k:{"name":"app"}`).
+fn keyed<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
+    list.as_object()?.iter().find_map(|(k, v)| {
+        let key: Value = serde_json::from_str(k.strip_prefix("k:")?).ok()?;
+        (key.get("name")?.as_str()? == name).then_some(v)
     })
 }
 
@@ -241,40 +291,149 @@ mod tests {
         assert_eq!(template_state(&drifted, None, &ch), TemplateState::Baseline);
     }
 
+    fn entry(manager: &str, operation: &str, time: &str, fields: Value) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                time.parse().unwrap(),
+            )),
+            fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(
+                fields,
+            )),
+            ..Default::default()
+        }
+    }
+
+    /// fieldsV1 owning the image and the env vars `vars` of container `app`.
+    fn owns(image: bool, vars: &[&str]) -> Value {
+        let mut c = serde_json::Map::new();
+        c.insert(".".into(), serde_json::json!({}));
+        if image {
+            c.insert("f:image".into(), serde_json::json!({}));
+        }
+        let env: serde_json::Map<String, Value> = vars
+            .iter()
+            .map(|v| {
+                (
+                    format!(r#"k:{{"name":"{v}"}}"#),
+                    serde_json::json!({".": {}, "f:name": {}, "f:value": {}}),
+                )
+            })
+            .collect();
+        if !env.is_empty() {
+            c.insert("f:env".into(), Value::Object(env));
+        }
+        serde_json::json!({"f:metadata": {"f:annotations": {}}, "f:spec": {"f:template": {"f:spec": {"f:containers": {
+            r#"k:{"name":"app"}"#: c
+        }}}}})
+    }
+
     #[test]
-    fn changed_names_the_container_and_both_values() {
+    fn fields_name_each_value_and_the_manager_that_owns_it_now() {
         let base = template("web:v1", &[("A", "1")]);
         let ch = change(Some("web:v2"), &[("B", "3")]);
-        let promoted = template("web:v2", &[("B", "3"), ("A", "1")]);
-        assert_eq!(changed(&promoted, Some(&base), &ch), None);
-        assert_eq!(changed(&promoted, None, &ch), None);
-        let by_hand = template("web:v9", &[("A", "1"), ("B", "4"), ("C", "5")]);
+        // Before a baseline exists the release changed nothing.
+        assert_eq!(fields(&base, None, &ch, &[]), vec![]);
+        let managed = [
+            entry(
+                "signalman-e2e",
+                "Apply",
+                "2026-12-03T01:00:00Z",
+                owns(true, &["A", "C"]),
+            ),
+            entry(
+                "signalman",
+                "Apply",
+                "2026-12-03T01:01:00Z",
+                owns(false, &["B"]),
+            ),
+            entry(
+                "argocd-controller",
+                "Apply",
+                "2026-12-03T01:02:00Z",
+                owns(true, &[]),
+            ),
+            entry(
+                "kubectl-annotate",
+                "Update",
+                "2026-12-03T01:03:00Z",
+                serde_json::json!({"f:metadata": {}}),
+            ),
+        ];
+        let reverted = template("web:v1", &[("A", "1"), ("B", "3"), ("C", "5")]);
+        let found = fields(&reverted, Some(&base), &ch, &managed);
+        let writer = |m: &str, t: &str| {
+            Some(FieldWriter {
+                manager: m.into(),
+                operation: "Apply".into(),
+                time: Some(t.parse().unwrap()),
+            })
+        };
+        let field = |env: Option<&str>, live: Option<&str>, b: Option<&str>, n: Option<&str>, w| {
+            TemplateField {
+                container: "app".into(),
+                env: env.map(Into::into),
+                live: live.map(Into::into),
+                baseline: b.map(Into::into),
+                new: n.map(Into::into),
+                writer: w,
+            }
+        };
         assert_eq!(
-            changed(&by_hand, Some(&base), &ch).as_deref(),
-            Some(
-                r#"container "app" image is "web:v9", the release set "web:v2"; container "app" env B is "4", the release set "3"; container "app" env C is "5", the release set unset"#
-            )
+            found,
+            vec![
+                // Co-owned by two appliers: the later one wrote it last.
+                field(
+                    None,
+                    Some("web:v1"),
+                    Some("web:v1"),
+                    Some("web:v2"),
+                    writer("argocd-controller", "2026-12-03T01:02:00Z")
+                ),
+                field(
+                    Some("B"),
+                    Some("3"),
+                    None,
+                    Some("3"),
+                    writer("signalman", "2026-12-03T01:01:00Z")
+                ),
+                field(
+                    Some("C"),
+                    Some("5"),
+                    None,
+                    None,
+                    writer("signalman-e2e", "2026-12-03T01:00:00Z")
+                ),
+            ]
         );
-        // Back at the baseline (restored by someone else): the release's values are gone.
+        // A container someone added, and one gone, are one field each.
+        let mut more = reverted.clone();
+        let spec = more.spec.as_mut().unwrap();
+        spec.containers.retain(|c| c.name != "sidecar");
+        spec.containers.push(Container {
+            name: "debug".into(),
+            image: Some("busybox".into()),
+            ..Default::default()
+        });
+        let found = fields(&more, Some(&base), &ch, &[]);
+        let names: Vec<_> = found
+            .iter()
+            .filter(|f| f.container != "app")
+            .map(|f| {
+                (
+                    f.container.as_str(),
+                    f.live.as_deref(),
+                    f.baseline.as_deref(),
+                )
+            })
+            .collect();
         assert_eq!(
-            changed(&base, Some(&base), &ch).as_deref(),
-            Some(
-                r#"container "app" image is "web:v1", the release set "web:v2"; container "app" env B is unset, the release set "3""#
-            )
-        );
-        // A difference outside images and env still counts, in general words.
-        let mut relabelled = promoted.clone();
-        relabelled.metadata = Some(Default::default());
-        relabelled
-            .metadata
-            .as_mut()
-            .unwrap()
-            .labels
-            .get_or_insert_with(Default::default)
-            .insert("team".into(), "x".into());
-        assert_eq!(
-            changed(&relabelled, Some(&base), &ch).as_deref(),
-            Some("pod template changed")
+            names,
+            vec![
+                ("sidecar", None, Some("proxy:1")),
+                ("debug", Some("busybox"), None)
+            ]
         );
     }
 }

@@ -6,8 +6,8 @@
 
 use super::NoticeKind;
 use super::context::{Ctx, plus};
-use super::{Action, CONVERGE, TemplateState};
-use crate::api::{Hold, HoldReason, MemberKind, Phase, ServicePhase};
+use super::{Action, CONVERGE, Expected, StableObservation, TemplateState, what_changed};
+use crate::api::{Hold, HoldReason, MemberKind, Phase, ServicePhase, ServiceStatus};
 use crate::text;
 
 pub(super) const SPEC_CHANGED: &str = "the spec changed while the release is in flight; restore it, or abort and create a new Release";
@@ -229,6 +229,31 @@ fn restart_bakes(cx: &mut Ctx) {
     }
 }
 
+/// What someone else changed in the stable Deployment of service `s`, in
+/// words, against the version it should run where the service is: the
+/// baseline until its promotion, the new version from then on. A template
+/// that is neither is always a change; a promoted service back on its
+/// baseline is one too (the old version re-applied, e.g. by a GitOps tool),
+/// and so is a promotion put back by someone else while it rolls out.
+fn changed_by_someone_else(s: &ServiceStatus, stable: &StableObservation) -> Option<String> {
+    let expected = match s.phase {
+        ServicePhase::Promoted => Expected::New,
+        ServicePhase::Promoting => {
+            let reverted = s
+                .since
+                .as_ref()
+                .is_some_and(|t| super::reverted_since(stable, t.0));
+            if stable.template == TemplateState::Baseline && !reverted {
+                return None;
+            }
+            Expected::New
+        }
+        _ if stable.template == TemplateState::Drifted => Expected::Baseline,
+        _ => return None,
+    };
+    what_changed(stable, expected)
+}
+
 /// The first object of an unfinished service that someone else changed or removed.
 pub(super) fn drift(cx: &Ctx) -> Option<(String, String)> {
     for (i, s) in cx.st.services.iter().enumerate() {
@@ -268,18 +293,19 @@ pub(super) fn drift(cx: &Ctx) -> Option<(String, String)> {
                     ),
                 ));
             }
-            Some(stable) if stable.template == TemplateState::Drifted => {
-                return Some((
-                    s.name.clone(),
-                    format!(
-                        "Deployment {:?} (spec.services[{at}].deployment) was changed by someone else while the \
-                         release is in flight: its pod template is neither the baseline nor the new version; \
-                         put it back",
-                        svc.deployment().unwrap_or_default()
-                    ),
-                ));
+            Some(stable) => {
+                if let Some(what) = changed_by_someone_else(s, stable) {
+                    return Some((
+                        s.name.clone(),
+                        format!(
+                            "Deployment {:?} (spec.services[{at}].deployment) was changed by someone else while \
+                             the release is in flight: {what}; Signalman does not write it back: put it back \
+                             (where a GitOps tool applies it, in its source)",
+                            svc.deployment().unwrap_or_default()
+                        ),
+                    ));
+                }
             }
-            Some(_) => {}
         }
         if let Some(gw) = svc.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
             match &seen.route {

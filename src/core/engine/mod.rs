@@ -9,6 +9,7 @@
 //! and writes the status when it changed.
 
 mod announce;
+mod changed;
 mod context;
 mod cross_team;
 mod defer;
@@ -42,6 +43,7 @@ use jiff::Timestamp;
 use crate::api::{HoldReason, Outcome, Phase, Release, ReleaseSpec, ReleaseStatus, RollbackReason};
 
 use crate::analysis::{MeasurementRequest, QueryResult, Taken};
+pub use changed::{Expected, reverted_since, what_changed};
 pub use cross_team::warning as cross_team_warning;
 pub use gate::due_gates;
 pub use progress::due_measurements;
@@ -56,6 +58,32 @@ pub const CONVERGE: Duration = Duration::from_secs(5);
 /// controller gives up and lets it go (phase `Failed`, naming what is left),
 /// so that a deletion can never wedge on a cluster that refuses the rollback.
 pub const DELETION_GRACE: Duration = Duration::from_secs(600);
+
+/// Whether `decided` and `now`, two versions of one Release, are decided
+/// alike: they differ at most in what the engine never reads (labels and
+/// annotations outside `signalman.dev/`, managedFields, resourceVersion). A
+/// status computed from `decided` may then be written over `now`: another
+/// writer that only relabels the Release (a GitOps tool, a cost controller)
+/// changed nothing the decision rests on. Anything else changed (spec,
+/// status, generation, deletion, finalizers, Signalman's own annotations)
+/// means deciding again.
+pub fn decided_alike(decided: &Release, now: &Release) -> bool {
+    fn ours(m: &Option<BTreeMap<String, String>>) -> Vec<(&String, &String)> {
+        m.iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with("signalman.dev/"))
+            .collect()
+    }
+    let (a, b) = (&decided.metadata, &now.metadata);
+    decided.spec == now.spec
+        && decided.status == now.status
+        && a.uid == b.uid
+        && a.generation == b.generation
+        && a.deletion_timestamp == b.deletion_timestamp
+        && a.finalizers == b.finalizers
+        && ours(&a.labels) == ours(&b.labels)
+        && ours(&a.annotations) == ours(&b.annotations)
+}
 
 /// Decide what to do next for `release`, given what the shell observed and the time.
 ///
@@ -373,10 +401,36 @@ pub struct StableObservation {
     pub rollout_failed: bool,
     /// Image of each container of its pod template now.
     pub images: BTreeMap<String, String>,
-    /// When `template` is not what the release left (after `Succeeded`: not `New`), what
-    /// differs, in words, e.g. `container "api" image is "shop/api:v9", the release set
-    /// "shop/api:v2"`; `None` when nothing differs.
-    pub changed: Option<String>,
+    /// Each image and env var of its pod template whose live value is not both the
+    /// baseline's and the new version's, with who wrote it last; empty before a baseline
+    /// is recorded. [`what_changed`] puts them in words.
+    pub fields: Vec<TemplateField>,
+}
+
+/// One image (`env: None`) or env var of a container of the stable Deployment's pod
+/// template: its value now, in the baseline and in the new version (`None`: unset, or the
+/// container is not there), and the field manager that owns it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateField {
+    pub container: String,
+    /// The env var; `None` for the image.
+    pub env: Option<String>,
+    pub live: Option<String>,
+    pub baseline: Option<String>,
+    pub new: Option<String>,
+    /// The manager whose `metadata.managedFields` entry owns the field (the latest,
+    /// when several share it); `None` when no entry does.
+    pub writer: Option<FieldWriter>,
+}
+
+/// Who last wrote a field: a `metadata.managedFields` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldWriter {
+    /// `argocd-controller`, `kustomize-controller`, `kubectl-edit`, ...
+    pub manager: String,
+    /// `Apply` (server-side apply) or `Update`.
+    pub operation: String,
+    pub time: Option<Timestamp>,
 }
 
 /// The stable Deployment's pod template compared with what the release expects.

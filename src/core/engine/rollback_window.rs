@@ -51,11 +51,7 @@ fn refusal(cx: &Ctx) -> Option<String> {
                     s.name
                 )),
                 Some(stable) => {
-                    let what = stable.changed.clone().or_else(|| {
-                        (stable.template != super::TemplateState::New).then(|| {
-                            "its pod template is no longer the one the release left".to_owned()
-                        })
-                    });
+                    let what = super::what_changed(stable, super::Expected::New);
                     if let Some(what) = what {
                         changed.push(format!(
                             "Deployment {deployment:?} (service {}) was changed after the release \

@@ -13,10 +13,10 @@ use jiff::Timestamp;
 use kube::core::ObjectMeta;
 
 use super::{
-    Action, ApprovalObservation, CanaryObservation, Decision, FlagObservation, GateRequest,
-    GateTaken, JobKind, JobObservation, MeasurementRequest, Observations, PolicyObservation,
-    QueryResult, RouteObservation, ServiceObservation, StableObservation, Taken, TemplateState,
-    decide, due_gates, due_measurements,
+    Action, ApprovalObservation, CanaryObservation, Decision, FieldWriter, FlagObservation,
+    GateRequest, GateTaken, JobKind, JobObservation, MeasurementRequest, Observations,
+    PolicyObservation, QueryResult, RouteObservation, ServiceObservation, StableObservation, Taken,
+    TemplateField, TemplateState, decide, due_gates, due_measurements,
 };
 use crate::api::{
     CREATED_BY_ANNOTATION, Phase, Release, ReleaseApprovalSpec, ReleasePolicySpec, ReleaseSpec,
@@ -56,8 +56,8 @@ pub struct SimService {
     /// The image of each container of its baseline (`<service>:v1` for each container the
     /// change names); with the new version the change's images replace them.
     pub images: BTreeMap<String, String>,
-    /// Someone else changed the Deployment after the release left it: what differs.
-    pub changed: Option<String>,
+    /// The images someone else wrote into the Deployment, as the shell would see them.
+    pub fields: Vec<TemplateField>,
 }
 
 impl SimService {
@@ -81,7 +81,7 @@ impl SimService {
             rollback_fails: None,
             jobs_hang: false,
             images: BTreeMap::new(),
-            changed: None,
+            fields: Vec::new(),
         }
     }
 
@@ -357,11 +357,68 @@ impl Sim {
         self.edit(|s| s.rollback = Some(true));
     }
 
-    /// Someone else changes the Deployment of `service` after the release: `what` differs.
-    pub fn change_deployment(&mut self, service: &str, what: &str) {
+    /// `manager` sets container `container` of the Deployment of `service` to
+    /// `image`, neither the baseline's nor the new version's, with an update.
+    pub fn change_deployment(
+        &mut self,
+        service: &str,
+        container: &str,
+        image: &str,
+        manager: &str,
+    ) {
+        let field = self.image_field(service, container, image, manager, "Update");
         let s = self.svc(service);
         s.template = TemplateState::Drifted;
-        s.changed = Some(what.to_owned());
+        s.fields = vec![field];
+    }
+
+    /// `manager` server-side applies the baseline's image of `container` back
+    /// into the Deployment of `service` now, as a GitOps tool re-applying the
+    /// old version would.
+    pub fn reapply_baseline(&mut self, service: &str, container: &str, manager: &str) {
+        let old = self.cluster[service]
+            .images
+            .get(container)
+            .cloned()
+            .unwrap_or_default();
+        let field = self.image_field(service, container, &old, manager, "Apply");
+        let s = self.svc(service);
+        if s.template != TemplateState::Baseline {
+            s.template = TemplateState::Baseline;
+            s.rolled_out = false;
+        }
+        s.fields = vec![field];
+    }
+
+    fn image_field(
+        &self,
+        service: &str,
+        container: &str,
+        live: &str,
+        manager: &str,
+        operation: &str,
+    ) -> TemplateField {
+        let new = self
+            .release
+            .spec
+            .service(service)
+            .and_then(|svc| svc.change.images.get(container).cloned());
+        let baseline = self
+            .cluster
+            .get(service)
+            .and_then(|s| s.images.get(container).cloned());
+        TemplateField {
+            container: container.to_owned(),
+            env: None,
+            live: Some(live.to_owned()),
+            new: new.or_else(|| baseline.clone()),
+            baseline,
+            writer: Some(FieldWriter {
+                manager: manager.to_owned(),
+                operation: operation.to_owned(),
+                time: Some(self.now),
+            }),
+        }
     }
 
     /// `approver` approves the gate `gate` now.
@@ -440,7 +497,7 @@ impl Sim {
                         paused: s.paused,
                         rollout_failed: s.rollout_failed,
                         images,
-                        changed: s.changed.clone(),
+                        fields: s.fields.clone(),
                     }),
                     canary: s.canary.clone(),
                     baseline_recorded: s.baseline_recorded,
@@ -568,6 +625,7 @@ impl Sim {
                         s.template = TemplateState::New;
                         s.rolled_out = false;
                     }
+                    s.fields.clear();
                 }
                 Action::RemoveCanary { service } => self.svc(service).canary = None,
                 Action::RestoreBaseline { service } => {
@@ -576,7 +634,7 @@ impl Sim {
                         s.template = TemplateState::Baseline;
                         s.rolled_out = false;
                     }
-                    s.changed = None;
+                    s.fields.clear();
                 }
             }
         }

@@ -236,3 +236,90 @@ fn a_deleted_deployment_or_route_holds() {
     let hold = sim.pass().status.hold.clone().unwrap();
     assert!(hold.message.contains("was deleted"), "{}", hold.message);
 }
+
+/// A GitOps tool re-applying the old image of a promoted service while the
+/// next wave bakes: the release holds naming who changed what, the canary in
+/// flight goes to 0 %, and the promoted Deployment is not written again.
+#[test]
+fn the_old_image_reapplied_to_a_promoted_service_holds_naming_who_and_does_not_fight() {
+    let mut sim = Sim::new(spec(&[("a", &[]), ("b", &["a"])]));
+    sim.run_until(200, |s| {
+        s.service_phase("b") == Some(ServicePhase::Progressing)
+            && s.cluster["b"].canary.as_ref().is_some_and(|c| c.weight > 0)
+    });
+    assert_eq!(sim.service_phase("a"), Some(ServicePhase::Promoted));
+    sim.reapply_baseline("a", "main", "argocd-controller");
+    let at = sim.now;
+    let d = sim.pass().clone();
+    let hold = d.status.hold.clone().unwrap();
+    assert_eq!(
+        (hold.reason.as_str(), hold.service.as_deref()),
+        ("Drift", Some("a"))
+    );
+    assert_eq!(
+        hold.message,
+        format!(
+            "Deployment \"a\" (spec.services[0].deployment) was changed by someone else while the release \
+             is in flight: container \"main\" image changed from \"a:v2\" to \"a:v1\" by argocd-controller \
+             (Apply, {at}); Signalman does not write it back: put it back (where a GitOps tool applies it, \
+             in its source); then set spec.resumeHold: hold-1 to resume, or spec.abort: true to roll back"
+        )
+    );
+    assert_eq!(d.actions, vec![zero("b")]);
+    // Held: nothing is written to a, however long it lasts.
+    for _ in 0..20 {
+        let d = sim.pass().clone();
+        assert_eq!(d.status.phase, Some(Phase::Held));
+        assert!(
+            !d.actions.iter().any(|a| a.service() == "a"),
+            "{:?}",
+            d.actions
+        );
+    }
+    assert_eq!(sim.cluster["a"].template, TemplateState::Baseline);
+    // Put back (the GitOps source now says v2) and resumed: the train goes on.
+    let a = sim.cluster.get_mut("a").unwrap();
+    a.template = TemplateState::New;
+    a.fields.clear();
+    sim.edit(|s| s.resume_hold = Some("hold-1".into()));
+    assert_eq!(sim.run(300), Phase::Succeeded);
+}
+
+/// The old image re-applied while the promotion rolls out: not written back.
+/// A baseline last written before the promotion began is only the store
+/// behind Signalman's own write, and the promotion is written again.
+#[test]
+fn a_promotion_put_back_by_someone_else_holds_but_a_stale_look_does_not() {
+    let mut sim = Sim::new(spec(&[("a", &[])]));
+    sim.run_until(200, |s| {
+        s.service_phase("a") == Some(ServicePhase::Promoting)
+    });
+    // As the store still showed it before Signalman's write: the user's apply, long ago.
+    sim.reapply_baseline("a", "main", "signalman-e2e");
+    sim.cluster.get_mut("a").unwrap().fields[0]
+        .writer
+        .as_mut()
+        .unwrap()
+        .time = Some(crate::engine::sim::epoch());
+    let d = sim.pass().clone();
+    assert!(d.status.hold.is_none(), "{:?}", d.status.hold);
+    assert!(d.actions.contains(&Action::PromoteStable {
+        service: "a".into()
+    }));
+    assert_eq!(sim.service_phase("a"), Some(ServicePhase::Promoting));
+
+    sim.reapply_baseline("a", "main", "kustomize-controller");
+    let d = sim.pass().clone();
+    let hold = d.status.hold.clone().unwrap();
+    assert!(
+        hold.message.contains(
+            r#"container "main" image changed from "a:v2" to "a:v1" by kustomize-controller (Apply"#
+        ),
+        "{}",
+        hold.message
+    );
+    for _ in 0..10 {
+        let d = sim.pass().clone();
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+    }
+}

@@ -23,6 +23,7 @@ mod rollback_window;
 mod verify;
 mod waiting;
 mod windows;
+mod writers;
 
 use std::time::Duration;
 

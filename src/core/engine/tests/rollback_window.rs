@@ -263,8 +263,11 @@ fn after_the_window_a_rollback_is_refused_and_the_baselines_are_gone() {
 #[test]
 fn a_deployment_changed_since_blocks_the_rollback_naming_it_and_what_changed() {
     let mut sim = succeeded();
-    let what = r#"container "main" image is "web:v9", the release set "web:v2""#;
-    sim.change_deployment("web", what);
+    sim.change_deployment("web", "main", "web:v9", "kubectl-edit");
+    let what = format!(
+        r#"container "main" image changed from "web:v2" to "web:v9" by kubectl-edit (Update, {})"#,
+        sim.now
+    );
     sim.request_rollback(Some("alice"));
     let why = refused(&mut sim);
     assert_eq!(
@@ -287,7 +290,7 @@ fn a_deployment_changed_since_blocks_the_rollback_naming_it_and_what_changed() {
     // Put back as the release left it, the request (still standing) is honoured.
     let web = sim.cluster.get_mut("web").unwrap();
     web.template = TemplateState::New;
-    web.changed = None;
+    web.fields.clear();
     assert_eq!(pass_within(&mut sim).status.phase, Some(Phase::RollingBack));
     assert_eq!(sim.run(500), Phase::RolledBack);
     assert_eq!(status(&sim).rollback_window.as_ref().unwrap().refused, None);
