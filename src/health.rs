@@ -15,9 +15,11 @@
 //! HTTPRoutes, ReplicaSets; one per namespace with `--namespace`) has listed
 //! once, since a reconcile reads only those stores, and not while a Release
 //! watch is failing; a watch of a resource the API server does not serve
-//! counts as listed (its store is rightly empty). A follower is ready while it
-//! stands by (it must be, or a rolling update of a two-replica Deployment
-//! would never finish).
+//! counts as listed (its store is rightly empty). A follower holds no cache
+//! (its controller is not running; a takeover lists afresh): it is ready once
+//! it has read the leader Lease, so it can take over, and stays ready while it
+//! stands by (it must, or a rolling update of a two-replica Deployment would
+//! never finish). Before that read it is not ready.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -47,6 +49,8 @@ pub enum Readiness {
     Standby = 1,
     /// Leading with a synced cache: reconciling.
     Ready = 2,
+    /// Electing, but the leader Lease has not been read yet.
+    Electing = 3,
 }
 
 /// The default of `--stall-timeout`: well above the longest backoff of a
@@ -55,7 +59,7 @@ pub enum Readiness {
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A watch that is still failing fails again within this: the longest watch
-/// backoff (5 s) plus the client's connect timeout (30 s) and some slack. One
+/// backoff (5 s) plus the client's connect timeout (10 s) and much slack. One
 /// that has been quiet for longer after an error has been re-established (a
 /// resumed watch reports nothing until something changes).
 const STILL_FAILING_WITHIN: Duration = Duration::from_secs(40);
@@ -168,6 +172,7 @@ impl Probe {
         match self.0.readiness.load(Ordering::Acquire) {
             1 => Readiness::Standby,
             2 => Readiness::Ready,
+            3 => Readiness::Electing,
             _ => Readiness::Syncing,
         }
     }
@@ -264,6 +269,7 @@ impl Probe {
         match self.get() {
             Readiness::Standby => Ok("standby: another replica holds the lease"),
             Readiness::Syncing => Err("not ready: the Release cache has not synced yet".into()),
+            Readiness::Electing => Err("not ready: the leader Lease has not been read yet".into()),
             Readiness::Ready => {
                 let w = self.watches();
                 let unsynced: Vec<&str> = w
@@ -408,6 +414,13 @@ mod tests {
         let (code, body) = get(addr, "/readyz").await;
         assert_eq!(code, 503, "{body}");
         assert!(body.contains("has not synced"), "{body}");
+        probe.set(Readiness::Electing);
+        let (code, body) = get(addr, "/readyz").await;
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            body.ends_with("not ready: the leader Lease has not been read yet\n"),
+            "{body}"
+        );
         probe.set(Readiness::Standby);
         assert_eq!(get(addr, "/readyz").await.0, 200);
         probe.set(Readiness::Ready);

@@ -134,7 +134,30 @@ start_etcd() {
 # The kube-apiserver, on etcd at $ETCD_PORT, serving $APISERVER_PORT (up.sh,
 # and apiserver.sh when a test restarts it).
 start_apiserver() {
+  # Audit: the writes of ServiceAccounts outside kube-system (the operator
+  # replicas of e2e/tests/leader_election.rs each write as their own), at
+  # Metadata level (who, what, when, answer code; no bodies), so a test can
+  # read who wrote what in which order from the API server itself. The
+  # controllers of kube-system (kube-controller-manager writes as its
+  # ServiceAccounts) and every read are left out: the log stays small.
+  cat >"$E2E_DIR/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+POLICY
   start kube-apiserver "$KUBE_BIN/kube-apiserver" \
+    --audit-policy-file="$E2E_DIR/audit-policy.yaml" \
+    --audit-log-path="$LOGS/audit.log" \
+    --audit-log-maxsize=50 \
+    --audit-log-maxbackup=1 \
+    --audit-log-mode=blocking \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 \
     --advertise-address=127.0.0.1 \

@@ -115,6 +115,24 @@ fn parse_notifications(text: &str) -> Result<Notifications, String> {
     controller::notify::parse_flag(text)
 }
 
+/// Timeouts of the controller's client. Its watches long-poll: the API server
+/// ends each after `timeoutSeconds` (kube's watcher asks for 290 s) and kube's
+/// watcher gives up on one silent for 295 s; the read timeout (idle time
+/// between two reads of a response) must outlast both, or a quiet watch would
+/// be cut and re-listed every few minutes. It still ends a request whose
+/// connection went silent, which kube does not by default (no read timeout).
+/// The Lease has its own client with timeouts under the renew deadline
+/// ([`signalman::leader::lease_client`]).
+fn client_timeouts(config: &mut kube::Config) {
+    use std::time::Duration;
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(300));
+    config.write_timeout = Some(Duration::from_secs(30));
+    // Count from when a request is sent, not from when its pooled
+    // connection went idle.
+    config.reset_reader_on_write = true;
+}
+
 /// Trimmed, without empties and repeats, in order.
 fn namespaces(given: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -196,7 +214,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
             .context("no kubeconfig and not in a cluster; pass --kubeconfig")?,
     };
-    let client = kube::Client::try_from(config)?;
+    let mut config = config;
+    client_timeouts(&mut config);
     // Where it runs: $POD_NAMESPACE (the chart sets it; --lease-namespace
     // defaults to it), else the kubeconfig context's (in a pod without it,
     // the ServiceAccount's).
@@ -204,23 +223,34 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .lease_namespace
         .clone()
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+        .unwrap_or_else(|| config.default_namespace.clone());
     let leader_election = if args.leader_elect {
         let lease_duration: std::time::Duration = args.lease_duration.into();
         anyhow::ensure!(
             lease_duration >= std::time::Duration::from_secs(3),
             "--lease-duration must be at least 3s (the leader renews every duration/6)"
         );
-        Some(signalman::leader::LeaseConfig {
+        let lease = signalman::leader::LeaseConfig {
             name: args.lease_name,
             namespace: args.lease_namespace.context(
                 "--leader-elect needs --lease-namespace (or POD_NAMESPACE): where the Lease lives",
             )?,
             identity: signalman::leader::default_identity(),
             duration: lease_duration,
+        };
+        Some(controller::Election {
+            client: signalman::leader::lease_client(config.clone(), &lease)?,
+            lease,
+            fence: signalman::leader::Fence::default(),
         })
     } else {
         None
+    };
+    // With leader election every write of the controller goes through the
+    // fence: none leaves the process once the renew deadline has passed.
+    let client = match &leader_election {
+        Some(election) => signalman::leader::fenced_client(config, election.fence.clone())?,
+        None => kube::Client::try_from(config)?,
     };
     controller::run(
         client,

@@ -101,7 +101,7 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     /// Compete for this Lease and run the controller only while holding it;
     /// `None`: run at once (a single replica, tests, `make run`).
-    pub leader_election: Option<crate::leader::LeaseConfig>,
+    pub leader_election: Option<Election>,
     /// `/healthz` fails once a watch has kept failing, or a reconcile has
     /// run, this long.
     pub stall_timeout: Duration,
@@ -113,6 +113,25 @@ pub struct Config {
     pub notifications: crate::api::Notifications,
     /// The operator's own namespace, where receivers' Secrets are read.
     pub operator_namespace: String,
+}
+
+/// What leader election needs besides the Lease's name: the client it
+/// renews through (its own connections and short timeouts,
+/// [`crate::leader::lease_client`]) and the fence that the controller's
+/// client obeys ([`crate::leader::fenced_client`]).
+#[derive(Clone)]
+pub struct Election {
+    pub lease: crate::leader::LeaseConfig,
+    pub client: Client,
+    pub fence: crate::leader::Fence,
+}
+
+impl std::fmt::Debug for Election {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Election")
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything a reconcile needs, shared by all of them.
@@ -236,7 +255,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             work(ctx).await;
             Ok(())
         }
-        Some(lease) => lead(ctx, lease).await,
+        Some(election) => lead(ctx, election).await,
     };
     server.abort();
     tracing::info!("shut down");
@@ -245,20 +264,38 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
 
 // ---- leader election (issue 6) ---------------------------------------------
 
-/// Run the controller only while this replica holds the Lease. Losing it is
-/// an error that ends the process (dropping every in-flight reconcile), so a
-/// replica that is not the leader makes no write; Kubernetes restarts it as a
-/// follower. On SIGTERM the controller stops first, then the Lease is handed
-/// back so that a follower takes over at once.
-async fn lead(ctx: Arc<Context>, lease: crate::leader::LeaseConfig) -> anyhow::Result<()> {
-    ctx.probe.set(Readiness::Standby);
-    let mut candidate = crate::leader::Candidate::campaign(ctx.client.clone(), lease);
+/// Run the controller only while this replica holds the Lease. At the renew
+/// deadline the fence shuts (the controller's client refuses every write from
+/// then on, whichever task sends it: a reconcile, a status write, an Event,
+/// the notification sender) and losing the lease is an error that ends the
+/// process; Kubernetes restarts it as a follower. On SIGTERM the controller
+/// stops first, then the Lease is handed back so that a follower takes over
+/// at once.
+async fn lead(ctx: Arc<Context>, election: Election) -> anyhow::Result<()> {
+    // Not ready until the Lease has been read: a follower that cannot reach
+    // the API server could not take over.
+    ctx.probe.set(Readiness::Electing);
+    let mut candidate =
+        crate::leader::Candidate::campaign(election.client, election.lease, election.fence);
+    let mut standing = candidate.watch();
+    let probe = ctx.probe.clone();
+    let following = async move {
+        if standing
+            .wait_for(|s| *s == crate::leader::Standing::Following)
+            .await
+            .is_ok()
+        {
+            probe.set(Readiness::Standby);
+        }
+        std::future::pending::<()>().await
+    };
     tokio::select! {
         elected = candidate.elected() => {
             if !elected {
                 anyhow::bail!("leader election stopped before this replica was elected");
             }
         }
+        () = following => unreachable!("waits forever"),
         () = shutdown_signal() => {
             candidate.resign().await;
             return Ok(());

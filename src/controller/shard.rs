@@ -90,6 +90,9 @@ pub async fn run(base: Arc<Context>, selector: String) {
             stopping.await;
         } else {
             tracing::info!(%selector, namespaces = ?set, "the shard takes these namespaces");
+            // Not ready until the new set's stores have listed (the last
+            // set's controller left the probe at Ready).
+            base.probe.set(Readiness::Syncing);
             let ctx = Arc::new(base.for_namespaces(set.into_iter().collect()));
             controller_until(ctx, stopping).await;
         }
