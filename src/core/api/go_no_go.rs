@@ -131,6 +131,8 @@ fn check_gate(at: &str, g: &Gate, problem: &mut impl FnMut(String, &str)) {
                  (a gate is checked for the whole release, not for one service)"
             ),
         );
+    } else if let Some(why) = crate::analysis::quoting::misplaced(query, &GATE_PLACEHOLDERS) {
+        problem(format!("{at}.query"), &why);
     } else if let Some(why) = crate::analysis::query_problem(query) {
         problem(format!("{at}.query"), &why);
     }

@@ -607,6 +607,7 @@ fn check_analysis(
             Measures::Train => &super::VERIFY_PLACEHOLDERS,
         };
         let unknown = unknown_placeholder(&m.query, known);
+        let mut misplaced = false;
         if let Some(bad) = &unknown {
             // `x{{{track}}}` is the natural way to select one track, and reads as `{{{` + `track`.
             let braced_track = bad
@@ -630,6 +631,9 @@ fn check_analysis(
                 )
             };
             problem(format!("{at}.metrics[{i}].query"), &message);
+        } else if let Some(why) = crate::analysis::quoting::misplaced(&m.query, &super::PLACEHOLDERS) {
+            problem(format!("{at}.metrics[{i}].query"), &why);
+            misplaced = true;
         } else if measures == Measures::Service
             && m.compare.is_some()
             && !placeholders(&m.query).any(|p| p == "track")
@@ -651,6 +655,7 @@ fn check_analysis(
         // Parsed only once nothing simpler is wrong with it, so each query
         // gets one message.
         if unknown.is_none()
+            && !misplaced
             && !too_long
             && !m.query.trim().is_empty()
             && let Some(why) = crate::analysis::query_problem(&m.query)
