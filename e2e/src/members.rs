@@ -176,10 +176,25 @@ pub async fn resource_versions(client: &Client, ns: &str) -> BTreeMap<String, St
     use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
     use k8s_openapi::api::core::v1::Service;
     let mut out = BTreeMap::new();
-    record(&mut out, "Deployment", Api::<Deployment>::namespaced(client.clone(), ns)).await;
-    record(&mut out, "Service", Api::<Service>::namespaced(client.clone(), ns)).await;
+    record(
+        &mut out,
+        "Deployment",
+        Api::<Deployment>::namespaced(client.clone(), ns),
+    )
+    .await;
+    record(
+        &mut out,
+        "Service",
+        Api::<Service>::namespaced(client.clone(), ns),
+    )
+    .await;
     record(&mut out, "HTTPRoute", crate::http_routes(client, ns)).await;
-    record(&mut out, "ConfigMap", Api::<ConfigMap>::namespaced(client.clone(), ns)).await;
+    record(
+        &mut out,
+        "ConfigMap",
+        Api::<ConfigMap>::namespaced(client.clone(), ns),
+    )
+    .await;
     record(&mut out, "Job", Api::<Job>::namespaced(client.clone(), ns)).await;
     let revisions = Api::<ControllerRevision>::namespaced(client.clone(), ns);
     record(&mut out, "ControllerRevision", revisions).await;

@@ -58,7 +58,8 @@ enum Kind {
 /// Where it must be refused, and the words.
 #[derive(Clone, Debug)]
 enum Expect {
-    /// By the API server: what follows `is invalid: ` in `kubectl apply`'s error.
+    /// By the API server: what follows `is invalid: ` in `kubectl apply`'s error
+    /// (several errors as `* one\n* two`).
     Api(String),
     /// By the controller: the `Stalled` reason and message (`{ns}` is the namespace).
     Stalled(&'static str, String),
@@ -175,6 +176,9 @@ fn migration() -> Value {
 const METRIC: &str = "/spec/defaults/analysis/metrics/0";
 const QUERY: &str = "/spec/defaults/analysis/metrics/0/query";
 const SVC: &str = "/spec/services/0";
+/// What the API server adds when a schema error kept it from running the CEL rules.
+const UNCHECKED: &str = "\n* <nil>: Invalid value: null: some validation rules were not checked because the object \
+                         was invalid; correct the existing errors to complete validation";
 
 /// Every row, one a line. Names are unique DNS labels: each is its Release's
 /// name (unless the row changes it) and its service's Deployment's.
@@ -255,11 +259,11 @@ fn rows() -> Vec<Row> {
         row(Preflight, "gate-service-placeholder", set("/spec/gates", json!([{"name": "g", "query": r#"sum(up{service="{{service}}"})"#, "max": 1}])), stalled("InvalidSpec", r#"spec.gates[0].query: "{{service}}" is not a placeholder a gate can use; use {{namespace}} or {{release}} (a gate is checked for the whole release, not for one service)"#)),
         row(Preflight, "query-string", set(QUERY, r#""{{service}} is up""#), stalled("InvalidSpec", "spec.defaults.analysis.metrics[0].query: returns a string, not one number; select a series and aggregate it, e.g. sum(rate(http_requests_total[1m]))")),
         row(Preflight, "gate-name-twice-across", all(vec![set("/spec/gates", json!([{"name": "sre", "approval": true}])), set("/spec/services/0/gates", json!([{"name": "sre", "approval": true}]))]), stalled("InvalidSpec", r#"spec.services[0].gates[0].name: gate names must be unique across spec.gates and every service's gates; "sre" appears more than once"#)),
-        row(Preflight, "job-without-containers", all(vec![set("/spec/services/-", json!({"name": "db", "job": {"forward": migration(), "irreversible": {"justification": "drops a column"}}})), set("/spec/services/1/job/forward/spec/template/spec/containers", json!([])), set("/spec/services/0/dependsOn", json!(["db"]))]), stalled("InvalidSpec", "spec.services[1].job.forward.spec.template.spec.containers: list at least one container: they are what the Job runs")),
+        row(Limit, "job-without-containers", all(vec![set("/spec/services/-", json!({"name": "db", "job": {"forward": migration(), "irreversible": {"justification": "drops a column"}}})), set("/spec/services/1/job/forward/spec/template/spec/containers", json!([])), set("/spec/services/0/dependsOn", json!(["db"]))]), api("spec.services[1].job.forward.spec.template.spec.containers: Invalid value: 0: spec.services[1].job.forward.spec.template.spec.containers in body should have at least 1 items")),
         row(Preflight, "config-map-claimed", set(SVC, json!({"name": "on", "flag": {"configMap": "held-flags", "keys": {"k": "on"}}})), stalled("ConfigMapClaimed", r#"spec.services[0].flag.configMap: ConfigMap "held-flags" is claimed by Release "claim-holder", which was created first and has not started (Pending); it goes first: wait for it, or abort it (spec.abort: true) or delete it"#)),
         row(Preflight, "env-name-invalid", set("/spec/services/0/change/env", json!({"app": {"A=B": "1"}})), stalled("InvalidSpec", r#"spec.services[0].change.env.app.A=B: "A=B" is not an environment variable name Kubernetes accepts: letters, digits, '_', '-' and '.', not starting with a digit; rename it"#)),
         row(Preflight, "migration-unordered", set("/spec/services/-", json!({"name": "db", "job": {"forward": migration(), "rollback": migration()}})), stalled("InvalidSpec", "spec.services[1]: migration db is ordered against nothing, so it would run beside the code of its wave instead of before it; add db to the dependsOn of the services that need it")),
-        row(Preflight, "job-restarts-always", all(vec![set("/spec/services/-", json!({"name": "db", "job": {"forward": migration(), "irreversible": {"justification": "drops a column"}}})), set("/spec/services/1/job/forward/spec/template/spec/restartPolicy", "Always"), set("/spec/services/0/dependsOn", json!(["db"]))]), stalled("InvalidSpec", "spec.services[1].job.forward.spec.template.spec.restartPolicy: must be Never or OnFailure, not Always: a Job's pods must not restart for ever")),
+        row(Limit, "job-restarts-always", all(vec![set("/spec/services/-", json!({"name": "db", "job": {"forward": migration(), "irreversible": {"justification": "drops a column"}}})), set("/spec/services/1/job/forward/spec/template/spec/restartPolicy", "Always"), set("/spec/services/0/dependsOn", json!(["db"]))]), api(&format!("* spec.services[1].job.forward.spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"Never\", \"OnFailure\"{UNCHECKED}"))),
         row(Preflight, "flag-key-twice", all(vec![set(SVC, json!({"name": "on", "flag": {"configMap": "flags", "keys": {"k": "on"}}})), set("/spec/services/-", json!({"name": "off", "flag": {"configMap": "flags", "keys": {"k": "off"}}}))]), stalled("InvalidSpec", r#"spec.services[1].flag.keys.k: service "on" sets key "k" of ConfigMap "flags" too; one flag service per key: merge them, or drop the key from one of them"#)),
         row(Preflight, "rollback-before-start", set("/spec/rollback", true), stalled("InvalidSpec", "spec.rollback: only a Succeeded release can be rolled back, and this one is Pending and has changed nothing; remove spec.rollback to let it start")),
         row(Preflight, "depends-on-unknown", set("/spec/services/0/dependsOn", json!(["ghost"])), stalled("InvalidPlan", r#"spec.services[0].dependsOn: service "web" depends on "ghost", which is not in spec.services; add it to the release or remove it from dependsOn"#)),
@@ -271,36 +275,36 @@ fn rows() -> Vec<Row> {
         row(Preflight, "claimed", set("/spec/services/0/deployment", "held"), stalled("DeploymentClaimed", r#"spec.services[0].deployment: Deployment "held" is claimed by Release "claim-holder", which was created first and has not started (Pending); it goes first: wait for it, or abort it (spec.abort: true) or delete it"#)),
         row(Preflight, "no-policy", set("/spec/policy", "ghost-policy"), stalled("PolicyNotFound", r#"ReleasePolicy "ghost-policy" (named by spec.policy) does not exist; create it, or name an existing one in spec.policy"#)),
         // ----------------------------------------------------------- limits
-        row(Limit, "services-101", list("/spec/services", 101, |i| json!({"name": format!("s{i}"), "deployment": format!("services-101-{i}"), "change": {"images": {"app": "x:v2"}}})), api(r#"spec.services: Too many: 101: must have at most 100 items"#)),
+        row(Limit, "services-101", list("/spec/services", 101, |i| json!({"name": format!("s{i}"), "deployment": format!("services-101-{i}"), "change": {"images": {"app": "x:v2"}}})), api(&format!("* spec.services: Too many: 101: must have at most 100 items{UNCHECKED}"))),
         row(Limit, "services-100", list("/spec/services", 100, |i| json!({"name": format!("s{i}"), "deployment": if i == 0 { "services-100".into() } else { format!("services-100-{i}") }, "change": {"images": {"app": "x:v2"}}})), passes()),
         row(Limit, "services-none", set("/spec/services", json!([])), api(r#"spec.services: Invalid value: 0: spec.services in body should have at least 1 items"#)),
-        row(Limit, "steps-21", list("/spec/defaults/steps", 21, |i| json!({"weight": if i == 20 { 100 } else { i + 1 }, "bake": "1s"})), api(r#"spec.defaults.steps: Too many: 21: must have at most 20 items"#)),
+        row(Limit, "steps-21", list("/spec/defaults/steps", 21, |i| json!({"weight": if i == 20 { 100 } else { i + 1 }, "bake": "1s"})), api(&format!("* spec.defaults.steps: Too many: 21: must have at most 20 items{UNCHECKED}"))),
         row(Limit, "steps-20", list("/spec/defaults/steps", 20, |i| json!({"weight": if i == 19 { 100 } else { i + 1 }, "bake": "1s"})), passes()),
         row(Limit, "steps-one", set("/spec/defaults/steps", json!([{"weight": 100, "bake": "1s"}])), api(r#"spec.defaults.steps: Invalid value: 1: spec.defaults.steps in body should have at least 2 items"#)),
-        row(Limit, "weight-101", set("/spec/defaults/steps/1/weight", 101), api(r#"spec.defaults.steps[1].weight: Invalid value: 101: spec.defaults.steps[1].weight in body should be less than or equal to 100"#)),
+        row(Limit, "weight-101", set("/spec/defaults/steps/1/weight", 101), api("* spec.defaults.steps[1].weight: Invalid value: 101: spec.defaults.steps[1].weight in body should be less than or equal to 100\n* spec.defaults.steps: Invalid value: \"array\": spec.defaults.steps: the last step must have weight 100")),
         row(Limit, "weight-0", set("/spec/defaults/steps/0/weight", 0), api(r#"spec.defaults.steps[0].weight: Invalid value: 0: spec.defaults.steps[0].weight in body should be greater than or equal to 1"#)),
-        row(Limit, "metrics-21", list("/spec/defaults/analysis/metrics", 21, |i| json!({"name": format!("m{i}"), "query": "up", "min": 1})), api(r#"spec.defaults.analysis.metrics: Too many: 21: must have at most 20 items"#)),
-        row(Limit, "metric-name-64", set("/spec/defaults/analysis/metrics/0/name", "m".repeat(64)), api(r#"spec.defaults.analysis.metrics[0].name: Too long: may not be more than 63 bytes"#)),
+        row(Limit, "metrics-21", list("/spec/defaults/analysis/metrics", 21, |i| json!({"name": format!("m{i}"), "query": "up", "min": 1})), api(&format!("* spec.defaults.analysis.metrics: Too many: 21: must have at most 20 items{UNCHECKED}"))),
+        row(Limit, "metric-name-64", set("/spec/defaults/analysis/metrics/0/name", "m".repeat(64)), api(&format!("* spec.defaults.analysis.metrics[0].name: Too long: may not be more than 63 bytes{UNCHECKED}"))),
         row(Limit, "metric-name-63", set("/spec/defaults/analysis/metrics/0/name", "m".repeat(63)), passes()),
-        row(Limit, "query-4097", set(QUERY, format!("up{}", " ".repeat(4095))), api(r#"spec.defaults.analysis.metrics[0].query: Too long: may not be more than 4096 bytes"#)),
+        row(Limit, "query-4097", set(QUERY, format!("up{}", " ".repeat(4095))), api(&format!("* spec.defaults.analysis.metrics[0].query: Too long: may not be more than 4096 bytes{UNCHECKED}"))),
         row(Limit, "query-4096", set(QUERY, format!("up{}", " ".repeat(4094))), passes()),
         row(Limit, "failure-limit-1001", set("/spec/defaults/analysis/failureLimit", 1001), api(r#"spec.defaults.analysis.failureLimit: Invalid value: 1001: spec.defaults.analysis.failureLimit in body should be less than or equal to 1000"#)),
         row(Limit, "failure-limit-1000", set("/spec/defaults/analysis/failureLimit", 1000), passes()),
         row(Limit, "error-limit-negative", set("/spec/defaults/analysis/errorLimit", -1), api(r#"spec.defaults.analysis.errorLimit: Invalid value: -1: spec.defaults.analysis.errorLimit in body should be greater than or equal to 0"#)),
         row(Limit, "min-passes-0", set("/spec/defaults/analysis/minPasses", 0), api(r#"spec.defaults.analysis.minPasses: Invalid value: 0: spec.defaults.analysis.minPasses in body should be greater than or equal to 1"#)),
         row(Limit, "inconclusive-limit-2e9", set("/spec/defaults/analysis/inconclusiveLimit", 3_000_000_000_i64), api(r#"spec.defaults.analysis.inconclusiveLimit: Invalid value: 3000000000: spec.defaults.analysis.inconclusiveLimit in body should be less than or equal to 1000"#)),
-        row(Limit, "skip-reason-513", set("/spec/services/0/analysis", json!({"skipAnalysis": {"reason": "r".repeat(513)}})), api(r#"spec.services[0].analysis.skipAnalysis.reason: Too long: may not be more than 512 bytes"#)),
-        row(Limit, "deployment-247", set("/spec/services/0/deployment", "d".repeat(247)), api(r#"spec.services[0].deployment: Too long: may not be more than 246 bytes"#)),
+        row(Limit, "skip-reason-513", set("/spec/services/0/analysis", json!({"skipAnalysis": {"reason": "r".repeat(513)}})), api(&format!("* spec.services[0].analysis.skipAnalysis.reason: Too long: may not be more than 512 bytes{UNCHECKED}"))),
+        row(Limit, "deployment-247", set("/spec/services/0/deployment", "d".repeat(247)), api(&format!("* spec.services[0].deployment: Too long: may not be more than 246 bytes{UNCHECKED}"))),
         row(Limit, "deployment-246", set("/spec/services/0/deployment", "d".repeat(246)), stalled("DeploymentNotFound", &format!(r#"spec.services[0].deployment: Deployment "{}" not found in namespace "{{ns}}"; create it or fix the name"#, "d".repeat(246)))),
-        row(Limit, "service-name-64", set("/spec/services/0/name", "s".repeat(64)), api(r#"spec.services[0].name: Too long: may not be more than 63 bytes"#)),
-        row(Limit, "service-gates-6", list("/spec/services/0/gates", 6, |i| json!({"name": format!("g{i}"), "approval": true})), api(r#"spec.services[0].gates: Too many: 6: must have at most 5 items"#)),
-        row(Limit, "flag-keys-51", set(SVC, json!({"name": "web", "flag": {"configMap": "flags", "keys": keys(51)}})), api(r#"spec.services[0].flag.keys: Too many: 51: must have at most 50 items"#)),
-        row(Limit, "address-2049", set("/spec/prometheus", json!({"address": format!("http://p/{}", "a".repeat(2040))})), api(r#"spec.prometheus.address: Too long: may not be more than 2048 bytes"#)),
-        row(Limit, "justification-1025", set("/spec/override", json!({"justification": "j".repeat(1025)})), api(r#"spec.override.justification: Too long: may not be more than 1024 bytes"#)),
-        row(Limit, "depends-on-101", set("/spec/services/0/dependsOn", Value::Array((0..101).map(|i| json!(format!("x{i}"))).collect())), api(r#"spec.services[0].dependsOn: Too many: 101: must have at most 100 items"#)),
-        row(Limit, "gates-21", list("/spec/gates", 21, |i| json!({"name": format!("g{i}"), "approval": true})), api(r#"spec.gates: Too many: 21: must have at most 20 items"#)),
-        row(Limit, "time-zone-65", set("/spec/window", json!({"days": ["Monday"], "from": "09:00", "to": "17:00", "timeZone": "z".repeat(65)})), api(r#"spec.window.timeZone: Too long: may not be more than 64 bytes"#)),
-        row(Limit, "policy-name-254", set("/spec/policy", "p".repeat(254)), api(r#"spec.policy: Too long: may not be more than 253 bytes"#)),
+        row(Limit, "service-name-64", set("/spec/services/0/name", "s".repeat(64)), api(&format!("* spec.services[0].name: Too long: may not be more than 63 bytes{UNCHECKED}"))),
+        row(Limit, "service-gates-6", list("/spec/services/0/gates", 6, |i| json!({"name": format!("g{i}"), "approval": true})), api(&format!("* spec.services[0].gates: Too many: 6: must have at most 5 items{UNCHECKED}"))),
+        row(Limit, "flag-keys-51", set(SVC, json!({"name": "web", "flag": {"configMap": "flags", "keys": keys(51)}})), api(&format!("* spec.services[0].flag.keys: Too many: 51: must have at most 50 items{UNCHECKED}"))),
+        row(Limit, "address-2049", set("/spec/prometheus", json!({"address": format!("http://p/{}", "a".repeat(2040))})), api(&format!("* spec.prometheus.address: Too long: may not be more than 2048 bytes{UNCHECKED}"))),
+        row(Limit, "justification-1025", set("/spec/override", json!({"justification": "j".repeat(1025)})), api(&format!("* spec.override.justification: Too long: may not be more than 1024 bytes{UNCHECKED}"))),
+        row(Limit, "depends-on-101", set("/spec/services/0/dependsOn", Value::Array((0..101).map(|i| json!(format!("x{i}"))).collect())), api(&format!("* spec.services[0].dependsOn: Too many: 101: must have at most 100 items{UNCHECKED}"))),
+        row(Limit, "gates-21", list("/spec/gates", 21, |i| json!({"name": format!("g{i}"), "approval": true})), api(&format!("* spec.gates: Too many: 21: must have at most 20 items{UNCHECKED}"))),
+        row(Limit, "time-zone-65", set("/spec/window", json!({"days": ["Monday"], "from": "09:00", "to": "17:00", "timeZone": "z".repeat(65)})), api(&format!("* spec.window.timeZone: Too long: may not be more than 64 bytes{UNCHECKED}"))),
+        row(Limit, "policy-name-254", set("/spec/policy", "p".repeat(254)), api(&format!("* spec.policy: Too long: may not be more than 253 bytes{UNCHECKED}"))),
         // --------------------------------------------------- hostile strings
         row(Hostile, "service-name-unicode", set("/spec/services/0/name", "wéb"), api(r#"spec.services[0].name: Invalid value: "wéb": spec.services[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'"#)),
         row(Hostile, "service-name-quote", set("/spec/services/0/name", "a\"b"), api(r#"spec.services[0].name: Invalid value: "a\"b": spec.services[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'"#)),
@@ -383,12 +387,14 @@ async fn kubectl_apply(ns: &str, name: &str, doc: &Value) -> (bool, String) {
 
 /// The API server's words from kubectl's error: what follows `is invalid: `.
 fn refusal(printed: &str) -> Option<&str> {
-    printed.split_once(" is invalid: ").map(|(_, why)| why.trim_end())
+    printed
+        .split_once(" is invalid: ")
+        .map(|(_, why)| why.trim())
 }
 
 #[tokio::test]
 async fn each_hostile_input_is_refused_where_it_should_be_with_words_that_name_the_field_and_the_fix()
-{
+ {
     let started = Instant::now();
     let rows = rows();
     let mut names = std::collections::BTreeSet::new();
@@ -417,9 +423,17 @@ async fn each_hostile_input_is_refused_where_it_should_be_with_words_that_name_t
     })
     .unwrap();
     let api = sc.apply(&holder).await;
-    rel::wait_status(&api, "claim-holder", "paused before it started", Duration::from_secs(30), |s| {
-        s["message"].as_str().is_some_and(|m| m.starts_with("paused by spec.paused"))
-    })
+    rel::wait_status(
+        &api,
+        "claim-holder",
+        "paused before it started",
+        Duration::from_secs(30),
+        |s| {
+            s["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("paused by spec.paused"))
+        },
+    )
     .await;
     let before = members::resource_versions(&sc.client, &ns).await;
 
@@ -461,13 +475,17 @@ async fn each_hostile_input_is_refused_where_it_should_be_with_words_that_name_t
                 }
                 let said = refusal(&printed).unwrap_or(&printed);
                 if said != want {
-                    wrong.push(format!("{}: the API server said\n    {said:?}\n  want\n    {want:?}", r.name));
+                    wrong.push(format!(
+                        "{}: the API server said\n    {said:?}\n  want\n    {want:?}",
+                        r.name
+                    ));
                 }
             }
             (Expect::Api(_), true) => {
                 wrong.push(format!("{}: the API server took it: {printed}", r.name));
                 if r.kind == Kind::Policy {
-                    let _ = e2e::kubectl(&["delete", "releasepolicy", &format!("{ns}-{}", r.name)]).await;
+                    let _ = e2e::kubectl(&["delete", "releasepolicy", &format!("{ns}-{}", r.name)])
+                        .await;
                 }
             }
             (_, false) => wrong.push(format!("{}: the API server refused it: {printed}", r.name)),
@@ -481,7 +499,12 @@ async fn each_hostile_input_is_refused_where_it_should_be_with_words_that_name_t
     let stalled_of = |status: &Value| {
         rel::condition(status, "Stalled")
             .filter(|c| c["status"] == "True")
-            .map(|c| (c["reason"].as_str().unwrap_or("").to_owned(), c["message"].as_str().unwrap_or("").to_owned()))
+            .map(|c| {
+                (
+                    c["reason"].as_str().unwrap_or("").to_owned(),
+                    c["message"].as_str().unwrap_or("").to_owned(),
+                )
+            })
     };
     let statuses: BTreeMap<String, Value> = e2e::poll(
         "every stored row to stall",
@@ -550,7 +573,10 @@ async fn each_hostile_input_is_refused_where_it_should_be_with_words_that_name_t
         .iter()
         .map(|&i| {
             let (reason, message) = stalled_of(&statuses[rows[i].name]).unwrap();
-            (rows[i].name, format!("{reason}: {message}").chars().take(1000).collect())
+            (
+                rows[i].name,
+                format!("{reason}: {message}").chars().take(1000).collect(),
+            )
         })
         .collect();
     let mut missing = Vec::new();
@@ -604,6 +630,12 @@ async fn each_hostile_input_is_refused_where_it_should_be_with_words_that_name_t
         stalled_in.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    assert!(wrong.is_empty(), "{} of {} rows wrong:\n{}", wrong.len(), rows.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {} rows wrong:\n{}",
+        wrong.len(),
+        rows.len(),
+        wrong.join("\n")
+    );
     sc.end().await;
 }

@@ -128,7 +128,12 @@ impl ExprVisitorMut for Back {
 
     fn pre_visit(&mut self, expr: &mut Expr) -> Result<bool, Self::Error> {
         let matchers = |vs: &mut parser::VectorSelector| {
-            for m in vs.matchers.matchers.iter_mut().chain(vs.matchers.or_matchers.iter_mut().flatten()) {
+            for m in vs
+                .matchers
+                .matchers
+                .iter_mut()
+                .chain(vs.matchers.or_matchers.iter_mut().flatten())
+            {
                 self.put_back(&mut m.value);
                 // A regex matcher keeps its compiled value too (PromQL anchors it).
                 let anchored = || regex::Regex::new(&format!("^(?:{})$", m.value)).unwrap();
@@ -157,7 +162,11 @@ impl ExprVisitorMut for Back {
 /// comment, a selector on their own.
 fn template() -> BoxedStrategy<String> {
     let placeholder = proptest::sample::select(vec![
-        "{{namespace}}", "{{ service }}", "{{release}}", "{{canary_hash}}", "{{stable_hash}}",
+        "{{namespace}}",
+        "{{ service }}",
+        "{{release}}",
+        "{{canary_hash}}",
+        "{{stable_hash}}",
     ]);
     let matcher = (
         proptest::sample::select(vec!["service", "namespace", "pod_template_hash", "job"]),
