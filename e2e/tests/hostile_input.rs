@@ -310,7 +310,7 @@ fn rows() -> Vec<Row> {
         row(Hostile, "service-name-quote", set("/spec/services/0/name", "a\"b"), api(r#"spec.services[0].name: Invalid value: "a\"b": spec.services[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'"#)),
         row(Hostile, "service-name-newline", set("/spec/services/0/name", "web\nx"), api(r#"spec.services[0].name: Invalid value: "web\nx": spec.services[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'"#)),
         row(Hostile, "gate-name-braces", set("/spec/gates", json!([{"name": "{{g}}", "approval": true}])), api(r#"spec.gates[0].name: Invalid value: "{{g}}": spec.gates[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'"#)),
-        row(Hostile, "image-no-break-space", set("/spec/services/0/change/images/app", "\u{a0}registry.example/web:v2"), api("spec.services[0].change.images.app: Invalid value: \"\u{a0}registry.example/web:v2\": spec.services[0].change.images.app in body should match '^[^\\t-\\r\\x{85}\\p{Z}]([\\s\\S]*[^\\t-\\r\\x{85}\\p{Z}])?$'")),
+        row(Hostile, "image-no-break-space", set("/spec/services/0/change/images/app", "\u{a0}registry.example/web:v2"), api(r#"spec.services[0].change.images.app: Invalid value: "\u00a0registry.example/web:v2": spec.services[0].change.images.app in body should match '^[^\t-\r\x{85}\p{Z}]([\s\S]*[^\t-\r\x{85}\p{Z}])?$'"#)),
         row(Hostile, "address-with-newline", set("/spec/prometheus", json!({"address": "http://prometheus:9090\n/x"})), api(r#"spec.prometheus.address: Invalid value: "string": spec.prometheus.address must be an http:// or https:// URL with a host and an optional port and path, without spaces, e.g. http://prometheus.monitoring:9090"#)),
         row(Hostile, "address-ipv6-not-ip", set("/spec/prometheus", json!({"address": "http://[1.2.3.4]:9090"})), api(r#"spec.prometheus.address: Invalid value: "string": spec.prometheus.address must be an http:// or https:// URL with a host and an optional port and path, without spaces, e.g. http://prometheus.monitoring:9090"#)),
         row(Hostile, "query-escapes-matcher", set(QUERY, r#"sum(up{service="{{service}}"}) or on() vector(0) # "}"#), passes()),
@@ -553,7 +553,7 @@ async fn each_hostile_input_is_refused_where_it_should_be_with_words_that_name_t
         };
         // A row at a list's limit names as many missing Deployments: the first is its own.
         let said = match &r.expect {
-            Expect::Passes => message.split("; ").next().unwrap_or(""),
+            Expect::Passes if message.starts_with(&want) => &message[..want.len()],
             _ => message.as_str(),
         };
         if reason != want_reason || said != want {
