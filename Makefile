@@ -39,9 +39,9 @@ check-layers:
 
 ## fuzz: the property tests over hostile input (src/core/fuzz/: query
 ## templating, whole specs through validation, planning, preflight and the
-## engine) at PROPTEST_CASES cases each instead of `make unit`'s 256; a few
-## minutes in CI. Longer: `make fuzz PROPTEST_CASES=1000000`.
-PROPTEST_CASES ?= 20000
+## engine) at PROPTEST_CASES cases each instead of `make unit`'s 256; about
+## 1.5 min in CI. Longer: `make fuzz PROPTEST_CASES=1000000`.
+PROPTEST_CASES ?= 100000
 fuzz:
 	PROPTEST_CASES=$(PROPTEST_CASES) cargo test -q -p signalman-core --lib fuzz::
 

@@ -135,16 +135,11 @@ mod tests {
             l.feed(text);
             l.place()
         };
-        assert_eq!(place(r#"x{a=""#), Place::Double);
-        assert_eq!(place(r#"x{a="b\""#), Place::Double);
-        assert_eq!(place(r#"x{a="b\\""#), Place::Bare);
-        assert_eq!(
-            place(
-                r#"x{a='b"'#), Place::Single);
-        assert_eq!(place(r#"x{a=`b\`"#
-            ),
-            Place::Bare
-        );
+        assert_eq!(place("x{a=\""), Place::Double);
+        assert_eq!(place("x{a=\"b\\\""), Place::Double);
+        assert_eq!(place("x{a=\"b\\\\\""), Place::Bare);
+        assert_eq!(place("x{a='b\""), Place::Single);
+        assert_eq!(place("x{a=`b\\`"), Place::Bare);
         assert_eq!(place("x # a \"comment"), Place::Comment);
         assert_eq!(place("x # a comment\ny{a=`"), Place::Raw);
         // Fed in pieces, an escape carries over.

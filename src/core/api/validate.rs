@@ -1095,8 +1095,8 @@ mod tests {
     }
 
     /// Bounds the schema sets that only the API server checked, so `plan`
-    /// said yes to what `kubectl apply` then refused (found by
-    /// `fuzz::specs::what_the_schema_refuses_validate_refuses`).
+    /// said yes to what `kubectl apply` then refused (held to the whole
+    /// schema by `fuzz::specs::what_the_schema_refuses_validate_refuses`).
     #[test]
     fn the_policy_name_gates_hold_reason_and_justification_are_bounded_as_in_the_schema() {
         let mut s = spec();

@@ -3,7 +3,7 @@
 //! way through validation, planning, the preflight and the engine ([`specs`]).
 //!
 //! `make unit` runs them at proptest's default 256 cases each, in seconds;
-//! `make fuzz` runs them at `PROPTEST_CASES` (default there 20000) for a
+//! `make fuzz` runs them at `PROPTEST_CASES` (default there 100000) for a
 //! bounded time in CI. Longer: `PROPTEST_CASES=1000000 make fuzz`. A failure
 //! prints the minimal input and proptest saves its seed under
 //! `src/proptest-regressions/fuzz/`, which is replayed first on every run.

@@ -87,7 +87,11 @@ proptest! {
             .metric_at_most("m", &template, 1.0)
             .build();
         spec.owner = "team".into();
-        prop_assume!(validate(&spec).is_empty());
+        // Refused templates (a placeholder bare or in a raw string, about
+        // two in three here) are what `validate` is for: nothing to compare.
+        if !validate(&spec).is_empty() {
+            return Ok(());
+        }
         let real = vars(namespace, service, release, hash);
         let values = [&real.namespace, &real.service, &real.release, &real.canary_hash, &real.stable_hash];
         prop_assume!(values.iter().collect::<std::collections::BTreeSet<_>>().len() == values.len());
