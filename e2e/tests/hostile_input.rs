@@ -525,7 +525,7 @@ async fn each_hostile_input_is_refused_where_it_should_be_with_words_that_name_t
             let waiting: Vec<&str> = stored
                 .iter()
                 .map(|&i| rows[i].name)
-                .filter(|n| listed.get(*n).and_then(|s| stalled_of(s)).is_none())
+                .filter(|n| listed.get(*n).and_then(&stalled_of).is_none())
                 .collect();
             if waiting.is_empty() {
                 e2e::Look::Done(listed)

@@ -92,9 +92,7 @@ pub fn misplaced(template: &str, values: &[&str]) -> Option<String> {
     while let Some(open) = rest.find("{{") {
         lexer.feed(&rest[..open]);
         let after = &rest[open + 2..];
-        let Some(close) = after.find("}}") else {
-            return None;
-        };
+        let close = after.find("}}")?;
         let written = &rest[open..open + 2 + close + 2];
         let name = after[..close].trim_matches([' ', '\t']);
         if !after.starts_with('{') && name != "track" && values.contains(&name) {

@@ -111,7 +111,10 @@ const DURATIONS: &[&str] = &[
 ];
 
 /// The lists, and an item to grow each with.
-fn lists() -> Vec<(&'static str, fn(usize) -> Value)> {
+/// A list's pointer and how its i-th item is made.
+type Growth = (&'static str, fn(usize) -> Value);
+
+fn lists() -> Vec<Growth> {
     vec![
         ("/services", |i: usize| {
             json!({"name": format!("s{i}"), "deployment": format!("d{i}"),
