@@ -1,6 +1,8 @@
 //! What the train scenarios of issue 13 look at besides Deployments: the
 //! migration Jobs Signalman created (each uid ever seen, to prove a Job ran
-//! once), their pods, the flags' ConfigMaps, the baselines and the Release's Events.
+//! once), their pods, the flags' ConfigMaps, the baselines and the Release's
+//! Events; and the resourceVersion of every object a Release could touch, to
+//! prove a refused one touched nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -164,4 +166,52 @@ pub async fn baselines(client: &Client, ns: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The resourceVersion of every object in `ns` a Release could change or
+/// create, as `<kind>/<name>`: Deployments, Services, HTTPRoutes, ConfigMaps,
+/// Jobs and ControllerRevisions (baselines). Equal before and after means
+/// nothing was changed, created or deleted.
+pub async fn resource_versions(client: &Client, ns: &str) -> BTreeMap<String, String> {
+    use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+    use k8s_openapi::api::core::v1::Service;
+    let mut out = BTreeMap::new();
+    record(
+        &mut out,
+        "Deployment",
+        Api::<Deployment>::namespaced(client.clone(), ns),
+    )
+    .await;
+    record(
+        &mut out,
+        "Service",
+        Api::<Service>::namespaced(client.clone(), ns),
+    )
+    .await;
+    record(&mut out, "HTTPRoute", crate::http_routes(client, ns)).await;
+    record(
+        &mut out,
+        "ConfigMap",
+        Api::<ConfigMap>::namespaced(client.clone(), ns),
+    )
+    .await;
+    record(&mut out, "Job", Api::<Job>::namespaced(client.clone(), ns)).await;
+    let revisions = Api::<ControllerRevision>::namespaced(client.clone(), ns);
+    record(&mut out, "ControllerRevision", revisions).await;
+    out
+}
+
+/// Note the resourceVersion of every object `api` lists, as `<kind>/<name>`.
+async fn record<K>(out: &mut BTreeMap<String, String>, kind: &str, api: Api<K>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let listed = api
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing {kind}s: {e}"));
+    for o in listed {
+        let version = o.resource_version().unwrap_or_default();
+        out.insert(format!("{kind}/{}", o.name_any()), version);
+    }
 }

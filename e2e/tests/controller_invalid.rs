@@ -1,40 +1,17 @@
 //! Controller scenario 7 (issues 4 and 10): every input the controller must refuse
 //! gets the right `Stalled` condition, an Event, and changes nothing: the
-//! resourceVersion of every Deployment, Service and HTTPRoute in the namespace
-//! stays the same and no baseline is recorded.
+//! resourceVersion of every Deployment, Service, HTTPRoute, ConfigMap, Job and
+//! ControllerRevision in the namespace stays the same and no baseline is recorded.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::events::v1::Event;
-use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use signalman::api::{Analysis, Metric, Release};
+use signalman_e2e::members;
 use signalman_e2e::release::{self as rel, Svc, release, svc};
-use signalman_e2e::{self as e2e, Scenario, WebApp};
-
-async fn resource_versions(client: &kube::Client, ns: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
-    record(&mut out, "Deployment", deployments).await;
-    let services = Api::<Service>::namespaced(client.clone(), ns);
-    record(&mut out, "Service", services).await;
-    record(&mut out, "HTTPRoute", e2e::http_routes(client, ns)).await;
-    out
-}
-
-/// Note the resourceVersion of every object `api` lists, as `<kind>/<name>`.
-async fn record<K>(out: &mut BTreeMap<String, String>, kind: &str, api: Api<K>)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    for o in api.list(&ListParams::default()).await.unwrap() {
-        let version = o.resource_version().unwrap();
-        out.insert(format!("{kind}/{}", o.name_any()), version);
-    }
-}
+use signalman_e2e::{Scenario, WebApp};
 
 fn refused(name: &str, services: &[Svc]) -> Release {
     release(name)
@@ -52,7 +29,7 @@ async fn invalid_inputs_stall_with_a_specific_message_and_change_nothing() {
     .await;
     sc.deploy(&["a", "b"].map(|n| WebApp::new(n).replicas(1)))
         .await;
-    let before = resource_versions(&sc.client, sc.ns()).await;
+    let before = members::resource_versions(&sc.client, sc.ns()).await;
 
     // A service whose new version is `x:v2`.
     let x = |name: &str, deployment: &str| svc(name).deployment(deployment).image("app", "x:v2");
@@ -167,7 +144,7 @@ async fn invalid_inputs_stall_with_a_specific_message_and_change_nothing() {
 
     // Give the operator time to do anything it might (it must not), then compare.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = resource_versions(&sc.client, sc.ns()).await;
+    let after = members::resource_versions(&sc.client, sc.ns()).await;
     assert_eq!(
         before, after,
         "the controller changed objects for invalid Releases"

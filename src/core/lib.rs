@@ -19,3 +19,7 @@ pub mod rollback_window;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;
+
+/// Property tests over hostile input (`make fuzz` runs them longer).
+#[cfg(test)]
+mod fuzz;

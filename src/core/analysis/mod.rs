@@ -10,6 +10,8 @@ use jiff::Timestamp;
 
 use crate::api::{Analysis, Compare, Metric, NoDataPolicy, Outcome};
 
+pub mod quoting;
+
 /// A measurement the engine wants taken now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MeasurementRequest {
@@ -215,24 +217,27 @@ pub struct QueryVars {
 /// Replace `{{namespace}}`, `{{service}}`, `{{release}}`, `{{canary_hash}}`,
 /// `{{stable_hash}}` and `{{track}}` in `template`.
 ///
-/// Values are escaped for a PromQL double-quoted string (backslash, double
-/// quote, newline), because templates put them inside label matchers and a
-/// value must never end the string early and change the query. `{{track}}` is
-/// the exception: it is a whole matcher (`track="canary"`), written by
-/// Signalman, not a value, and goes in as it is. Unknown placeholders are left
-/// as they are, so a typo shows up in the query Prometheus rejects rather than
-/// silently matching everything.
+/// Values are escaped for the PromQL string they stand in ([`quoting`]: a
+/// double- or single-quoted string's backslash, quote and line breaks),
+/// because templates put them inside label matchers and a value must never
+/// end the string early and change the query; `validate` refuses a value
+/// placeholder anywhere else. `{{track}}` is the exception: it is a whole
+/// matcher (`track="canary"`), written by Signalman, not a value, and goes in
+/// as it is. Unknown placeholders are left as they are, so a typo shows up in
+/// the query Prometheus rejects rather than silently matching everything.
 pub fn render_query(template: &str, vars: &QueryVars) -> String {
     let mut out = String::with_capacity(template.len() + 32);
+    let mut lexer = quoting::Lexer::default();
     let mut rest = template;
     while let Some(open) = rest.find("{{") {
         out.push_str(&rest[..open]);
+        lexer.feed(&rest[..open]);
         let after = &rest[open + 2..];
         let Some(close) = after.find("}}") else {
             out.push_str(&rest[open..]);
             return out;
         };
-        let name = after[..close].trim();
+        let name = after[..close].trim_matches([' ', '\t']);
         let value = match name {
             "namespace" => Some(&vars.namespace),
             "service" => Some(&vars.service),
@@ -241,11 +246,13 @@ pub fn render_query(template: &str, vars: &QueryVars) -> String {
             "stable_hash" => Some(&vars.stable_hash),
             _ => None,
         };
-        match value {
-            Some(v) => escape_into(&mut out, v),
-            None if name == "track" => out.push_str(vars.track.matcher()),
-            None => out.push_str(&rest[open..open + 2 + close + 2]),
-        }
+        let piece = match value {
+            Some(v) => quoting::escape(v, lexer.place()),
+            None if name == "track" => vars.track.matcher().to_owned(),
+            None => rest[open..open + 2 + close + 2].to_owned(),
+        };
+        out.push_str(&piece);
+        lexer.feed(&piece);
         rest = &after[close + 2..];
     }
     out.push_str(rest);
@@ -288,21 +295,12 @@ pub fn query_problem(template: &str) -> Option<String> {
                  it, e.g. sum(rate(http_requests_total[1m]))"
                     .to_owned(),
             ),
-            ValueType::String => Some("returns a string, not one number".to_owned()),
+            ValueType::String => Some(
+                "returns a string, not one number; select a series and aggregate it, e.g. \
+                 sum(rate(http_requests_total[1m]))"
+                    .to_owned(),
+            ),
         },
-    }
-}
-
-fn escape_into(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
     }
 }
 
@@ -741,8 +739,13 @@ mod tests {
     fn a_query_must_give_one_number_not_a_range_or_a_string() {
         let range = query_problem(r#"x{service="{{service}}"}[5m]"#).unwrap();
         assert!(range.starts_with("returns a range vector"), "{range}");
-        let text = query_problem(r#""a string""#).unwrap();
-        assert!(text.starts_with("returns a string"), "{text}");
+        assert_eq!(
+            query_problem(r#""a string""#).as_deref(),
+            Some(
+                "returns a string, not one number; select a series and aggregate it, e.g. \
+                 sum(rate(http_requests_total[1m]))"
+            )
+        );
     }
 
     proptest::proptest! {

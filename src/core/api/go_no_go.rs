@@ -10,6 +10,9 @@ use super::{Gate, Problem, ReleaseSpec};
 /// The placeholders a gate query may use: a gate is about the release, not one service.
 pub const GATE_PLACEHOLDERS: [&str; 2] = ["namespace", "release"];
 const MAX_GATE_QUERY: usize = 4096;
+// The schema's bounds (`maxLength`, `maxItems`), as `validate`'s are.
+const MAX_JUSTIFICATION: usize = 1024;
+const MAX_GATES: usize = 20;
 
 pub(super) fn problems(spec: &ReleaseSpec) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -36,12 +39,23 @@ pub(super) fn problems(spec: &ReleaseSpec) -> Vec<Problem> {
             "must be a duration of at least 1s, e.g. 4h",
         );
     }
-    if let Some(o) = &spec.window_override
-        && o.justification.trim().is_empty()
-    {
+    if let Some(o) = &spec.window_override {
+        if o.justification.trim().is_empty() {
+            problem(
+                "spec.override.justification".into(),
+                "must say why the release cannot wait for its window",
+            );
+        } else if o.justification.chars().count() > MAX_JUSTIFICATION {
+            problem(
+                "spec.override.justification".into(),
+                "at most 1024 characters; say it shorter and link the details",
+            );
+        }
+    }
+    if spec.gates.len() > MAX_GATES {
         problem(
-            "spec.override.justification".into(),
-            "must say why the release cannot wait for its window",
+            "spec.gates".into(),
+            "at most 20 gates; one query can check several conditions (e.g. with and/or)",
         );
     }
     // Names are unique across the release's gates and every service's: an
@@ -131,6 +145,8 @@ fn check_gate(at: &str, g: &Gate, problem: &mut impl FnMut(String, &str)) {
                  (a gate is checked for the whole release, not for one service)"
             ),
         );
+    } else if let Some(why) = crate::analysis::quoting::misplaced(query, &GATE_PLACEHOLDERS) {
+        problem(format!("{at}.query"), &why);
     } else if let Some(why) = crate::analysis::query_problem(query) {
         problem(format!("{at}.query"), &why);
     }

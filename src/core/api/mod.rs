@@ -297,7 +297,8 @@ const RISK_BELOW_LOW_MESSAGE: &str = "'spec.risk: low is below the risk of servi
     self.services.map(s, !has(s.change) || !has(s.change.class) || !(s.change.class in ['copy', 'config']), s.name)[0] + \
     ' (' + self.services.map(s, !has(s.change) || !has(s.change.class) || !(s.change.class in ['copy', 'config']), \
     has(s.job) ? 'a migration job, which counts as medium' : has(s.flag) ? 'a flag change, which counts as medium' : \
-    has(s.change.class) ? 'a ' + s.change.class + ' change' : 'no change.class, which counts as feature')[0] + \
+    has(s.change.class) ? (s.change.class == 'auth' ? 'an ' : 'a ') + s.change.class + ' change' : \
+    'no change.class, which counts as feature')[0] + \
     '); raise spec.risk or set it to auto'";
 /// `medium` is below a migration, auth or payment change, and below an irreversible migration job.
 const RISK_NOT_BELOW_MEDIUM: &str = "!has(self.risk) || self.risk != 'medium' || \
@@ -307,7 +308,8 @@ const RISK_BELOW_MEDIUM_MESSAGE: &str = "'spec.risk: medium is below the risk of
     self.services.map(s, has(s.change) && has(s.change.class) && s.change.class in ['migration', 'auth', 'payment'] \
     || has(s.job) && has(s.job.irreversible), s.name)[0] + \
     ' (' + self.services.map(s, has(s.change) && has(s.change.class) && s.change.class in ['migration', 'auth', 'payment'] \
-    || has(s.job) && has(s.job.irreversible), has(s.job) ? 'an irreversible migration' : 'a ' + s.change.class + ' change')[0] + \
+    || has(s.job) && has(s.job.irreversible), has(s.job) ? 'an irreversible migration' : \
+    (s.change.class == 'auth' ? 'an ' : 'a ') + s.change.class + ' change')[0] + \
     ' is high risk); raise spec.risk to high or set it to auto'";
 /// A hotfix skips steps, never measurement.
 const HOTFIX_MEASURED: &str = "!has(self.type) || self.type != 'hotfix' || \
@@ -548,7 +550,8 @@ pub struct Metric {
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
     /// PromQL returning one number. `{{namespace}}`, `{{service}}`, `{{release}}`, `{{canary_hash}}`
-    /// and `{{stable_hash}}` are replaced (escaped for PromQL strings) before it runs; `{{service}}`
+    /// and `{{stable_hash}}` are replaced before it runs, escaped for the quoted string they must
+    /// stand in (e.g. `service="{{service}}"`, never bare as in `{{service}}_errors`); `{{service}}`
     /// is the Kubernetes Service's name (`traffic.gatewayAPI.service` when set, else the service's `name`).
     /// `{{track}}` is a whole label matcher, for inside a selector: `track="canary"` for the canary,
     /// `track!="canary"` for the stable pods (the label `track` relabelled from the pod label

@@ -85,6 +85,15 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
             "must be a duration of at least 1s, e.g. 30m",
         );
     }
+    if let Some(policy) = &spec.policy
+        && (policy.is_empty() || policy.chars().count() > MAX_OBJECT_NAME)
+    {
+        problem(
+            "spec.policy".into(),
+            "name a ReleasePolicy (1 to 253 characters), or leave it out for the namespace's or the \
+             default one",
+        );
+    }
     if spec.services.is_empty() {
         problem("spec.services".into(), "list at least one service");
     }
@@ -192,13 +201,18 @@ pub fn validate(spec: &ReleaseSpec) -> Vec<Problem> {
                 }
             }
         }
-        if let Some(hold) = &svc.hold
-            && hold.reason.trim().is_empty()
-        {
-            problem(
-                format!("{at}.hold.reason"),
-                "must say why the service is not ready, e.g. payments team: load test not signed off",
-            );
+        if let Some(hold) = &svc.hold {
+            if hold.reason.trim().is_empty() {
+                problem(
+                    format!("{at}.hold.reason"),
+                    "must say why the service is not ready, e.g. payments team: load test not signed off",
+                );
+            } else if hold.reason.chars().count() > MAX_JUSTIFICATION {
+                problem(
+                    format!("{at}.hold.reason"),
+                    "at most 1024 characters; say it shorter and link the details",
+                );
+            }
         }
         if svc.gates.len() > MAX_SERVICE_GATES {
             problem(format!("{at}.gates"), "at most 5 gates per service");
@@ -607,6 +621,7 @@ fn check_analysis(
             Measures::Train => &super::VERIFY_PLACEHOLDERS,
         };
         let unknown = unknown_placeholder(&m.query, known);
+        let mut misplaced = false;
         if let Some(bad) = &unknown {
             // `x{{{track}}}` is the natural way to select one track, and reads as `{{{` + `track`.
             let braced_track = bad
@@ -630,6 +645,11 @@ fn check_analysis(
                 )
             };
             problem(format!("{at}.metrics[{i}].query"), &message);
+        } else if let Some(why) =
+            crate::analysis::quoting::misplaced(&m.query, &super::PLACEHOLDERS)
+        {
+            problem(format!("{at}.metrics[{i}].query"), &why);
+            misplaced = true;
         } else if measures == Measures::Service
             && m.compare.is_some()
             && !placeholders(&m.query).any(|p| p == "track")
@@ -651,6 +671,7 @@ fn check_analysis(
         // Parsed only once nothing simpler is wrong with it, so each query
         // gets one message.
         if unknown.is_none()
+            && !misplaced
             && !too_long
             && !m.query.trim().is_empty()
             && let Some(why) = crate::analysis::query_problem(&m.query)
@@ -1071,6 +1092,49 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].field, "metadata.name");
         assert!(found[0].message.contains("at most 63"), "{found:?}");
+    }
+
+    /// Bounds the schema sets that only the API server checked, so `plan`
+    /// said yes to what `kubectl apply` then refused (held to the whole
+    /// schema by `fuzz::specs::what_the_schema_refuses_validate_refuses`).
+    #[test]
+    fn the_policy_name_gates_hold_reason_and_justification_are_bounded_as_in_the_schema() {
+        let mut s = spec();
+        s.policy = Some("p".repeat(253));
+        s.services[0].hold = Some(super::super::ServiceHold {
+            reason: "r".repeat(1024),
+        });
+        s.window_override = Some(super::super::WindowOverride {
+            justification: "j".repeat(1024),
+        });
+        s.gates = (0..20)
+            .map(|i| super::super::Gate {
+                name: format!("g{i}"),
+                query: None,
+                min: None,
+                max: None,
+                interval: None,
+                approval: Some(true),
+            })
+            .collect();
+        assert_eq!(said(&s), Vec::<String>::new());
+        s.policy = Some("p".repeat(254));
+        s.services[0].hold.as_mut().unwrap().reason.push('r');
+        s.window_override.as_mut().unwrap().justification.push('j');
+        s.gates.push(s.gates[0].clone());
+        s.gates[20].name = "g20".into();
+        assert_eq!(
+            said(&s),
+            [
+                "spec.policy: name a ReleasePolicy (1 to 253 characters), or leave it out for the \
+                 namespace's or the default one",
+                "spec.services[0].hold.reason: at most 1024 characters; say it shorter and link the details",
+                "spec.override.justification: at most 1024 characters; say it shorter and link the details",
+                "spec.gates: at most 20 gates; one query can check several conditions (e.g. with and/or)",
+            ]
+        );
+        s.policy = Some(String::new());
+        assert_eq!(fields(&s)[0], "spec.policy");
     }
 
     #[test]

@@ -98,6 +98,16 @@ pub fn risk(spec: &ReleaseSpec) -> (Risk, String) {
     }
 }
 
+/// `an auth`, `a payment`: as the CRD's rule writes a class.
+fn with_article(class: &str) -> String {
+    let article = if class.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {class}")
+}
+
 /// `spec.risk` below what the changes carry, in the words of the CRD's rule.
 pub fn problem(spec: &ReleaseSpec) -> Option<Problem> {
     let set = spec.risk.filter(|r| *r != Risk::Auto)?;
@@ -111,7 +121,7 @@ pub fn problem(spec: &ReleaseSpec) -> Option<Problem> {
             let what = match (svc.kind(), svc.change.class) {
                 (MemberKind::Job(_), _) => "a migration job, which counts as medium".to_owned(),
                 (MemberKind::Flag(_), _) => "a flag change, which counts as medium".to_owned(),
-                (_, Some(c)) => format!("a {} change", class_name(c)),
+                (_, Some(c)) => format!("{} change", with_article(class_name(c))),
                 (_, None) => "no change.class, which counts as feature".to_owned(),
             };
             format!(
@@ -123,7 +133,10 @@ pub fn problem(spec: &ReleaseSpec) -> Option<Problem> {
             let svc = spec.services.iter().find(|s| of_service(s) == Risk::High)?;
             let what = match svc.kind() {
                 MemberKind::Job(_) => "an irreversible migration".to_owned(),
-                _ => format!("a {} change", svc.change.class.map_or("", class_name)),
+                _ => format!(
+                    "{} change",
+                    with_article(svc.change.class.map_or("", class_name))
+                ),
             };
             format!(
                 "medium is below the risk of service {} ({what} is high risk); raise spec.risk to \
@@ -234,6 +247,16 @@ mod tests {
                 .message
                 .contains("(no change.class, which counts as feature)")
         );
+        // "an auth change", as the CRD's rule says it too (e2e/tests/hostile_input.rs).
+        let mut s = spec(&[("login", Some(ChangeClass::Auth))]);
+        s.risk = Some(Risk::Medium);
+        assert_eq!(
+            problem(&s).unwrap().message,
+            "medium is below the risk of service login (an auth change is high risk); raise \
+             spec.risk to high or set it to auto"
+        );
+        s.risk = Some(Risk::Low);
+        assert!(problem(&s).unwrap().message.contains("(an auth change)"));
     }
 
     #[test]
