@@ -72,11 +72,16 @@ async fn prometheus_outage_holds_at_zero_then_resumes() {
         .trim_end_matches('/')
         .to_string();
     let proxy = Proxy::start(upstream).await;
-    let sc = Scenario::start("ctl-prom").await;
+    // Only an address the operator allows may be a Release's Prometheus.
+    let address = format!("http://127.0.0.1:{}", proxy.port);
+    let sc = Scenario::start_with("ctl-prom", |l| {
+        l.arg(&format!("--prometheus-allowed-address={address}"))
+    })
+    .await;
     sc.deploy_apps(&["web"]).await;
 
     let outage = release("outage")
-        .prometheus(&format!("http://127.0.0.1:{}", proxy.port))
+        .prometheus(&address)
         .defaults(&[(50, 5), (100, 1)])
         .service(svc("web"))
         .build();

@@ -506,6 +506,8 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
     let operator = Operator::launch(ns.name())
         .name("chart-sa")
         .kubeconfig(&chart.token_kubeconfig().await)
+        // The unreachable Prometheus of the hold below.
+        .arg("--prometheus-allowed-address=http://127.0.0.1:9")
         .leader_election("signalman-leader", Duration::from_secs(15))
         .start()
         .await;
