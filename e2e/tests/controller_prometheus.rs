@@ -16,11 +16,16 @@ use signalman_e2e::{self as e2e, Scenario};
 #[tokio::test]
 async fn prometheus_outage_holds_at_zero_then_resumes() {
     let proxy = Proxy::to_prometheus().await;
-    let sc = Scenario::start("ctl-prom").await;
+    // Only an address the operator allows may be a Release's Prometheus.
+    let address = proxy.url();
+    let sc = Scenario::start_with("ctl-prom", |l| {
+        l.arg(&format!("--prometheus-allowed-address={address}"))
+    })
+    .await;
     sc.deploy_apps(&["web"]).await;
 
     let outage = release("outage")
-        .prometheus(&proxy.url())
+        .prometheus(&address)
         .defaults(&[(50, 5), (100, 1)])
         .service(svc("web"))
         .build();

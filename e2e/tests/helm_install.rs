@@ -165,6 +165,10 @@ async fn invalid_values_fail_with_the_schema_message_and_change_nothing() {
             &["/prometheusUrl", "^https?://"],
         ),
         (
+            &["prometheusAllowedAddresses[0]=169.254.169.254"],
+            &["/prometheusAllowedAddresses/0", "^https?://[^,]+$"],
+        ),
+        (
             &["replicas=2"],
             &["additional properties 'replicas' not allowed"],
         ),
@@ -259,6 +263,13 @@ async fn chart_rbac_is_enough_for_the_controller_and_nothing_more() {
             .as_ref()
             .unwrap()
             .contains(&"--leader-elect=true".to_string())
+    );
+    // Metrics tenancy is on by default in the chart.
+    assert!(
+        c.args
+            .as_ref()
+            .unwrap()
+            .contains(&"--enforce-namespace=true".to_string())
     );
 
     // No wildcard anywhere in what the chart grants.
@@ -506,6 +517,8 @@ async fn operator_with_the_chart_service_account_runs_a_chain_and_a_breach() {
     let operator = Operator::launch(ns.name())
         .name("chart-sa")
         .kubeconfig(&chart.token_kubeconfig().await)
+        // The unreachable Prometheus of the hold below.
+        .arg("--prometheus-allowed-address=http://127.0.0.1:9")
         .leader_election("signalman-leader", Duration::from_secs(15))
         .start()
         .await;

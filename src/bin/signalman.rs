@@ -46,6 +46,27 @@ struct RunArgs {
         default_value = "http://prometheus.monitoring:9090"
     )]
     prometheus_url: String,
+    /// More Prometheus base URLs a Release may name in spec.prometheus.address
+    /// (comma-separated, or the flag repeated); --prometheus-url is always
+    /// allowed. A Release naming any other address is refused before anything
+    /// moves and no request is sent to it. Matched as one URL: scheme, host,
+    /// port and path (scheme and host in any case, the scheme's default port
+    /// and a trailing / optional). Default: none, only --prometheus-url.
+    #[arg(
+        long = "prometheus-allowed-address",
+        env = "SIGNALMAN_PROMETHEUS_ALLOWED_ADDRESSES",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    prometheus_allowed_addresses: Vec<String>,
+    /// Confine every query of a Release to its own namespace: each selector
+    /// gets namespace="<the Release's namespace>", and a Release whose query
+    /// names another namespace is refused before anything moves. Off unless
+    /// given, so that a Prometheus whose series carry no namespace label keeps
+    /// working when the binary is upgraded; the chart turns it on.
+    #[arg(long, env = "SIGNALMAN_ENFORCE_NAMESPACE", num_args = 0..=1, default_missing_value = "true",
+          default_value_t = false, action = clap::ArgAction::Set)]
+    enforce_namespace: bool,
     /// Address serving /metrics, /healthz and /readyz.
     #[arg(long, env = "SIGNALMAN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -266,6 +287,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             cross_team_edges: args.cross_team_edges,
             notifications: args.notifications.unwrap_or_default(),
             operator_namespace,
+            enforce_namespace: args.enforce_namespace,
+            prometheus_allowed_addresses: args
+                .prometheus_allowed_addresses
+                .iter()
+                .map(|a| a.trim())
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect(),
         },
     )
     .await

@@ -113,6 +113,26 @@ pub struct Config {
     pub notifications: crate::api::Notifications,
     /// The operator's own namespace, where receivers' Secrets are read.
     pub operator_namespace: String,
+    /// `--enforce-namespace`: every query of a Release reads only its namespace's series.
+    pub enforce_namespace: bool,
+    /// `--prometheus-allowed-address`: the addresses besides `prometheus_url`
+    /// that `spec.prometheus.address` may name.
+    pub prometheus_allowed_addresses: Vec<String>,
+}
+
+impl Config {
+    /// What a Release's queries may reach: its own namespace only (with
+    /// `--enforce-namespace`), and the default Prometheus or a listed one.
+    pub fn reach(&self) -> crate::analysis::tenancy::Reach {
+        let allowed = std::iter::once(&self.prometheus_url)
+            .chain(&self.prometheus_allowed_addresses)
+            .cloned()
+            .collect();
+        crate::analysis::tenancy::Reach {
+            enforce_namespace: self.enforce_namespace,
+            allowed_addresses: Some(allowed),
+        }
+    }
 }
 
 /// What leader election needs besides the Lease's name: the client it
@@ -986,6 +1006,7 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
     let world = observe::World::read(&ctx.cache, &rel)?;
     let mut obs = world.observations(&rel);
     obs.cross_team_limit = Some(ctx.config.cross_team_edges);
+    obs.reach = ctx.config.reach();
     notify::observe(&ctx, &world.policy, &mut obs);
     let due = engine::due_measurements(&rel, started);
     let gates = engine::due_gates(&rel, started);

@@ -11,7 +11,9 @@ use kube::{Resource, ResourceExt};
 use super::cache::{Cache, REVISION};
 use super::template::{fields, template_state};
 use super::{Context, Error};
-use crate::analysis::{MeasurementRequest, QueryResult, QueryVars, Taken, Track, render_query};
+use crate::analysis::{
+    MeasurementRequest, QueryResult, QueryVars, Taken, Track, render_query, tenancy,
+};
 use crate::api::{MemberKind, Release, ServiceSpec};
 use crate::engine::{
     ApprovalObservation, GateRequest, GateTaken, JobKind, Observations, PolicyObservation,
@@ -154,6 +156,8 @@ impl World {
             // the operator's, not the Release's.
             receiver_problems: Vec::new(),
             receivers: Vec::new(),
+            // The reconcile fills it from the operator's flags.
+            reach: Default::default(),
         }
     }
 
@@ -270,11 +274,31 @@ pub async fn ask_prometheus(
     // Steps and analysis limits may come from the policy; the metrics never
     // do, but they are read through the same door as everything else.
     let spec = signalman_core::policy::effective(rel);
+    // Checked before the release started too; again here, because the
+    // operator may have been restarted with narrower rules since.
+    let reach = ctx.config.reach();
+    let refused = (!reach.allows(&url)).then(|| {
+        format!(
+            "no query was sent: spec.prometheus.address {}",
+            tenancy::address_refusal(&url)
+        )
+    });
+    let run = |query: String| match (&refused, reach.enforce_namespace) {
+        (Some(why), _) => Err(why.clone()),
+        (None, false) => Ok(query),
+        (None, true) => tenancy::confine(&query, &ns)
+            .map_err(|why| format!("not run: the query {why} (--enforce-namespace)")),
+    };
     // Each request's queries (a `compare` metric's canary query, then its
-    // stable one), or why it has none.
+    // stable one), as they run, or why it has none.
     let measured: Vec<Result<Vec<String>, String>> = due
         .iter()
-        .map(|req| queries(rel, &spec, world, req))
+        .map(|req| {
+            queries(rel, &spec, world, req)?
+                .into_iter()
+                .map(run)
+                .collect()
+        })
         .collect();
     let gate_vars = QueryVars {
         namespace: ns.clone(),
@@ -290,7 +314,7 @@ pub async fn ask_prometheus(
                 .find(|g| g.name == req.gate)
                 .and_then(|g| g.query.as_deref())
             {
-                Some(query) => Ok(render_query(query, &gate_vars)),
+                Some(query) => run(render_query(query, &gate_vars)),
                 None => Err(format!(
                     "gate {:?} is not a query gate of spec.gates",
                     req.gate
@@ -454,6 +478,8 @@ mod tests {
                 cross_team_edges: 3,
                 notifications: Default::default(),
                 operator_namespace: String::new(),
+                enforce_namespace: false,
+                prometheus_allowed_addresses: Vec::new(),
             },
         )
     }
@@ -645,5 +671,89 @@ mod tests {
         assert_eq!(taken[0].result, QueryResult::Value(0.5));
         assert_eq!(taken[0].stable, Some(QueryResult::Value(0.5)));
         assert_eq!(seen.queries.load(Ordering::SeqCst), 2);
+    }
+
+    /// The shell keeps the operator's rules at every query, whatever the
+    /// engine decided: an address off the list is sent nothing, and with
+    /// --enforce-namespace the query that runs is the confined one.
+    #[tokio::test]
+    async fn queries_go_only_where_the_operator_allows_and_read_only_the_namespace() {
+        let (url, seen) = super::super::prometheus::fake::serve(Duration::from_millis(1)).await;
+        let spec = signalman_core::testing::spec()
+            .services(&[("a", &[])])
+            .metric_at_most(
+                "errors",
+                "sum(rate(errors{service=\"{{service}}\"}[1m]))",
+                1.0,
+            )
+            .metric_at_most("theirs", "sum(errors{namespace=\"payments\"})", 1.0)
+            .build();
+        let mut rel = Release::new("r", spec);
+        rel.metadata.namespace = Some("shop".into());
+        let due: Vec<MeasurementRequest> = ["errors", "theirs"]
+            .iter()
+            .map(|m| MeasurementRequest {
+                service: "a".into(),
+                metric: m.to_string(),
+                step: 0,
+            })
+            .collect();
+
+        // Confined: the query sent carries the namespace; the other is not sent.
+        let mut ctx = context(url.clone());
+        ctx.config.enforce_namespace = true;
+        let taken = measure(&ctx, &rel, &World::default(), &due, &url).await;
+        assert_eq!(taken[0].result, QueryResult::Value(0.5));
+        assert_eq!(
+            *seen.last_query.lock().unwrap(),
+            r#"sum(rate(errors{namespace="shop",service="a"}[1m]))"#
+        );
+        assert_eq!(
+            taken[1].result,
+            QueryResult::Error(
+                "not run: the query reads namespace \"payments\" (namespace=\"payments\"), but a \
+                 Release in namespace \"shop\" may read only its own namespace's series \
+                 (--enforce-namespace)"
+                    .into()
+            )
+        );
+        assert_eq!(seen.queries.load(Ordering::SeqCst), 1);
+
+        // An address that is not the operator's nor on its list: nothing sent.
+        let ctx = context("http://prometheus.monitoring:9090".into());
+        rel.spec.prometheus = Some(crate::api::PrometheusSpec {
+            address: url.clone(),
+        });
+        let taken = measure(
+            &ctx,
+            &rel,
+            &World::default(),
+            &due,
+            &ctx.config.prometheus_url,
+        )
+        .await;
+        for t in &taken {
+            assert!(
+                matches!(&t.result, QueryResult::Error(e) if e.starts_with("no query was sent: spec.prometheus.address \"http://127.0.0.1:")),
+                "{t:?}"
+            );
+        }
+        assert_eq!(seen.queries.load(Ordering::SeqCst), 1);
+        // Listed, it is used.
+        let mut ctx = context("http://prometheus.monitoring:9090".into());
+        ctx.config.prometheus_allowed_addresses = vec![format!("{url}/")];
+        let taken = measure(
+            &ctx,
+            &rel,
+            &World::default(),
+            &due,
+            &ctx.config.prometheus_url,
+        )
+        .await;
+        assert!(
+            taken.iter().all(|t| t.result == QueryResult::Value(0.5)),
+            "{taken:?}"
+        );
+        assert_eq!(seen.queries.load(Ordering::SeqCst), 3);
     }
 }

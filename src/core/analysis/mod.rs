@@ -8,6 +8,8 @@
 
 use jiff::Timestamp;
 
+pub mod tenancy;
+
 use crate::api::{Analysis, Compare, Metric, NoDataPolicy, Outcome};
 
 pub mod quoting;

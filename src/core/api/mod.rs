@@ -341,6 +341,10 @@ const PROMETHEUS_ADDRESS_RULE: &str = concat!(
 pub struct PrometheusSpec {
     /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`:
     /// `http` or `https`, a host, an optional port and path; no spaces, query or fragment.
+    /// It must be one the operator allows: its `--prometheus-url` or one of its
+    /// `--prometheus-allowed-address` (chart values `prometheusUrl`, `prometheusAllowedAddresses`),
+    /// compared as one URL; any other is refused (`Stalled`, `PrometheusAddressNotAllowed`)
+    /// before anything moves, and nothing is sent to it.
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(PROMETHEUS_ADDRESS_RULE).message("spec.prometheus.address must be an http:// or https:// URL with a host and an optional port and path, without spaces, e.g. http://prometheus.monitoring:9090"))]
     pub address: String,
@@ -929,6 +933,8 @@ named!(StallReason {
     ConfigMapNotFound,
     ConfigMapClaimed,
     CrossTeamLimit,
+    PrometheusAddressNotAllowed,
+    QueryOutsideNamespace,
 });
 named!(JobResult {
     Succeeded,
@@ -987,6 +993,11 @@ pub enum StallReason {
     ConfigMapClaimed,
     /// More `dependsOn` edges between owners than the policy allows, with `limits.crossTeam: refuse`.
     CrossTeamLimit,
+    /// `spec.prometheus.address` is not on the operator's allow-list (`--prometheus-url`,
+    /// `--prometheus-allowed-address`).
+    PrometheusAddressNotAllowed,
+    /// With `--enforce-namespace`, a query reads (or may read) another namespace's series.
+    QueryOutsideNamespace,
 }
 
 /// Why a rollback began.

@@ -260,6 +260,9 @@ pub struct Observations {
     /// The receivers that apply (the policy's, else the operator's `--notifications`):
     /// the engine announces only transitions one of them wants.
     pub receivers: Vec<crate::api::Receiver>,
+    /// What the operator lets the Release's queries reach (`--enforce-namespace`, the
+    /// allow-list of Prometheus addresses): checked before it starts.
+    pub reach: crate::analysis::tenancy::Reach,
 }
 
 /// The ReleasePolicy that applies to a Release, as the shell found it.

@@ -141,6 +141,8 @@ pub struct Sim {
     /// The notification receivers that apply, and those that cannot be used.
     pub receivers: Vec<crate::api::Receiver>,
     pub receiver_problems: Vec<String>,
+    /// The operator's rules on what queries may reach.
+    pub reach: crate::analysis::tenancy::Reach,
 }
 
 /// `2026-11-26T10:00:00Z`, the simulated start of every test.
@@ -222,6 +224,7 @@ impl Sim {
             others: Vec::new(),
             receivers: Vec::new(),
             receiver_problems: Vec::new(),
+            reach: Default::default(),
         }
     }
 
@@ -539,6 +542,7 @@ impl Sim {
             cross_team_limit: None,
             receiver_problems: self.receiver_problems.clone(),
             receivers: self.receivers.clone(),
+            reach: self.reach.clone(),
         }
     }
 

@@ -53,6 +53,18 @@ pub(super) fn pending(cx: &mut Ctx) {
             .collect();
         return stall(cx, StallReason::InvalidPlan, lines, None);
     }
+    // The operator's rules, not the spec's: nothing is sent to an address
+    // the platform team did not allow, nor read from another namespace.
+    let unreachable = crate::analysis::tenancy::problems(spec, cx.namespace(), &cx.obs.reach);
+    if let Some(first) = unreachable.first() {
+        let reason = if first.field == "spec.prometheus.address" {
+            StallReason::PrometheusAddressNotAllowed
+        } else {
+            StallReason::QueryOutsideNamespace
+        };
+        let lines = unreachable.iter().map(ToString::to_string).collect();
+        return stall(cx, reason, lines, None);
+    }
     if let Some((reason, line)) = policy_problem(cx) {
         return stall(cx, reason, vec![line], Some(RECHECK));
     }

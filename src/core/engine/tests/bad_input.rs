@@ -133,3 +133,62 @@ fn a_release_name_too_long_for_a_label_value_stalls_naming_metadata_name() {
         "{message}"
     );
 }
+
+/// The operator's rules: a Prometheus address off its list, or (with
+/// --enforce-namespace) a query reading another namespace, stall the release
+/// before anything moves, with the field and the fix; within them it starts.
+#[test]
+fn what_the_operator_does_not_let_queries_reach_stalls() {
+    use crate::analysis::tenancy::Reach;
+    let reach = Reach {
+        enforce_namespace: true,
+        allowed_addresses: Some(vec!["http://Prometheus.monitoring".into()]),
+    };
+    let mut s = spec(&[("a", &[])]);
+    s.prometheus = Some(crate::api::PrometheusSpec {
+        address: "http://169.254.169.254/latest".into(),
+    });
+    let mut sim = Sim::new(s.clone());
+    sim.reach = reach.clone();
+    let (reason, message) = stalled(&mut sim);
+    assert_eq!(reason, "PrometheusAddressNotAllowed");
+    assert!(
+        message.starts_with(
+            "spec.prometheus.address: \"http://169.254.169.254/latest\" is not a Prometheus address \
+             this operator may query; "
+        ),
+        "{message}"
+    );
+
+    s.prometheus = Some(crate::api::PrometheusSpec {
+        address: "http://prometheus.monitoring:80/".into(),
+    });
+    let analysis = s
+        .defaults
+        .as_mut()
+        .and_then(|d| d.analysis.as_mut())
+        .unwrap();
+    analysis.metrics[0].query = r#"sum(up{namespace=~"shop|payments"})"#.into();
+    let mut sim = Sim::new(s.clone());
+    sim.reach = reach.clone();
+    let (reason, message) = stalled(&mut sim);
+    assert_eq!(reason, "QueryOutsideNamespace");
+    assert_eq!(
+        message,
+        "spec.defaults.analysis.metrics[0].query: may read namespaces other than \"shop\" \
+         (namespace=~\"shop|payments\"), but a Release in namespace \"shop\" may read only its own \
+         namespace's series; the operator runs with --enforce-namespace, which adds \
+         namespace=\"shop\" to every selector; remove the namespace matcher or write \
+         namespace=\"shop\" (or {{namespace}})"
+    );
+
+    let analysis = s
+        .defaults
+        .as_mut()
+        .and_then(|d| d.analysis.as_mut())
+        .unwrap();
+    analysis.metrics[0].query = r#"sum(up{namespace=~"shop"})"#.into();
+    let mut sim = Sim::new(s);
+    sim.reach = reach;
+    assert_eq!(sim.pass().status.phase, Some(Phase::Progressing));
+}
