@@ -46,6 +46,18 @@ struct RunArgs {
         default_value = "http://prometheus.monitoring:9090"
     )]
     prometheus_url: String,
+    /// The Secret, in the operator's namespace, holding the credentials for
+    /// a Prometheus (bearer token, basic auth, CA, client certificate; see
+    /// docs/operations.md): NAME for --prometheus-url, ADDRESS=NAME for
+    /// another address (comma-separated, or the flag repeated). Credentials
+    /// go only to the address they are named for.
+    #[arg(
+        long,
+        env = "SIGNALMAN_PROMETHEUS_AUTH_SECRET",
+        value_delimiter = ',',
+        value_name = "[ADDRESS=]NAME"
+    )]
+    prometheus_auth_secret: Vec<String>,
     /// Address serving /metrics, /healthz and /readyz.
     #[arg(long, env = "SIGNALMAN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -222,6 +234,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let prometheus_auth =
+        controller::prometheus_auth::AuthSecrets::parse(&args.prometheus_auth_secret)
+            .map_err(|e| anyhow::anyhow!("--prometheus-auth-secret {e}"))?;
     controller::run(
         client,
         controller::Config {
@@ -236,6 +251,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             cross_team_edges: args.cross_team_edges,
             notifications: args.notifications.unwrap_or_default(),
             operator_namespace,
+            prometheus_auth,
         },
     )
     .await

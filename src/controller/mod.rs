@@ -15,6 +15,7 @@ pub mod migration;
 pub mod notify;
 pub mod observe;
 pub mod prometheus;
+pub mod prometheus_auth;
 pub mod shard;
 pub mod template;
 
@@ -113,6 +114,9 @@ pub struct Config {
     pub notifications: crate::api::Notifications,
     /// The operator's own namespace, where receivers' Secrets are read.
     pub operator_namespace: String,
+    /// Which Secret (in `operator_namespace`) holds the credentials for
+    /// which Prometheus address (`--prometheus-auth-secret`).
+    pub prometheus_auth: prometheus_auth::AuthSecrets,
 }
 
 /// Everything a reconcile needs, shared by all of them.
