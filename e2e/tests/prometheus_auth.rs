@@ -256,7 +256,7 @@ async fn secret(client: &kube::Client, ns: &str, name: &str, data: &[(&str, &str
     .unwrap_or_else(|e| panic!("writing Secret {name}: {e}"));
 }
 
-/// One service, one 100 % step of 3 s, `vector(0)` measured every second
+/// One service, steps of 50 % and 100 % baking 2 s each, `vector(0)` measured every second
 /// (at most 0.5, two passes), a hold on the second error.
 fn train(name: &str, address: Option<&str>) -> signalman::api::Release {
     let mut b = release(name).service(svc(name));
@@ -265,7 +265,7 @@ fn train(name: &str, address: Option<&str>) -> signalman::api::Release {
     }
     let mut r = b.build();
     r.spec.defaults = Some(Defaults {
-        steps: Some(rel::steps(&[(100, 3)])),
+        steps: Some(rel::steps(&[(50, 2), (100, 2)])),
         analysis: Some(Analysis {
             interval: Some(Duration::from_secs(1).into()),
             failure_limit: Some(0),
