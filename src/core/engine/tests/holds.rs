@@ -37,7 +37,7 @@ fn errors_beyond_the_limit_hold_at_weight_zero_until_resumed() {
     // What the last failed measurement said, so the hold says what to fix.
     assert!(
         hold.message.contains(
-            "could not be measured 2 times in this step, more than errorLimit 1 \
+            "could not be measured 3 times in this step, more than errorLimit 2 \
              (the last: connection refused); fix the query or Prometheus"
         ),
         "{}",
