@@ -67,6 +67,18 @@ struct RunArgs {
     #[arg(long, env = "SIGNALMAN_ENFORCE_NAMESPACE", num_args = 0..=1, default_missing_value = "true",
           default_value_t = false, action = clap::ArgAction::Set)]
     enforce_namespace: bool,
+    /// The Secret, in the operator's namespace, holding the credentials for
+    /// a Prometheus (bearer token, basic auth, CA, client certificate; see
+    /// docs/operations.md): NAME for --prometheus-url, ADDRESS=NAME for
+    /// another address (comma-separated, or the flag repeated). Credentials
+    /// go only to the address they are named for.
+    #[arg(
+        long,
+        env = "SIGNALMAN_PROMETHEUS_AUTH_SECRET",
+        value_delimiter = ',',
+        value_name = "[ADDRESS=]NAME"
+    )]
+    prometheus_auth_secret: Vec<String>,
     /// Address serving /metrics, /healthz and /readyz.
     #[arg(long, env = "SIGNALMAN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -273,6 +285,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(election) => signalman::leader::fenced_client(config, election.fence.clone())?,
         None => kube::Client::try_from(config)?,
     };
+    let prometheus_auth =
+        controller::prometheus_auth::AuthSecrets::parse(&args.prometheus_auth_secret)
+            .map_err(|e| anyhow::anyhow!("--prometheus-auth-secret {e}"))?;
     controller::run(
         client,
         controller::Config {
@@ -295,6 +310,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .filter(|a| !a.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            prometheus_auth,
         },
     )
     .await

@@ -15,6 +15,7 @@ pub mod migration;
 pub mod notify;
 pub mod observe;
 pub mod prometheus;
+pub mod prometheus_auth;
 pub mod shard;
 pub mod template;
 
@@ -118,6 +119,9 @@ pub struct Config {
     /// `--prometheus-allowed-address`: the addresses besides `prometheus_url`
     /// that `spec.prometheus.address` may name.
     pub prometheus_allowed_addresses: Vec<String>,
+    /// Which Secret (in `operator_namespace`) holds the credentials for
+    /// which Prometheus address (`--prometheus-auth-secret`).
+    pub prometheus_auth: prometheus_auth::AuthSecrets,
 }
 
 impl Config {

@@ -329,12 +329,18 @@ pub async fn ask_prometheus(
         .map(String::as_str)
         .chain(checked.iter().filter_map(|q| q.as_deref().ok()))
         .collect();
+    // The credentials configured for this address, if any (never the
+    // Release's to choose).
+    let access = super::prometheus_auth::access(ctx, &url);
     let answers: BTreeMap<&str, (jiff::Timestamp, QueryResult)> =
         futures::future::join_all(distinct.into_iter().map(|query| {
-            let url = &url;
+            let (url, access) = (&url, &access);
             async move {
                 let at = jiff::Timestamp::now();
-                (query, (at, ctx.prometheus.instant(url, query).await))
+                (
+                    query,
+                    (at, ctx.prometheus.instant_as(url, query, access).await),
+                )
             }
         }))
         .await
@@ -480,6 +486,7 @@ mod tests {
                 operator_namespace: String::new(),
                 enforce_namespace: false,
                 prometheus_allowed_addresses: Vec::new(),
+                prometheus_auth: Default::default(),
             },
         )
     }

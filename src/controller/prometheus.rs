@@ -10,16 +10,19 @@ use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
 use tokio::sync::Semaphore;
 
+use super::prometheus_auth::{self, Access};
 use crate::analysis::QueryResult;
 
 /// How long one query may take before it counts as an error.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Prometheus clients by base URL (one per distinct `spec.prometheus.address`),
-/// and the bound on queries in flight at once across every Release, so that a
-/// thousand bakes measuring together queue here instead of at Prometheus.
+/// Prometheus clients by base URL (one per distinct `spec.prometheus.address`,
+/// and per version of the Secret whose credentials it sends, if any), or why
+/// that Secret gives none; and the bound on queries in flight at once across
+/// every Release, so that a thousand bakes measuring together queue here
+/// instead of at Prometheus.
 pub struct Prometheus {
-    clients: Mutex<HashMap<String, Client>>,
+    clients: Mutex<HashMap<String, Result<Client, String>>>,
     in_flight: Semaphore,
 }
 
@@ -32,21 +35,51 @@ impl Prometheus {
         }
     }
 
-    fn client(&self, url: &str) -> Result<Client, String> {
-        let mut clients = self.clients.lock().unwrap();
-        if let Some(c) = clients.get(url) {
-            return Ok(c.clone());
+    fn client(&self, url: &str, access: &Access) -> Result<Client, String> {
+        if let Some(why) = prometheus_auth::unusable(url, access) {
+            return Err(why);
         }
-        let c = Client::try_from(url).map_err(|e| format!("bad Prometheus URL {url:?}: {e}"))?;
-        clients.insert(url.to_string(), c.clone());
-        Ok(c)
+        let key = access.client_key(url);
+        let mut clients = self.clients.lock().unwrap();
+        if let Some(c) = clients.get(&key) {
+            return c.clone();
+        }
+        // An edited Secret: the clients of its older versions go.
+        let secret = key.split_once('@').map(|(s, _)| format!("{s}@"));
+        if let Some(secret) = &secret {
+            clients.retain(|k, _| !k.starts_with(secret.as_str()));
+        }
+        let built = prometheus_auth::build(url, access).and_then(|(http, kinds)| {
+            if !kinds.is_empty() {
+                // Which Secret and what kinds, never a value.
+                let secret = key.split_once(' ').map_or("", |k| k.1);
+                tracing::info!(
+                    address = url,
+                    credentials = %secret,
+                    kinds = %kinds,
+                    "Prometheus client built with credentials"
+                );
+            }
+            Client::from(http, url).map_err(|e| format!("bad Prometheus URL {url:?}: {e}"))
+        });
+        if let Err(e) = &built {
+            tracing::warn!(address = url, error = %e, "no Prometheus client");
+        }
+        clients.insert(key, built.clone());
+        built
     }
 
     /// Run `query` at `url` now: one number is a value, an empty result is no
     /// data, anything else (several series, a range vector, an error, no answer
     /// within [`QUERY_TIMEOUT`]) is an error saying what happened.
     pub async fn instant(&self, url: &str, query: &str) -> QueryResult {
-        let client = match self.client(url) {
+        self.instant_as(url, query, &Access::Open).await
+    }
+
+    /// [`Prometheus::instant`] with the credentials `access` gives; a failure
+    /// says which Secret and key to fix, never a credential.
+    pub async fn instant_as(&self, url: &str, query: &str, access: &Access) -> QueryResult {
+        let client = match self.client(url, access) {
             Ok(c) => c,
             Err(e) => return QueryResult::Error(e),
         };
@@ -62,7 +95,7 @@ impl Prometheus {
                     QUERY_TIMEOUT.as_secs()
                 ));
             }
-            Ok(Err(e)) => return QueryResult::Error(format!("Prometheus at {url}: {e}")),
+            Ok(Err(e)) => return QueryResult::Error(prometheus_auth::explain(url, access, &e)),
             Ok(Ok(res)) => res,
         };
         reduce(res.data())
@@ -177,7 +210,97 @@ pub(crate) mod fake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use std::sync::atomic::Ordering;
+
+    use k8s_openapi::ByteString;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::controller::notify::SecretLookup;
+
+    /// A Prometheus that answers 401 unless the request carries
+    /// `Authorization: Bearer right-token`.
+    async fn wants_token() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let request = String::from_utf8_lossy(&buf).to_lowercase();
+                let (status, kind, body) = if request.contains("authorization: bearer right-token")
+                {
+                    (
+                        "200 OK",
+                        "application/json",
+                        r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"1"]}}"#,
+                    )
+                } else {
+                    ("401 Unauthorized", "text/plain", "Unauthorized")
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    fn token(value: &str, version: &str) -> Access {
+        Access::Secret {
+            namespace: "ops".into(),
+            name: "prom-token".into(),
+            version: Some(version.into()),
+            lookup: SecretLookup::Found(BTreeMap::from([(
+                "token".to_owned(),
+                ByteString(value.as_bytes().to_vec()),
+            )])),
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_are_sent_refusals_name_the_secret_and_an_edit_takes_effect() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = wants_token().await;
+        let prometheus = Prometheus::new(2);
+        let refused = prometheus
+            .instant_as(&url, "up", &token("wrong-token-value", "1"))
+            .await;
+        assert_eq!(
+            refused,
+            QueryResult::Error(format!(
+                "Prometheus at {url} refused the credentials from Secret ops/prom-token \
+                 (401 Unauthorized); put ones it accepts there"
+            ))
+        );
+        let none = prometheus.instant(&url, "up").await;
+        assert_eq!(
+            none,
+            QueryResult::Error(format!(
+                "Prometheus at {url} wants credentials (401 Unauthorized) and the operator has \
+                 none for this address; name a Secret holding them with --prometheus-auth-secret \
+                 (see docs/operations.md#authenticated-prometheus)"
+            ))
+        );
+        // The Secret edited (a new resourceVersion): the next query uses it.
+        let ok = prometheus
+            .instant_as(&url, "up", &token("right-token", "2"))
+            .await;
+        assert_eq!(ok, QueryResult::Value(1.0));
+        assert_eq!(
+            prometheus.clients.lock().unwrap().len(),
+            2,
+            "the old version's client went"
+        );
+    }
 
     #[tokio::test]
     async fn no_more_queries_in_flight_than_the_bound() {

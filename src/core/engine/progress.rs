@@ -309,6 +309,28 @@ pub(super) fn beyond(t: &MetricTally, a: &Analysis) -> Option<Beyond> {
     }
 }
 
+/// What the last measurement of `metric` that erred said, for a hold on
+/// `errorLimit` (the count alone does not say what to fix: a query, an
+/// address, credentials), shortened to fit a message.
+pub(super) fn last_error(measurements: &[Measurement], metric: &str) -> String {
+    const MOST: usize = 400;
+    let said = measurements
+        .iter()
+        .rev()
+        .find(|m| m.metric == metric && m.outcome == Outcome::Error)
+        .and_then(|m| m.message.as_deref());
+    match said {
+        Some(text) if text.chars().count() > MOST => {
+            format!(
+                " (the last: {}...)",
+                text.chars().take(MOST).collect::<String>()
+            )
+        }
+        Some(text) => format!(" (the last: {text})"),
+        None => String::new(),
+    }
+}
+
 /// The value that broke `metric`'s limit (its last failed measurement in
 /// `step`) and the bound it crossed.
 pub(super) fn breach_value(
@@ -421,12 +443,13 @@ fn ingest(cx: &mut Ctx) -> Verdict {
                         HoldReason::ErrorLimit,
                         Some(s.name.clone()),
                         format!(
-                            "{}: {} could not be measured {} times in this step, more than errorLimit {}; \
+                            "{}: {} could not be measured {} times in this step, more than errorLimit {}{}; \
                              fix the query or Prometheus",
                             s.name,
                             t.metric,
                             t.errors,
-                            a.error_limit()
+                            a.error_limit(),
+                            last_error(&s.measurements, &t.metric)
                         ),
                     ));
                 }

@@ -214,11 +214,12 @@ fn ingest(cx: &mut Ctx) -> Verdict {
                     HoldReason::ErrorLimit,
                     None,
                     format!(
-                        "verification: {} could not be measured {} times, more than errorLimit {}; \
+                        "verification: {} could not be measured {} times, more than errorLimit {}{}; \
                          fix the query or Prometheus (resuming verifies the train again from the start)",
                         t.metric,
                         t.errors,
-                        a.error_limit()
+                        a.error_limit(),
+                        progress::last_error(&v.measurements, &t.metric)
                     ),
                 ));
             }

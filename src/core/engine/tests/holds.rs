@@ -34,6 +34,15 @@ fn errors_beyond_the_limit_hold_at_weight_zero_until_resumed() {
         "{}",
         hold.message
     );
+    // What the last failed measurement said, so the hold says what to fix.
+    assert!(
+        hold.message.contains(
+            "could not be measured 3 times in this step, more than errorLimit 2 \
+             (the last: connection refused); fix the query or Prometheus"
+        ),
+        "{}",
+        hold.message
+    );
     assert_eq!(held.status.services[0].weight, 0);
     assert_eq!(held.status.services[0].bake_started_at, None);
     assert!(held.status.services[0].tally.is_empty());
