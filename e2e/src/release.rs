@@ -638,6 +638,14 @@ pub async fn wait_status(
     wait_release(api, name, what, timeout, |r| check(&r["status"])).await["status"].take()
 }
 
+/// Wait until the Release is `Stalled=True` and return its status.
+pub async fn wait_stalled(api: &Api<Release>, name: &str, why: &str) -> Value {
+    wait_status(api, name, why, Duration::from_secs(30), |s| {
+        condition(s, "Stalled").is_some_and(|c| c["status"] == "True")
+    })
+    .await
+}
+
 /// Wait until `service`'s current step bakes (its weight is in effect) and
 /// return the status.
 pub async fn wait_baking(

@@ -4,7 +4,9 @@
 //! name, one by a user without the RBAC verb `approve` on the Release, any
 //! edit of an approval, and a Release claiming another creator; the
 //! controller then refuses the creator's own approval where the policy
-//! wants four eyes, and takes another approver's.
+//! wants four eyes, and takes another approver's. In a namespace the
+//! platform team pinned to a policy (label `signalman.dev/policy`), a Release
+//! naming another policy is refused.
 //!
 //! Users are impersonated with `kubectl --as` (the admin may impersonate);
 //! their rights come from Roles in the test namespace.
@@ -194,6 +196,41 @@ async fn the_api_server_vouches_for_approvers_and_creators_and_four_eyes_holds()
         passed["message"].as_str().unwrap().contains("approval"),
         "{passed}"
     );
+
+    // The platform team pins the namespace to the policy: a Release there
+    // cannot name another one and so escape it (dry runs: nothing is made).
+    let label = format!("signalman.dev/policy={}", pol.name());
+    let out = kubectl(&["label", "namespace", &ns, &label]).await;
+    assert!(out.status.success(), "{}", output_text(&out));
+    let named = |policy: Option<&str>| {
+        let b = release("pinned").analysis_only().service(svc("pay"));
+        match policy {
+            Some(p) => b.policy(p).build(),
+            None => b.build(),
+        }
+    };
+    let dry = ["create", "--dry-run=server"];
+    let said = kubectl_as_until(
+        "alice",
+        &dry,
+        &ns,
+        &named(Some("lax")),
+        "naming another policy in a pinned namespace is refused",
+        |o| !o.status.success(),
+    )
+    .await;
+    let p = pol.name();
+    assert!(
+        said.contains(&format!(
+            "spec.policy: namespace {ns} follows ReleasePolicy {p} (its label signalman.dev/policy), \
+             so a Release there cannot name ReleasePolicy lax; remove spec.policy or set it to {p}"
+        )),
+        "{said}"
+    );
+    for policy in [Some(p), None] {
+        let out = signalman_e2e::policy::kubectl_as("alice", &dry, &ns, &named(policy)).await;
+        assert!(out.status.success(), "{policy:?}: {}", output_text(&out));
+    }
     sc.end().await;
     pol.delete(&signalman_e2e::client().await).await;
 }

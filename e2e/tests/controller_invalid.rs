@@ -122,14 +122,7 @@ async fn invalid_inputs_stall_with_a_specific_message_and_change_nothing() {
         ],
     ));
     for (name, _, reason, says) in &all {
-        let status = rel::wait_status(
-            &api,
-            name,
-            &format!("Stalled={reason}"),
-            Duration::from_secs(30),
-            |s| rel::condition(s, "Stalled").is_some_and(|c| c["status"] == "True"),
-        )
-        .await;
+        let status = rel::wait_stalled(&api, name, &format!("Stalled={reason}")).await;
         let stalled = rel::condition(&status, "Stalled").unwrap();
         assert_eq!(stalled["reason"], *reason, "{name}: {stalled}");
         let message = stalled["message"].as_str().unwrap_or("");

@@ -10,43 +10,16 @@
 //! whose query selects the other team's service without naming a namespace
 //! runs, and measures 0: its query was confined to its own namespace.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
-use k8s_openapi::api::core::v1::Service;
-use kube::ResourceExt;
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::api::{Api, ListParams};
 use signalman::api::{Analysis, Metric};
+use signalman_e2e::members::resource_versions;
 use signalman_e2e::release::{self as rel, release, svc};
 use signalman_e2e::{self as e2e, Prometheus, Scenario, TestNamespace};
-
-async fn resource_versions(client: &kube::Client, ns: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for d in Api::<Deployment>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-    {
-        out.insert(
-            format!("Deployment/{}", d.name_any()),
-            d.resource_version().unwrap(),
-        );
-    }
-    for s in Api::<Service>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-    {
-        out.insert(
-            format!("Service/{}", s.name_any()),
-            s.resource_version().unwrap(),
-        );
-    }
-    out
-}
 
 /// One metric, measured every second, no failure tolerated.
 fn only(metric: &str, query: &str, max: f64) -> Analysis {
@@ -133,14 +106,7 @@ async fn a_release_reads_only_its_namespace_and_queries_only_allowed_prometheus(
         ),
     ];
     for (name, reason, message) in &expected {
-        let status = rel::wait_status(
-            &api,
-            name,
-            &format!("Stalled={reason}"),
-            Duration::from_secs(30),
-            |s| rel::condition(s, "Stalled").is_some_and(|c| c["status"] == "True"),
-        )
-        .await;
+        let status = rel::wait_stalled(&api, name, &format!("Stalled={reason}")).await;
         let stalled = rel::condition(&status, "Stalled").unwrap();
         assert_eq!(stalled["reason"], *reason, "{name}: {stalled}");
         assert_eq!(stalled["message"], *message, "{name}");
@@ -176,6 +142,31 @@ async fn a_release_reads_only_its_namespace_and_queries_only_allowed_prometheus(
         .build();
     // The refused Releases name web too, but hold no claim: they will not run.
     sc.apply(&confined).await;
+    // Status shows the query as it ran: with this namespace's matcher.
+    let sent = rel::wait_status(
+        &api,
+        "confined",
+        "the query in status",
+        Duration::from_secs(60),
+        |s| {
+            rel::service(s, "web").is_some_and(|w| {
+                w["tally"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t["query"].is_string())
+            })
+        },
+    )
+    .await;
+    let tally = &rel::service(&sent, "web").unwrap()["tally"][0];
+    assert_eq!(tally["metric"], "theirs");
+    assert_eq!(
+        tally["query"],
+        format!(
+            r#"sum(rate(sim_http_requests_total{{namespace="{a}",service="bweb"}}[5s])) or vector(0)"#
+        )
+    );
     let done = rel::wait_phase(&api, "confined", "Succeeded", Duration::from_secs(90)).await;
     let measured: Vec<(f64, String)> = rel::service(&done, "web").unwrap()["measurements"]
         .as_array()

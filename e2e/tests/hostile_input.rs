@@ -176,6 +176,8 @@ fn migration() -> Value {
 const METRIC: &str = "/spec/defaults/analysis/metrics/0";
 const QUERY: &str = "/spec/defaults/analysis/metrics/0/query";
 const SVC: &str = "/spec/services/0";
+/// How every refusal of `--enforce-namespace` ends (`{ns}`: the namespace).
+const CONFINED: &str = r#"the operator runs with --enforce-namespace, which adds namespace="{ns}" to every selector; remove the namespace matcher or write namespace="{ns}" (or {{namespace}})"#;
 /// What the API server adds when a schema error kept it from running the CEL rules.
 const UNCHECKED: &str = "\n* <nil>: Invalid value: null: some validation rules were not checked because the object \
                          was invalid; correct the existing errors to complete validation";
@@ -274,6 +276,14 @@ fn rows() -> Vec<Row> {
         row(Preflight, "no-config-map", set(SVC, json!({"name": "web", "flag": {"configMap": "ghost-flags", "keys": {"k": "on"}}})), stalled("ConfigMapNotFound", r#"spec.services[0].flag.configMap: ConfigMap "ghost-flags" not found in namespace "{ns}"; create it (the flag's keys may be absent from it) or fix the name"#)),
         row(Preflight, "claimed", set("/spec/services/0/deployment", "held"), stalled("DeploymentClaimed", r#"spec.services[0].deployment: Deployment "held" is claimed by Release "claim-holder", which was created first and has not started (Pending); it goes first: wait for it, or abort it (spec.abort: true) or delete it"#)),
         row(Preflight, "no-policy", set("/spec/policy", "ghost-policy"), stalled("PolicyNotFound", r#"ReleasePolicy "ghost-policy" (named by spec.policy) does not exist; create it, or name an existing one in spec.policy"#)),
+        // ------------------------------ tenancy (the operator runs with --enforce-namespace)
+        row(Preflight, "query-other-namespace", set(QUERY, r#"sum(rate(sim_http_requests_total{namespace="kube-system"}[1m]))"#), stalled("QueryOutsideNamespace", &format!(r#"spec.defaults.analysis.metrics[0].query: reads namespace "kube-system" (namespace="kube-system"), but a Release in namespace "{{ns}}" may read only its own namespace's series; {CONFINED}"#))),
+        row(Preflight, "query-any-namespace", set(QUERY, r#"sum(rate(sim_http_requests_total{namespace=~".+"}[1m]))"#), stalled("QueryOutsideNamespace", &format!(r#"spec.defaults.analysis.metrics[0].query: may read namespaces other than "{{ns}}" (namespace=~".+"), but a Release in namespace "{{ns}}" may read only its own namespace's series; {CONFINED}"#))),
+        row(Preflight, "gate-not-namespace", set("/spec/gates", json!([{"name": "g", "query": r#"sum(up{namespace!="kube-system"})"#, "max": 1}])), stalled("QueryOutsideNamespace", &format!(r#"spec.gates[0].query: may read namespaces other than "{{ns}}" (namespace!="kube-system"), but a Release in namespace "{{ns}}" may read only its own namespace's series; {CONFINED}"#))),
+        row(Preflight, "query-own-namespace", set(QUERY, r#"sum(rate(sim_http_requests_total{namespace=~"{{namespace}}"}[1m]))"#), passes()),
+        row(Preflight, "prometheus-not-allowed", set("/spec/prometheus", json!({"address": "http://169.254.169.254/latest/meta-data"})), stalled("PrometheusAddressNotAllowed", r#"spec.prometheus.address: "http://169.254.169.254/latest/meta-data" is not a Prometheus address this operator may query; the allowed addresses are the operator's --prometheus-url and --prometheus-allowed-address (chart values prometheusUrl and prometheusAllowedAddresses); remove spec.prometheus to use the operator's Prometheus, or ask the platform team to allow this address"#)),
+        row(Preflight, "prometheus-path-differs", set("/spec/prometheus", json!({"address": format!("{}/admin", e2e::prometheus_url().trim_end_matches('/'))})), stalled("PrometheusAddressNotAllowed", &format!(r#"spec.prometheus.address: "{}/admin" is not a Prometheus address this operator may query; the allowed addresses are the operator's --prometheus-url and --prometheus-allowed-address (chart values prometheusUrl and prometheusAllowedAddresses); remove spec.prometheus to use the operator's Prometheus, or ask the platform team to allow this address"#, e2e::prometheus_url().trim_end_matches('/')))),
+        row(Preflight, "prometheus-default-slash", set("/spec/prometheus", json!({"address": format!("{}/", e2e::prometheus_url().trim_end_matches('/'))})), passes()),
         // ----------------------------------------------------------- limits
         row(Limit, "services-101", list("/spec/services", 101, |i| json!({"name": format!("s{i}"), "deployment": format!("services-101-{i}"), "change": {"images": {"app": "x:v2"}}})), api(&format!("* spec.services: Too many: 101: must have at most 100 items{UNCHECKED}"))),
         row(Limit, "services-100", list("/spec/services", 100, |i| json!({"name": format!("s{i}"), "deployment": if i == 0 { "services-100".into() } else { format!("services-100-{i}") }, "change": {"images": {"app": "x:v2"}}})), passes()),
@@ -401,7 +411,9 @@ async fn each_hostile_input_is_refused_where_it_should_be_with_words_that_name_t
     for r in &rows {
         assert!(names.insert(r.name), "two rows are named {}", r.name);
     }
-    let sc = Scenario::start("hostile").await;
+    // Under --enforce-namespace, as the chart installs it: the tenancy rows
+    // need it, and every other row must answer the same with it.
+    let sc = Scenario::start_with("hostile", |l| l.arg("--enforce-namespace")).await;
     let ns = sc.ns().to_owned();
     // The apps a row may point at on purpose, a flag ConfigMap and a route.
     sc.deploy(&["web", "api", "front", "held"].map(|n| WebApp::new(n).replicas(1)))

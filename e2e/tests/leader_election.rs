@@ -77,28 +77,8 @@ async fn only_the_leader_acts_and_the_follower_takes_over_after_sigkill() {
     assert!(standby.contains("standby"), "follower /readyz: {standby}");
     eprintln!("MEASURE first replica elected {elected_in:?} after start");
 
-    e2e::deploy_apps(&client, ns.name(), &["a", "b"]).await;
-    let api = rel::releases(&client, ns.name());
-    let train = release("train")
-        .defaults(&[(50, 6), (100, 3)])
-        .error_limit(3)
-        .service(svc("a").error_rate("0"))
-        .service(svc("b").after(&["a"]).error_rate("0"))
-        .build();
-    rel::apply(&client, ns.name(), &train).await;
     // The leader is mid-release: a's canary runs and is being measured.
-    wait_release(
-        &api,
-        "train",
-        "a measured canary",
-        Duration::from_secs(60),
-        |r| {
-            r["status"]["services"][0]["measurements"]
-                .as_array()
-                .is_some_and(|m| !m.is_empty())
-        },
-    )
-    .await;
+    let api = mid_release(&client, ns.name()).await;
     let leader_writes = first.api_writes().await;
     let follower_writes = second.api_writes().await;
     assert!(leader_writes > 0.0, "the leader wrote nothing");
@@ -468,27 +448,8 @@ async fn a_stalled_leader_steps_down_and_the_api_server_sees_one_writer_at_a_tim
     let standby = second.wait_ready(Duration::from_secs(10)).await;
     assert!(standby.contains("standby"), "follower /readyz: {standby}");
 
-    e2e::deploy_apps(&client, ns.name(), &["a", "b"]).await;
-    let api = rel::releases(&client, ns.name());
-    let train = release("train")
-        .defaults(&[(50, 6), (100, 3)])
-        .error_limit(3)
-        .service(svc("a").error_rate("0"))
-        .service(svc("b").after(&["a"]).error_rate("0"))
-        .build();
-    rel::apply(&client, ns.name(), &train).await;
-    wait_release(
-        &api,
-        "train",
-        "a measured canary",
-        Duration::from_secs(60),
-        |r| {
-            r["status"]["services"][0]["measurements"]
-                .as_array()
-                .is_some_and(|m| !m.is_empty())
-        },
-    )
-    .await;
+    // The leader is mid-release: a's canary runs and is being measured.
+    let api = mid_release(&client, ns.name()).await;
 
     let stalled_at = Instant::now();
     let stalled_wall = jiff::Timestamp::now();
@@ -623,4 +584,31 @@ async fn a_stalled_leader_steps_down_and_the_api_server_sees_one_writer_at_a_tim
         .await;
     chart.uninstall().await;
     ns.delete().await;
+}
+
+/// A two-service train `train` in `ns`, once its first canary has a
+/// measurement (the leader is mid-release).
+async fn mid_release(client: &kube::Client, ns: &str) -> kube::Api<signalman::api::Release> {
+    e2e::deploy_apps(client, ns, &["a", "b"]).await;
+    let api = rel::releases(client, ns);
+    let train = release("train")
+        .defaults(&[(50, 6), (100, 3)])
+        .error_limit(3)
+        .service(svc("a").error_rate("0"))
+        .service(svc("b").after(&["a"]).error_rate("0"))
+        .build();
+    rel::apply(client, ns, &train).await;
+    wait_release(
+        &api,
+        "train",
+        "a measured canary",
+        Duration::from_secs(60),
+        |r| {
+            r["status"]["services"][0]["measurements"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty())
+        },
+    )
+    .await;
+    api
 }

@@ -369,10 +369,13 @@ async fn each_mode_measures_through_its_secret_and_failures_name_it_never_its_va
         format!("http://localhost:{px}=prom-token-wrong"),
         "prom-absent".to_owned(),
     ];
-    // Every address a Release here names is one the operator allows.
-    let allowed = map
+    // Every address a Release here names is one the operator allows (those
+    // without a Secret too: they must fail on credentials, not on the list).
+    let allowed = [("http", pb), ("https", pt), ("https", pm), ("http", px)]
         .iter()
-        .filter_map(|m| m.split_once('=').map(|(address, _)| address))
+        .flat_map(|(scheme, port)| {
+            ["127.0.0.1", "localhost"].map(|host| format!("{scheme}://{host}:{port}"))
+        })
         .collect::<Vec<_>>()
         .join(",");
     let map = map.join(",");

@@ -221,7 +221,7 @@ async fn a_deployment_changed_after_success_blocks_the_rollback() {
     let refusal = status["rollbackWindow"]["refused"].as_str().unwrap();
     for part in [
         "web",
-        r#"container "app" image is "registry.example/web:v9", the release set "registry.example/web:v2""#,
+        r#"Deployment "web" (service web) was changed after the release succeeded: container "app" image changed from "registry.example/web:v2" to "registry.example/web:v9" by "#,
     ] {
         assert!(refusal.contains(part), "{part:?} not in {refusal:?}");
     }

@@ -1048,6 +1048,20 @@ async fn reconcile_release(rel: Release, ctx: Arc<Context>) -> Result<Requeue, E
         ctx.cache.written.remember(replaced.clone(), updated);
     }
 
+    // A manual rollback was decided from the store; a Deployment someone
+    // changed a moment ago, not in it yet, would be overwritten instead of
+    // the rollback refused. Decide again once the store has caught up.
+    let manual = decision
+        .notices
+        .iter()
+        .any(|n| n.kind == NoticeKind::RollbackBegan(RollbackReason::Manual));
+    if manual && world.behind(&cluster).await? {
+        tracing::info!(
+            "a Deployment changed since the store last saw it; deciding the rollback again"
+        );
+        return Ok(Requeue::requeue(Duration::from_millis(500)));
+    }
+
     // A write the API server refuses as invalid becomes the engine's decision
     // (a hold, or a failed rollback), not an error retried every 2 s forever.
     let (decision, done) = act::carry_out(&cluster, &rel, &world, &mut obs, decision, now).await?;

@@ -41,6 +41,22 @@ pub struct World {
 }
 
 impl World {
+    /// Whether the store is behind the API server for a stable Deployment of
+    /// the release: one GET each. Only before overwriting Deployments with
+    /// their baselines on someone's request (a manual rollback), where a
+    /// change made a moment ago and not yet in the store must be refused, not
+    /// overwritten; never on the ordinary path.
+    pub async fn behind(&self, cluster: &super::cluster::Cluster) -> Result<bool, Error> {
+        let api: kube::Api<Deployment> = cluster.api();
+        for cached in self.services.values().filter_map(|o| o.stable.as_ref()) {
+            let live = api.get_opt(&cached.name_any()).await.map_err(Error::Kube)?;
+            if live.and_then(|d| d.resource_version()) != cached.resource_version() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Read from the controller's stores: no request to the API server.
     pub fn read(cache: &Cache, rel: &Release) -> Result<World, Error> {
         let name = rel.name_any();
@@ -308,15 +324,12 @@ pub async fn ask_prometheus(
     let checked: Vec<Result<String, String>> = gates
         .iter()
         .map(|req| {
-            match spec
-                .gates
-                .iter()
-                .find(|g| g.name == req.gate)
-                .and_then(|g| g.query.as_deref())
-            {
+            // A service's gates as well as the release's own (names are
+            // unique across both).
+            match spec.gate(&req.gate).and_then(|g| g.query.as_deref()) {
                 Some(query) => run(render_query(query, &gate_vars)),
                 None => Err(format!(
-                    "gate {:?} is not a query gate of spec.gates",
+                    "gate {:?} is not a query gate of spec.gates or spec.services[].gates",
                     req.gate
                 )),
             }
@@ -380,6 +393,8 @@ pub async fn ask_prometheus(
                 step: req.step,
                 result,
                 stable,
+                // The canary's, for a compare metric: the query the value came from.
+                query: queries.as_ref().ok().and_then(|q| q.first().cloned()),
                 at,
             }
         })
@@ -393,6 +408,7 @@ pub async fn ask_prometheus(
             GateTaken {
                 gate: req.gate.clone(),
                 result,
+                query: query.as_ref().ok().cloned(),
                 at,
             }
         })
@@ -465,6 +481,61 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
     use std::time::Duration;
+
+    /// An API server whose every answer is Deployment `web` at `version`:
+    /// the live object, while the store holds another (a store lagging
+    /// behind a write is not something a real server does on demand).
+    async fn api_server_at(version: &'static str) -> kube::Client {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    let body = serde_json::json!({
+                        "apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": "web", "namespace": "shop", "resourceVersion": version},
+                    })
+                    .to_string();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_store_is_behind_when_a_deployment_is_newer_on_the_api_server() {
+        let mut world = World::default();
+        let mut cached = Deployment::default();
+        cached.metadata.name = Some("web".into());
+        cached.metadata.resource_version = Some("41".into());
+        world.services.insert(
+            "web".into(),
+            ServiceObjects {
+                stable: Some(cached),
+                ..Default::default()
+            },
+        );
+        let cluster = |client| {
+            super::super::cluster::Cluster::new(
+                client,
+                "shop".into(),
+                crate::metrics::Metrics::new(),
+                Cache::new().0,
+            )
+        };
+        let changed = cluster(api_server_at("42").await);
+        assert!(world.behind(&changed).await.unwrap());
+        let same = cluster(api_server_at("41").await);
+        assert!(!world.behind(&same).await.unwrap());
+    }
 
     fn context(prometheus_url: String) -> Context {
         let client =
@@ -556,7 +627,12 @@ mod tests {
                 ..gate("sign-off", "")
             },
         ];
-        let gates: Vec<GateRequest> = ["same-as-errors", "smoke", "sign-off"]
+        // A service's own query gate is asked like the release's.
+        rel.spec.services[0].gates = vec![gate(
+            "a-ready",
+            "sum(ready{namespace=\"{{namespace}}\",release=\"{{release}}\"})",
+        )];
+        let gates: Vec<GateRequest> = ["same-as-errors", "smoke", "sign-off", "a-ready"]
             .iter()
             .map(|g| GateRequest {
                 gate: g.to_string(),
@@ -572,21 +648,27 @@ mod tests {
         )
         .await;
         assert_eq!(taken.len(), 1);
-        assert_eq!(checked.len(), 3);
+        assert_eq!(checked.len(), 4);
         assert_eq!(checked[0].result, QueryResult::Value(0.5));
         assert_eq!(checked[1].result, QueryResult::Value(0.5));
+        assert_eq!(checked[3].result, QueryResult::Value(0.5), "{checked:?}");
+        // Each says the query it sent, rendered; the approval gate sent none.
+        assert_eq!(
+            checked[3].query.as_deref(),
+            Some("sum(ready{namespace=\"shop\",release=\"r\"})")
+        );
+        assert_eq!(checked[2].query, None);
+        assert_eq!(
+            taken[0].query.as_deref(),
+            Some("sum(errors{namespace=\"shop\"})")
+        );
         // An approval gate has no query: an error saying so, never a value.
         assert!(
             matches!(&checked[2].result, QueryResult::Error(e) if e.contains("sign-off")),
             "{checked:?}"
         );
-        // errors (shared by the metric and the first gate) and smoke.
-        assert_eq!(seen.queries.load(Ordering::SeqCst), 5);
-        let rendered = seen.last_query.lock().unwrap().clone();
-        assert!(
-            rendered.contains("namespace=\"shop\"") && rendered.contains("release=\"r\""),
-            "{rendered}"
-        );
+        // errors (shared by the metric and the first gate), smoke and a-ready.
+        assert_eq!(seen.queries.load(Ordering::SeqCst), 6);
     }
 
     fn first_metric(spec: &mut crate::api::ReleaseSpec) -> &mut crate::api::Metric {

@@ -654,6 +654,7 @@ mod tests {
             kind,
             holds,
             value: None,
+            query: None,
             reason: String::new(),
             checked_at: None,
             wave: 1,

@@ -37,6 +37,11 @@ pub struct Taken {
     /// A `compare` metric's stable value (`{{track}}` filled with the stable pods' selector);
     /// `None` for every other metric.
     pub stable: Option<QueryResult>,
+    /// The query as sent to Prometheus: placeholders filled and, when the
+    /// operator runs with `--enforce-namespace`, every selector confined to
+    /// the Release's namespace (for a `compare` metric, the canary's query).
+    /// `None` when no query was sent (it could not be rendered, or was refused).
+    pub query: Option<String>,
     pub at: Timestamp,
 }
 

@@ -145,7 +145,8 @@ pub struct ReleaseSpec {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub release_type: Option<ReleaseType>,
 
-    /// The ReleasePolicy to follow, instead of the namespace's (label `signalman.dev/policy`) or `default`.
+    /// The ReleasePolicy to follow, instead of `default`. In a namespace labelled `signalman.dev/policy`
+    /// it can only be that policy (the admission policy `signalman-release-policy` refuses another).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub policy: Option<String>,
@@ -1082,6 +1083,11 @@ pub struct GateStatus {
     /// The query's value, for a query gate that returned one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
+    /// For a query gate, the query as last sent to Prometheus: placeholders
+    /// filled and, when the operator runs with `--enforce-namespace`, every
+    /// selector confined to the Release's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     /// Why it holds or not, in one sentence (the value against its bounds, who approved, what is missing).
     #[serde(default)]
     pub reason: String,
@@ -1364,6 +1370,11 @@ pub struct MetricTally {
     /// When this metric first failed in this step (the first deviation a breach reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failed_at: Option<Time>,
+    /// The query as last sent to Prometheus: placeholders filled and, when the
+    /// operator runs with `--enforce-namespace`, every selector confined to
+    /// the Release's namespace (for a `compare` metric, the canary's query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
 }
 
 /// One measurement of one metric.

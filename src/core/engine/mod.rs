@@ -304,6 +304,8 @@ pub struct GateTaken {
     /// `spec.gates[].name`.
     pub gate: String,
     pub result: QueryResult,
+    /// The query as sent (see [`crate::api::GateStatus::query`]); `None` when none was.
+    pub query: Option<String>,
     pub at: Timestamp,
 }
 

@@ -250,8 +250,8 @@ fn seen(r: &QueryResult) -> (Option<f64>, Option<String>) {
     }
 }
 
-/// Count `m` into its metric's tally.
-pub(super) fn count(tallies: &mut Vec<MetricTally>, m: &Measurement) {
+/// Count `m`, taken by running `query`, into its metric's tally.
+pub(super) fn count(tallies: &mut Vec<MetricTally>, m: &Measurement, query: Option<&String>) {
     let tally = match tallies.iter().position(|t| t.metric == m.metric) {
         Some(p) => &mut tallies[p],
         None => {
@@ -263,6 +263,9 @@ pub(super) fn count(tallies: &mut Vec<MetricTally>, m: &Measurement) {
         }
     };
     tally.last_at = Some(m.at.clone());
+    if let Some(q) = query {
+        tally.query = Some(q.clone());
+    }
     match m.outcome {
         Outcome::Pass => tally.passed += 1,
         Outcome::Fail => {
@@ -388,7 +391,7 @@ fn ingest(cx: &mut Ctx) -> Verdict {
             outcome: m.outcome,
         });
         let s = &mut cx.st.services[i];
-        count(&mut s.tally, &m);
+        count(&mut s.tally, &m, t.query.as_ref());
         let failed = (m.outcome == Outcome::Fail).then(|| {
             format!(
                 "{} = {} at step {} (weight {}%), threshold {}",

@@ -719,6 +719,7 @@ impl Sim {
                 step: r.step,
                 result: (self.measure)(r, self.now),
                 stable: compares(r).then(|| (self.measure_stable)(r, self.now)),
+                query: None,
                 at: self.now,
             })
             .collect();
@@ -728,6 +729,7 @@ impl Sim {
             .map(|r| GateTaken {
                 gate: r.gate.clone(),
                 result: (self.gate)(r, self.now),
+                query: None,
                 at: self.now,
             })
             .collect();

@@ -174,7 +174,7 @@ fn ingest(cx: &mut Ctx) -> Verdict {
             metric: t.metric.clone(),
             outcome: m.outcome,
         });
-        progress::count(&mut v.tally, &m);
+        progress::count(&mut v.tally, &m, t.query.as_ref());
         if m.outcome == Outcome::Fail {
             failed.push(format!(
                 "verification: {} = {}, threshold {}",

@@ -118,6 +118,7 @@ fn measurements_that_are_early_stale_or_for_another_step_are_ignored() {
         step,
         result: QueryResult::Value(1.0),
         stable: None,
+        query: None,
         at,
     };
     let obs = sim.observe(vec![

@@ -192,11 +192,17 @@ fn no_data_or_an_error_on_the_stable_side_counts_as_on_the_canary_side() {
         step: 0,
         result: QueryResult::Value(0.0),
         stable: None,
+        query: Some(r#"sum(rate(x{namespace="shop",track="canary"}[1m]))"#.into()),
         at,
     }]);
     let d = decide(&sim.release, &obs, at);
     let m = d.status.services[0].measurements.last().unwrap();
     assert_eq!(m.outcome, Outcome::Error);
+    // Status shows the query that ran, as the shell sent it.
+    assert_eq!(
+        d.status.services[0].tally[0].query.as_deref(),
+        Some(r#"sum(rate(x{namespace="shop",track="canary"}[1m]))"#)
+    );
     assert_eq!(
         m.message.as_deref(),
         Some("the stable pods were not measured")
