@@ -58,8 +58,13 @@ fi
 say "building the operator: cargo build -p signalman --bins"
 cargo build -p signalman --bins
 
+# e2e/tests/gitops_health.rs runs kstatus and Argo CD's Lua VM through this
+# harness (built once per version of e2e/gitops, like the control plane).
+"$HERE/cluster/build.sh" gitops
+
 say "e2e suite: cargo test -p signalman-e2e"
 KUBECONFIG="$KUBECONFIG_ADMIN" PROMETHEUS_URL="http://127.0.0.1:$PROM_PORT" \
+  GITOPS_HEALTH="$GITOPS_BIN/gitops-health" \
   cargo test -p signalman-e2e "${cargo_args[@]}"
 
 # `make test` also runs the README's first command, non-interactively, and

@@ -700,3 +700,25 @@ fn rollback_asks_for_spec_rollback_and_says_who_asked_in_one_patch() {
         e.message
     );
 }
+
+/// The API server fills `status: {observedGeneration: 0}` into a Release the
+/// operator has not written yet (the CRD's default): that is no status.
+#[test]
+fn a_release_with_only_the_default_status_says_no_operator_has_picked_it_up() {
+    let mut r = release("progressing");
+    r.metadata.generation = Some(1);
+    r.status = Some(signalman::api::ReleaseStatus {
+        observed_generation: Some(0),
+        ..Default::default()
+    });
+    assert!(!r.picked_up());
+    let text = view::render_release(&r, now(), &TimeZone::UTC, Style::plain());
+    assert!(
+        text.contains("no status yet: the controller has not picked this Release up"),
+        "{text}"
+    );
+    r.status.as_mut().unwrap().observed_generation = Some(1);
+    assert!(r.picked_up());
+    let text = view::render_release(&r, now(), &TimeZone::UTC, Style::plain());
+    assert!(!text.contains("no status yet"), "{text}");
+}

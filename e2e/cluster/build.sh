@@ -5,7 +5,7 @@
 # A component whose binaries already exist is skipped, so a warm run takes
 # well under a second.
 #
-# Usage: e2e/cluster/build.sh [etcd|kubernetes|kubectl|kwok|helm ...]   (default: all)
+# Usage: e2e/cluster/build.sh [etcd|kubernetes|kubectl|kwok|helm|gitops ...]   (default: all)
 #
 # Environment:
 #   SIGNALMAN_CACHE  cache root (default $HOME/.cache/signalman)
@@ -17,6 +17,9 @@ shopt -s inherit_errexit
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$HERE/versions.env"
+REPO="$(cd "$HERE/../.." && pwd)"
+# shellcheck source=../gitops/version.sh
+source "$REPO/e2e/gitops/version.sh"
 
 CACHE="${SIGNALMAN_CACHE:-$HOME/.cache/signalman}"
 BIN="$CACHE/bin"
@@ -45,6 +48,7 @@ binaries() {
     kubectl) echo "kubectl" ;;
     kwok) echo "kwok" ;;
     helm) echo "helm" ;;
+    gitops) echo "gitops-health" ;;
     *) echo "unknown component: $1" >&2; return 1 ;;
   esac
 }
@@ -54,6 +58,7 @@ version_of() {
     kubernetes|kubectl) echo "$KUBE_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    gitops) gitops_version ;;
   esac
 }
 is_built() {
@@ -191,6 +196,17 @@ build_helm() {
   echo "$out"
 }
 
+# Our own module, not a throwaway one: e2e/gitops/go.mod pins kstatus, Flux's
+# fork and Argo CD (with Argo CD's replace block); only this build needs the
+# newer Go that Argo CD asks for.
+build_gitops() {
+  local out="$WORK/gitops-$(gitops_version)/out"
+  cd "$REPO/e2e/gitops"
+  GOTOOLCHAIN="$GITOPS_GO_TOOLCHAIN" go_build_progress "$out" "-ldflags=-s -w" .
+  [ -x "$out/gitops" ] && mv "$out/gitops" "$out/gitops-health"
+  echo "$out"
+}
+
 build() {
   local c="$1" v dest out start=$SECONDS
   v=$(version_of "$c"); dest="$BIN/$c-$v"
@@ -213,14 +229,15 @@ build() {
 components=("$@")
 [ ${#components[@]} -gt 0 ] || components=(etcd kubernetes kubectl kwok helm)
 
-# One build at a time per cache (CI and a developer may race on this machine).
-exec 9>"$CACHE/build.lock"
-if ! flock -n 9; then
-  log "another build holds $CACHE/build.lock; waiting for it"
-  flock 9
-fi
-
+# One build of a component at a time per cache (CI and a developer may race on
+# this machine); different components build side by side.
 for c in "${components[@]}"; do
   binaries "$c" >/dev/null
+  exec 9>"$CACHE/build-$c.lock"
+  if ! flock -n 9; then
+    log "another build holds $CACHE/build-$c.lock; waiting for it"
+    flock 9
+  fi
   build "$c"
+  exec 9>&-
 done

@@ -43,6 +43,9 @@ KUBE_BIN="$BIN_ROOT/kubernetes-$KUBE_VERSION"
 KUBECTL_BIN="$BIN_ROOT/kubectl-$KUBE_VERSION"
 KWOK_BIN="$BIN_ROOT/kwok-$KWOK_VERSION"
 HELM_BIN="$BIN_ROOT/helm-$HELM_VERSION"
+# shellcheck source=../gitops/version.sh
+source "$REPO/e2e/gitops/version.sh"
+GITOPS_BIN="$BIN_ROOT/gitops-$(gitops_version)"
 PROMETHEUS_BIN="${PROMETHEUS_BIN:-$(command -v prometheus || true)}"
 
 # Started in this order, stopped in reverse.
@@ -488,7 +491,6 @@ check_prereqs() {
     need make "apt-get install make"
     # The e2e tests run these as programs, not as shell builtins.
     need kill "apt-get install procps"
-    need "${LUA:-lua5.4}" "apt-get install lua5.4   # or set LUA"
     need tmux "apt-get install tmux"
   fi
   unset -f need

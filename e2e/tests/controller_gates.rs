@@ -76,6 +76,7 @@ async fn a_gate_that_does_not_hold_keeps_the_release_untouched_until_the_metric_
         },
     )
     .await;
+    rel::capture(&rel::get(&api, "gated").await, "awaiting-gates");
     let g = gate(&status, "smoke-tests").unwrap();
     assert_eq!(g["holds"], false, "{g}");
     assert!(g["value"].as_f64().is_some_and(|v| v > 0.0), "{g}");

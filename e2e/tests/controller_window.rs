@@ -116,6 +116,7 @@ async fn outside_its_window_a_release_waits_untouched_and_starts_when_the_window
     let before = versions(&sc.client, sc.ns()).await;
     let api = sc.apply(&train).await;
     let status = rel::wait_phase(&api, "windowed", "AwaitingWindow", Duration::from_secs(30)).await;
+    rel::capture(&rel::get(&api, "windowed").await, "awaiting-window");
     let message = status["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("outside the window"),

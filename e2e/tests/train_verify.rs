@@ -180,6 +180,7 @@ async fn a_train_that_passes_verification_succeeds_with_its_report() {
     .await;
 
     let verifying = rel::wait_phase(&api, "verified", "Verifying", Duration::from_secs(120)).await;
+    rel::capture(&rel::get(&api, "verified").await, "verifying");
     let message = verifying["message"].as_str().unwrap_or_default();
     assert!(
         message.starts_with("verifying the train: ") && message.contains("s left"),

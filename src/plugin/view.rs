@@ -68,7 +68,7 @@ pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style
     if !facts.is_empty() {
         let _ = writeln!(out, "  status   {}", facts.join(" · "));
     }
-    if r.status.is_none() {
+    if !r.picked_up() {
         let _ = writeln!(
             out,
             "  {}",

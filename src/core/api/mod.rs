@@ -732,8 +732,13 @@ pub struct GatewayApiTraffic {
 // ---------------------------------------------------------------- status
 
 /// Where a release stands.
+// The API server fills this default into every Release it stores without a
+// status, so a Release the operator has not looked at yet reads as behind its
+// generation (observed 0 < 1): kstatus clients (Flux, Helm 4's --wait) see
+// InProgress instead of Current, also when no operator runs at all.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("default" = {"observedGeneration": 0}))]
 pub struct ReleaseStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1548,6 +1553,14 @@ impl Release {
             self.metadata.namespace.as_deref().unwrap_or_default(),
             self.metadata.name.as_deref().unwrap_or_default()
         )
+    }
+
+    /// Whether the operator has written a status: the one the API server
+    /// fills in by default (observedGeneration 0) is not one.
+    pub fn picked_up(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.observed_generation.unwrap_or(0) > 0)
     }
 }
 

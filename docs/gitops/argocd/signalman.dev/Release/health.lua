@@ -67,7 +67,15 @@ elseif phase == "Paused" or phase == "Held" then
   else
     hs.message = say("Paused by spec.paused")
   end
-elseif phase == "RollingBack" or phase == "RolledBack" or phase == "Failed" then
+elseif phase == "Failed" then
+  -- status.message says what a person must finish by hand: keep it whole,
+  -- and add the cause of the rollback when there was one.
+  hs.status = "Degraded"
+  hs.message = "Failed: " .. say("the release failed")
+  if status.rollback ~= nil and status.rollback.message ~= nil then
+    hs.message = hs.message .. " (rolled back because " .. status.rollback.message .. ")"
+  end
+elseif phase == "RollingBack" or phase == "RolledBack" then
   hs.status = "Degraded"
   if status.rollback ~= nil and status.rollback.message ~= nil then
     hs.message = phase .. ": " .. status.rollback.message
