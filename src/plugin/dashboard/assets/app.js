@@ -63,7 +63,9 @@ function number(v) {
 }
 
 function badge(phase, note) {
-  return el('span', { class: `badge phase-${phase}`, 'data-phase': phase }, phase, note ? ` (${note})` : '');
+  // `Paused (paused)` says it twice; the note is for a phase that does not say it.
+  const extra = note && note.toLowerCase() !== phase.toLowerCase() ? ` (${note})` : '';
+  return el('span', { class: `badge phase-${phase}`, 'data-phase': phase }, phase, extra);
 }
 
 // ---- the one stream of this page --------------------------------------------------
@@ -303,7 +305,7 @@ function legend() {
 }
 
 // Services as nodes in columns by wave, dependsOn as edges from left to right.
-const NODE_W = 210, NODE_H = 70, COL_GAP = 70, ROW_GAP = 14, PAD = 16, HEAD = 26;
+const NODE_W = 250, NODE_H = 70, COL_GAP = 70, ROW_GAP = 14, PAD = 16, HEAD = 26;
 
 function graph(v) {
   const byWave = v.waves.map(() => []);
@@ -348,7 +350,7 @@ function node(n, p, order) {
   },
   svg('title', {}, tip.join('\n')),
   svg('rect', { class: 'box', width: NODE_W, height: NODE_H, rx: 8 }),
-  svg('text', { class: 'name', x: 10, y: 19 }, clip(n.service, 22)),
+  svg('text', { class: 'name', x: 10, y: 19 }, clip(n.service, 24)),
   svg('text', { class: 'state', x: NODE_W - 10, y: 19, 'text-anchor': 'end' }, n.breached ? `${n.phase} · breach` : n.phase));
   if (moving || n.weight > 0) {
     g.append(
@@ -357,7 +359,7 @@ function node(n, p, order) {
       svg('text', { class: 'weight', x: NODE_W - 10, y: 38, 'text-anchor': 'end' }, `${n.weight}%`));
   }
   const step = n.step ? `step ${n.step}/${n.steps}` : '';
-  g.append(svg('text', { class: 'detail', x: 10, y: 58 }, clip([step, detail].filter(Boolean).join(' · '), 32)));
+  g.append(svg('text', { class: 'detail', x: 10, y: 58 }, clip([step, detail].filter(Boolean).join(' · '), 40)));
   if (pos) g.append(svg('text', { class: 'rb-pos', x: NODE_W - 8, y: NODE_H - 8, 'text-anchor': 'end' }, `↺${pos}`));
   if (n.restoredPosition) {
     g.append(svg('circle', { class: 'restored-mark', cx: NODE_W, cy: 0, r: 11 }),
