@@ -316,6 +316,54 @@ async fn with_allow_actions_a_forged_post_is_still_refused() {
 }
 
 #[tokio::test]
+async fn abort_needs_the_release_name_typed_and_only_watched_releases_are_steered() {
+    let post = |path: &str, body: &'static str| {
+        Request::post(path)
+            .header("host", "127.0.0.1:3100")
+            .header("origin", "http://127.0.0.1:3100")
+            .header(TOKEN_HEADER, "t0k")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let url = "/api/releases/shop/checkout-v5/abort";
+    for body in [
+        "{}",
+        r#"{"confirm": "checkout"}"#,
+        r#"{"confirm": "CHECKOUT-V5"}"#,
+    ] {
+        let (status, answer) = send(app(true), post(url, body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(
+            answer.contains("type the release's name (checkout-v5)"),
+            "{answer}"
+        );
+    }
+    // The name typed: past every check, up to the cluster (none behind this test).
+    let (status, _) = send(app(true), post(url, r#"{"confirm": "checkout-v5"}"#)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // Another namespace than the one it shows, or an unknown action: nothing.
+    let (status, _) = send(
+        app(true),
+        post("/api/releases/other/checkout-v5/pause", "{}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, answer) = send(
+        app(true),
+        post("/api/releases/shop/checkout-v5/delete", "{}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    let (status, _) = send(
+        app(true),
+        post("/api/releases/shop/checkout-v5/pause", "not json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
 async fn reads_serve_the_views_only_to_the_dashboards_own_host() {
     let (status, body) = send(
         app(false),

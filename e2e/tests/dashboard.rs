@@ -63,10 +63,11 @@ async fn the_dashboard_shows_live_trains_and_acts_only_when_allowed() {
     sc.deploy_apps(&["web", "cart", "search", "edge", "pay", "shop"])
         .await;
     // The train: web first, then cart and search (wave 2), then edge (wave 3);
-    // steps long enough to watch a weight move and to pause it in flight.
+    // steps long enough to watch a weight move and to pause it in flight (web's
+    // first step long enough that a slow machine still sees it at 25 %).
     let train = release("train")
         .defaults(&[(25, 8), (50, 8), (100, 2)])
-        .service(svc("web"))
+        .service(svc("web").steps(&[(25, 15), (50, 10), (100, 2)]))
         .service(svc("cart").after(&["web"]))
         .service(svc("search").after(&["web"]))
         .service(svc("edge").after(&["cart", "search"]))

@@ -37,6 +37,40 @@ fn answer(status: StatusCode, ok: bool, lines: Vec<String>) -> Response {
     (status, Json(json!({"ok": ok, "lines": lines}))).into_response()
 }
 
+/// What a button asks for, once read and checked.
+enum Ask {
+    Steer(fn(&crate::api::Release) -> Result<steer::Steer, steer::Refusal>),
+    Approve(Body),
+}
+
+/// Read the request: which action, and for abort, the typed name. No I/O.
+fn ask(name: &str, action: &str, body: &[u8]) -> Result<Ask, (StatusCode, String)> {
+    let body: Body = if body.is_empty() {
+        Body::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the request's body is not what a button sends: {e}"),
+            )
+        })?
+    };
+    match action {
+        "pause" => Ok(Ask::Steer(steer::pause)),
+        "resume" => Ok(Ask::Steer(steer::resume)),
+        "abort" if body.confirm.as_deref() == Some(name) => Ok(Ask::Steer(steer::abort)),
+        "abort" => Err((
+            StatusCode::BAD_REQUEST,
+            format!("abort not confirmed: type the release's name ({name}) to roll it back"),
+        )),
+        "approve" => Ok(Ask::Approve(body)),
+        other => Err((
+            StatusCode::NOT_FOUND,
+            format!("no action {other:?}; the dashboard can pause, resume, abort and approve"),
+        )),
+    }
+}
+
 pub async fn act(
     State(app): State<App>,
     Path((namespace, name, action)): Path<(String, String, String)>,
@@ -48,12 +82,9 @@ pub async fn act(
     if let Err(refused) = app.guard.check_action(&headers) {
         return answer(refused.status, false, vec![refused.message]);
     }
-    let Some(conn) = &app.conn else {
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            false,
-            vec!["this dashboard has no cluster connection".into()],
-        );
+    let ask = match ask(&name, &action, &body) {
+        Ok(a) => a,
+        Err((status, message)) => return answer(status, false, vec![message]),
     };
     // Only the releases this dashboard shows (its namespace, or all with -A).
     if app.namespace.as_deref().is_some_and(|n| n != namespace)
@@ -67,60 +98,28 @@ pub async fn act(
             )],
         );
     }
-    let body: Body = if body.is_empty() {
-        Body::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    false,
-                    vec![format!(
-                        "the request's body is not what a button sends: {e}"
-                    )],
-                );
-            }
+    let Some(conn) = &app.conn else {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            false,
+            vec!["this dashboard has no cluster connection".into()],
+        );
+    };
+    let decide = match ask {
+        Ask::Steer(decide) => decide,
+        Ask::Approve(body) => {
+            let args = approve::Args {
+                gate: body.gate.as_deref(),
+                step: body.step.as_deref(),
+                window: false,
+                message: body.message.as_deref(),
+            };
+            return match commands::approve_in(conn, &namespace, &name, &args).await {
+                Ok(lines) => answer(StatusCode::OK, true, lines),
+                Err(f) => answer(StatusCode::CONFLICT, false, vec![f.0]),
+            };
         }
     };
-    let decide: fn(&crate::api::Release) -> Result<steer::Steer, steer::Refusal> =
-        match action.as_str() {
-            "pause" => steer::pause,
-            "resume" => steer::resume,
-            "abort" => {
-                if body.confirm.as_deref() != Some(name.as_str()) {
-                    return answer(
-                        StatusCode::BAD_REQUEST,
-                        false,
-                        vec![format!(
-                            "abort not confirmed: type the release's name ({name}) to roll it back"
-                        )],
-                    );
-                }
-                steer::abort
-            }
-            "approve" => {
-                let args = approve::Args {
-                    gate: body.gate.as_deref(),
-                    step: body.step.as_deref(),
-                    window: false,
-                    message: body.message.as_deref(),
-                };
-                return match commands::approve_in(conn, &namespace, &name, &args).await {
-                    Ok(lines) => answer(StatusCode::OK, true, lines),
-                    Err(f) => answer(StatusCode::CONFLICT, false, vec![f.0]),
-                };
-            }
-            other => {
-                return answer(
-                    StatusCode::NOT_FOUND,
-                    false,
-                    vec![format!(
-                        "no action {other:?}; the dashboard can pause, resume, abort and approve"
-                    )],
-                );
-            }
-        };
     match commands::steer_in(conn, &namespace, &name, decide).await {
         Ok(Steered::Done(lines)) => answer(StatusCode::OK, true, lines),
         Ok(Steered::Already(message)) => answer(StatusCode::OK, true, vec![message]),

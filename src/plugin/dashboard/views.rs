@@ -76,10 +76,12 @@ pub fn list_view<'a>(releases: impl IntoIterator<Item = &'a Release>, now: Times
 }
 
 fn list_row(r: &Release, now: Timestamp) -> ListRow {
-    let r = untrusted::escaped(r);
-    let status = r.status.clone().unwrap_or_default();
-    let phase = status.phase.unwrap_or_default();
-    let note = if view::stalled(&status).is_some() {
+    // Only these few strings are shown: escaping them one by one, not the
+    // whole Release as the detailed views do, keeps a list of hundreds cheap.
+    let shown = |s: &str| untrusted::escape(s).into_owned();
+    let status = r.status.as_ref();
+    let phase = status.and_then(|s| s.phase).unwrap_or_default();
+    let note = if status.is_some_and(|s| view::stalled(s).is_some()) {
         Some("stalled")
     } else if r.spec.paused == Some(true) && !phase.is_final() {
         Some("paused")
@@ -88,14 +90,14 @@ fn list_row(r: &Release, now: Timestamp) -> ListRow {
     };
     let created_at = r.metadata.creation_timestamp.as_ref().map(|t| t.0);
     ListRow {
-        namespace: r.namespace().unwrap_or_default(),
-        name: r.name_any(),
+        namespace: shown(&r.namespace().unwrap_or_default()),
+        name: shown(&r.name_any()),
         phase,
         note,
-        owner: r.spec.owner.clone(),
-        current_wave: status.current_wave.clone(),
-        progress: status.progress.clone(),
-        risk: view::risk_line(&status),
+        owner: shown(&r.spec.owner),
+        current_wave: status.and_then(|s| s.current_wave.as_deref()).map(shown),
+        progress: status.and_then(|s| s.progress.as_deref()).map(shown),
+        risk: status.and_then(view::risk_line).as_deref().map(shown),
         created_at,
         age: created_at.map(|c| text::duration(view::since(c, now))),
     }
