@@ -363,6 +363,45 @@ async fn abort_needs_the_release_name_typed_and_only_watched_releases_are_steere
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+/// The first event of an event stream: its name and its JSON.
+async fn first_event(app: App, path: &str) -> (String, serde_json::Value) {
+    let mut r = router(app);
+    let res = r
+        .call(
+            Request::get(path)
+                .header("host", "127.0.0.1:3100")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut body = res.into_body();
+    let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let text = String::from_utf8(frame.to_vec()).unwrap();
+    let event = text
+        .lines()
+        .find_map(|l| l.strip_prefix("event: "))
+        .unwrap()
+        .to_owned();
+    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    (event, serde_json::from_str(data).unwrap())
+}
+
+#[tokio::test]
+async fn a_page_gets_its_view_at_once_from_its_event_stream() {
+    let (event, list) = first_event(app(false), "/api/events").await;
+    assert_eq!(event, "list");
+    assert_eq!(list["releases"][0]["name"], "checkout-v5");
+    let (event, train) = first_event(app(false), "/api/events/shop/checkout-v5").await;
+    assert_eq!(event, "train");
+    assert_eq!(train["nodes"].as_array().unwrap().len(), 3);
+    let (event, gone) = first_event(app(false), "/api/events/shop/nope").await;
+    assert_eq!(event, "gone");
+    assert_eq!(gone["name"], "nope");
+}
+
 #[tokio::test]
 async fn reads_serve_the_views_only_to_the_dashboards_own_host() {
     let (status, body) = send(
