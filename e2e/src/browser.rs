@@ -32,8 +32,8 @@ fn chromium_bin() -> PathBuf {
 /// chromedriver and one headless chromium session; both end on drop.
 pub struct Browser {
     pub client: Client,
-    _driver: Child,
-    _profile: PathBuf,
+    driver: Child,
+    profile: PathBuf,
 }
 
 impl Browser {
@@ -48,7 +48,10 @@ impl Browser {
         );
         let port = free_port().port();
         let log = crate::scratch_dir().join(format!("chromedriver-{port}.log"));
+        // Its own process group: chromium is chromedriver's child and outlives
+        // a killed chromedriver, so on drop the whole group is ended.
         let driver = Command::new(&driver_bin)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
             .stdin(Stdio::null())
@@ -104,9 +107,14 @@ impl Browser {
         });
         Browser {
             client,
-            _driver: driver,
-            _profile: profile,
+            driver,
+            profile,
         }
+    }
+
+    /// End the session (chromedriver quits chromium); drop ends what is left.
+    pub async fn close(self) {
+        let _ = self.client.clone().close().await;
     }
 
     pub async fn goto(&self, url: &str) {
@@ -139,6 +147,20 @@ impl Browser {
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
         self.client.screenshot().await.expect("a screenshot")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The group chromedriver leads: chromedriver, chromium and its helpers.
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 

@@ -377,7 +377,7 @@ async fn the_dashboard_shows_live_trains_and_acts_only_when_allowed() {
         serde_json::json!([format!("{n}/breach")])
     );
 
-    drop(browser);
+    browser.close().await;
     drop(acting);
     drop(read_only);
     sc.end().await;

@@ -241,6 +241,7 @@ async fn main() {
              document.body.offsetHeight; t.push(performance.now() - t0); } t.sort((a, b) => a - b); return t[10]",
         )
         .await;
+    browser.close().await;
     let f = |v: &Value| format!("{:.1} ms", v.as_f64().unwrap_or(f64::NAN));
     println!(
         "chromium: link to the {services}-service graph on screen {} (stream, JSON, layout, first paint)",
