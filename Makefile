@@ -12,7 +12,7 @@ KUBECONFIG_E2E := $(CURDIR)/.e2e/kubeconfig
 PROM_PORT ?= 9090
 export PROMETHEUS_URL ?= http://127.0.0.1:$(PROM_PORT)
 
-.PHONY: test unit fuzz e2e crds check-crds check-layers build run cluster-up cluster-down prereqs bench-scale bench-restart
+.PHONY: test unit fuzz e2e crds check-crds check-layers build run cluster-up cluster-down prereqs bench-scale bench-restart bench-dashboard
 
 ## test: unit tests, the CRD check and the e2e suite on the local control plane.
 # The prerequisite check comes first, before cargo builds anything.
@@ -135,3 +135,13 @@ bench-restart:
 	MODE=restart RESTART_RELEASES="$(RESTART_RELEASES)" KILL_AFTER="$(KILL_AFTER)" BAKE="$(BAKE)" \
 	  INTERVAL="$(INTERVAL)" REPLICAS="$(REPLICAS)" CAP_FACTOR="$(CAP_FACTOR)" IDLE="$(IDLE)" \
 	  LABEL="$(LABEL)" e2e/bench/scale.sh
+
+## bench-dashboard: `kubectl signalman dashboard` with RELEASES (200) Releases
+## listed and a SERVICES (50) service train, synthesized in-process (no
+## cluster; release build): time to build the list and train JSON, their
+## sizes, and in headless chromium the time to the graph on screen and one
+## redraw. By hand, not in CI; the figures go in docs/performance.md.
+bench-dashboard:
+	@e2e/cluster/prereqs.sh browser
+	RELEASES="$(or $(RELEASES),200)" SERVICES="$(or $(SERVICES),50)" \
+	  cargo run -q --release -p signalman-e2e --bin bench-dashboard

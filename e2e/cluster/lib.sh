@@ -443,8 +443,9 @@ go_min_version() {
 # The Rust version the workspace declares (rust-version in Cargo.toml).
 rust_min_version() { sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$REPO/Cargo.toml" | head -n1; }
 
-# check_prereqs cluster|test: every tool `make cluster-up` / `make demo`
-# (cluster) or `make test` (test: also what the e2e tests run) needs. Prints
+# check_prereqs cluster|test|browser: every tool `make cluster-up` / `make demo`
+# (cluster) or `make test` (test: also what the e2e tests run) needs; browser:
+# what `make bench-dashboard` needs beyond the build. Prints
 # one line per missing tool with the Debian command that installs it, all at
 # once, and fails if any is missing.
 check_prereqs() {
@@ -452,46 +453,55 @@ check_prereqs() {
   # need <command> <how to install it>
   need() { type -P "$1" >/dev/null || missing+=("$1 is missing: $2"); }
 
-  min=$(go_min_version)
-  local go_hint="e2e/cluster/install-go.sh   # Go $GO_VERSION into $SIGNALMAN_CACHE, through \$GOPROXY or else Debian's golang-go (root)"
-  if ! type -P go >/dev/null; then
-    missing+=("go >= $min is missing: $go_hint")
-  elif ! v=$(go_local_version); then
-    missing+=("go at $(type -P go) does not run: $go_hint")
-  elif [ "$GOTOOLCHAIN" != local ]; then
-    # The local go downloads and runs $GOTOOLCHAIN itself (Go 1.21 and later).
-    version_ge "$v" 1.21 || missing+=("go $v at $(type -P go) cannot switch to GO_TOOLCHAIN=$GOTOOLCHAIN (needs 1.21+): $go_hint")
-    version_ge "${GOTOOLCHAIN#go}" "$min" || missing+=("GO_TOOLCHAIN=$GOTOOLCHAIN in versions.env is older than the Go $min the pinned modules need")
-  elif ! version_ge "$v" "$min"; then
-    missing+=("go >= $min is missing (go $v at $(type -P go) is too old): $go_hint")
-  fi
-
-  min=$(rust_min_version)
-  if ! type -P cargo >/dev/null; then
-    missing+=("cargo (Rust >= $min) is missing: apt-get install cargo-web (Debian 12; its cargo package is too old), or rustup")
-  else
-    v=$(cargo --version 2>/dev/null | awk '{print $2}') || v=""
-    v=${v%%-*}
-    if [ -z "$v" ]; then
-      missing+=("cargo at $(type -P cargo) does not run (cargo --version fails): apt-get install cargo-web (Debian 12), or rustup default stable")
+  if [ "$scope" != browser ]; then
+    min=$(go_min_version)
+    local go_hint="e2e/cluster/install-go.sh   # Go $GO_VERSION into $SIGNALMAN_CACHE, through \$GOPROXY or else Debian's golang-go (root)"
+    if ! type -P go >/dev/null; then
+      missing+=("go >= $min is missing: $go_hint")
+    elif ! v=$(go_local_version); then
+      missing+=("go at $(type -P go) does not run: $go_hint")
+    elif [ "$GOTOOLCHAIN" != local ]; then
+      # The local go downloads and runs $GOTOOLCHAIN itself (Go 1.21 and later).
+      version_ge "$v" 1.21 || missing+=("go $v at $(type -P go) cannot switch to GO_TOOLCHAIN=$GOTOOLCHAIN (needs 1.21+): $go_hint")
+      version_ge "${GOTOOLCHAIN#go}" "$min" || missing+=("GO_TOOLCHAIN=$GOTOOLCHAIN in versions.env is older than the Go $min the pinned modules need")
     elif ! version_ge "$v" "$min"; then
-      missing+=("cargo >= $min is missing (cargo $v at $(type -P cargo) is too old): apt-get install cargo-web (Debian 12), or rustup update")
+      missing+=("go >= $min is missing (go $v at $(type -P go) is too old): $go_hint")
+    fi
+
+    min=$(rust_min_version)
+    if ! type -P cargo >/dev/null; then
+      missing+=("cargo (Rust >= $min) is missing: apt-get install cargo-web (Debian 12; its cargo package is too old), or rustup")
+    else
+      v=$(cargo --version 2>/dev/null | awk '{print $2}') || v=""
+      v=${v%%-*}
+      if [ -z "$v" ]; then
+        missing+=("cargo at $(type -P cargo) does not run (cargo --version fails): apt-get install cargo-web (Debian 12), or rustup default stable")
+      elif ! version_ge "$v" "$min"; then
+        missing+=("cargo >= $min is missing (cargo $v at $(type -P cargo) is too old): apt-get install cargo-web (Debian 12), or rustup update")
+      fi
+    fi
+    need cc "apt-get install build-essential   # C compiler and linker for cargo"
+    [ -x "$PROMETHEUS_BIN" ] ||
+      missing+=("prometheus is missing: apt-get install prometheus   # or set PROMETHEUS_BIN")
+    need openssl "apt-get install openssl"
+    need curl "apt-get install curl"
+    [ -r /etc/ssl/certs/ca-certificates.crt ] ||
+      missing+=("CA certificates are missing (go and cargo download over TLS): apt-get install ca-certificates")
+    need flock "apt-get install util-linux"
+    need setsid "apt-get install util-linux"
+    if [ "$scope" = test ]; then
+      need make "apt-get install make"
+      # The e2e tests run these as programs, not as shell builtins.
+      need kill "apt-get install procps"
+      need tmux "apt-get install tmux"
     fi
   fi
-  need cc "apt-get install build-essential   # C compiler and linker for cargo"
-  [ -x "$PROMETHEUS_BIN" ] ||
-    missing+=("prometheus is missing: apt-get install prometheus   # or set PROMETHEUS_BIN")
-  need openssl "apt-get install openssl"
-  need curl "apt-get install curl"
-  [ -r /etc/ssl/certs/ca-certificates.crt ] ||
-    missing+=("CA certificates are missing (go and cargo download over TLS): apt-get install ca-certificates")
-  need flock "apt-get install util-linux"
-  need setsid "apt-get install util-linux"
-  if [ "$scope" = test ]; then
-    need make "apt-get install make"
-    # The e2e tests run these as programs, not as shell builtins.
-    need kill "apt-get install procps"
-    need tmux "apt-get install tmux"
+  if [ "$scope" = test ] || [ "$scope" = browser ]; then
+    # e2e/tests/dashboard.rs and `make bench-dashboard` drive a real browser.
+    [ -x "${CHROMIUM:-/usr/bin/chromium}" ] ||
+      missing+=("chromium is missing: apt-get install chromium   # or set CHROMIUM")
+    [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] ||
+      missing+=("chromedriver is missing: apt-get install chromium-driver   # or set CHROMEDRIVER")
   fi
   unset -f need
 

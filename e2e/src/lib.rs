@@ -24,6 +24,7 @@
 
 pub mod apiserver;
 pub mod bench;
+pub mod browser;
 pub mod fault;
 pub mod helm;
 pub mod members;

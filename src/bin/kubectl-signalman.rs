@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use signalman::plugin::cluster::Target;
 use signalman::plugin::commands::{self, Failure, Output};
 use signalman::plugin::style::Style;
-use signalman::plugin::{approve, report, steer};
+use signalman::plugin::{approve, dashboard, report, steer};
 
 #[derive(Parser)]
 #[command(
@@ -21,7 +21,7 @@ use signalman::plugin::{approve, report, steer};
     bin_name = "kubectl signalman",
     version,
     about = "Plan, watch and steer Signalman release trains",
-    after_help = "Examples:\n  kubectl signalman plan -f release.yaml\n  kubectl signalman approve checkout-2 -n shop --gate change-board -m \"CAB-112 approved\"\n  kubectl signalman get checkout-2 -n shop --watch\n  kubectl signalman abort checkout-2 -n shop\n  kubectl signalman report checkout-2 -n shop --audience support\n  kubectl signalman rollback checkout-2 -n shop"
+    after_help = "Examples:\n  kubectl signalman plan -f release.yaml\n  kubectl signalman approve checkout-2 -n shop --gate change-board -m \"CAB-112 approved\"\n  kubectl signalman get checkout-2 -n shop --watch\n  kubectl signalman abort checkout-2 -n shop\n  kubectl signalman report checkout-2 -n shop --audience support\n  kubectl signalman rollback checkout-2 -n shop\n  kubectl signalman dashboard -A --open"
 )]
 struct Cli {
     /// Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
@@ -33,7 +33,7 @@ struct Cli {
     /// The namespace (default: the context's namespace, else `default`).
     #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
     namespace: Option<String>,
-    /// Every namespace (`get` only).
+    /// Every namespace (`get` and `dashboard` only).
     #[arg(short = 'A', long, global = true)]
     all_namespaces: bool,
     #[command(subcommand)]
@@ -90,6 +90,24 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "markdown")]
         output: report::Format,
     },
+    /// Serve a live web view of every release on this machine, with your credentials.
+    /// Read-only unless --allow-actions; bound to 127.0.0.1 unless --address.
+    Dashboard {
+        /// The port to serve on.
+        #[arg(long, default_value_t = 3100)]
+        port: u16,
+        /// The address to listen on. Anyone who can reach it sees every Release
+        /// you can see, with your credentials: keep the default 127.0.0.1 unless
+        /// the machine's network is yours alone.
+        #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+        address: String,
+        /// Open the page in the desktop's browser (xdg-open, or open on macOS).
+        #[arg(long)]
+        open: bool,
+        /// Show pause, resume, abort and approve buttons that write to the cluster as you.
+        #[arg(long)]
+        allow_actions: bool,
+    },
     /// Approve one thing a release waits for, as yourself: an approval gate, a step, or the window override.
     /// Prints what the approval unblocks; approving the same thing again changes nothing.
     Approve {
@@ -138,9 +156,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         namespace: cli.namespace.clone(),
     };
     let style = Style::for_stdout();
-    if cli.all_namespaces && !matches!(cli.command, Command::Get { .. }) {
+    if cli.all_namespaces && !matches!(cli.command, Command::Get { .. } | Command::Dashboard { .. })
+    {
         return Err(Failure(
-            "-A works with get only; name the Release's namespace with -n".into(),
+            "-A works with get and dashboard only; name the Release's namespace with -n".into(),
         ));
     }
     match cli.command {
@@ -154,6 +173,20 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Resume { name } => commands::steer_release(&target, &name, steer::resume).await,
         Command::Abort { name } => commands::steer_release(&target, &name, steer::abort).await,
         Command::Rollback { name, yes } => commands::rollback(&target, &name, yes).await,
+        Command::Dashboard {
+            port,
+            address,
+            open,
+            allow_actions,
+        } => {
+            let args = dashboard::Args {
+                address,
+                port,
+                open,
+                allow_actions,
+            };
+            dashboard::dashboard(&target, cli.all_namespaces, &args).await
+        }
         Command::Timeline { name } => commands::timeline(&target, &name, style).await,
         Command::Report {
             name,

@@ -270,15 +270,32 @@ pub async fn approve(
     args: &approve::Args<'_>,
 ) -> Result<ExitCode, Failure> {
     // Bad arguments are refused before the cluster is asked anything.
-    let (what, comment) = approve::parse(args).map_err(Failure)?;
+    approve::parse(args).map_err(Failure)?;
     let conn = cluster::connect(target).await?;
     let ns = conn.namespace.clone();
-    let release = conn.get(&ns, name).await?;
+    let said = approve_in(&conn, &ns, name, args).await?;
+    for line in said {
+        println!("{}", untrusted::escape(&line));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `approve` does once connected: the lines it prints, the first saying
+/// what was (or already had been) approved. The dashboard's approve button
+/// calls this too, so both check and create exactly the same way.
+pub async fn approve_in(
+    conn: &Connection,
+    ns: &str,
+    name: &str,
+    args: &approve::Args<'_>,
+) -> Result<Vec<String>, Failure> {
+    let (what, comment) = approve::parse(args).map_err(Failure)?;
+    let release = conn.get(ns, name).await?;
     let user = conn.whoami().await?;
     let applied = match release.status.as_ref().and_then(|s| s.policy.clone()) {
         Some(p) => Some(p),
         // Before the controller has written it: the policy it will follow, resolved as it resolves it.
-        None => match conn.policy_for(&ns, &release.spec).await {
+        None => match conn.policy_for(ns, &release.spec).await {
             Ok(observed) => Some(policy::applied(&release.spec, &observed)),
             Err(why) => {
                 eprintln!(
@@ -291,15 +308,14 @@ pub async fn approve(
     };
     approve::check(&release, applied.as_ref(), &what, &user).map_err(Failure)?;
     let object = approve::approval(&release, &what, &user, &comment);
-    let shown = |s: &str| untrusted::escape(s).into_owned();
+    let mut said = Vec::new();
     match conn.create_approval(&object).await? {
         cluster::Created::New(a) => {
-            println!(
-                "{} approved {} of Release {name} (ReleaseApproval {}).",
-                shown(&user),
-                shown(&what.describe()),
-                shown(&a.name_any())
-            );
+            said.push(format!(
+                "{user} approved {} of Release {name} (ReleaseApproval {}).",
+                what.describe(),
+                a.name_any()
+            ));
         }
         cluster::Created::Existing(a) => {
             let at = a
@@ -308,24 +324,22 @@ pub async fn approve(
                 .as_ref()
                 .map(|t| format!(" at {}", t.0))
                 .unwrap_or_default();
-            println!(
+            said.push(format!(
                 "you already approved {} of Release {name}{at} (ReleaseApproval {}: {:?}); an approval cannot be changed, so nothing was created",
-                shown(&what.describe()),
-                shown(&a.name_any()),
-                shown(&a.spec.comment)
-            );
+                what.describe(),
+                a.name_any(),
+                a.spec.comment
+            ));
         }
     }
-    println!(
+    said.push(format!(
         "  this unblocks: {}",
-        shown(&approve::unblocks(&release, applied.as_ref(), &what))
-    );
-    println!(
-        "  follow it: kubectl signalman get {} -n {} --watch",
-        shown(name),
-        shown(&ns)
-    );
-    Ok(ExitCode::SUCCESS)
+        approve::unblocks(&release, applied.as_ref(), &what)
+    ));
+    said.push(format!(
+        "  follow it: kubectl signalman get {name} -n {ns} --watch"
+    ));
+    Ok(said)
 }
 
 /// `pause`, `resume` or `abort NAME`: patch the spec field that `decide` picks, and say what follows.
@@ -336,26 +350,48 @@ pub async fn steer_release(
 ) -> Result<ExitCode, Failure> {
     let conn = cluster::connect(target).await?;
     let ns = conn.namespace.clone();
-    let r = conn.get(&ns, name).await?;
+    match steer_in(&conn, &ns, name, decide).await? {
+        Steered::Done(lines) => {
+            for line in lines {
+                println!("{}", untrusted::escape(&line));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Steered::Already(message) => {
+            println!("{}", untrusted::escape(&message));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What a steering command did: the lines it says after patching, or why
+/// nothing needed patching (the release is already where it would put it).
+#[derive(Debug)]
+pub enum Steered {
+    Done(Vec<String>),
+    Already(String),
+}
+
+/// `pause`, `resume` or `abort` once connected: read the Release, let
+/// `decide` pick the patch (or refuse), apply it. The dashboard's buttons call
+/// this too, so a button does exactly what the command does.
+pub async fn steer_in(
+    conn: &Connection,
+    ns: &str,
+    name: &str,
+    decide: fn(&Release) -> Result<Steer, steer::Refusal>,
+) -> Result<Steered, Failure> {
+    let r = conn.get(ns, name).await?;
     match decide(&r) {
         Ok(s) => {
-            conn.patch(&ns, name, &s.patch).await?;
-            println!("{}", untrusted::escape(&s.says));
-            println!(
-                "  done with: {}",
-                untrusted::escape(&steer::kubectl_equivalent(&r, &s))
-            );
-            println!(
-                "  follow it: kubectl signalman get {} -n {} --watch",
-                untrusted::escape(name),
-                untrusted::escape(&ns)
-            );
-            Ok(ExitCode::SUCCESS)
+            conn.patch(ns, name, &s.patch).await?;
+            Ok(Steered::Done(vec![
+                s.says.clone(),
+                format!("  done with: {}", steer::kubectl_equivalent(&r, &s)),
+                format!("  follow it: kubectl signalman get {name} -n {ns} --watch"),
+            ]))
         }
-        Err(refusal) if refusal.done => {
-            println!("{}", untrusted::escape(&refusal.message));
-            Ok(ExitCode::SUCCESS)
-        }
+        Err(refusal) if refusal.done => Ok(Steered::Already(refusal.message)),
         Err(refusal) => Err(Failure(refusal.message)),
     }
 }

@@ -8,10 +8,12 @@
 //! [`cluster`] is the only contact with the cluster; [`commands`] and
 //! [`watch`] join the two for each command the bin dispatches to. Whatever a
 //! Release (or the cluster) says is printed through [`untrusted`].
+//! [`dashboard`] serves the same views to a browser.
 
 pub mod approve;
 pub mod cluster;
 pub mod commands;
+pub mod dashboard;
 pub mod gonogo;
 pub mod members;
 pub mod report;

@@ -17,21 +17,35 @@ use super::view::since;
 /// Marker put on the first deviation, greppable in plain output.
 pub const FIRST_DEVIATION: &str = "◀ first deviation";
 
-struct Row {
-    at: Timestamp,
-    /// Timeline entries sort before measurements taken at the same instant.
-    kind: u8,
-    reason: String,
-    service: String,
-    text: String,
-    outcome: Option<Outcome>,
+/// One line of the history: a timeline entry or a measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub at: Timestamp,
+    /// 0 for a timeline entry, 1 for a measurement: entries sort before
+    /// measurements taken at the same instant.
+    pub kind: u8,
+    pub reason: String,
+    pub service: String,
+    pub text: String,
+    pub outcome: Option<Outcome>,
+}
+
+/// The history as data, for the terminal and the dashboard alike.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// Oldest first.
+    pub rows: Vec<Row>,
+    /// The row that is the first deviation, when it is still kept.
+    pub marked: Option<usize>,
+    /// When the metric first deviated, and on which service (rolled back releases).
+    pub first_deviation: Option<(Timestamp, Option<String>)>,
+    /// The start offsets are counted from.
+    pub start: Option<Timestamp>,
 }
 
 /// The history of `r`: timeline entries and the measurements still kept in
-/// status, oldest first, with times in the local zone and offsets from the start.
-pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
-    let r = untrusted::escaped(r);
-    let r = r.as_ref();
+/// status (a failure once, not twice), oldest first, the first deviation found.
+pub fn history(r: &Release) -> History {
     let status = r.status.clone().unwrap_or_default();
     let mut rows: Vec<Row> = status
         .timeline
@@ -95,6 +109,31 @@ pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
         })
     });
 
+    let start = status
+        .started_at
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| rows.first().map(|row| row.at));
+    History {
+        rows,
+        marked,
+        first_deviation,
+        start,
+    }
+}
+
+/// The history of `r`: timeline entries and the measurements still kept in
+/// status, oldest first, with times in the local zone and offsets from the start.
+pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
+    let r = untrusted::escaped(r);
+    let r = r.as_ref();
+    let status = r.status.clone().unwrap_or_default();
+    let History {
+        rows,
+        marked,
+        first_deviation,
+        start,
+    } = history(r);
     let mut out = String::new();
     let phase = status.phase.unwrap_or_default();
     let _ = writeln!(
@@ -109,11 +148,6 @@ pub fn render_timeline(r: &Release, zone: &TimeZone, style: Style) -> String {
             .map(|rb| format!(" ({}: {})", rb.reason, rb.message))
             .unwrap_or_default()
     );
-    let start = status
-        .started_at
-        .as_ref()
-        .map(|t| t.0)
-        .or_else(|| rows.first().map(|row| row.at));
     if let Some(s) = start {
         let _ = writeln!(
             out,

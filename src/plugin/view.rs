@@ -281,7 +281,7 @@ fn render_deferred(out: &mut String, status: &ReleaseStatus, style: Style) {
 
 /// The risk and why, and the policy and profile it follows, e.g.
 /// `high: payments-api is a payment change · ReleasePolicy prod, profile high`.
-fn risk_line(status: &ReleaseStatus) -> Option<String> {
+pub(super) fn risk_line(status: &ReleaseStatus) -> Option<String> {
     let plan = status.plan.as_ref();
     let mut parts = Vec::new();
     match (
@@ -568,7 +568,7 @@ fn local_date_time(t: Timestamp, zone: &TimeZone) -> String {
 }
 
 /// The `Stalled=True` condition of a release that stopped before changing anything.
-fn stalled(status: &ReleaseStatus) -> Option<&Condition> {
+pub(super) fn stalled(status: &ReleaseStatus) -> Option<&Condition> {
     let phase = status.phase.unwrap_or_default();
     if phase == Phase::RolledBack || status.hold.is_some() {
         return None;
@@ -777,7 +777,12 @@ fn render_service(
 }
 
 /// How long the current step still bakes, or what it waits for.
-fn bake_left(eff: &ReleaseSpec, spec: &ServiceSpec, st: &ServiceStatus, now: Timestamp) -> String {
+pub(super) fn bake_left(
+    eff: &ReleaseSpec,
+    spec: &ServiceSpec,
+    st: &ServiceStatus,
+    now: Timestamp,
+) -> String {
     let Some(bake) = step_bake(eff, spec, st.step) else {
         return String::new();
     };
@@ -1104,7 +1109,7 @@ pub fn bound(m: &Metric) -> String {
 }
 
 /// The waves from the status, else planned from the spec, else all services in one list.
-fn waves(r: &Release, status: &ReleaseStatus) -> Vec<Vec<String>> {
+pub(super) fn waves(r: &Release, status: &ReleaseStatus) -> Vec<Vec<String>> {
     let plan = status.plan.clone().or_else(|| plan::plan(&r.spec).ok());
     match plan {
         Some(p) => p.waves.into_iter().map(|w| w.services).collect(),
