@@ -3,15 +3,13 @@
 //! (`tests/fixtures/view/`), the layout by wave, and the refusal of every
 //! write unless `--allow-actions` and the dashboard's own page ask for it.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use signalman::api::{Outcome, Phase, Release, ServicePhase};
+use signalman::api::{Outcome, Phase, ServicePhase};
 use signalman::plugin::dashboard::guard::{Guard, TOKEN_HEADER};
 use signalman::plugin::dashboard::hub::Hub;
 use signalman::plugin::dashboard::views::{list_view, train_view};
@@ -20,18 +18,8 @@ use signalman::plugin::style::Style;
 use signalman::plugin::view;
 use tower::Service;
 
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/view")
-}
-
-fn release(name: &str) -> Release {
-    let text = std::fs::read_to_string(dir().join(format!("{name}.yaml"))).unwrap();
-    serde_yaml::from_str(&text).unwrap()
-}
-
-fn now() -> Timestamp {
-    "2026-11-26T16:00:00Z".parse().unwrap()
-}
+mod common;
+use common::{now, release};
 
 #[test]
 fn a_train_is_laid_out_by_wave_with_one_node_per_service_and_dependson_as_edges() {

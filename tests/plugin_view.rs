@@ -3,8 +3,6 @@
 //! controller writes it (`tests/fixtures/view/`), at a fixed time in UTC.
 //! Regenerate after an intended change: `UPDATE_GOLDEN=1 cargo test --test plugin_view`.
 
-use std::path::{Path, PathBuf};
-
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::json;
@@ -12,18 +10,8 @@ use signalman::api::Release;
 use signalman::plugin::style::Style;
 use signalman::plugin::{steer, timeline, view};
 
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/view")
-}
-
-fn release(name: &str) -> Release {
-    let text = std::fs::read_to_string(dir().join(format!("{name}.yaml"))).unwrap();
-    serde_yaml::from_str(&text).unwrap()
-}
-
-fn now() -> Timestamp {
-    "2026-11-26T16:00:00Z".parse().unwrap()
-}
+mod common;
+use common::{dir, now, release};
 
 fn golden(name: &str, actual: &str) {
     let path = dir().join(format!("{name}.golden"));

@@ -152,6 +152,11 @@ fn table() -> Vec<Row> {
     rows
 }
 
+/// docs/gitops/argocd-cm.yaml, parsed.
+fn argocd_cm() -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(docs().join("argocd-cm.yaml")).unwrap()).unwrap()
+}
+
 fn load(case: &str) -> Value {
     let path = check_dir().join(format!("testdata/{case}.yaml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
@@ -287,9 +292,7 @@ async fn argo_cd_messages_are_those_of_health_test_yaml() {
 #[test]
 fn argocd_cm_is_a_whole_config_map_embedding_the_tested_script() {
     let script = std::fs::read_to_string(check_dir().join("health.lua")).unwrap();
-    let cm: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(docs().join("argocd-cm.yaml")).unwrap())
-            .unwrap();
+    let cm = argocd_cm();
     assert_eq!(cm["apiVersion"], "v1");
     assert_eq!(cm["kind"], "ConfigMap");
     assert_eq!(cm["metadata"]["name"], "argocd-cm");
@@ -308,9 +311,7 @@ fn argocd_cm_is_a_whole_config_map_embedding_the_tested_script() {
 /// calls `string.*` (which a stock Lua would run) fails there, as in Argo CD.
 #[tokio::test]
 async fn argo_cd_gives_health_checks_no_string_library() {
-    let mut cm: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(docs().join("argocd-cm.yaml")).unwrap())
-            .unwrap();
+    let mut cm = argocd_cm();
     let key = "resource.customizations.health.signalman.dev_Release";
     let script = cm["data"][key].as_str().unwrap().to_string();
     cm["data"][key] = Value::String(format!("local shout = string.upper(\"x\")\n{script}"));

@@ -110,15 +110,7 @@ pub fn render_release(r: &Release, now: Timestamp, zone: &TimeZone, style: Style
             let Some(spec) = eff.service(svc_name) else {
                 continue;
             };
-            let st = status
-                .services
-                .iter()
-                .find(|s| &s.name == svc_name)
-                .cloned()
-                .unwrap_or_else(|| ServiceStatus {
-                    name: svc_name.clone(),
-                    ..Default::default()
-                });
+            let st = status.service_or_new(svc_name);
             render_service(&mut out, r, &eff, spec, &st, &status, now, style);
         }
     }

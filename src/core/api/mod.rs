@@ -1545,6 +1545,20 @@ impl ServiceSpec {
     }
 }
 
+impl ReleaseStatus {
+    /// The status of service `name`, or a fresh one (not started yet).
+    pub fn service_or_new(&self, name: &str) -> ServiceStatus {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .unwrap_or_else(|| ServiceStatus {
+                name: name.to_string(),
+                ..Default::default()
+            })
+    }
+}
+
 impl Release {
     /// `namespace/name`, for logs and messages.
     pub fn key(&self) -> String {

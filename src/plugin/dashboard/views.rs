@@ -12,9 +12,7 @@ use jiff::tz::TimeZone;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use crate::api::{
-    GateKind, MemberKind, Outcome, Phase, Release, ReleaseStatus, ServicePhase, ServiceStatus,
-};
+use crate::api::{GateKind, MemberKind, Outcome, Phase, Release, ReleaseStatus, ServicePhase};
 use crate::text;
 use signalman_core::policy;
 
@@ -329,15 +327,7 @@ pub fn train_view(original: &Release, now: Timestamp) -> TrainView {
             let Some(spec) = eff.service(name) else {
                 continue;
             };
-            let st = status
-                .services
-                .iter()
-                .find(|s| &s.name == name)
-                .cloned()
-                .unwrap_or_else(|| ServiceStatus {
-                    name: name.clone(),
-                    ..Default::default()
-                });
+            let st = status.service_or_new(name);
             let kind = match spec.kind() {
                 MemberKind::Deployment { .. } => "deployment",
                 MemberKind::Job(_) => "job",
